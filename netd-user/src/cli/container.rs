@@ -1,0 +1,70 @@
+//! `netd container add|ls|inspect|rm`.
+
+use std::net::Ipv4Addr;
+
+use anyhow::Result;
+use clap::Subcommand;
+use serde_json::Value;
+
+use super::{Ctx, field, table};
+use crate::{api::Request, network::DEFAULT_NETWORK};
+
+#[derive(Subcommand, Debug)]
+pub enum ContainerCommand {
+    /// Create a container's network namespace and attach it to a network.
+    Add {
+        name: String,
+        /// Network to attach to.
+        #[arg(long, default_value = DEFAULT_NETWORK)]
+        network: String,
+        /// Address to use instead of the next free one.
+        #[arg(long)]
+        ip: Option<Ipv4Addr>,
+    },
+    /// List containers.
+    Ls,
+    /// Show one container as JSON.
+    Inspect { name: String },
+    /// Remove a container's namespace, veth and address.
+    Rm { name: String },
+}
+
+pub fn run(cmd: ContainerCommand, ctx: &Ctx) -> Result<()> {
+    match cmd {
+        ContainerCommand::Add { name, network, ip } => {
+            let value = ctx.call(&Request::ContainerAdd { name, network, ip })?;
+            ctx.print(&value, |v| field(v, "name"));
+        }
+        ContainerCommand::Ls => {
+            let value = ctx.call(&Request::ContainerLs)?;
+            ctx.print(&value, list_table);
+        }
+        ContainerCommand::Inspect { name } => {
+            let value = ctx.call(&Request::ContainerInspect { name })?;
+            println!("{}", serde_json::to_string_pretty(&value)?);
+        }
+        ContainerCommand::Rm { name } => {
+            ctx.call(&Request::ContainerRm { name: name.clone() })?;
+            ctx.print(&Value::String(name.clone()), |_| name);
+        }
+    }
+    Ok(())
+}
+
+fn list_table(value: &Value) -> String {
+    let rows = value
+        .as_array()
+        .map(|items| {
+            items
+                .iter()
+                .map(|c| {
+                    ["name", "network", "ip", "mac", "host_veth", "status"]
+                        .iter()
+                        .map(|k| field(c, k))
+                        .collect()
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    table(&["NAME", "NETWORK", "IP", "MAC", "HOST VETH", "STATUS"], rows)
+}

@@ -1,0 +1,50 @@
+//! The CLI side of the socket protocol.
+
+use std::{
+    io::{BufRead, BufReader, ErrorKind, Write},
+    os::unix::net::UnixStream,
+    path::Path,
+    time::Duration,
+};
+
+use anyhow::{Context, Result, anyhow, bail};
+use serde_json::Value;
+
+use crate::api::{Request, Response};
+
+/// Sends one request and returns the daemon's JSON result; a daemon-side
+/// error becomes this call's error, verbatim.
+pub fn call(socket: &Path, request: &Request) -> Result<Value> {
+    let mut stream = connect(socket)?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(300)))
+        .context("setting socket timeout")?;
+    let mut line = serde_json::to_vec(request)?;
+    line.push(b'\n');
+    stream.write_all(&line).context("sending request to the daemon")?;
+    let mut reply = String::new();
+    BufReader::new(stream)
+        .read_line(&mut reply)
+        .context("reading the daemon's reply")?;
+    if reply.is_empty() {
+        bail!("the daemon closed the connection without answering; see its log");
+    }
+    match serde_json::from_str(&reply).context("decoding the daemon's reply")? {
+        Response::Ok(value) => Ok(value),
+        Response::Err(message) => Err(anyhow!(message)),
+    }
+}
+
+fn connect(socket: &Path) -> Result<UnixStream> {
+    UnixStream::connect(socket).map_err(|e| match e.kind() {
+        ErrorKind::NotFound | ErrorKind::ConnectionRefused => anyhow!(
+            "netd daemon is not running (nothing listens on {}): start it with `netd daemon` or `cargo xtask run`, or pass --socket",
+            socket.display()
+        ),
+        ErrorKind::PermissionDenied => anyhow!(
+            "permission denied on {}: the netd socket is root-only, run the command as root",
+            socket.display()
+        ),
+        _ => anyhow!("cannot connect to the netd daemon at {}: {e}", socket.display()),
+    })
+}

@@ -1,0 +1,113 @@
+//! The Unix-socket server: one JSON line in, one JSON line out.
+
+use std::{fs, os::unix::fs::PermissionsExt, path::Path, sync::Arc};
+
+use anyhow::{Context, Result, bail};
+use nix::fcntl::{Flock, FlockArg};
+use tokio::{
+    io::{AsyncBufReadExt, AsyncWriteExt, BufReader},
+    net::{UnixListener, UnixStream},
+    signal::unix::{SignalKind, signal},
+    sync::{Mutex, Notify},
+};
+use tracing::{debug, info, warn};
+
+use super::{Daemon, DaemonConfig};
+use crate::api::{Request, Response};
+
+/// Runs the daemon until SIGINT/SIGTERM or `netd down`.
+pub async fn run(config: DaemonConfig) -> Result<()> {
+    let _lock = lock_state_dir(&config.state_dir)?;
+    refuse_if_socket_live(&config.socket).await?;
+    let socket = config.socket.clone();
+    let daemon = Arc::new(Mutex::new(Daemon::start(config).await?));
+    let listener = bind(&socket)?;
+    info!(socket = %socket.display(), "netd daemon ready");
+    let shutdown = Arc::new(Notify::new());
+    let mut term = signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing SIGINT handler")?;
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => {
+                    tokio::spawn(serve(stream, daemon.clone(), shutdown.clone()));
+                }
+                Err(e) => warn!("accept failed: {e}"),
+            },
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+            _ = shutdown.notified() => break,
+        }
+    }
+    let _ = fs::remove_file(&socket);
+    info!("netd daemon stopped; the datapath keeps running from its pinned links");
+    Ok(())
+}
+
+/// One daemon per state dir: an exclusive lock held for the daemon's life.
+fn lock_state_dir(state_dir: &Path) -> Result<Flock<fs::File>> {
+    fs::create_dir_all(state_dir)
+        .with_context(|| format!("creating state dir {}", state_dir.display()))?;
+    let path = state_dir.join("lock");
+    let file = fs::File::create(&path).with_context(|| format!("creating {}", path.display()))?;
+    Flock::lock(file, FlockArg::LockExclusiveNonblock).map_err(|_| {
+        anyhow::anyhow!(
+            "another netd daemon is using state dir {}: stop it first or pass another --state-dir",
+            state_dir.display()
+        )
+    })
+}
+
+async fn refuse_if_socket_live(socket: &Path) -> Result<()> {
+    if UnixStream::connect(socket).await.is_ok() {
+        bail!(
+            "another netd daemon is listening on {}: stop it first or pass another --socket",
+            socket.display()
+        );
+    }
+    Ok(())
+}
+
+fn bind(socket: &Path) -> Result<UnixListener> {
+    if let Some(dir) = socket.parent() {
+        fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let _ = fs::remove_file(socket); // stale socket from a killed daemon
+    let listener =
+        UnixListener::bind(socket).with_context(|| format!("binding {}", socket.display()))?;
+    // Root only: the socket grants full control of the host's networking.
+    fs::set_permissions(socket, fs::Permissions::from_mode(0o600))
+        .with_context(|| format!("restricting {}", socket.display()))?;
+    Ok(listener)
+}
+
+async fn serve(stream: UnixStream, daemon: Arc<Mutex<Daemon>>, shutdown: Arc<Notify>) {
+    if let Err(e) = serve_one(stream, daemon, shutdown).await {
+        debug!("client connection ended: {e:#}");
+    }
+}
+
+async fn serve_one(stream: UnixStream, daemon: Arc<Mutex<Daemon>>, shutdown: Arc<Notify>) -> Result<()> {
+    let (read, mut write) = stream.into_split();
+    let mut line = String::new();
+    BufReader::new(read).read_line(&mut line).await?;
+    let response = match serde_json::from_str::<Request>(&line) {
+        Ok(request) => {
+            let is_down = matches!(request, Request::Down);
+            debug!(?request, "request");
+            let result = daemon.lock().await.handle(request).await;
+            if is_down && result.is_ok() {
+                shutdown.notify_one();
+            }
+            match result {
+                Ok(value) => Response::Ok(value),
+                Err(e) => Response::Err(format!("{e:#}")),
+            }
+        }
+        Err(e) => Response::Err(format!("malformed request: {e}")),
+    };
+    let mut out = serde_json::to_vec(&response)?;
+    out.push(b'\n');
+    write.write_all(&out).await?;
+    Ok(())
+}

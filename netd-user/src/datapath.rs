@@ -1,0 +1,202 @@
+//! The eBPF datapath loader: loads the object built from `netd-ebpf`, pins
+//! its maps under the bpffs dir (with BTF, so `bpftool map dump` shows field
+//! names) and attaches the tcx programs through pinned links, so packets keep
+//! flowing while the daemon is stopped or restarting.
+
+use std::{
+    fs,
+    io::ErrorKind,
+    net::Ipv4Addr,
+    path::{Path, PathBuf},
+};
+
+use anyhow::{Context, Result, anyhow};
+use aya::{
+    Ebpf, EbpfLoader,
+    maps::{HashMap, MapData, PerCpuArray},
+    programs::{
+        LinkOrder, SchedClassifier, TcAttachType,
+        links::{FdLink, PinnedLink},
+        tc::TcAttachOptions,
+    },
+};
+use netd_common::{Counter, EndpointValue, StatIndex, map_names};
+use nix::{
+    mount::{MsFlags, mount},
+    sys::statfs::statfs,
+};
+
+static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/netd"));
+
+const PROG_FROM_CONTAINER: &str = "netd_from_container";
+const PROG_TO_CONTAINER: &str = "netd_to_container";
+const PINNED_MAPS: [&str; 2] = [map_names::STATS, map_names::ENDPOINTS];
+const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
+
+pub struct Datapath {
+    ebpf: Ebpf,
+    bpffs: PathBuf,
+}
+
+impl Datapath {
+    /// Loads the programs and opens (or creates and pins) the maps.
+    pub fn load(bpffs: &Path) -> Result<Self> {
+        ensure_bpffs(bpffs)?;
+        fs::create_dir_all(bpffs.join("links"))
+            .with_context(|| format!("creating {}/links", bpffs.display()))?;
+        let mut loader = EbpfLoader::new();
+        for name in PINNED_MAPS {
+            loader.map_pin_path(name, bpffs.join(name));
+        }
+        let mut ebpf = loader.load(OBJECT).context("loading the eBPF object")?;
+        for name in [PROG_FROM_CONTAINER, PROG_TO_CONTAINER] {
+            classifier(&mut ebpf, name)?
+                .load()
+                .with_context(|| format!("loading eBPF program {name} (verifier)"))?;
+        }
+        Ok(Self {
+            ebpf,
+            bpffs: bpffs.to_owned(),
+        })
+    }
+
+    /// Attaches the container programs to a container's host-side veth.
+    pub fn attach_veth(&mut self, ifname: &str) -> Result<()> {
+        let ingress = self.link_pin(ifname, "ingress");
+        self.attach(PROG_FROM_CONTAINER, ifname, TcAttachType::Ingress, &ingress)?;
+        let egress = self.link_pin(ifname, "egress");
+        self.attach(PROG_TO_CONTAINER, ifname, TcAttachType::Egress, &egress)
+    }
+
+    /// Drops the pinned links of a veth (detaching if it still exists).
+    pub fn detach_veth(&self, ifname: &str) -> Result<()> {
+        for dir in ["ingress", "egress"] {
+            remove_if_present(&self.link_pin(ifname, dir))?;
+        }
+        Ok(())
+    }
+
+    fn link_pin(&self, ifname: &str, direction: &str) -> PathBuf {
+        self.bpffs.join("links").join(format!("{ifname}-{direction}"))
+    }
+
+    /// Attaches `prog` to `ifname` through a pinned tcx link. An existing
+    /// pinned link is updated in place (atomic program replacement, e.g.
+    /// after an upgrade); a stale one (its device is gone) is replaced.
+    fn attach(&mut self, prog: &str, ifname: &str, ty: TcAttachType, pin: &Path) -> Result<()> {
+        let program = classifier(&mut self.ebpf, prog)?;
+        let replaced = PinnedLink::from_pin(pin)
+            .ok()
+            .and_then(|old| FdLink::from(old).try_into().ok())
+            .and_then(|link| program.attach_to_link(link).ok());
+        let link_id = match replaced {
+            Some(id) => id,
+            None => {
+                remove_if_present(pin)?;
+                let order = TcAttachOptions::TcxOrder(LinkOrder::default());
+                program
+                    .attach_with_options(ifname, ty, order)
+                    .with_context(|| format!("attaching {prog} to {ifname} ({ty:?})"))?
+            }
+        };
+        let link: FdLink = program
+            .take_link(link_id)
+            .context("taking ownership of the tcx link")?
+            .try_into()
+            .context("tcx link has no fd")?;
+        remove_if_present(pin)?;
+        link.pin(pin)
+            .with_context(|| format!("pinning link at {}", pin.display()))?;
+        Ok(())
+    }
+
+    fn endpoints(&mut self) -> Result<HashMap<&mut MapData, u32, EndpointValue>> {
+        let map = self
+            .ebpf
+            .map_mut(map_names::ENDPOINTS)
+            .ok_or_else(|| anyhow!("map {} missing from the object", map_names::ENDPOINTS))?;
+        HashMap::try_from(map).context("opening the endpoints map")
+    }
+
+    pub fn set_endpoint(&mut self, ip: Ipv4Addr, value: EndpointValue) -> Result<()> {
+        self.endpoints()?
+            .insert(u32::from(ip).to_be(), value, 0)
+            .with_context(|| format!("adding endpoint {ip} to the datapath"))
+    }
+
+    pub fn remove_endpoint(&mut self, ip: Ipv4Addr) -> Result<()> {
+        match self.endpoints()?.remove(&u32::from(ip).to_be()) {
+            Ok(()) => Ok(()),
+            Err(aya::maps::MapError::KeyNotFound) => Ok(()),
+            Err(e) => Err(e).with_context(|| format!("removing endpoint {ip} from the datapath")),
+        }
+    }
+
+    /// Sums the per-CPU counters.
+    pub fn stats(&self) -> Result<Vec<(StatIndex, Counter)>> {
+        let map = self
+            .ebpf
+            .map(map_names::STATS)
+            .ok_or_else(|| anyhow!("map {} missing from the object", map_names::STATS))?;
+        let stats: PerCpuArray<&MapData, Counter> =
+            PerCpuArray::try_from(map).context("opening the stats map")?;
+        StatIndex::ALL
+            .iter()
+            .map(|&index| {
+                let per_cpu = stats
+                    .get(&(index as u32), 0)
+                    .with_context(|| format!("reading counter {}", index.name()))?;
+                let sum = per_cpu.iter().fold(Counter::default(), |acc, c| Counter {
+                    packets: acc.packets + c.packets,
+                    bytes: acc.bytes + c.bytes,
+                });
+                Ok((index, sum))
+            })
+            .collect()
+    }
+}
+
+fn classifier<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut SchedClassifier> {
+    ebpf.program_mut(name)
+        .ok_or_else(|| anyhow!("program {name} missing from the eBPF object"))?
+        .try_into()
+        .with_context(|| format!("program {name} is not a classifier"))
+}
+
+fn remove_if_present(path: &Path) -> Result<()> {
+    match fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e).with_context(|| format!("removing {}", path.display())),
+    }
+}
+
+fn on_bpffs(path: &Path) -> bool {
+    statfs(path).is_ok_and(|s| s.filesystem_type().0 as i64 == BPF_FS_MAGIC)
+}
+
+/// Makes sure `dir` lives on a bpf filesystem, mounting one if needed (as
+/// Cilium does): at /sys/fs/bpf for paths below it, else at `dir` itself.
+pub fn ensure_bpffs(dir: &Path) -> Result<()> {
+    let existing = dir.ancestors().find(|p| p.exists()).unwrap_or(Path::new("/"));
+    if !on_bpffs(existing) {
+        let sys_bpf = Path::new("/sys/fs/bpf");
+        let mount_at = if dir.starts_with(sys_bpf) { sys_bpf } else { dir };
+        fs::create_dir_all(mount_at)
+            .with_context(|| format!("creating {}", mount_at.display()))?;
+        if !on_bpffs(mount_at) {
+            mount(Some("bpf"), mount_at, Some("bpf"), MsFlags::empty(), None::<&str>)
+                .with_context(|| format!("mounting bpffs at {}", mount_at.display()))?;
+        }
+    }
+    fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))
+}
+
+/// Removes every pinned object netd created (maps and links) and the dir.
+pub fn unpin_all(bpffs: &Path) -> Result<()> {
+    match fs::remove_dir_all(bpffs) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e).with_context(|| format!("removing pinned objects in {}", bpffs.display())),
+    }
+}

@@ -1,0 +1,177 @@
+//! rtnetlink helpers: the few link, address and route operations netd needs,
+//! each with the context a user needs when it fails.
+
+use std::{net::Ipv4Addr, os::fd::AsRawFd, path::Path};
+
+use anyhow::{Context, Result, anyhow};
+use futures::TryStreamExt;
+use rtnetlink::{
+    Handle, LinkBridge, LinkMessageBuilder, LinkUnspec, RouteMessageBuilder,
+    packet_route::link::{InfoData, InfoKind, InfoVeth, LinkAttribute, LinkMessage},
+};
+
+use crate::netns;
+
+/// A netlink route socket bound to one network namespace.
+#[derive(Clone)]
+pub struct Netlink {
+    handle: Handle,
+}
+
+fn is_errno(err: &rtnetlink::Error, errno: i32) -> bool {
+    matches!(err, rtnetlink::Error::NetlinkError(m) if m.raw_code() == -errno)
+}
+
+impl Netlink {
+    /// A socket in the daemon's own namespace.
+    pub fn current() -> Result<Self> {
+        let (conn, handle, _) = rtnetlink::new_connection().context("opening a netlink socket")?;
+        tokio::spawn(conn);
+        Ok(Self { handle })
+    }
+
+    /// A socket in the namespace pinned at `path`. The socket is created on a
+    /// throwaway thread that joined the namespace; it stays bound to it.
+    pub fn in_netns(path: &Path) -> Result<Self> {
+        let runtime = tokio::runtime::Handle::current();
+        netns::run_in(path, move || {
+            let _guard = runtime.enter();
+            Self::current()
+        })
+    }
+
+    /// ifindex of the link called `name`, if there is one.
+    pub async fn link_index(&self, name: &str) -> Result<Option<u32>> {
+        Ok(self.link_by_name(name).await?.map(|l| l.header.index))
+    }
+
+    async fn link_by_name(&self, name: &str) -> Result<Option<LinkMessage>> {
+        let mut links = self.handle.link().get().match_name(name.to_string()).execute();
+        match links.try_next().await {
+            Ok(link) => Ok(link),
+            Err(e) if is_errno(&e, libc_enodev()) => Ok(None),
+            Err(e) => Err(e).with_context(|| format!("looking up link {name}")),
+        }
+    }
+
+    /// MAC address of link `index`.
+    pub async fn link_mac(&self, index: u32) -> Result<[u8; 6]> {
+        let mut links = self.handle.link().get().match_index(index).execute();
+        let link = links
+            .try_next()
+            .await
+            .with_context(|| format!("looking up link {index}"))?
+            .ok_or_else(|| anyhow!("link {index} not found"))?;
+        link.attributes
+            .iter()
+            .find_map(|a| match a {
+                LinkAttribute::Address(mac) if mac.len() == 6 => {
+                    let mut out = [0u8; 6];
+                    out.copy_from_slice(mac);
+                    Some(out)
+                }
+                _ => None,
+            })
+            .ok_or_else(|| anyhow!("link {index} has no MAC address"))
+    }
+
+    /// Creates bridge `name` if missing, brings it up, returns its ifindex.
+    /// The MAC is fixed: a bridge otherwise takes the lowest MAC of its
+    /// ports, and changes it as containers come and go.
+    pub async fn ensure_bridge(&self, name: &str, mac: [u8; 6]) -> Result<u32> {
+        if self.link_index(name).await?.is_none() {
+            let msg = LinkBridge::new(name).address(mac.to_vec()).up().build();
+            self.handle
+                .link()
+                .add(msg)
+                .execute()
+                .await
+                .with_context(|| format!("creating bridge {name}"))?;
+        }
+        let index = self
+            .link_index(name)
+            .await?
+            .ok_or_else(|| anyhow!("bridge {name} vanished right after creation"))?;
+        self.set_up(index).await?;
+        Ok(index)
+    }
+
+    /// Adds `ip/prefix` to link `index`; an address already present is fine.
+    pub async fn add_address(&self, index: u32, ip: Ipv4Addr, prefix: u8) -> Result<()> {
+        match self.handle.address().add(index, ip.into(), prefix).execute().await {
+            Ok(()) => Ok(()),
+            Err(e) if is_errno(&e, 17) => Ok(()), // EEXIST
+            Err(e) => Err(e).with_context(|| format!("adding {ip}/{prefix} to link {index}")),
+        }
+    }
+
+    pub async fn set_up(&self, index: u32) -> Result<()> {
+        let msg = LinkUnspec::new_with_index(index).up().build();
+        self.handle
+            .link()
+            .set(msg)
+            .execute()
+            .await
+            .with_context(|| format!("setting link {index} up"))
+    }
+
+    /// Creates a veth pair: `host_name` here, attached to `bridge` and up;
+    /// its peer `peer_name` (with `peer_mac`) directly inside the namespace
+    /// at `netns_path`, so no rename and no name clash on the host.
+    pub async fn add_veth_into_netns(
+        &self,
+        host_name: &str,
+        bridge: u32,
+        peer_name: &str,
+        peer_mac: [u8; 6],
+        netns_path: &Path,
+    ) -> Result<u32> {
+        let ns = netns::open(netns_path)?;
+        let peer = LinkMessageBuilder::<LinkUnspec>::new()
+            .name(peer_name.to_string())
+            .address(peer_mac.to_vec())
+            .setns_by_fd(ns.as_raw_fd())
+            .build();
+        let msg = LinkMessageBuilder::<LinkUnspec>::new_with_info_kind(InfoKind::Veth)
+            .name(host_name.to_string())
+            .controller(bridge)
+            .up()
+            .set_info_data(InfoData::Veth(InfoVeth::Peer(peer)))
+            .build();
+        self.handle
+            .link()
+            .add(msg)
+            .execute()
+            .await
+            .with_context(|| format!("creating veth pair {host_name}/{peer_name}"))?;
+        self.link_index(host_name)
+            .await?
+            .ok_or_else(|| anyhow!("veth {host_name} vanished right after creation"))
+    }
+
+    /// Deletes link `name`; a link that is already gone is fine.
+    pub async fn delete_link(&self, name: &str) -> Result<()> {
+        let Some(index) = self.link_index(name).await? else {
+            return Ok(());
+        };
+        match self.handle.link().del(index).execute().await {
+            Ok(()) => Ok(()),
+            Err(e) if is_errno(&e, libc_enodev()) => Ok(()),
+            Err(e) => Err(e).with_context(|| format!("deleting link {name}")),
+        }
+    }
+
+    /// Adds the default route via `gateway`.
+    pub async fn add_default_route(&self, gateway: Ipv4Addr) -> Result<()> {
+        let route = RouteMessageBuilder::<Ipv4Addr>::new().gateway(gateway).build();
+        match self.handle.route().add(route).execute().await {
+            Ok(()) => Ok(()),
+            Err(e) if is_errno(&e, 17) => Ok(()),
+            Err(e) => Err(e).with_context(|| format!("adding default route via {gateway}")),
+        }
+    }
+}
+
+const fn libc_enodev() -> i32 {
+    19
+}
