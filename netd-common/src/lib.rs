@@ -15,6 +15,126 @@ pub mod map_names {
     pub const PORTMAPS: &str = "NETD_PORTMAPS";
     pub const CONNTRACK: &str = "NETD_CONNTRACK";
     pub const CONFIG: &str = "NETD_CONFIG";
+    pub const BRIDGES: &str = "NETD_BRIDGES";
+    pub const HOST_ADDRS: &str = "NETD_HOST_ADDRS";
+    /// Every map the daemon pins, in one list.
+    pub const ALL: [&str; 7] = [
+        STATS, ENDPOINTS, PORTMAPS, CONNTRACK, CONFIG, BRIDGES, HOST_ADDRS,
+    ];
+}
+
+pub const IPPROTO_ICMP: u8 = 1;
+pub const IPPROTO_TCP: u8 = 6;
+pub const IPPROTO_UDP: u8 = 17;
+
+/// Connection-tracking key: a flow's tuple as seen on the wire in one
+/// direction. For ICMP echo the identifier takes the place of the source
+/// port in requests and of the destination port in replies, so the reply
+/// tuple is the reversed request tuple, as for TCP and UDP.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct CtKey {
+    pub src_ip: u32,
+    pub dst_ip: u32,
+    pub src_port: u16,
+    pub dst_port: u16,
+    pub proto: u8,
+    pub pad: [u8; 3],
+}
+
+impl CtKey {
+    /// The tuple of packets flowing the other way.
+    pub const fn reversed(&self) -> CtKey {
+        CtKey {
+            src_ip: self.dst_ip,
+            dst_ip: self.src_ip,
+            src_port: self.dst_port,
+            dst_port: self.src_port,
+            proto: self.proto,
+            pad: [0; 3],
+        }
+    }
+}
+
+/// `CtValue::kind`: which NAT created the entry.
+pub mod ct_kind {
+    /// Published port: outside client -> host port -> container.
+    pub const DNAT: u8 = 1;
+    /// MASQUERADE: container -> outside, source rewritten to the host's.
+    pub const SNAT: u8 = 2;
+    /// A container reaching a published port through the host address.
+    pub const HAIRPIN: u8 = 3;
+}
+
+/// `CtValue::direction`.
+pub mod ct_dir {
+    pub const ORIGINAL: u8 = 0;
+    pub const REPLY: u8 = 1;
+}
+
+/// `CtValue::tcp_flags`: TCP flags seen on this direction (sticky bits).
+pub mod ct_tcp {
+    pub const SYN: u8 = 1;
+    pub const FIN: u8 = 2;
+    pub const RST: u8 = 4;
+}
+
+/// Connection-tracking value: the rewrite to apply to packets whose tuple
+/// is the key, and the bookkeeping the userspace GC expires entries by.
+/// Each flow has two entries, ORIGINAL and REPLY; the REPLY key is the
+/// reversed translated ORIGINAL tuple.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CtValue {
+    /// Rewritten tuple (network order); equal to the key where unchanged.
+    pub nat_src_ip: u32,
+    pub nat_dst_ip: u32,
+    pub nat_src_port: u16,
+    pub nat_dst_port: u16,
+    pub kind: u8,
+    pub direction: u8,
+    pub tcp_flags: u8,
+    pub pad: u8,
+    /// bpf_ktime_get_ns() of the last packet (CLOCK_MONOTONIC).
+    pub last_seen_ns: u64,
+    pub packets: u64,
+    pub bytes: u64,
+}
+
+impl CtValue {
+    /// The tuple after translation.
+    pub const fn translated(&self, proto: u8) -> CtKey {
+        CtKey {
+            src_ip: self.nat_src_ip,
+            dst_ip: self.nat_dst_ip,
+            src_port: self.nat_src_port,
+            dst_port: self.nat_dst_port,
+            proto,
+            pad: [0; 3],
+        }
+    }
+}
+
+/// A network's bridge, keyed by the bridge's ifindex.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BridgeValue {
+    pub network_id: u32,
+    /// Gateway address (network order): source of hairpin SNAT.
+    pub gateway: u32,
+    /// 1 for `--internal` networks: no MASQUERADE, nothing outside.
+    pub internal: u32,
+}
+
+/// Global datapath settings (one-element array).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DatapathConfig {
+    /// Cookie of the host network namespace; the socket hooks act only there.
+    pub host_netns_cookie: u64,
+    /// Start and end (inclusive, host order) of the MASQUERADE port range.
+    pub nat_port_min: u32,
+    pub nat_port_max: u32,
 }
 
 /// Index into the per-CPU `NETD_STATS` array.
@@ -94,6 +214,8 @@ pub struct EndpointValue {
     pub mac: [u8; 6],
     /// The gateway (bridge) MAC, used as source MAC when forwarding.
     pub gw_mac: [u8; 6],
+    /// The network's gateway address (network order): hairpin SNAT source.
+    pub gateway: u32,
 }
 
 /// Published-port lookup key.
@@ -129,4 +251,8 @@ mod pod {
     unsafe impl aya::Pod for EndpointValue {}
     unsafe impl aya::Pod for PortMapKey {}
     unsafe impl aya::Pod for PortMapValue {}
+    unsafe impl aya::Pod for CtKey {}
+    unsafe impl aya::Pod for CtValue {}
+    unsafe impl aya::Pod for BridgeValue {}
+    unsafe impl aya::Pod for DatapathConfig {}
 }

@@ -1,47 +1,233 @@
-//! netd's eBPF datapath. Built for `bpfel-unknown-none` by netd-user's build.rs.
+//! netd's eBPF datapath. Built for `bpfel-unknown-none` by netd-user's
+//! build.rs. See docs/ARCHITECTURE.md for the packet paths.
 #![no_std]
 #![no_main]
 
+mod conntrack;
+mod maps;
+mod packet;
+mod route;
+mod sock;
+
 use aya_ebpf::{
-    bindings::TC_ACT_UNSPEC,
-    btf_maps::{HashMap, PerCpuArray},
-    macros::{btf_map, classifier},
+    bindings::{TC_ACT_SHOT, TC_ACT_UNSPEC},
+    macros::classifier,
     programs::TcContext,
 };
-use netd_common::{Counter, EndpointValue, StatIndex};
+use netd_common::{CtKey, CtValue, PortMapKey, PortMapValue, StatIndex, ct_dir, ct_kind};
 
-/// Per-CPU counters indexed by `StatIndex`.
-#[btf_map]
-static NETD_STATS: PerCpuArray<Counter, { StatIndex::COUNT as usize }> = PerCpuArray::new();
+use crate::{
+    maps::{NETD_ENDPOINTS, NETD_HOST_ADDRS, NETD_PORTMAPS, config, count},
+    packet::{IP_DST_OFF, IP_SRC_OFF, Packet, Skip, parse, set_ip, set_port},
+    route::{Route, deliver, fib_lookup},
+};
 
-/// Container endpoints by IPv4 address (network order).
-#[btf_map]
-static NETD_ENDPOINTS: HashMap<u32, EndpointValue, 65536> = HashMap::new();
-
-#[inline(always)]
-fn count(index: StatIndex, bytes: u32) {
-    if let Some(counter) = NETD_STATS.get_ptr_mut(index as u32) {
-        // SAFETY: per-CPU slot, only this CPU writes it while we run.
-        unsafe {
-            (*counter).packets += 1;
-            (*counter).bytes += u64::from(bytes);
-        }
+/// tcx ingress of the uplink: published ports (DNAT) and replies to
+/// MASQUERADE-d flows. Everything else goes on to the host stack.
+#[classifier]
+pub fn netd_uplink_ingress(mut ctx: TcContext) -> i32 {
+    count(StatIndex::Uplink, ctx.len());
+    let pkt = match parse(&ctx) {
+        Ok(pkt) => pkt,
+        Err(skip) => return skipped(skip),
+    };
+    if let Some(ct) = conntrack::lookup(&pkt.tuple) {
+        return forward_tracked(&mut ctx, &pkt, ct);
+    }
+    match published(&pkt) {
+        Some(target) => dnat(&mut ctx, &pkt, &target),
+        None => TC_ACT_UNSPEC,
     }
 }
 
-/// tcx ingress of a container's host-side veth: packets leaving the container.
+/// tcx ingress of a container's host-side veth: packets leaving the
+/// container. Tracked flows, hairpin to published ports, direct
+/// container-to-container forwarding, MASQUERADE.
 #[classifier]
-pub fn netd_from_container(ctx: TcContext) -> i32 {
+pub fn netd_from_container(mut ctx: TcContext) -> i32 {
     count(StatIndex::FromContainer, ctx.len());
-    let _ = NETD_ENDPOINTS.get_ptr(0u32);
-    TC_ACT_UNSPEC
+    let pkt = match parse(&ctx) {
+        Ok(pkt) => pkt,
+        Err(skip) => return skipped(skip),
+    };
+    if let Some(ct) = conntrack::lookup(&pkt.tuple) {
+        return forward_tracked(&mut ctx, &pkt, ct);
+    }
+    if let Some(target) = published(&pkt) {
+        return hairpin(&mut ctx, &pkt, &target);
+    }
+    if let Some(peer) = NETD_ENDPOINTS.get_ptr(pkt.tuple.dst_ip) {
+        // SAFETY: map value pointer, valid for this run.
+        let peer = unsafe { &*peer };
+        count(StatIndex::Forwarded, pkt.len);
+        return deliver_to(&mut ctx, peer);
+    }
+    masquerade(&mut ctx, &pkt)
 }
 
-/// tcx egress of a container's host-side veth: packets entering the container.
+/// tcx egress of a container's host-side veth: packets the bridge hands to
+/// the container (ARP, broadcast, anything not redirected by eBPF).
 #[classifier]
 pub fn netd_to_container(ctx: TcContext) -> i32 {
     count(StatIndex::ToContainer, ctx.len());
     TC_ACT_UNSPEC
+}
+
+#[inline(always)]
+fn skipped(skip: Skip) -> i32 {
+    match skip {
+        Skip::NotNat => TC_ACT_UNSPEC,
+        Skip::Malformed => {
+            count(StatIndex::DropMalformed, 0);
+            TC_ACT_SHOT
+        }
+    }
+}
+
+/// The published port a new TCP/UDP flow is addressed to, if any: an exact
+/// (host ip, port) mapping, or a wildcard one when the destination is one
+/// of the host's own addresses.
+#[inline(always)]
+fn published(pkt: &Packet) -> Option<PortMapValue> {
+    let t = &pkt.tuple;
+    if t.proto != netd_common::IPPROTO_TCP && t.proto != netd_common::IPPROTO_UDP {
+        return None;
+    }
+    let mut key = PortMapKey {
+        host_ip: t.dst_ip,
+        host_port: t.dst_port,
+        proto: t.proto,
+        pad: 0,
+    };
+    if let Some(v) = NETD_PORTMAPS.get_ptr(key) {
+        return Some(unsafe { *v });
+    }
+    NETD_HOST_ADDRS.get_ptr(t.dst_ip)?;
+    key.host_ip = 0;
+    NETD_PORTMAPS.get_ptr(key).map(|v| unsafe { *v })
+}
+
+/// Rewrites the packet to the tuple `t`.
+#[inline(always)]
+fn translate(ctx: &mut TcContext, pkt: &Packet, t: &CtKey) -> Result<(), ()> {
+    let o = &pkt.tuple;
+    set_ip(ctx, pkt, IP_SRC_OFF, o.src_ip, t.src_ip)?;
+    set_ip(ctx, pkt, IP_DST_OFF, o.dst_ip, t.dst_ip)?;
+    set_port(ctx, pkt, false, o.src_port, t.src_port)?;
+    set_port(ctx, pkt, true, o.dst_port, t.dst_port)
+}
+
+#[inline(always)]
+fn rewrite_failed() -> i32 {
+    count(StatIndex::DropMalformed, 0);
+    TC_ACT_SHOT
+}
+
+/// A packet of a known flow: apply the flow's translation and deliver.
+#[inline(always)]
+fn forward_tracked(ctx: &mut TcContext, pkt: &Packet, ct: *mut CtValue) -> i32 {
+    conntrack::touch(ct, pkt);
+    // SAFETY: map value pointer, valid for this run.
+    let ct = unsafe { &*ct };
+    let t = ct.translated(pkt.tuple.proto);
+    if translate(ctx, pkt, &t).is_err() {
+        return rewrite_failed();
+    }
+    let stat = match (ct.direction, ct.kind) {
+        (ct_dir::REPLY, _) => StatIndex::ReverseNat,
+        (_, ct_kind::SNAT) => StatIndex::Snat,
+        _ => StatIndex::Dnat,
+    };
+    count(stat, pkt.len);
+    deliver(ctx, &t)
+}
+
+/// First packet to a published port from outside.
+#[inline(always)]
+fn dnat(ctx: &mut TcContext, pkt: &Packet, target: &PortMapValue) -> i32 {
+    let t = CtKey {
+        dst_ip: target.container_ip,
+        dst_port: target.container_port,
+        ..pkt.tuple
+    };
+    if conntrack::create(pkt, &t, ct_kind::DNAT).is_err() || translate(ctx, pkt, &t).is_err() {
+        return rewrite_failed();
+    }
+    count(StatIndex::Dnat, pkt.len);
+    deliver(ctx, &t)
+}
+
+/// A container reaching a published port through a host address: DNAT to
+/// the target and SNAT to the gateway, so the reply comes back through us
+/// (and a container can reach itself).
+#[inline(always)]
+fn hairpin(ctx: &mut TcContext, pkt: &Packet, target: &PortMapValue) -> i32 {
+    let Some(src) = NETD_ENDPOINTS.get_ptr(pkt.tuple.src_ip) else {
+        return TC_ACT_UNSPEC;
+    };
+    let gateway = unsafe { (*src).gateway };
+    let t = CtKey {
+        src_ip: gateway,
+        dst_ip: target.container_ip,
+        dst_port: target.container_port,
+        ..pkt.tuple
+    };
+    snat_and_deliver(ctx, pkt, &t, ct_kind::HAIRPIN, None)
+}
+
+/// MASQUERADE: traffic to anything that is not the host itself and not a
+/// netd network leaves with the address the route's interface would use.
+#[inline(always)]
+fn masquerade(ctx: &mut TcContext, pkt: &Packet) -> i32 {
+    let Some(route) = fib_lookup(ctx, &pkt.tuple) else {
+        return TC_ACT_UNSPEC;
+    };
+    if route.src == 0 || maps::NETD_BRIDGES.get_ptr(route.ifindex).is_some() {
+        return TC_ACT_UNSPEC;
+    }
+    let t = CtKey {
+        src_ip: route.src,
+        ..pkt.tuple
+    };
+    snat_and_deliver(ctx, pkt, &t, ct_kind::SNAT, Some(&route))
+}
+
+#[inline(always)]
+fn snat_and_deliver(
+    ctx: &mut TcContext,
+    pkt: &Packet,
+    t: &CtKey,
+    kind: u8,
+    route: Option<&Route>,
+) -> i32 {
+    let (min, max) = match config() {
+        Some(c) if c.nat_port_max >= c.nat_port_min && c.nat_port_min > 0 => {
+            (c.nat_port_min, c.nat_port_max)
+        }
+        _ => (1024, 65535),
+    };
+    let Some(t) = conntrack::create_with_port(pkt, t, kind, min, max) else {
+        count(StatIndex::DropNoPort, pkt.len);
+        return TC_ACT_SHOT;
+    };
+    if translate(ctx, pkt, &t).is_err() {
+        return rewrite_failed();
+    }
+    match route {
+        Some(route) => {
+            count(StatIndex::Snat, pkt.len);
+            route::redirect(ctx, route)
+        }
+        None => {
+            count(StatIndex::Dnat, pkt.len);
+            deliver(ctx, &t)
+        }
+    }
+}
+
+#[inline(always)]
+fn deliver_to(ctx: &mut TcContext, peer: &netd_common::EndpointValue) -> i32 {
+    route::to_endpoint(ctx, peer)
 }
 
 #[cfg(not(test))]

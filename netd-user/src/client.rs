@@ -21,7 +21,9 @@ pub fn call(socket: &Path, request: &Request) -> Result<Value> {
         .context("setting socket timeout")?;
     let mut line = serde_json::to_vec(request)?;
     line.push(b'\n');
-    stream.write_all(&line).context("sending request to the daemon")?;
+    stream
+        .write_all(&line)
+        .context("sending request to the daemon")?;
     let mut reply = String::new();
     BufReader::new(stream)
         .read_line(&mut reply)

@@ -6,13 +6,7 @@
 //! the kernel objects are made; any failure (or a crash, found at the next
 //! start) removes whatever was made and the record with it.
 
-use std::{
-    collections::HashSet,
-    fs::File,
-    io::Read,
-    net::Ipv4Addr,
-    path::Path,
-};
+use std::{collections::HashSet, fs::File, io::Read, net::Ipv4Addr, path::Path};
 
 use anyhow::{Context, Result, bail};
 use netd_common::EndpointValue;
@@ -21,8 +15,9 @@ use tracing::{info, warn};
 
 use crate::{
     daemon::Daemon,
-    ipam, netns,
+    ipam,
     netlink::Netlink,
+    netns,
     state::{ContainerRecord, NetworkRecord, Phase},
 };
 
@@ -31,7 +26,10 @@ const CONTAINER_IFNAME: &str = "eth0";
 /// Docker's rule for names: `[a-zA-Z0-9][a-zA-Z0-9_.-]*`, here at most 64
 /// characters (the name is also the namespace file name).
 pub fn validate_name(name: &str) -> Result<()> {
-    let valid_start = name.chars().next().is_some_and(|c| c.is_ascii_alphanumeric());
+    let valid_start = name
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphanumeric());
     let valid_rest = name
         .chars()
         .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
@@ -61,7 +59,9 @@ impl Daemon {
     ) -> Result<ContainerRecord> {
         validate_name(name)?;
         if self.store.container(name)?.is_some() {
-            bail!("container {name} already exists: pick another name or `netd container rm {name}` first");
+            bail!(
+                "container {name} already exists: pick another name or `netd container rm {name}` first"
+            );
         }
         let net = self.network(network)?;
         let netns_path = self.config.netns_dir.join(name);
@@ -71,7 +71,12 @@ impl Daemon {
                 netns_path.display()
             );
         }
-        let ip = ipam::allocate(net.subnet, net.gateway, &self.used_ips(&net.name)?, requested_ip)?;
+        let ip = ipam::allocate(
+            net.subnet,
+            net.gateway,
+            &self.used_ips(&net.name)?,
+            requested_ip,
+        )?;
         let id = random_id()?;
         let mut record = ContainerRecord {
             host_veth: format!("veth{}", &id[..7]),
@@ -156,6 +161,7 @@ impl Daemon {
             network_id: net.net_id,
             mac,
             gw_mac,
+            gateway: u32::from(net.gateway).to_be(),
         };
         self.datapath.set_endpoint(rec.ip, endpoint)
     }
@@ -196,7 +202,10 @@ impl Daemon {
     /// What is wrong with a container's plumbing, if anything.
     pub async fn container_problem(&self, rec: &ContainerRecord) -> Result<Option<String>> {
         if !netns::is_mounted(&rec.netns) {
-            return Ok(Some(format!("network namespace {} is missing", rec.netns.display())));
+            return Ok(Some(format!(
+                "network namespace {} is missing",
+                rec.netns.display()
+            )));
         }
         if self.netlink.link_index(&rec.host_veth).await?.is_none() {
             return Ok(Some(format!("host veth {} is missing", rec.host_veth)));
@@ -226,7 +235,8 @@ impl Daemon {
         match self.container_problem(&rec).await? {
             None => {
                 let mac = ipam::mac_for(rec.ip);
-                self.attach_datapath(&net, &rec, rec.host_ifindex, mac).await
+                self.attach_datapath(&net, &rec, rec.host_ifindex, mac)
+                    .await
             }
             Some(problem) => {
                 warn!(container = %rec.name, "{problem}; repairing the container's plumbing");
@@ -283,7 +293,10 @@ impl Daemon {
 /// Inside the container: `lo` and `eth0` up, the address, the default route.
 async fn configure_inside(netns_path: &Path, ip: Ipv4Addr, net: &NetworkRecord) -> Result<()> {
     let inner = Netlink::in_netns(netns_path)?;
-    let lo = inner.link_index("lo").await?.context("no lo in the new namespace")?;
+    let lo = inner
+        .link_index("lo")
+        .await?
+        .context("no lo in the new namespace")?;
     inner.set_up(lo).await?;
     let eth0 = inner
         .link_index(CONTAINER_IFNAME)
@@ -306,7 +319,15 @@ mod tests {
         for ok in ["c1", "web.1", "a_b-c", &"x".repeat(64)] {
             assert!(validate_name(ok).is_ok(), "{ok}");
         }
-        for bad in ["", "bad/name", "-lead", ".hidden", "sp ace", &"x".repeat(65), "ümlaut"] {
+        for bad in [
+            "",
+            "bad/name",
+            "-lead",
+            ".hidden",
+            "sp ace",
+            &"x".repeat(65),
+            "ümlaut",
+        ] {
             assert!(validate_name(bad).is_err(), "{bad}");
         }
     }

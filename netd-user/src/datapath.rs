@@ -77,7 +77,9 @@ impl Datapath {
     }
 
     fn link_pin(&self, ifname: &str, direction: &str) -> PathBuf {
-        self.bpffs.join("links").join(format!("{ifname}-{direction}"))
+        self.bpffs
+            .join("links")
+            .join(format!("{ifname}-{direction}"))
     }
 
     /// Attaches `prog` to `ifname` through a pinned tcx link. An existing
@@ -172,21 +174,33 @@ fn remove_if_present(path: &Path) -> Result<()> {
 }
 
 fn on_bpffs(path: &Path) -> bool {
-    statfs(path).is_ok_and(|s| s.filesystem_type().0 as i64 == BPF_FS_MAGIC)
+    statfs(path).is_ok_and(|s| s.filesystem_type().0 == BPF_FS_MAGIC)
 }
 
 /// Makes sure `dir` lives on a bpf filesystem, mounting one if needed (as
 /// Cilium does): at /sys/fs/bpf for paths below it, else at `dir` itself.
 pub fn ensure_bpffs(dir: &Path) -> Result<()> {
-    let existing = dir.ancestors().find(|p| p.exists()).unwrap_or(Path::new("/"));
+    let existing = dir
+        .ancestors()
+        .find(|p| p.exists())
+        .unwrap_or(Path::new("/"));
     if !on_bpffs(existing) {
         let sys_bpf = Path::new("/sys/fs/bpf");
-        let mount_at = if dir.starts_with(sys_bpf) { sys_bpf } else { dir };
-        fs::create_dir_all(mount_at)
-            .with_context(|| format!("creating {}", mount_at.display()))?;
+        let mount_at = if dir.starts_with(sys_bpf) {
+            sys_bpf
+        } else {
+            dir
+        };
+        fs::create_dir_all(mount_at).with_context(|| format!("creating {}", mount_at.display()))?;
         if !on_bpffs(mount_at) {
-            mount(Some("bpf"), mount_at, Some("bpf"), MsFlags::empty(), None::<&str>)
-                .with_context(|| format!("mounting bpffs at {}", mount_at.display()))?;
+            mount(
+                Some("bpf"),
+                mount_at,
+                Some("bpf"),
+                MsFlags::empty(),
+                None::<&str>,
+            )
+            .with_context(|| format!("mounting bpffs at {}", mount_at.display()))?;
         }
     }
     fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))

@@ -43,7 +43,11 @@ fn check_requested(
     Ok(())
 }
 
-fn first_free(subnet: Ipv4Network, gateway: Ipv4Addr, used: &HashSet<Ipv4Addr>) -> Result<Ipv4Addr> {
+fn first_free(
+    subnet: Ipv4Network,
+    gateway: Ipv4Addr,
+    used: &HashSet<Ipv4Addr>,
+) -> Result<Ipv4Addr> {
     let first = u32::from(subnet.network()).saturating_add(1);
     let last = u32::from(subnet.broadcast()).saturating_sub(1);
     (first..=last)
@@ -63,7 +67,10 @@ pub fn mac_for(ip: Ipv4Addr) -> [u8; 6] {
 }
 
 pub fn format_mac(mac: [u8; 6]) -> String {
-    mac.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")
+    mac.iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
 }
 
 #[cfg(test)]

@@ -46,7 +46,12 @@ impl Netlink {
     }
 
     async fn link_by_name(&self, name: &str) -> Result<Option<LinkMessage>> {
-        let mut links = self.handle.link().get().match_name(name.to_string()).execute();
+        let mut links = self
+            .handle
+            .link()
+            .get()
+            .match_name(name.to_string())
+            .execute();
         match links.try_next().await {
             Ok(link) => Ok(link),
             Err(e) if is_errno(&e, libc_enodev()) => Ok(None),
@@ -98,7 +103,13 @@ impl Netlink {
 
     /// Adds `ip/prefix` to link `index`; an address already present is fine.
     pub async fn add_address(&self, index: u32, ip: Ipv4Addr, prefix: u8) -> Result<()> {
-        match self.handle.address().add(index, ip.into(), prefix).execute().await {
+        match self
+            .handle
+            .address()
+            .add(index, ip.into(), prefix)
+            .execute()
+            .await
+        {
             Ok(()) => Ok(()),
             Err(e) if is_errno(&e, 17) => Ok(()), // EEXIST
             Err(e) => Err(e).with_context(|| format!("adding {ip}/{prefix} to link {index}")),
@@ -163,7 +174,9 @@ impl Netlink {
 
     /// Adds the default route via `gateway`.
     pub async fn add_default_route(&self, gateway: Ipv4Addr) -> Result<()> {
-        let route = RouteMessageBuilder::<Ipv4Addr>::new().gateway(gateway).build();
+        let route = RouteMessageBuilder::<Ipv4Addr>::new()
+            .gateway(gateway)
+            .build();
         match self.handle.route().add(route).execute().await {
             Ok(()) => Ok(()),
             Err(e) if is_errno(&e, 17) => Ok(()),

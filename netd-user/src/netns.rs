@@ -30,8 +30,14 @@ pub fn prepare_dir(dir: &Path) -> Result<()> {
         Ok(()) => Ok(()),
         Err(Errno::EINVAL) => {
             // Not a mount point yet: bind it onto itself, then share it.
-            mount(Some(dir), dir, Some("none"), MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>)
-                .with_context(|| format!("bind-mounting {} onto itself", dir.display()))?;
+            mount(
+                Some(dir),
+                dir,
+                Some("none"),
+                MsFlags::MS_BIND | MsFlags::MS_REC,
+                None::<&str>,
+            )
+            .with_context(|| format!("bind-mounting {} onto itself", dir.display()))?;
             mount(None::<&str>, dir, Some("none"), shared, None::<&str>)
                 .with_context(|| format!("making {} a shared mount", dir.display()))
         }

@@ -138,14 +138,16 @@ impl Store {
         let bytes = serde_json::to_vec(value)?;
         let txn = self.db.begin_write()?;
         txn.open_table(table)?.insert(key, bytes.as_slice())?;
-        txn.commit().with_context(|| format!("saving state record {key}"))?;
+        txn.commit()
+            .with_context(|| format!("saving state record {key}"))?;
         Ok(())
     }
 
     fn delete(&self, table: TableDefinition<&str, &[u8]>, key: &str) -> Result<()> {
         let txn = self.db.begin_write()?;
         txn.open_table(table)?.remove(key)?;
-        txn.commit().with_context(|| format!("deleting state record {key}"))?;
+        txn.commit()
+            .with_context(|| format!("deleting state record {key}"))?;
         Ok(())
     }
 }

@@ -66,5 +66,8 @@ fn list_table(value: &Value) -> String {
                 .collect()
         })
         .unwrap_or_default();
-    table(&["NAME", "NETWORK", "IP", "MAC", "HOST VETH", "STATUS"], rows)
+    table(
+        &["NAME", "NETWORK", "IP", "MAC", "HOST VETH", "STATUS"],
+        rows,
+    )
 }

@@ -14,10 +14,19 @@ use serde_json::Value;
 use crate::{api::Request, client};
 
 #[derive(Parser, Debug)]
-#[command(name = "netd", version, about = "eBPF container networking: Docker's bridge model without iptables")]
+#[command(
+    name = "netd",
+    version,
+    about = "eBPF container networking: Docker's bridge model without iptables"
+)]
 pub struct Cli {
     /// The daemon's socket.
-    #[arg(long, global = true, env = "NETD_SOCKET", default_value = "/run/netd/netd.sock")]
+    #[arg(
+        long,
+        global = true,
+        env = "NETD_SOCKET",
+        default_value = "/run/netd/netd.sock"
+    )]
     pub socket: PathBuf,
     /// Output format of listing and inspect commands.
     #[arg(long, global = true, value_enum, default_value_t = Output::Text)]
@@ -79,7 +88,10 @@ impl Ctx {
     /// Prints `value` as JSON, or with `text` when the output is text.
     pub fn print(&self, value: &Value, text: impl FnOnce(&Value) -> String) {
         match self.output {
-            Output::Json => println!("{}", serde_json::to_string_pretty(value).unwrap_or_default()),
+            Output::Json => println!(
+                "{}",
+                serde_json::to_string_pretty(value).unwrap_or_default()
+            ),
             Output::Text => println!("{}", text(value)),
         }
     }

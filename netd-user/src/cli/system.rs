@@ -27,7 +27,13 @@ pub fn stats(ctx: &Ctx) -> Result<()> {
             .as_object()
             .map(|m| {
                 m.iter()
-                    .map(|(name, c)| vec![name.clone(), c["packets"].to_string(), c["bytes"].to_string()])
+                    .map(|(name, c)| {
+                        vec![
+                            name.clone(),
+                            c["packets"].to_string(),
+                            c["bytes"].to_string(),
+                        ]
+                    })
                     .collect()
             })
             .unwrap_or_default();

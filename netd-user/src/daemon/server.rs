@@ -87,7 +87,11 @@ async fn serve(stream: UnixStream, daemon: Arc<Mutex<Daemon>>, shutdown: Arc<Not
     }
 }
 
-async fn serve_one(stream: UnixStream, daemon: Arc<Mutex<Daemon>>, shutdown: Arc<Notify>) -> Result<()> {
+async fn serve_one(
+    stream: UnixStream,
+    daemon: Arc<Mutex<Daemon>>,
+    shutdown: Arc<Notify>,
+) -> Result<()> {
     let (read, mut write) = stream.into_split();
     let mut line = String::new();
     BufReader::new(read).read_line(&mut line).await?;

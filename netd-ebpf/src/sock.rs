@@ -1,0 +1,66 @@
+//! Host-local access to published ports: a process in the host's network
+//! namespace connecting to 127.0.0.1:PORT or HOSTIP:PORT gets its socket
+//! pointed at the container directly (no userland proxy, no per-packet
+//! NAT). The hooks attach to the cgroup v2 root, so they check the netns
+//! cookie first and leave every other namespace alone.
+
+use aya_ebpf::{
+    helpers::generated::bpf_get_netns_cookie, macros::cgroup_sock_addr, programs::SockAddrContext,
+};
+use netd_common::{IPPROTO_TCP, IPPROTO_UDP, PortMapKey};
+
+use crate::maps::{NETD_HOST_ADDRS, NETD_PORTMAPS, config};
+
+/// Allow the syscall (the hooks never refuse one).
+const ALLOW: i32 = 1;
+
+#[cgroup_sock_addr(connect4)]
+pub fn netd_connect4(ctx: SockAddrContext) -> i32 {
+    redirect_to_container(&ctx);
+    ALLOW
+}
+
+#[cgroup_sock_addr(sendmsg4)]
+pub fn netd_sendmsg4(ctx: SockAddrContext) -> i32 {
+    redirect_to_container(&ctx);
+    ALLOW
+}
+
+#[inline(always)]
+fn is_loopback(ip: u32) -> bool {
+    // Network order in memory: the first octet is the low byte.
+    ip & 0xff == 127
+}
+
+#[inline(always)]
+fn redirect_to_container(ctx: &SockAddrContext) {
+    let Some(cfg) = config() else { return };
+    let cookie = unsafe { bpf_get_netns_cookie(ctx.sock_addr.cast()) };
+    if cfg.host_netns_cookie == 0 || cookie != cfg.host_netns_cookie {
+        return;
+    }
+    let sa = ctx.sock_addr;
+    // SAFETY: the context pointer the kernel handed us.
+    let (ip, port, proto) = unsafe { ((*sa).user_ip4, (*sa).user_port as u16, (*sa).protocol) };
+    let proto = proto as u8;
+    if proto != IPPROTO_TCP && proto != IPPROTO_UDP {
+        return;
+    }
+    let mut key = PortMapKey {
+        host_ip: ip,
+        host_port: port,
+        proto,
+        pad: 0,
+    };
+    let mut target = NETD_PORTMAPS.get_ptr(key);
+    if target.is_none() && (is_loopback(ip) || NETD_HOST_ADDRS.get_ptr(ip).is_some()) {
+        key.host_ip = 0;
+        target = NETD_PORTMAPS.get_ptr(key);
+    }
+    if let Some(target) = target {
+        unsafe {
+            (*sa).user_ip4 = (*target).container_ip;
+            (*sa).user_port = u32::from((*target).container_port);
+        }
+    }
+}
