@@ -13,6 +13,9 @@ pub enum Request {
         name: String,
         network: String,
         ip: Option<Ipv4Addr>,
+        /// Docker `-p` specs.
+        #[serde(default)]
+        publish: Vec<String>,
     },
     ContainerLs,
     ContainerInspect {
@@ -21,6 +24,15 @@ pub enum Request {
     ContainerRm {
         name: String,
     },
+    /// `[HOSTIP:]HOSTPORT[-END]:CONTAINER_IP:CPORT[-END][/proto]`.
+    PortmapAdd {
+        spec: String,
+    },
+    PortmapLs,
+    PortmapRm {
+        spec: String,
+    },
+    ConntrackLs,
     Stats,
     Down,
 }

@@ -18,6 +18,7 @@ use crate::{
     ipam,
     netlink::Netlink,
     netns,
+    portmap::PortMapping,
     state::{ContainerRecord, NetworkRecord, Phase},
 };
 
@@ -56,6 +57,7 @@ impl Daemon {
         name: &str,
         network: &str,
         requested_ip: Option<Ipv4Addr>,
+        publish: &[String],
     ) -> Result<ContainerRecord> {
         validate_name(name)?;
         if self.store.container(name)?.is_some() {
@@ -77,6 +79,11 @@ impl Daemon {
             &self.used_ips(&net.name)?,
             requested_ip,
         )?;
+        let mappings = publish
+            .iter()
+            .map(|spec| PortMapping::parse_publish(spec, ip))
+            .collect::<Result<Vec<_>>>()?;
+        self.check_port_conflicts(&mappings)?;
         let id = random_id()?;
         let mut record = ContainerRecord {
             host_veth: format!("veth{}", &id[..7]),
@@ -90,11 +97,8 @@ impl Daemon {
             phase: Phase::Creating,
         };
         self.store.put_container(&record)?;
-        match self.plumb_container(&net, &record).await {
-            Ok(ifindex) => {
-                record.host_ifindex = ifindex;
-                record.phase = Phase::Ready;
-                self.store.put_container(&record)?;
+        match self.finish_add(&net, &mut record, mappings).await {
+            Ok(()) => {
                 info!(container = name, %ip, veth = %record.host_veth, "container added");
                 Ok(record)
             }
@@ -105,8 +109,30 @@ impl Daemon {
         }
     }
 
+    /// The kernel half of `add`: plumbing, published ports, then `Ready`.
+    async fn finish_add(
+        &mut self,
+        net: &NetworkRecord,
+        record: &mut ContainerRecord,
+        mappings: Vec<PortMapping>,
+    ) -> Result<()> {
+        record.host_ifindex = self.plumb_container(net, record).await?;
+        self.store.put_container(record)?;
+        if !mappings.is_empty() {
+            self.portmap_add(mappings)?;
+        }
+        record.phase = Phase::Ready;
+        self.store.put_container(record)
+    }
+
     /// Removes everything a half-made container left, and its record.
     async fn rollback(&mut self, record: &ContainerRecord) {
+        if let Err(e) = self
+            .portmaps_of(&record.name)
+            .and_then(|r| self.unpublish(&r))
+        {
+            warn!(container = %record.name, "rollback could not unpublish ports: {e:#}");
+        }
         if let Err(e) = self.unplumb_container(record).await {
             warn!(container = %record.name, "rollback incomplete: {e:#}");
         }
@@ -187,6 +213,8 @@ impl Daemon {
 
     pub async fn container_rm(&mut self, name: &str) -> Result<()> {
         let rec = self.container(name)?;
+        let published = self.portmaps_of(name)?;
+        self.unpublish(&published)?;
         self.unplumb_container(&rec).await?;
         self.store.delete_container(name)?;
         info!(container = name, "container removed");
@@ -282,6 +310,8 @@ impl Daemon {
 
     /// Removes every container's plumbing (used by `netd down`).
     pub async fn unplumb_all_containers(&mut self) -> Result<()> {
+        let published = self.store.portmaps()?;
+        self.unpublish(&published)?;
         for rec in self.store.containers()? {
             self.unplumb_container(&rec).await?;
             self.store.delete_container(&rec.name)?;

@@ -12,15 +12,18 @@ use std::{
 
 use anyhow::{Context, Result, anyhow};
 use aya::{
-    Ebpf, EbpfLoader,
-    maps::{HashMap, MapData, PerCpuArray},
+    Ebpf, EbpfLoader, Pod,
+    maps::{Array, HashMap, MapData, MapError, PerCpuArray},
     programs::{
-        LinkOrder, SchedClassifier, TcAttachType,
+        CgroupAttachMode, CgroupSockAddr, LinkOrder, SchedClassifier, TcAttachType,
         links::{FdLink, PinnedLink},
         tc::TcAttachOptions,
     },
 };
-use netd_common::{Counter, EndpointValue, StatIndex, map_names};
+use netd_common::{
+    BridgeValue, Counter, DatapathConfig, EndpointValue, PortMapKey, PortMapValue, StatIndex,
+    map_names,
+};
 use nix::{
     mount::{MsFlags, mount},
     sys::statfs::statfs,
@@ -28,9 +31,12 @@ use nix::{
 
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/netd"));
 
+const PROG_UPLINK_INGRESS: &str = "netd_uplink_ingress";
 const PROG_FROM_CONTAINER: &str = "netd_from_container";
 const PROG_TO_CONTAINER: &str = "netd_to_container";
-const PINNED_MAPS: [&str; 2] = [map_names::STATS, map_names::ENDPOINTS];
+const CLASSIFIERS: [&str; 3] = [PROG_UPLINK_INGRESS, PROG_FROM_CONTAINER, PROG_TO_CONTAINER];
+/// Socket hooks for host-local access to published ports.
+const SOCK_HOOKS: [&str; 2] = ["netd_connect4", "netd_sendmsg4"];
 const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
 
 pub struct Datapath {
@@ -45,12 +51,17 @@ impl Datapath {
         fs::create_dir_all(bpffs.join("links"))
             .with_context(|| format!("creating {}/links", bpffs.display()))?;
         let mut loader = EbpfLoader::new();
-        for name in PINNED_MAPS {
+        for name in map_names::ALL {
             loader.map_pin_path(name, bpffs.join(name));
         }
         let mut ebpf = loader.load(OBJECT).context("loading the eBPF object")?;
-        for name in [PROG_FROM_CONTAINER, PROG_TO_CONTAINER] {
+        for name in CLASSIFIERS {
             classifier(&mut ebpf, name)?
+                .load()
+                .with_context(|| format!("loading eBPF program {name} (verifier)"))?;
+        }
+        for name in SOCK_HOOKS {
+            sock_hook(&mut ebpf, name)?
                 .load()
                 .with_context(|| format!("loading eBPF program {name} (verifier)"))?;
         }
@@ -66,6 +77,12 @@ impl Datapath {
         self.attach(PROG_FROM_CONTAINER, ifname, TcAttachType::Ingress, &ingress)?;
         let egress = self.link_pin(ifname, "egress");
         self.attach(PROG_TO_CONTAINER, ifname, TcAttachType::Egress, &egress)
+    }
+
+    /// Attaches the published-port / reverse-NAT program to an uplink.
+    pub fn attach_uplink(&mut self, ifname: &str) -> Result<()> {
+        let pin = self.link_pin(&format!("uplink-{ifname}"), "ingress");
+        self.attach(PROG_UPLINK_INGRESS, ifname, TcAttachType::Ingress, &pin)
     }
 
     /// Drops the pinned links of a veth (detaching if it still exists).
@@ -106,32 +123,110 @@ impl Datapath {
             .context("taking ownership of the tcx link")?
             .try_into()
             .context("tcx link has no fd")?;
-        remove_if_present(pin)?;
-        link.pin(pin)
-            .with_context(|| format!("pinning link at {}", pin.display()))?;
+        pin_link(link, pin)
+    }
+
+    /// Attaches the socket hooks to the cgroup v2 root (as bpf links, which
+    /// always coexist with other programs there; link_create takes no
+    /// attach flags). A link pinned by an
+    /// earlier run is kept as is: the hooks read all their state from maps.
+    pub fn attach_sock_hooks(&mut self, cgroup: &Path) -> Result<()> {
+        for name in SOCK_HOOKS {
+            let pin = self.bpffs.join("links").join(format!("cgroup-{name}"));
+            if PinnedLink::from_pin(&pin).is_ok() {
+                continue;
+            }
+            let dir = fs::File::open(cgroup)
+                .with_context(|| format!("opening cgroup {}", cgroup.display()))?;
+            let program = sock_hook(&mut self.ebpf, name)?;
+            let id = program
+                .attach(dir, CgroupAttachMode::Single)
+                .with_context(|| format!("attaching {name} to cgroup {}", cgroup.display()))?;
+            let link: FdLink = program
+                .take_link(id)
+                .context("taking ownership of the cgroup link")?
+                .try_into()
+                .context("cgroup link has no fd")?;
+            pin_link(link, &pin)?;
+        }
         Ok(())
     }
 
-    fn endpoints(&mut self) -> Result<HashMap<&mut MapData, u32, EndpointValue>> {
-        let map = self
-            .ebpf
-            .map_mut(map_names::ENDPOINTS)
-            .ok_or_else(|| anyhow!("map {} missing from the object", map_names::ENDPOINTS))?;
-        HashMap::try_from(map).context("opening the endpoints map")
+    fn map_mut(&mut self, name: &str) -> Result<&mut aya::maps::Map> {
+        self.ebpf
+            .map_mut(name)
+            .ok_or_else(|| anyhow!("map {name} missing from the eBPF object"))
+    }
+
+    fn hash<K: Pod, V: Pod>(&mut self, name: &str) -> Result<HashMap<&mut MapData, K, V>> {
+        HashMap::try_from(self.map_mut(name)?).with_context(|| format!("opening map {name}"))
     }
 
     pub fn set_endpoint(&mut self, ip: Ipv4Addr, value: EndpointValue) -> Result<()> {
-        self.endpoints()?
+        self.hash(map_names::ENDPOINTS)?
             .insert(u32::from(ip).to_be(), value, 0)
             .with_context(|| format!("adding endpoint {ip} to the datapath"))
     }
 
     pub fn remove_endpoint(&mut self, ip: Ipv4Addr) -> Result<()> {
-        match self.endpoints()?.remove(&u32::from(ip).to_be()) {
-            Ok(()) => Ok(()),
-            Err(aya::maps::MapError::KeyNotFound) => Ok(()),
-            Err(e) => Err(e).with_context(|| format!("removing endpoint {ip} from the datapath")),
+        let mut map = self.hash::<u32, EndpointValue>(map_names::ENDPOINTS)?;
+        ignore_missing(map.remove(&u32::from(ip).to_be()))
+            .with_context(|| format!("removing endpoint {ip} from the datapath"))
+    }
+
+    pub fn set_bridge(&mut self, ifindex: u32, value: BridgeValue) -> Result<()> {
+        self.hash(map_names::BRIDGES)?
+            .insert(ifindex, value, 0)
+            .context("adding a bridge to the datapath")
+    }
+
+    pub fn set_config(&mut self, config: DatapathConfig) -> Result<()> {
+        let mut array: Array<&mut MapData, DatapathConfig> =
+            Array::try_from(self.map_mut(map_names::CONFIG)?).context("opening the config map")?;
+        array
+            .set(0, config, 0)
+            .context("writing the datapath config")
+    }
+
+    /// Makes the host-address map hold exactly `addrs`.
+    pub fn sync_host_addrs(&mut self, addrs: &[Ipv4Addr]) -> Result<()> {
+        let mut map = self.hash::<u32, u32>(map_names::HOST_ADDRS)?;
+        let wanted: Vec<u32> = addrs.iter().map(|ip| u32::from(*ip).to_be()).collect();
+        let stale: Vec<u32> = map
+            .keys()
+            .filter_map(Result::ok)
+            .filter(|k| !wanted.contains(k))
+            .collect();
+        for key in stale {
+            ignore_missing(map.remove(&key))?;
         }
+        for key in wanted {
+            map.insert(key, 1, 0).context("adding a host address")?;
+        }
+        Ok(())
+    }
+
+    pub fn insert_portmaps(&mut self, entries: &[(PortMapKey, PortMapValue)]) -> Result<()> {
+        let mut map = self.hash::<PortMapKey, PortMapValue>(map_names::PORTMAPS)?;
+        for (key, value) in entries {
+            map.insert(key, value, 0)
+                .context("adding a published port to the datapath")?;
+        }
+        Ok(())
+    }
+
+    pub fn remove_portmaps(&mut self, keys: &[PortMapKey]) -> Result<()> {
+        let mut map = self.hash::<PortMapKey, PortMapValue>(map_names::PORTMAPS)?;
+        for key in keys {
+            ignore_missing(map.remove(key)).context("removing a published port")?;
+        }
+        Ok(())
+    }
+
+    /// Every published-port entry in the kernel.
+    pub fn portmap_keys(&mut self) -> Result<Vec<PortMapKey>> {
+        let map = self.hash::<PortMapKey, PortMapValue>(map_names::PORTMAPS)?;
+        Ok(map.keys().filter_map(Result::ok).collect())
     }
 
     /// Sums the per-CPU counters.
@@ -156,6 +251,27 @@ impl Datapath {
             })
             .collect()
     }
+}
+
+fn ignore_missing(result: Result<(), MapError>) -> Result<()> {
+    match result {
+        Ok(()) | Err(MapError::KeyNotFound) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn pin_link(link: FdLink, pin: &Path) -> Result<()> {
+    remove_if_present(pin)?;
+    link.pin(pin)
+        .with_context(|| format!("pinning link at {}", pin.display()))?;
+    Ok(())
+}
+
+fn sock_hook<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut CgroupSockAddr> {
+    ebpf.program_mut(name)
+        .ok_or_else(|| anyhow!("program {name} missing from the eBPF object"))?
+        .try_into()
+        .with_context(|| format!("program {name} is not a cgroup sock_addr program"))
 }
 
 fn classifier<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut SchedClassifier> {

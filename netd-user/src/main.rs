@@ -3,16 +3,19 @@
 mod api;
 mod cli;
 mod client;
+mod conntrack;
 mod container;
 mod daemon;
 mod datapath;
+mod host;
 mod ipam;
 mod netlink;
 mod netns;
 mod network;
+mod portmap;
 mod state;
 
-use clap::Parser;
+use clap::Parser as _;
 use tracing_subscriber::EnvFilter;
 
 fn main() {
@@ -22,7 +25,17 @@ fn main() {
         )
         .with_writer(std::io::stderr)
         .init();
-    let cli = cli::Cli::parse();
+    let cli = match cli::Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) if !err.use_stderr() => err.exit(), // --help, --version
+        Err(err) => {
+            // clap's first line says what is wrong; keep the one-line rule.
+            let text = err.to_string();
+            let first = text.lines().next().unwrap_or("invalid arguments");
+            eprintln!("{first} (see `netd --help`)");
+            std::process::exit(2);
+        }
+    };
     let code = match cli::run(cli) {
         Ok(code) => code,
         Err(err) => {

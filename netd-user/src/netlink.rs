@@ -23,6 +23,10 @@ fn is_errno(err: &rtnetlink::Error, errno: i32) -> bool {
 }
 
 impl Netlink {
+    pub fn handle(&self) -> &Handle {
+        &self.handle
+    }
+
     /// A socket in the daemon's own namespace.
     pub fn current() -> Result<Self> {
         let (conn, handle, _) = rtnetlink::new_connection().context("opening a netlink socket")?;

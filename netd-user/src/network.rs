@@ -2,6 +2,7 @@
 //! netd starts with one, `bridge` (netd0, 172.17.0.0/16), like docker0.
 
 use anyhow::{Result, anyhow};
+use netd_common::BridgeValue;
 
 use crate::{daemon::Daemon, state::NetworkRecord};
 
@@ -34,13 +35,20 @@ impl Daemon {
         self.plumb_network(&net).await
     }
 
-    /// Bridge up with the gateway address; idempotent.
-    pub async fn plumb_network(&self, net: &NetworkRecord) -> Result<()> {
+    /// Bridge up with the gateway address, known to the datapath;
+    /// idempotent.
+    pub async fn plumb_network(&mut self, net: &NetworkRecord) -> Result<()> {
         let mac = crate::ipam::mac_for(net.gateway);
         let index = self.netlink.ensure_bridge(&net.bridge, mac).await?;
         self.netlink
             .add_address(index, net.gateway, net.subnet.prefix())
-            .await
+            .await?;
+        let bridge = BridgeValue {
+            network_id: net.net_id,
+            gateway: u32::from(net.gateway).to_be(),
+            internal: u32::from(net.internal),
+        };
+        self.datapath.set_bridge(index, bridge)
     }
 
     pub fn network(&self, name: &str) -> Result<NetworkRecord> {

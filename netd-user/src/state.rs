@@ -14,8 +14,19 @@ use ipnetwork::Ipv4Network;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
+use crate::portmap::PortMapping;
+
 const NETWORKS: TableDefinition<&str, &[u8]> = TableDefinition::new("networks");
 const CONTAINERS: TableDefinition<&str, &[u8]> = TableDefinition::new("containers");
+const PORTMAPS: TableDefinition<&str, &[u8]> = TableDefinition::new("portmaps");
+
+/// A published port (range), keyed by its host side, and the container it
+/// belongs to (removed with it).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct PortMapRecord {
+    pub mapping: PortMapping,
+    pub container: String,
+}
 
 /// A network: a Linux bridge with a subnet and a gateway address on it.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -73,6 +84,7 @@ impl Store {
         let txn = self.db.begin_write()?;
         txn.open_table(NETWORKS)?;
         txn.open_table(CONTAINERS)?;
+        txn.open_table(PORTMAPS)?;
         txn.commit()?;
         Ok(())
     }
@@ -99,6 +111,35 @@ impl Store {
 
     pub fn delete_container(&self, name: &str) -> Result<()> {
         self.delete(CONTAINERS, name)
+    }
+
+    pub fn portmaps(&self) -> Result<Vec<PortMapRecord>> {
+        self.all(PORTMAPS)
+    }
+
+    pub fn put_portmaps(&self, records: &[PortMapRecord]) -> Result<()> {
+        let txn = self.db.begin_write()?;
+        {
+            let mut table = txn.open_table(PORTMAPS)?;
+            for rec in records {
+                let bytes = serde_json::to_vec(rec)?;
+                table.insert(rec.mapping.host_side().as_str(), bytes.as_slice())?;
+            }
+        }
+        txn.commit().context("saving port mappings")?;
+        Ok(())
+    }
+
+    pub fn delete_portmaps(&self, records: &[PortMapRecord]) -> Result<()> {
+        let txn = self.db.begin_write()?;
+        {
+            let mut table = txn.open_table(PORTMAPS)?;
+            for rec in records {
+                table.remove(rec.mapping.host_side().as_str())?;
+            }
+        }
+        txn.commit().context("deleting port mappings")?;
+        Ok(())
     }
 
     fn all<T: DeserializeOwned>(&self, table: TableDefinition<&str, &[u8]>) -> Result<Vec<T>> {

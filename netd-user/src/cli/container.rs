@@ -20,6 +20,9 @@ pub enum ContainerCommand {
         /// Address to use instead of the next free one.
         #[arg(long)]
         ip: Option<Ipv4Addr>,
+        /// Publish a port: [HOSTIP:]HOSTPORT[-END]:CONTAINERPORT[-END][/tcp|/udp].
+        #[arg(short = 'p', long = "publish", value_name = "SPEC")]
+        publish: Vec<String>,
     },
     /// List containers.
     Ls,
@@ -31,8 +34,18 @@ pub enum ContainerCommand {
 
 pub fn run(cmd: ContainerCommand, ctx: &Ctx) -> Result<()> {
     match cmd {
-        ContainerCommand::Add { name, network, ip } => {
-            let value = ctx.call(&Request::ContainerAdd { name, network, ip })?;
+        ContainerCommand::Add {
+            name,
+            network,
+            ip,
+            publish,
+        } => {
+            let value = ctx.call(&Request::ContainerAdd {
+                name,
+                network,
+                ip,
+                publish,
+            })?;
             ctx.print(&value, |v| field(v, "name"));
         }
         ContainerCommand::Ls => {

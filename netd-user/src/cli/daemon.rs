@@ -6,7 +6,12 @@ use anyhow::{Context, Result};
 use clap::Args;
 use ipnetwork::Ipv4Network;
 
-use crate::daemon::{self, DaemonConfig};
+use std::time::Duration;
+
+use crate::{
+    conntrack::Timeouts,
+    daemon::{self, DaemonConfig},
+};
 
 #[derive(Args, Debug)]
 pub struct DaemonArgs {
@@ -25,6 +30,19 @@ pub struct DaemonArgs {
     /// Subnet of the default `bridge` network (gateway: its first address).
     #[arg(long, default_value = "172.17.0.0/16")]
     pub default_subnet: Ipv4Network,
+    /// Interface where published ports are reachable (repeatable); default:
+    /// the interface of the IPv4 default route.
+    #[arg(long = "uplink", value_name = "IFACE")]
+    pub uplinks: Vec<String>,
+    /// Seconds between conntrack garbage collections.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+    pub ct_gc_interval: u64,
+    /// Idle timeout of established TCP flows, seconds.
+    #[arg(long, default_value_t = 21600, value_parser = clap::value_parser!(u64).range(1..))]
+    pub ct_tcp_timeout: u64,
+    /// Idle timeout of answered UDP flows, seconds (unanswered: at most 30).
+    #[arg(long, default_value_t = 120, value_parser = clap::value_parser!(u64).range(1..))]
+    pub ct_udp_timeout: u64,
 }
 
 pub fn run(args: DaemonArgs, socket: &Path) -> Result<()> {
@@ -35,6 +53,12 @@ pub fn run(args: DaemonArgs, socket: &Path) -> Result<()> {
         netns_dir: args.netns_dir,
         bridge: args.bridge,
         default_subnet: args.default_subnet,
+        uplinks: args.uplinks,
+        ct_timeouts: Timeouts::new(
+            Duration::from_secs(args.ct_tcp_timeout),
+            Duration::from_secs(args.ct_udp_timeout),
+        ),
+        ct_gc_interval: Duration::from_secs(args.ct_gc_interval),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -1,8 +1,10 @@
 //! Command-line interface: one file per verb group.
 
+mod conntrack;
 mod container;
 mod daemon;
 mod exec;
+mod portmap;
 mod system;
 
 use std::path::PathBuf;
@@ -50,6 +52,12 @@ pub enum Command {
     /// Manage containers' network endpoints.
     #[command(subcommand)]
     Container(container::ContainerCommand),
+    /// Publish container ports on the host (DNAT in eBPF).
+    #[command(subcommand)]
+    Portmap(portmap::PortmapCommand),
+    /// Inspect connection tracking.
+    #[command(subcommand)]
+    Conntrack(conntrack::ConntrackCommand),
     /// Run a command inside a container's network namespace.
     Exec(exec::ExecArgs),
     /// Show the datapath's packet counters.
@@ -68,6 +76,8 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Daemon(args) => daemon::run(args, &ctx.socket).map(|()| 0),
         Command::Status => system::status(&ctx).map(|()| 0),
         Command::Container(cmd) => container::run(cmd, &ctx).map(|()| 0),
+        Command::Portmap(cmd) => portmap::run(cmd, &ctx).map(|()| 0),
+        Command::Conntrack(cmd) => conntrack::run(cmd, &ctx).map(|()| 0),
         Command::Exec(args) => exec::run(args, &ctx),
         Command::Stats => system::stats(&ctx).map(|()| 0),
         Command::Down => system::down(&ctx).map(|()| 0),

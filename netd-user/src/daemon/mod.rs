@@ -13,7 +13,24 @@ use tracing::info;
 
 pub use server::run;
 
-use crate::{api::Request, datapath::Datapath, netlink::Netlink, netns, state::Store};
+use std::time::Duration;
+
+use netd_common::DatapathConfig;
+use tracing::warn;
+
+use crate::{
+    api::Request,
+    conntrack::{Conntrack, Timeouts},
+    datapath::Datapath,
+    host,
+    netlink::Netlink,
+    netns,
+    portmap::{self, PortMapping},
+    state::Store,
+};
+
+/// MASQUERADE source ports: the original port when free, else one of these.
+const NAT_PORTS: (u32, u32) = (1024, 65535);
 
 /// Every path and name the daemon touches; tests override them all to run
 /// isolated daemons side by side.
@@ -25,6 +42,11 @@ pub struct DaemonConfig {
     pub netns_dir: PathBuf,
     pub bridge: String,
     pub default_subnet: Ipv4Network,
+    /// Interfaces where published ports are reachable from outside; empty:
+    /// the interface of the default route.
+    pub uplinks: Vec<String>,
+    pub ct_timeouts: Timeouts,
+    pub ct_gc_interval: Duration,
 }
 
 pub struct Daemon {
@@ -40,7 +62,13 @@ impl Daemon {
     pub async fn start(config: DaemonConfig) -> Result<Self> {
         let store = Store::open(&config.state_dir)?;
         let netlink = Netlink::current()?;
-        let datapath = Datapath::load(&config.bpffs)?;
+        let mut datapath = Datapath::load(&config.bpffs)?;
+        host::enable_forwarding()?;
+        datapath.set_config(DatapathConfig {
+            host_netns_cookie: host::netns_cookie()?,
+            nat_port_min: NAT_PORTS.0,
+            nat_port_max: NAT_PORTS.1,
+        })?;
         netns::prepare_dir(&config.netns_dir)?;
         let mut daemon = Self {
             config,
@@ -49,13 +77,48 @@ impl Daemon {
             datapath,
         };
         daemon.ensure_default_network().await?;
+        daemon.attach_host().await?;
+        daemon.refresh_host_addrs().await?;
         daemon.reconcile_containers().await?;
+        daemon.reconcile_portmaps()?;
         info!(
             state_dir = %daemon.config.state_dir.display(),
             bpffs = %daemon.config.bpffs.display(),
             "datapath loaded, state reconciled"
         );
         Ok(daemon)
+    }
+
+    /// Attaches the uplink programs and the host-local socket hooks.
+    async fn attach_host(&mut self) -> Result<()> {
+        let uplinks = match self.config.uplinks.clone() {
+            given if !given.is_empty() => given,
+            _ => match self.netlink.default_route_ifname().await {
+                Ok(name) => vec![name],
+                Err(e) => {
+                    warn!("published ports are unreachable from outside: {e:#}");
+                    Vec::new()
+                }
+            },
+        };
+        for uplink in &uplinks {
+            if self.netlink.link_index(uplink).await?.is_none() {
+                anyhow::bail!("uplink {uplink} does not exist: check --uplink");
+            }
+            self.datapath.attach_uplink(uplink)?;
+            info!(uplink, "uplink attached");
+        }
+        match host::cgroup2_root() {
+            Ok(root) => self.datapath.attach_sock_hooks(&root)?,
+            Err(e) => warn!("host-local access to published ports is off: {e:#}"),
+        }
+        Ok(())
+    }
+
+    /// Keeps the datapath's list of host addresses current.
+    pub async fn refresh_host_addrs(&mut self) -> Result<()> {
+        let addrs = self.netlink.host_ipv4_addrs().await?;
+        self.datapath.sync_host_addrs(&addrs)
     }
 
     /// Executes one request; the error string is what the CLI prints.
@@ -67,8 +130,13 @@ impl Daemon {
                 "bpffs": self.config.bpffs,
                 "containers": self.store.containers()?.len(),
             })),
-            Request::ContainerAdd { name, network, ip } => {
-                let rec = self.container_add(&name, &network, ip).await?;
+            Request::ContainerAdd {
+                name,
+                network,
+                ip,
+                publish,
+            } => {
+                let rec = self.container_add(&name, &network, ip, &publish).await?;
                 self.container_json(&rec).await
             }
             Request::ContainerLs => self.container_list().await,
@@ -79,6 +147,21 @@ impl Daemon {
             Request::ContainerRm { name } => {
                 self.container_rm(&name).await?;
                 Ok(json!({ "removed": name }))
+            }
+            Request::PortmapAdd { spec } => {
+                let mapping = PortMapping::parse_full(&spec)?;
+                let records = self.portmap_add(vec![mapping])?;
+                Ok(portmap::records_json(&records))
+            }
+            Request::PortmapLs => Ok(portmap::records_json(&self.store.portmaps()?)),
+            Request::PortmapRm { spec } => {
+                let mapping = PortMapping::parse_full(&spec)
+                    .or_else(|_| PortMapping::parse_host_side(&spec))?;
+                let record = self.portmap_rm(&mapping)?;
+                Ok(portmap::records_json(&[record]))
+            }
+            Request::ConntrackLs => {
+                Conntrack::open(&self.config.bpffs)?.list(&self.config.ct_timeouts)
             }
             Request::Stats => self.stats_json(),
             Request::Down => self.down().await.map(|()| json!({ "down": true })),

@@ -13,7 +13,10 @@ use tokio::{
 use tracing::{debug, info, warn};
 
 use super::{Daemon, DaemonConfig};
-use crate::api::{Request, Response};
+use crate::{
+    api::{Request, Response},
+    conntrack::Conntrack,
+};
 
 /// Runs the daemon until SIGINT/SIGTERM or `netd down`.
 pub async fn run(config: DaemonConfig) -> Result<()> {
@@ -22,6 +25,7 @@ pub async fn run(config: DaemonConfig) -> Result<()> {
     let socket = config.socket.clone();
     let daemon = Arc::new(Mutex::new(Daemon::start(config).await?));
     let listener = bind(&socket)?;
+    tokio::spawn(maintain(daemon.clone()));
     info!(socket = %socket.display(), "netd daemon ready");
     let shutdown = Arc::new(Notify::new());
     let mut term = signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
@@ -42,6 +46,32 @@ pub async fn run(config: DaemonConfig) -> Result<()> {
     let _ = fs::remove_file(&socket);
     info!("netd daemon stopped; the datapath keeps running from its pinned links");
     Ok(())
+}
+
+/// Periodic upkeep: expire conntrack entries, refresh host addresses.
+async fn maintain(daemon: Arc<Mutex<Daemon>>) {
+    let (bpffs, timeouts, interval) = {
+        let d = daemon.lock().await;
+        (
+            d.config.bpffs.clone(),
+            d.config.ct_timeouts,
+            d.config.ct_gc_interval,
+        )
+    };
+    let mut tick = tokio::time::interval(interval);
+    loop {
+        tick.tick().await;
+        if let Err(e) = daemon.lock().await.refresh_host_addrs().await {
+            warn!("refreshing host addresses: {e:#}");
+        }
+        // The GC has its own handle on the pinned map: no daemon lock.
+        let gc = Conntrack::open(&bpffs).and_then(|mut ct| ct.gc(&timeouts));
+        match gc {
+            Ok(0) => {}
+            Ok(n) => debug!(expired = n, "conntrack gc"),
+            Err(e) => warn!("conntrack gc: {e:#}"),
+        }
+    }
 }
 
 /// One daemon per state dir: an exclusive lock held for the daemon's life.

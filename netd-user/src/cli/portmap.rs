@@ -1,0 +1,70 @@
+//! `netd portmap add|ls|rm`.
+
+use anyhow::Result;
+use clap::Subcommand;
+use serde_json::Value;
+
+use super::{Ctx, field, table};
+use crate::api::Request;
+
+#[derive(Subcommand, Debug)]
+pub enum PortmapCommand {
+    /// Publish: [HOSTIP:]HOSTPORT[-END]:CONTAINER_IP:CPORT[-END][/tcp|/udp].
+    Add { spec: String },
+    /// List published ports.
+    Ls,
+    /// Unpublish: the same SPEC as `add`, or just its host side.
+    Rm { spec: String },
+}
+
+pub fn run(cmd: PortmapCommand, ctx: &Ctx) -> Result<()> {
+    let (value, listing) = match cmd {
+        PortmapCommand::Add { spec } => (ctx.call(&Request::PortmapAdd { spec })?, false),
+        PortmapCommand::Ls => (ctx.call(&Request::PortmapLs)?, true),
+        PortmapCommand::Rm { spec } => (ctx.call(&Request::PortmapRm { spec })?, false),
+    };
+    ctx.print(&value, |v| if listing { list_table(v) } else { specs(v) });
+    Ok(())
+}
+
+fn rows(value: &Value) -> &[Value] {
+    value.as_array().map(Vec::as_slice).unwrap_or_default()
+}
+
+fn specs(value: &Value) -> String {
+    rows(value)
+        .iter()
+        .map(|m| field(m, "spec"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn list_table(value: &Value) -> String {
+    let rows = rows(value)
+        .iter()
+        .map(|m| {
+            [
+                "host_ip",
+                "host_port",
+                "container_ip",
+                "container_port",
+                "proto",
+                "container",
+            ]
+            .iter()
+            .map(|k| field(m, k))
+            .collect()
+        })
+        .collect();
+    table(
+        &[
+            "HOST IP",
+            "HOST PORT",
+            "CONTAINER IP",
+            "CONTAINER PORT",
+            "PROTO",
+            "CONTAINER",
+        ],
+        rows,
+    )
+}

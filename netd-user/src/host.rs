@@ -1,0 +1,138 @@
+//! Facts about, and the few settings netd makes on, the host (the network
+//! namespace the daemon runs in): uplinks, addresses, the netns cookie,
+//! the cgroup v2 root, and the one sysctl netd needs.
+
+use std::{fs, net::Ipv4Addr, os::fd::AsRawFd, path::PathBuf};
+
+use anyhow::{Context, Result, anyhow, bail};
+use futures::TryStreamExt;
+use nix::sys::socket::{AddressFamily, SockFlag, SockType, socket};
+use rtnetlink::{
+    RouteMessageBuilder,
+    packet_route::{
+        AddressFamily as NlFamily, address::AddressAttribute, link::LinkAttribute,
+        route::RouteAttribute,
+    },
+};
+
+use crate::netlink::Netlink;
+
+/// `SO_NETNS_COOKIE` (Linux 5.14+), not yet exported by nix.
+const SO_NETNS_COOKIE: i32 = 71;
+
+/// The cookie the kernel gives this network namespace; the socket hooks
+/// compare it with `bpf_get_netns_cookie()` to act only here.
+pub fn netns_cookie() -> Result<u64> {
+    let sock = socket(
+        AddressFamily::Inet,
+        SockType::Datagram,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .context("creating a socket to read the netns cookie")?;
+    let mut cookie: u64 = 0;
+    let mut len = std::mem::size_of::<u64>() as nix::libc::socklen_t;
+    // SAFETY: valid fd, buffer and length for a u64 option.
+    let rc = unsafe {
+        nix::libc::getsockopt(
+            sock.as_raw_fd(),
+            nix::libc::SOL_SOCKET,
+            SO_NETNS_COOKIE,
+            (&mut cookie as *mut u64).cast(),
+            &mut len,
+        )
+    };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error()).context("getsockopt(SO_NETNS_COOKIE)");
+    }
+    Ok(cookie)
+}
+
+/// Where the cgroup v2 hierarchy is mounted (`/sys/fs/cgroup` on unified
+/// hosts, `/sys/fs/cgroup/unified` on hybrid ones).
+pub fn cgroup2_root() -> Result<PathBuf> {
+    let mounts = fs::read_to_string("/proc/mounts").context("reading /proc/mounts")?;
+    mounts
+        .lines()
+        .filter_map(|line| {
+            let mut fields = line.split_whitespace();
+            let (_, path, fstype) = (fields.next()?, fields.next()?, fields.next()?);
+            (fstype == "cgroup2").then(|| PathBuf::from(path))
+        })
+        .min_by_key(|p| p.as_os_str().len())
+        .ok_or_else(|| {
+            anyhow!(
+                "no cgroup2 filesystem is mounted: host-local access to published ports needs one"
+            )
+        })
+}
+
+/// IPv4 forwarding: the eBPF FIB lookups of forwarded packets honour it,
+/// exactly like the kernel's own forwarding does.
+pub fn enable_forwarding() -> Result<()> {
+    let path = "/proc/sys/net/ipv4/ip_forward";
+    if fs::read_to_string(path).is_ok_and(|v| v.trim() == "1") {
+        return Ok(());
+    }
+    fs::write(path, "1").with_context(|| format!("setting {path} = 1"))
+}
+
+impl Netlink {
+    /// Every IPv4 address of the host, loopback excluded.
+    pub async fn host_ipv4_addrs(&self) -> Result<Vec<Ipv4Addr>> {
+        let mut addrs = self.handle().address().get().execute();
+        let mut out = Vec::new();
+        while let Some(msg) = addrs.try_next().await.context("listing addresses")? {
+            if msg.header.family != NlFamily::Inet {
+                continue;
+            }
+            for attr in msg.attributes {
+                if let AddressAttribute::Local(std::net::IpAddr::V4(ip)) = attr
+                    && !ip.is_loopback()
+                {
+                    out.push(ip);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Name of the interface carrying the IPv4 default route.
+    pub async fn default_route_ifname(&self) -> Result<String> {
+        let filter = RouteMessageBuilder::<Ipv4Addr>::new().build();
+        let mut routes = self.handle().route().get(filter).execute();
+        let mut oif = None;
+        while let Some(route) = routes.try_next().await.context("listing routes")? {
+            if route.header.destination_prefix_length != 0 {
+                continue;
+            }
+            oif = route.attributes.iter().find_map(|a| match a {
+                RouteAttribute::Oif(i) => Some(*i),
+                _ => None,
+            });
+            if oif.is_some() {
+                break;
+            }
+        }
+        let Some(index) = oif else {
+            bail!("no IPv4 default route: pass the uplink with --uplink IFACE");
+        };
+        self.link_name(index).await
+    }
+
+    async fn link_name(&self, index: u32) -> Result<String> {
+        let mut links = self.handle().link().get().match_index(index).execute();
+        let link = links
+            .try_next()
+            .await
+            .with_context(|| format!("looking up link {index}"))?
+            .ok_or_else(|| anyhow!("link {index} not found"))?;
+        link.attributes
+            .into_iter()
+            .find_map(|a| match a {
+                LinkAttribute::IfName(name) => Some(name),
+                _ => None,
+            })
+            .ok_or_else(|| anyhow!("link {index} has no name"))
+    }
+}
