@@ -4,6 +4,7 @@
 #![no_main]
 
 mod conntrack;
+mod icmp;
 mod maps;
 mod packet;
 mod route;
@@ -31,6 +32,9 @@ pub fn netd_uplink_ingress(mut ctx: TcContext) -> i32 {
         Ok(pkt) => pkt,
         Err(skip) => return skipped(skip),
     };
+    if icmp::is_error(&pkt) {
+        return icmp_error(&mut ctx, &pkt);
+    }
     if let Some(ct) = conntrack::lookup(&pkt.tuple) {
         return forward_tracked(&mut ctx, &pkt, ct);
     }
@@ -50,6 +54,9 @@ pub fn netd_from_container(mut ctx: TcContext) -> i32 {
         Ok(pkt) => pkt,
         Err(skip) => return skipped(skip),
     };
+    if icmp::is_error(&pkt) {
+        return icmp_error(&mut ctx, &pkt);
+    }
     if let Some(ct) = conntrack::lookup(&pkt.tuple) {
         return forward_tracked(&mut ctx, &pkt, ct);
     }
@@ -71,6 +78,23 @@ pub fn netd_from_container(mut ctx: TcContext) -> i32 {
 pub fn netd_to_container(ctx: TcContext) -> i32 {
     count(StatIndex::ToContainer, ctx.len());
     TC_ACT_UNSPEC
+}
+
+/// An ICMP error: translated and delivered if it is about one of our
+/// flows, otherwise handed to the stack as is.
+#[inline(always)]
+fn icmp_error(ctx: &mut TcContext, pkt: &Packet) -> i32 {
+    match icmp::translate_error(ctx, pkt) {
+        Some(dst_ip) => {
+            count(StatIndex::ReverseNat, pkt.len);
+            let t = CtKey {
+                dst_ip,
+                ..pkt.tuple
+            };
+            deliver(ctx, &t)
+        }
+        None => TC_ACT_UNSPEC,
+    }
 }
 
 #[inline(always)]

@@ -1,0 +1,148 @@
+//! ICMP errors (destination unreachable, time exceeded, parameter problem)
+//! about a translated flow: the embedded header is translated too, so
+//! the sender of the original packet recognises the error (traceroute,
+//! path-MTU discovery, UDP port unreachable all keep working).
+//!
+//! The embedded packet I travelled the other way, so the error belongs to
+//! the flow whose tracked tuple is I reversed (R). With R's translation
+//! T: the error goes to T's destination; it comes from T's source if it
+//! was sent by R's source itself (else, e.g. from a router on the path,
+//! it keeps its source); and I becomes T reversed.
+
+use aya_ebpf::programs::TcContext;
+use netd_common::{CtKey, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP};
+
+use crate::{
+    conntrack,
+    packet::{IP_DST_OFF, IP_SRC_OFF, Packet},
+};
+
+const ICMP_DEST_UNREACH: u8 = 3;
+const ICMP_TIME_EXCEEDED: u8 = 11;
+const ICMP_PARAMETERPROB: u8 = 12;
+/// Outer ICMP header length: the embedded IP header follows it.
+const ICMP_HLEN: usize = 8;
+
+pub fn is_error(pkt: &Packet) -> bool {
+    pkt.tuple.proto == IPPROTO_ICMP
+        && matches!(
+            pkt.icmp_type,
+            ICMP_DEST_UNREACH | ICMP_TIME_EXCEEDED | ICMP_PARAMETERPROB
+        )
+}
+
+/// Where the embedded packet's fields are.
+struct Inner {
+    ip: usize,
+    l4: usize,
+    tuple: CtKey,
+}
+
+fn parse_inner(ctx: &TcContext, pkt: &Packet) -> Option<Inner> {
+    let ip = pkt.l4 + ICMP_HLEN;
+    let ver_ihl: u8 = ctx.load(ip).ok()?;
+    let ihl = usize::from(ver_ihl & 0x0f) * 4;
+    if ver_ihl >> 4 != 4 || ihl < 20 {
+        return None;
+    }
+    let proto: u8 = ctx.load(ip + 9).ok()?;
+    let l4 = ip + ihl;
+    let mut tuple = CtKey {
+        src_ip: ctx.load(ip + 12).ok()?,
+        dst_ip: ctx.load(ip + 16).ok()?,
+        proto,
+        ..CtKey::default()
+    };
+    match proto {
+        IPPROTO_TCP | IPPROTO_UDP => {
+            tuple.src_port = ctx.load(l4).ok()?;
+            tuple.dst_port = ctx.load(l4 + 2).ok()?;
+        }
+        IPPROTO_ICMP => {
+            // An echo request we translated (its reply would be the flow's).
+            let kind: u8 = ctx.load(l4).ok()?;
+            let id: u16 = ctx.load(l4 + 4).ok()?;
+            match kind {
+                8 => tuple.src_port = id,
+                0 => tuple.dst_port = id,
+                _ => return None,
+            }
+        }
+        _ => return None,
+    }
+    Some(Inner { ip, l4, tuple })
+}
+
+/// Translates an ICMP error about a tracked flow. Returns the new outer
+/// destination to deliver to, or None when the error is not about a flow
+/// netd translates (left to the stack untouched).
+pub fn translate_error(ctx: &mut TcContext, pkt: &Packet) -> Option<u32> {
+    let inner = parse_inner(ctx, pkt)?;
+    let r = inner.tuple.reversed();
+    let ct = conntrack::lookup(&r)?;
+    // SAFETY: map value pointer, valid for this run.
+    let t = unsafe { (*ct).translated(r.proto) };
+    let outer_src = if pkt.tuple.src_ip == r.src_ip {
+        t.src_ip
+    } else {
+        pkt.tuple.src_ip
+    };
+    rewrite_inner(ctx, pkt, &inner, &t.reversed()).ok()?;
+    rewrite_outer_ip(ctx, IP_SRC_OFF, pkt.tuple.src_ip, outer_src).ok()?;
+    rewrite_outer_ip(ctx, IP_DST_OFF, pkt.tuple.dst_ip, t.dst_ip).ok()?;
+    Some(t.dst_ip)
+}
+
+/// Outer address: only the IP checksum covers it (ICMP has no pseudo-header).
+fn rewrite_outer_ip(ctx: &mut TcContext, off: usize, old: u32, new: u32) -> Result<(), ()> {
+    if old == new {
+        return Ok(());
+    }
+    ctx.l3_csum_replace(
+        crate::packet::IP_CSUM_OFF,
+        u64::from(old),
+        u64::from(new),
+        4,
+    )
+    .map_err(|_| ())?;
+    ctx.store(off, &new, 0).map_err(|_| ())
+}
+
+/// Rewrites the embedded header to `want`, keeping the embedded IP
+/// checksum and the outer ICMP checksum (which covers it all) right. The
+/// embedded L4 checksum is left alone: it may be truncated away, and no
+/// receiver checks it.
+fn rewrite_inner(ctx: &mut TcContext, pkt: &Packet, inner: &Inner, want: &CtKey) -> Result<(), ()> {
+    let icmp_csum = pkt.l4 + 2;
+    let old_ip_csum: u16 = ctx.load(inner.ip + 10).map_err(|_| ())?;
+    for (off, old, new) in [
+        (inner.ip + 12, inner.tuple.src_ip, want.src_ip),
+        (inner.ip + 16, inner.tuple.dst_ip, want.dst_ip),
+    ] {
+        if old != new {
+            ctx.l3_csum_replace(inner.ip + 10, u64::from(old), u64::from(new), 4)
+                .map_err(|_| ())?;
+            ctx.l4_csum_replace(icmp_csum, u64::from(old), u64::from(new), 4)
+                .map_err(|_| ())?;
+            ctx.store(off, &new, 0).map_err(|_| ())?;
+        }
+    }
+    let new_ip_csum: u16 = ctx.load(inner.ip + 10).map_err(|_| ())?;
+    ctx.l4_csum_replace(icmp_csum, u64::from(old_ip_csum), u64::from(new_ip_csum), 2)
+        .map_err(|_| ())?;
+    let (src_off, dst_off) = match inner.tuple.proto {
+        IPPROTO_ICMP => (inner.l4 + 4, inner.l4 + 4),
+        _ => (inner.l4, inner.l4 + 2),
+    };
+    for (off, old, new) in [
+        (src_off, inner.tuple.src_port, want.src_port),
+        (dst_off, inner.tuple.dst_port, want.dst_port),
+    ] {
+        if old != new {
+            ctx.l4_csum_replace(icmp_csum, u64::from(old), u64::from(new), 2)
+                .map_err(|_| ())?;
+            ctx.store(off, &new, 0).map_err(|_| ())?;
+        }
+    }
+    Ok(())
+}
