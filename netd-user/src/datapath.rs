@@ -25,6 +25,7 @@ use netd_common::{
     map_names,
 };
 use nix::{
+    fcntl::{Flock, FlockArg},
     mount::{MsFlags, mount},
     sys::statfs::statfs,
 };
@@ -296,6 +297,13 @@ fn on_bpffs(path: &Path) -> bool {
 /// Makes sure `dir` lives on a bpf filesystem, mounting one if needed (as
 /// Cilium does): at /sys/fs/bpf for paths below it, else at `dir` itself.
 pub fn ensure_bpffs(dir: &Path) -> Result<()> {
+    // Daemons starting side by side (tests) must not both mount: the
+    // second mount would hide the first one's pins.
+    let lock_file =
+        fs::File::create("/run/netd-bpffs.lock").context("creating /run/netd-bpffs.lock")?;
+    let _lock = Flock::lock(lock_file, FlockArg::LockExclusive)
+        .map_err(|(_, e)| e)
+        .context("locking /run/netd-bpffs.lock")?;
     let existing = dir
         .ancestors()
         .find(|p| p.exists())
