@@ -216,6 +216,8 @@ pub struct EndpointValue {
     pub gw_mac: [u8; 6],
     /// The network's gateway address (network order): hairpin SNAT source.
     pub gateway: u32,
+    /// 1 when the network is `--internal`: nothing outside is reachable.
+    pub internal: u32,
 }
 
 /// Published-port lookup key.

@@ -15,7 +15,9 @@ use aya_ebpf::{
     macros::classifier,
     programs::TcContext,
 };
-use netd_common::{CtKey, CtValue, PortMapKey, PortMapValue, StatIndex, ct_dir, ct_kind};
+use netd_common::{
+    CtKey, CtValue, EndpointValue, PortMapKey, PortMapValue, StatIndex, ct_dir, ct_kind,
+};
 
 use crate::{
     maps::{NETD_ENDPOINTS, NETD_HOST_ADDRS, NETD_PORTMAPS, config, count},
@@ -63,13 +65,26 @@ pub fn netd_from_container(mut ctx: TcContext) -> i32 {
     if let Some(target) = published(&pkt) {
         return hairpin(&mut ctx, &pkt, &target);
     }
+    // The sender's network decides what it may reach (isolation).
+    // SAFETY (both derefs): map value pointers, valid for this run.
+    let src = NETD_ENDPOINTS
+        .get_ptr(pkt.tuple.src_ip)
+        .map(|p| unsafe { *p });
     if let Some(peer) = NETD_ENDPOINTS.get_ptr(pkt.tuple.dst_ip) {
-        // SAFETY: map value pointer, valid for this run.
         let peer = unsafe { &*peer };
+        if src.is_some_and(|s| s.network_id != peer.network_id) {
+            return drop_policy(&pkt);
+        }
         count(StatIndex::Forwarded, pkt.len);
         return deliver_to(&mut ctx, peer);
     }
-    masquerade(&mut ctx, &pkt)
+    masquerade(&mut ctx, &pkt, src.as_ref())
+}
+
+#[inline(always)]
+fn drop_policy(pkt: &Packet) -> i32 {
+    count(StatIndex::DropPolicy, pkt.len);
+    TC_ACT_SHOT
 }
 
 /// tcx egress of a container's host-side veth: packets the bridge hands to
@@ -201,12 +216,24 @@ fn hairpin(ctx: &mut TcContext, pkt: &Packet, target: &PortMapValue) -> i32 {
 
 /// MASQUERADE: traffic to anything that is not the host itself and not a
 /// netd network leaves with the address the route's interface would use.
+/// Another network's subnet is off limits (isolation); so is everything
+/// outside for an `--internal` network.
 #[inline(always)]
-fn masquerade(ctx: &mut TcContext, pkt: &Packet) -> i32 {
+fn masquerade(ctx: &mut TcContext, pkt: &Packet, src: Option<&EndpointValue>) -> i32 {
     let Some(route) = fib_lookup(ctx, &pkt.tuple) else {
         return TC_ACT_UNSPEC;
     };
-    if route.src == 0 || maps::NETD_BRIDGES.get_ptr(route.ifindex).is_some() {
+    if let Some(bridge) = maps::NETD_BRIDGES.get_ptr(route.ifindex) {
+        let bridge_net = unsafe { (*bridge).network_id };
+        return match src {
+            Some(s) if s.network_id != bridge_net => drop_policy(pkt),
+            _ => TC_ACT_UNSPEC,
+        };
+    }
+    if src.is_some_and(|s| s.internal != 0) {
+        return drop_policy(pkt);
+    }
+    if route.src == 0 {
         return TC_ACT_UNSPEC;
     }
     let t = CtKey {
@@ -250,7 +277,7 @@ fn snat_and_deliver(
 }
 
 #[inline(always)]
-fn deliver_to(ctx: &mut TcContext, peer: &netd_common::EndpointValue) -> i32 {
+fn deliver_to(ctx: &mut TcContext, peer: &EndpointValue) -> i32 {
     route::to_endpoint(ctx, peer)
 }
 

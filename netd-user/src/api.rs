@@ -5,19 +5,31 @@ use std::net::Ipv4Addr;
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::network::NetworkSpec;
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum Request {
     Status,
-    ContainerAdd {
-        name: String,
-        network: String,
-        ip: Option<Ipv4Addr>,
-        /// Docker `-p` specs.
-        #[serde(default)]
-        publish: Vec<String>,
-    },
+    ContainerAdd(ContainerSpec),
     ContainerLs,
+    NetworkCreate(NetworkSpec),
+    NetworkLs,
+    NetworkInspect {
+        name: String,
+    },
+    NetworkRm {
+        name: String,
+    },
+    NetworkConnect {
+        network: String,
+        container: String,
+        ip: Option<Ipv4Addr>,
+    },
+    NetworkDisconnect {
+        network: String,
+        container: String,
+    },
     ContainerInspect {
         name: String,
     },
@@ -35,6 +47,24 @@ pub enum Request {
     ConntrackLs,
     Stats,
     Down,
+}
+
+/// What `container add` asks for.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ContainerSpec {
+    pub name: String,
+    /// A network name, or `host`, `none`, `container:OTHER`.
+    pub network: String,
+    pub ip: Option<Ipv4Addr>,
+    /// Docker `-p` specs.
+    #[serde(default)]
+    pub publish: Vec<String>,
+    pub hostname: Option<String>,
+    #[serde(default)]
+    pub dns: Vec<Ipv4Addr>,
+    /// `NAME:IP`.
+    #[serde(default)]
+    pub add_host: Vec<String>,
 }
 
 /// `Ok` carries the command's JSON result, `Err` one line for the user.

@@ -1,28 +1,24 @@
-//! Containers: a named network namespace, a veth pair whose host side joins
-//! the network's bridge and whose peer is the container's `eth0`, an address
-//! from IPAM, and the datapath programs on the host-side veth.
+//! Containers: a network namespace (or the host's, or another
+//! container's), its endpoints on networks, its published ports and its
+//! generated `hosts`/`resolv.conf`.
 //!
 //! Every `add` is all-or-nothing: a `Creating` record is saved first, then
 //! the kernel objects are made; any failure (or a crash, found at the next
 //! start) removes whatever was made and the record with it.
 
-use std::{collections::HashSet, fs::File, io::Read, net::Ipv4Addr, path::Path};
+use std::{fs::File, io::Read, net::Ipv4Addr, path::PathBuf};
 
-use anyhow::{Context, Result, bail};
-use netd_common::EndpointValue;
+use anyhow::{Context, Result, anyhow, bail};
 use serde_json::{Value, json};
 use tracing::{info, warn};
 
 use crate::{
+    api::ContainerSpec,
     daemon::Daemon,
-    ipam,
-    netlink::Netlink,
-    netns,
+    endpoint, names, netns,
     portmap::PortMapping,
-    state::{ContainerRecord, NetworkRecord, Phase},
+    state::{ContainerRecord, NameConfig, NetMode, Phase},
 };
-
-const CONTAINER_IFNAME: &str = "eth0";
 
 /// Docker's rule for names: `[a-zA-Z0-9][a-zA-Z0-9_.-]*`, here at most 64
 /// characters (the name is also the namespace file name).
@@ -51,55 +47,50 @@ pub fn random_id() -> Result<String> {
     Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
+/// The daemon's own namespace: where `--network host` containers live.
+fn host_netns_path() -> PathBuf {
+    PathBuf::from(format!("/proc/{}/ns/net", std::process::id()))
+}
+
+fn parse_mode(network: &str) -> NetMode {
+    match network {
+        "host" => NetMode::Host,
+        "none" => NetMode::None,
+        other => match other.strip_prefix("container:") {
+            Some(target) => NetMode::Container(target.into()),
+            None => NetMode::Bridge,
+        },
+    }
+}
+
+fn parse_extra_host(spec: &str) -> Result<(String, Ipv4Addr)> {
+    let (name, ip) = spec
+        .rsplit_once(':')
+        .ok_or_else(|| anyhow!("bad --add-host {spec:?}: use NAME:IP"))?;
+    let ip = ip
+        .parse()
+        .map_err(|_| anyhow!("bad --add-host {spec:?}: {ip:?} is not an IPv4 address"))?;
+    if name.is_empty() {
+        bail!("bad --add-host {spec:?}: the name is empty");
+    }
+    Ok((name.into(), ip))
+}
+
 impl Daemon {
-    pub async fn container_add(
-        &mut self,
-        name: &str,
-        network: &str,
-        requested_ip: Option<Ipv4Addr>,
-        publish: &[String],
-    ) -> Result<ContainerRecord> {
-        validate_name(name)?;
-        if self.store.container(name)?.is_some() {
+    pub async fn container_add(&mut self, spec: &ContainerSpec) -> Result<ContainerRecord> {
+        validate_name(&spec.name)?;
+        if self.store.container(&spec.name)?.is_some() {
             bail!(
-                "container {name} already exists: pick another name or `netd container rm {name}` first"
+                "container {0} already exists: pick another name or `netd container rm {0}` first",
+                spec.name
             );
         }
-        let net = self.network(network)?;
-        let netns_path = self.config.netns_dir.join(name);
-        if netns_path.exists() {
-            bail!(
-                "a network namespace named {name} already exists at {} and is not netd's: pick another name",
-                netns_path.display()
-            );
-        }
-        let ip = ipam::allocate(
-            net.subnet,
-            net.gateway,
-            &self.used_ips(&net.name)?,
-            requested_ip,
-        )?;
-        let mappings = publish
-            .iter()
-            .map(|spec| PortMapping::parse_publish(spec, ip))
-            .collect::<Result<Vec<_>>>()?;
-        self.check_port_conflicts(&mappings)?;
-        let id = random_id()?;
-        let mut record = ContainerRecord {
-            host_veth: format!("veth{}", &id[..7]),
-            id,
-            name: name.into(),
-            network: net.name.clone(),
-            ip,
-            mac: ipam::format_mac(ipam::mac_for(ip)),
-            netns: netns_path,
-            host_ifindex: 0,
-            phase: Phase::Creating,
-        };
+        let mut record = self.plan_container(spec)?;
+        let mappings = self.plan_publish(spec, &record)?;
         self.store.put_container(&record)?;
-        match self.finish_add(&net, &mut record, mappings).await {
+        match self.finish_add(&mut record, mappings).await {
             Ok(()) => {
-                info!(container = name, %ip, veth = %record.host_veth, "container added");
+                info!(container = %record.name, mode = ?record.mode, "container added");
                 Ok(record)
             }
             Err(err) => {
@@ -109,20 +100,136 @@ impl Daemon {
         }
     }
 
-    /// The kernel half of `add`: plumbing, published ports, then `Ready`.
+    /// The record `add` will create, all choices made, nothing created.
+    fn plan_container(&self, spec: &ContainerSpec) -> Result<ContainerRecord> {
+        let id = random_id()?;
+        let mode = parse_mode(&spec.network);
+        let (netns, endpoints) = match &mode {
+            NetMode::Host => (PathBuf::new(), Vec::new()),
+            NetMode::Container(target) => (self.shared_netns(target)?, Vec::new()),
+            NetMode::None | NetMode::Bridge => {
+                let path = self.config.netns_dir.join(&spec.name);
+                if path.exists() {
+                    bail!(
+                        "a network namespace named {} already exists at {} and is not netd's: pick another name",
+                        spec.name,
+                        path.display()
+                    );
+                }
+                let endpoints = match mode {
+                    NetMode::Bridge => {
+                        let net = self.network(&spec.network)?;
+                        vec![self.plan_endpoint(&net, "eth0", spec.ip)?]
+                    }
+                    _ => Vec::new(),
+                };
+                (path, endpoints)
+            }
+        };
+        if spec.ip.is_some() && mode != NetMode::Bridge {
+            bail!(
+                "--ip needs a network: containers in mode {} get no address of their own",
+                spec.network
+            );
+        }
+        let names = NameConfig {
+            hostname: spec
+                .hostname
+                .clone()
+                .unwrap_or_else(|| id[..12].to_string()),
+            dns: spec.dns.clone(),
+            extra_hosts: spec
+                .add_host
+                .iter()
+                .map(|h| parse_extra_host(h))
+                .collect::<Result<_>>()?,
+        };
+        Ok(ContainerRecord {
+            id,
+            name: spec.name.clone(),
+            mode,
+            netns,
+            endpoints,
+            names,
+            phase: Phase::Creating,
+        })
+    }
+
+    /// `-p` mappings, checked against the mode and existing mappings.
+    fn plan_publish(
+        &self,
+        spec: &ContainerSpec,
+        rec: &ContainerRecord,
+    ) -> Result<Vec<PortMapping>> {
+        if spec.publish.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ip = match (&rec.mode, rec.primary()) {
+            (NetMode::Host, _) => bail!(
+                "-p is not available with --network host: the container uses the host's own ports; drop -p"
+            ),
+            (NetMode::Container(target), _) => bail!(
+                "-p is not available with --network container:{target}: publish the ports on {target}"
+            ),
+            (_, None) => bail!(
+                "-p needs a network: a container with --network none has no address to publish"
+            ),
+            (_, Some(ep)) => ep.ip,
+        };
+        let mappings = spec
+            .publish
+            .iter()
+            .map(|p| PortMapping::parse_publish(p, ip))
+            .collect::<Result<Vec<_>>>()?;
+        self.check_port_conflicts(&mappings)?;
+        Ok(mappings)
+    }
+
+    /// The namespace a `container:NAME` container joins.
+    fn shared_netns(&self, target: &str) -> Result<PathBuf> {
+        let other = self.container(target).map_err(|_| {
+            anyhow!(
+                "no such container: {target} (--network container:NAME needs an existing container)"
+            )
+        })?;
+        match other.mode {
+            NetMode::Container(ref root) => self.shared_netns(root),
+            NetMode::Host => bail!(
+                "container {target} uses the host's namespace: use --network host instead of container:{target}"
+            ),
+            _ => Ok(other.netns),
+        }
+    }
+
+    /// The kernel half of `add`: namespace, endpoints, ports, names, then
+    /// `Ready`.
     async fn finish_add(
         &mut self,
-        net: &NetworkRecord,
         record: &mut ContainerRecord,
         mappings: Vec<PortMapping>,
     ) -> Result<()> {
-        record.host_ifindex = self.plumb_container(net, record).await?;
+        if record.owns_netns() {
+            netns::create(&record.netns)?;
+            endpoint::loopback_up(&record.netns).await?;
+        }
+        self.plumb_endpoints(record).await?;
         self.store.put_container(record)?;
         if !mappings.is_empty() {
             self.portmap_add(mappings)?;
         }
+        self.write_names(record)?;
         record.phase = Phase::Ready;
         self.store.put_container(record)
+    }
+
+    /// Creates every endpoint of the record (eth0 carries the default route).
+    async fn plumb_endpoints(&mut self, record: &mut ContainerRecord) -> Result<()> {
+        for i in 0..record.endpoints.len() {
+            let ep = record.endpoints[i].clone();
+            record.endpoints[i].host_ifindex =
+                self.plumb_endpoint(&record.netns, &ep, i == 0).await?;
+        }
+        Ok(())
     }
 
     /// Removes everything a half-made container left, and its record.
@@ -141,68 +248,25 @@ impl Daemon {
         }
     }
 
-    fn used_ips(&self, network: &str) -> Result<HashSet<Ipv4Addr>> {
-        Ok(self
-            .store
-            .containers()?
-            .into_iter()
-            .filter(|c| c.network == network)
-            .map(|c| c.ip)
-            .collect())
-    }
-
-    /// Creates the namespace, the veth pair and the addressing; attaches the
-    /// datapath. Returns the host veth's ifindex.
-    async fn plumb_container(&mut self, net: &NetworkRecord, rec: &ContainerRecord) -> Result<u32> {
-        if !netns::is_mounted(&rec.netns) {
-            netns::create(&rec.netns)?;
-        }
-        let bridge = self
-            .netlink
-            .link_index(&net.bridge)
-            .await?
-            .with_context(|| format!("bridge {} of network {} is missing", net.bridge, net.name))?;
-        let mac = ipam::mac_for(rec.ip);
-        let ifindex = self
-            .netlink
-            .add_veth_into_netns(&rec.host_veth, bridge, CONTAINER_IFNAME, mac, &rec.netns)
-            .await?;
-        configure_inside(&rec.netns, rec.ip, net).await?;
-        self.attach_datapath(net, rec, ifindex, mac).await?;
-        Ok(ifindex)
-    }
-
-    async fn attach_datapath(
-        &mut self,
-        net: &NetworkRecord,
-        rec: &ContainerRecord,
-        ifindex: u32,
-        mac: [u8; 6],
-    ) -> Result<()> {
-        let bridge = self.netlink.link_index(&net.bridge).await?.unwrap_or(0);
-        let gw_mac = self.netlink.link_mac(bridge).await.unwrap_or_default();
-        self.datapath.attach_veth(&rec.host_veth)?;
-        let endpoint = EndpointValue {
-            ifindex,
-            network_id: net.net_id,
-            mac,
-            gw_mac,
-            gateway: u32::from(net.gateway).to_be(),
-        };
-        self.datapath.set_endpoint(rec.ip, endpoint)
-    }
-
-    /// Deletes the veth (its peer goes with it), the namespace and the
-    /// datapath entries. Tolerates pieces that are already gone.
+    /// Deletes the endpoints, the namespace if netd made it, and the name
+    /// files. Tolerates pieces that are already gone.
     async fn unplumb_container(&mut self, rec: &ContainerRecord) -> Result<()> {
         let mut first_error = None;
-        let steps = [
-            self.datapath.detach_veth(&rec.host_veth),
-            self.datapath.remove_endpoint(rec.ip),
-            self.netlink.delete_link(&rec.host_veth).await,
-            netns::delete(&rec.netns),
+        for ep in &rec.endpoints {
+            if let Err(e) = self.unplumb_endpoint(ep).await {
+                warn!(container = %rec.name, "cleanup step failed: {e:#}");
+                first_error.get_or_insert(e);
+            }
+        }
+        let others = [
+            if rec.owns_netns() {
+                netns::delete(&rec.netns)
+            } else {
+                Ok(())
+            },
+            names::remove(&self.names_dir(&rec.name)),
         ];
-        for step in steps {
+        for step in others {
             if let Err(e) = step {
                 warn!(container = %rec.name, "cleanup step failed: {e:#}");
                 first_error.get_or_insert(e);
@@ -213,6 +277,20 @@ impl Daemon {
 
     pub async fn container_rm(&mut self, name: &str) -> Result<()> {
         let rec = self.container(name)?;
+        let sharers: Vec<String> = self
+            .store
+            .containers()?
+            .into_iter()
+            .filter(|c| c.mode == NetMode::Container(name.into()))
+            .map(|c| c.name)
+            .collect();
+        if !sharers.is_empty() {
+            bail!(
+                "container {name} shares its network namespace with {}: remove {} first",
+                sharers.join(", "),
+                if sharers.len() == 1 { "it" } else { "them" }
+            );
+        }
         let published = self.portmaps_of(name)?;
         self.unpublish(&published)?;
         self.unplumb_container(&rec).await?;
@@ -229,14 +307,16 @@ impl Daemon {
 
     /// What is wrong with a container's plumbing, if anything.
     pub async fn container_problem(&self, rec: &ContainerRecord) -> Result<Option<String>> {
-        if !netns::is_mounted(&rec.netns) {
+        if rec.mode != NetMode::Host && !netns::is_mounted(&rec.netns) {
             return Ok(Some(format!(
                 "network namespace {} is missing",
                 rec.netns.display()
             )));
         }
-        if self.netlink.link_index(&rec.host_veth).await?.is_none() {
-            return Ok(Some(format!("host veth {} is missing", rec.host_veth)));
+        for ep in &rec.endpoints {
+            if self.netlink.link_index(&ep.host_veth).await?.is_none() {
+                return Ok(Some(format!("host veth {} is missing", ep.host_veth)));
+            }
         }
         Ok(None)
     }
@@ -245,7 +325,10 @@ impl Daemon {
     /// back half-created containers, repairs missing veths or namespaces,
     /// and re-attaches the (possibly upgraded) programs.
     pub async fn reconcile_containers(&mut self) -> Result<()> {
-        for rec in self.store.containers()? {
+        let mut records = self.store.containers()?;
+        // Namespace owners first: sharers depend on them.
+        records.sort_by_key(|r| matches!(r.mode, NetMode::Container(_)));
+        for rec in records {
             if let Err(e) = self.reconcile_container(rec.clone()).await {
                 warn!(container = %rec.name, "reconcile failed: {e:#}");
             }
@@ -259,52 +342,85 @@ impl Daemon {
             self.rollback(&rec).await;
             return Ok(());
         }
-        let net = self.network(&rec.network)?;
         match self.container_problem(&rec).await? {
             None => {
-                let mac = ipam::mac_for(rec.ip);
-                self.attach_datapath(&net, &rec, rec.host_ifindex, mac)
-                    .await
+                for ep in rec.endpoints.clone() {
+                    let net = self.network(&ep.network)?;
+                    self.attach_endpoint(&net, &ep, ep.host_ifindex).await?;
+                }
+                Ok(())
             }
-            Some(problem) => {
+            Some(problem) if rec.owns_netns() => {
                 warn!(container = %rec.name, "{problem}; repairing the container's plumbing");
-                self.netlink.delete_link(&rec.host_veth).await?;
-                rec.host_ifindex = self.plumb_container(&net, &rec).await?;
+                for ep in rec.endpoints.clone() {
+                    self.unplumb_endpoint(&ep).await?;
+                }
+                if !netns::is_mounted(&rec.netns) {
+                    netns::delete(&rec.netns)?;
+                    netns::create(&rec.netns)?;
+                    endpoint::loopback_up(&rec.netns).await?;
+                }
+                self.plumb_endpoints(&mut rec).await?;
                 self.store.put_container(&rec)?;
                 info!(container = %rec.name, "repaired");
+                Ok(())
+            }
+            Some(problem) => {
+                warn!(container = %rec.name, "{problem}; it shares another container's namespace, which must be repaired first");
                 Ok(())
             }
         }
     }
 
-    /// The JSON `container inspect` prints.
+    fn mode_name(rec: &ContainerRecord) -> String {
+        match &rec.mode {
+            NetMode::Bridge => "bridge".into(),
+            NetMode::Host => "host".into(),
+            NetMode::None => "none".into(),
+            NetMode::Container(other) => format!("container:{other}"),
+        }
+    }
+
+    /// The JSON `container inspect` prints. Top-level address fields are
+    /// those of eth0 (empty without a network).
     pub async fn container_json(&self, rec: &ContainerRecord) -> Result<Value> {
-        let net = self.network(&rec.network)?;
         let status = match self.container_problem(rec).await? {
             None => "running".to_string(),
             Some(problem) => problem,
         };
+        let mut interfaces = Vec::new();
+        for ep in &rec.endpoints {
+            let net = self.network(&ep.network)?;
+            interfaces.push(json!({
+                "name": ep.ifname,
+                "network": ep.network,
+                "ip": ep.ip,
+                "prefix_len": net.subnet.prefix(),
+                "gateway": net.gateway,
+                "mac": ep.mac,
+                "host_veth": ep.host_veth,
+                "host_ifindex": ep.host_ifindex,
+            }));
+        }
+        let primary = interfaces.first().cloned().unwrap_or(Value::Null);
+        let names_dir = self.names_dir(&rec.name);
         Ok(json!({
             "id": rec.id,
             "name": rec.name,
             "status": status,
-            "netns": rec.netns,
-            "network": rec.network,
-            "ip": rec.ip,
-            "prefix_len": net.subnet.prefix(),
-            "mac": rec.mac,
-            "gateway": net.gateway,
-            "host_veth": rec.host_veth,
-            "host_ifindex": rec.host_ifindex,
-            "interfaces": [{
-                "name": CONTAINER_IFNAME,
-                "network": rec.network,
-                "ip": rec.ip,
-                "prefix_len": net.subnet.prefix(),
-                "mac": rec.mac,
-                "host_veth": rec.host_veth,
-                "host_ifindex": rec.host_ifindex,
-            }],
+            "mode": Self::mode_name(rec),
+            "netns": if rec.mode == NetMode::Host { host_netns_path() } else { rec.netns.clone() },
+            "network": primary.get("network").cloned().unwrap_or_else(|| Value::String(Self::mode_name(rec))),
+            "ip": primary.get("ip").cloned().unwrap_or(Value::Null),
+            "prefix_len": primary.get("prefix_len").cloned().unwrap_or(Value::Null),
+            "mac": primary.get("mac").cloned().unwrap_or(Value::Null),
+            "gateway": primary.get("gateway").cloned().unwrap_or(Value::Null),
+            "host_veth": primary.get("host_veth").cloned().unwrap_or(Value::Null),
+            "host_ifindex": primary.get("host_ifindex").cloned().unwrap_or(Value::Null),
+            "interfaces": interfaces,
+            "hostname": rec.names.hostname,
+            "hosts_path": names_dir.join("hosts"),
+            "resolv_conf_path": names_dir.join("resolv.conf"),
         }))
     }
 
@@ -318,26 +434,6 @@ impl Daemon {
         }
         Ok(())
     }
-}
-
-/// Inside the container: `lo` and `eth0` up, the address, the default route.
-async fn configure_inside(netns_path: &Path, ip: Ipv4Addr, net: &NetworkRecord) -> Result<()> {
-    let inner = Netlink::in_netns(netns_path)?;
-    let lo = inner
-        .link_index("lo")
-        .await?
-        .context("no lo in the new namespace")?;
-    inner.set_up(lo).await?;
-    let eth0 = inner
-        .link_index(CONTAINER_IFNAME)
-        .await?
-        .context("eth0 did not arrive in the container namespace")?;
-    inner.add_address(eth0, ip, net.subnet.prefix()).await?;
-    inner.set_up(eth0).await?;
-    if !net.internal {
-        inner.add_default_route(net.gateway).await?;
-    }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -367,5 +463,28 @@ mod tests {
         let id = random_id().unwrap();
         assert_eq!(id.len(), 64);
         assert!(id.chars().all(|c| c.is_ascii_hexdigit()));
+    }
+
+    #[test]
+    fn modes_parse_like_docker() {
+        assert_eq!(parse_mode("bridge"), NetMode::Bridge);
+        assert_eq!(parse_mode("mynet"), NetMode::Bridge);
+        assert_eq!(parse_mode("host"), NetMode::Host);
+        assert_eq!(parse_mode("none"), NetMode::None);
+        assert_eq!(
+            parse_mode("container:web"),
+            NetMode::Container("web".into())
+        );
+    }
+
+    #[test]
+    fn extra_hosts_parse() {
+        assert_eq!(
+            parse_extra_host("db:10.0.0.5").unwrap(),
+            ("db".to_string(), Ipv4Addr::new(10, 0, 0, 5))
+        );
+        assert!(parse_extra_host("db").is_err());
+        assert!(parse_extra_host(":10.0.0.5").is_err());
+        assert!(parse_extra_host("db:x").is_err());
     }
 }

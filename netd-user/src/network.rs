@@ -1,38 +1,58 @@
 //! Networks: a Linux bridge per network with the gateway address on it.
-//! netd starts with one, `bridge` (netd0, 172.17.0.0/16), like docker0.
+//! netd starts with one, `bridge` (netd0, 172.17.0.0/16), like docker0;
+//! user-defined networks get the next free /16 from 172.18.0.0 upward.
 
-use anyhow::{Result, anyhow};
+use std::net::Ipv4Addr;
+
+use anyhow::{Result, anyhow, bail};
+use ipnetwork::Ipv4Network;
 use netd_common::BridgeValue;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+use tracing::info;
 
-use crate::{daemon::Daemon, state::NetworkRecord};
+use crate::{
+    container::{random_id, validate_name},
+    daemon::Daemon,
+    state::{NetMode, NetworkRecord},
+};
 
 pub const DEFAULT_NETWORK: &str = "bridge";
+/// Names that are modes, not networks (`--network host|none`).
+const RESERVED: [&str; 3] = [DEFAULT_NETWORK, "host", "none"];
+
+/// What `network create` asks for.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct NetworkSpec {
+    pub name: String,
+    pub subnet: Option<Ipv4Network>,
+    pub gateway: Option<Ipv4Addr>,
+    #[serde(default)]
+    pub internal: bool,
+    pub bridge: Option<String>,
+}
 
 impl Daemon {
-    /// Creates the default network's record on first start and makes sure
-    /// its bridge exists and carries the gateway address.
-    pub async fn ensure_default_network(&mut self) -> Result<()> {
-        let net = match self.network(DEFAULT_NETWORK) {
-            Ok(net) => net,
-            Err(_) => {
-                let subnet = self.config.default_subnet;
-                let gateway = subnet
-                    .nth(1)
-                    .ok_or_else(|| anyhow!("default subnet {subnet} has no room for a gateway"))?;
-                let net = NetworkRecord {
-                    name: DEFAULT_NETWORK.into(),
-                    id: crate::container::random_id()?,
-                    net_id: 1,
-                    bridge: self.config.bridge.clone(),
-                    subnet,
-                    gateway,
-                    internal: false,
-                };
-                self.store.put_network(&net)?;
-                net
-            }
-        };
-        self.plumb_network(&net).await
+    /// Creates the default network's record on first start, then makes
+    /// sure every network's bridge exists and carries its gateway.
+    pub async fn ensure_networks(&mut self) -> Result<()> {
+        if self.network(DEFAULT_NETWORK).is_err() {
+            let subnet = self.config.default_subnet;
+            let net = NetworkRecord {
+                name: DEFAULT_NETWORK.into(),
+                id: random_id()?,
+                net_id: 1,
+                bridge: self.config.bridge.clone(),
+                subnet,
+                gateway: first_host(subnet)?,
+                internal: false,
+            };
+            self.store.put_network(&net)?;
+        }
+        for net in self.store.networks()? {
+            self.plumb_network(&net).await?;
+        }
+        Ok(())
     }
 
     /// Bridge up with the gateway address, known to the datapath;
@@ -59,11 +79,283 @@ impl Daemon {
             .ok_or_else(|| anyhow!("no such network: {name} (see `netd network ls`)"))
     }
 
+    pub async fn network_create(&mut self, spec: &NetworkSpec) -> Result<NetworkRecord> {
+        let net = self.plan_network(spec)?;
+        self.store.put_network(&net)?;
+        if let Err(e) = self.plumb_network(&net).await {
+            let _ = self.netlink.delete_link(&net.bridge).await;
+            let _ = self.store.delete_network(&net.name);
+            return Err(e);
+        }
+        self.start_dns(&net)?;
+        info!(network = %net.name, subnet = %net.subnet, bridge = %net.bridge, "network created");
+        Ok(net)
+    }
+
+    fn plan_network(&self, spec: &NetworkSpec) -> Result<NetworkRecord> {
+        validate_name(&spec.name).map_err(|_| {
+            anyhow!(
+                "invalid network name {:?}: use 1-64 characters [a-zA-Z0-9_.-], starting with a letter or digit",
+                spec.name
+            )
+        })?;
+        if RESERVED.contains(&spec.name.as_str()) || self.network(&spec.name).is_ok() {
+            bail!("network {} already exists: pick another name", spec.name);
+        }
+        let existing = self.store.networks()?;
+        let subnet = match spec.subnet {
+            Some(subnet) => subnet,
+            None => next_free_subnet(&existing)?,
+        };
+        if let Some(other) = existing.iter().find(|n| overlaps(n.subnet, subnet)) {
+            bail!(
+                "subnet {subnet} overlaps network {} ({}): pick a subnet that does not",
+                other.name,
+                other.subnet
+            );
+        }
+        let gateway = match spec.gateway {
+            Some(gw) => check_gateway(subnet, gw)?,
+            None => first_host(subnet)?,
+        };
+        let id = random_id()?;
+        let bridge = spec
+            .bridge
+            .clone()
+            .unwrap_or_else(|| format!("br-{}", &id[..12]));
+        if bridge.is_empty() || bridge.len() > 15 || bridge.contains(['/', ' ']) {
+            bail!("invalid bridge name {bridge:?}: use 1-15 characters without '/' or spaces");
+        }
+        if existing.iter().any(|n| n.bridge == bridge) {
+            bail!("bridge {bridge} already belongs to another network: pick another --bridge");
+        }
+        let net_id = existing.iter().map(|n| n.net_id).max().unwrap_or(0) + 1;
+        Ok(NetworkRecord {
+            name: spec.name.clone(),
+            id,
+            net_id,
+            bridge,
+            subnet,
+            gateway,
+            internal: spec.internal,
+        })
+    }
+
+    pub async fn network_rm(&mut self, name: &str) -> Result<()> {
+        if name == DEFAULT_NETWORK {
+            bail!(
+                "network {name} is the default network and cannot be removed (`netd down` removes everything)"
+            );
+        }
+        let net = self.network(name)?;
+        let attached = self.containers_on(name)?;
+        if !attached.is_empty() {
+            bail!(
+                "network {name} has containers attached: {}; remove or disconnect them first",
+                attached.join(", ")
+            );
+        }
+        self.stop_dns(name);
+        self.netlink.delete_link(&net.bridge).await?;
+        self.store.delete_network(name)?;
+        info!(network = name, "network removed");
+        Ok(())
+    }
+
+    fn containers_on(&self, network: &str) -> Result<Vec<String>> {
+        Ok(self
+            .store
+            .containers()?
+            .into_iter()
+            .filter(|c| c.endpoint_on(network).is_some())
+            .map(|c| c.name)
+            .collect())
+    }
+
+    /// `network connect`: a new interface (eth1, eth2, ...) on `network`.
+    pub async fn network_connect(
+        &mut self,
+        network: &str,
+        container: &str,
+        ip: Option<Ipv4Addr>,
+    ) -> Result<()> {
+        let net = self.network(network)?;
+        let mut rec = self.container(container)?;
+        if rec.mode != NetMode::Bridge {
+            bail!(
+                "container {container} has no network namespace of its own to connect (mode {:?})",
+                rec.mode
+            );
+        }
+        if rec.endpoint_on(network).is_some() {
+            bail!("container {container} is already connected to network {network}");
+        }
+        let ifname = (0..)
+            .map(|i| format!("eth{i}"))
+            .find(|n| rec.endpoints.iter().all(|e| &e.ifname != n))
+            .unwrap_or_default();
+        let mut ep = self.plan_endpoint(&net, &ifname, ip)?;
+        let default_route = rec.endpoints.is_empty();
+        ep.host_ifindex = match self.plumb_endpoint(&rec.netns, &ep, default_route).await {
+            Ok(index) => index,
+            Err(e) => {
+                let _ = self.unplumb_endpoint(&ep).await;
+                return Err(e);
+            }
+        };
+        rec.endpoints.push(ep);
+        self.store.put_container(&rec)?;
+        self.write_names(&rec)?;
+        info!(network, container, "container connected");
+        Ok(())
+    }
+
+    /// `network disconnect`: removes the container's interface on `network`.
+    pub async fn network_disconnect(&mut self, network: &str, container: &str) -> Result<()> {
+        self.network(network)?;
+        let mut rec = self.container(container)?;
+        let Some(pos) = rec.endpoints.iter().position(|e| e.network == network) else {
+            bail!("container {container} is not connected to network {network}");
+        };
+        let published = self.portmaps_of(container)?;
+        let ep = rec.endpoints[pos].clone();
+        let stale: Vec<_> = published
+            .into_iter()
+            .filter(|p| p.mapping.container_ip == ep.ip)
+            .collect();
+        self.unpublish(&stale)?;
+        self.unplumb_endpoint(&ep).await?;
+        rec.endpoints.remove(pos);
+        self.store.put_container(&rec)?;
+        self.write_names(&rec)?;
+        info!(network, container, "container disconnected");
+        Ok(())
+    }
+
+    /// `network ls`: the networks plus Docker's two pseudo-networks.
+    pub fn network_list(&self) -> Result<Value> {
+        let mut out: Vec<Value> = self
+            .store
+            .networks()?
+            .iter()
+            .map(|n| {
+                json!({"Name": n.name, "Id": n.id, "Driver": "bridge", "Scope": "local",
+                       "Subnet": n.subnet.to_string(), "Internal": n.internal})
+            })
+            .collect();
+        for (name, driver) in [("host", "host"), ("none", "null")] {
+            out.push(json!({"Name": name, "Id": name, "Driver": driver, "Scope": "local", "Subnet": "", "Internal": false}));
+        }
+        Ok(Value::Array(out))
+    }
+
+    /// `network inspect`, in the shape of `docker network inspect`.
+    pub fn network_inspect(&self, name: &str) -> Result<Value> {
+        let net = self.network(name)?;
+        let mut containers = Map::new();
+        for c in self.store.containers()? {
+            if let Some(ep) = c.endpoint_on(name) {
+                containers.insert(
+                    c.id.clone(),
+                    json!({
+                        "Name": c.name,
+                        "MacAddress": ep.mac,
+                        "IPv4Address": format!("{}/{}", ep.ip, net.subnet.prefix()),
+                        "IPv6Address": "",
+                    }),
+                );
+            }
+        }
+        Ok(json!({
+            "Name": net.name,
+            "Id": net.id,
+            "Scope": "local",
+            "Driver": "bridge",
+            "EnableIPv6": false,
+            "IPAM": {
+                "Driver": "default",
+                "Config": [{"Subnet": net.subnet.to_string(), "Gateway": net.gateway.to_string()}],
+            },
+            "Internal": net.internal,
+            "Containers": containers,
+            "Options": {"com.docker.network.bridge.name": net.bridge},
+        }))
+    }
+
     /// Removes the bridges of every network (used by `netd down`).
-    pub async fn unplumb_networks(&self) -> Result<()> {
+    pub async fn unplumb_networks(&mut self) -> Result<()> {
         for net in self.store.networks()? {
+            self.stop_dns(&net.name);
             self.netlink.delete_link(&net.bridge).await?;
         }
         Ok(())
+    }
+}
+
+fn first_host(subnet: Ipv4Network) -> Result<Ipv4Addr> {
+    subnet
+        .nth(1)
+        .filter(|ip| *ip != subnet.broadcast())
+        .ok_or_else(|| anyhow!("subnet {subnet} has no room for a gateway"))
+}
+
+fn check_gateway(subnet: Ipv4Network, gateway: Ipv4Addr) -> Result<Ipv4Addr> {
+    if !subnet.contains(gateway) || gateway == subnet.network() || gateway == subnet.broadcast() {
+        bail!("gateway {gateway} is not a host address of subnet {subnet}: pick one inside it");
+    }
+    Ok(gateway)
+}
+
+fn overlaps(a: Ipv4Network, b: Ipv4Network) -> bool {
+    a.contains(b.network()) || b.contains(a.network())
+}
+
+/// Docker's default pool: the first /16 from 172.18.0.0 to 172.31.0.0 that
+/// overlaps no existing network.
+fn next_free_subnet(existing: &[NetworkRecord]) -> Result<Ipv4Network> {
+    (18..=31u8)
+        .filter_map(|b| Ipv4Network::new(Ipv4Addr::new(172, b, 0, 0), 16).ok())
+        .find(|candidate| existing.iter().all(|n| !overlaps(n.subnet, *candidate)))
+        .ok_or_else(|| anyhow!("no free /16 left in 172.18.0.0-172.31.255.255: pass --subnet"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn net(name: &str, subnet: &str) -> NetworkRecord {
+        NetworkRecord {
+            name: name.into(),
+            id: String::new(),
+            net_id: 1,
+            bridge: String::new(),
+            subnet: subnet.parse().unwrap(),
+            gateway: Ipv4Addr::UNSPECIFIED,
+            internal: false,
+        }
+    }
+
+    #[test]
+    fn next_subnet_skips_taken_ones() {
+        let existing = [net("bridge", "172.17.0.0/16"), net("a", "172.18.0.0/16")];
+        assert_eq!(
+            next_free_subnet(&existing).unwrap().to_string(),
+            "172.19.0.0/16"
+        );
+        assert_eq!(
+            next_free_subnet(&existing[..1]).unwrap().to_string(),
+            "172.18.0.0/16"
+        );
+    }
+
+    #[test]
+    fn overlap_and_gateway_rules() {
+        let a: Ipv4Network = "172.18.0.0/16".parse().unwrap();
+        assert!(overlaps(a, "172.18.5.0/24".parse().unwrap()));
+        assert!(!overlaps(a, "172.19.0.0/16".parse().unwrap()));
+        assert!(check_gateway(a, Ipv4Addr::new(172, 18, 0, 254)).is_ok());
+        assert!(check_gateway(a, Ipv4Addr::new(172, 19, 0, 1)).is_err());
+        assert!(check_gateway(a, Ipv4Addr::new(172, 18, 255, 255)).is_err());
+        assert_eq!(first_host(a).unwrap(), Ipv4Addr::new(172, 18, 0, 1));
     }
 }

@@ -284,7 +284,9 @@ impl Daemon {
         mappings
             .into_iter()
             .map(|mapping| {
-                let Some(owner) = containers.iter().find(|c| c.ip == mapping.container_ip) else {
+                let Some(owner) = containers
+                    .iter()
+                    .find(|c| c.endpoints.iter().any(|e| e.ip == mapping.container_ip)) else {
                     bail!(
                         "no container has address {}: publish ports of a container netd manages (see `netd container ls`)",
                         mapping.container_ip

@@ -51,17 +51,67 @@ pub enum Phase {
     Ready,
 }
 
+/// How a container gets its network (Docker's `--network` modes).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum NetMode {
+    /// Its own namespace, attached to one or more networks.
+    Bridge,
+    /// No namespace of its own: the host's (the daemon's).
+    Host,
+    /// Its own namespace with only `lo`.
+    None,
+    /// The namespace of another container.
+    Container(String),
+}
+
+/// One interface of a container on one network.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct EndpointRecord {
+    pub network: String,
+    /// Name inside the container: eth0, eth1, ...
+    pub ifname: String,
+    pub ip: Ipv4Addr,
+    pub mac: String,
+    pub host_veth: String,
+    pub host_ifindex: u32,
+}
+
+/// `--hostname`, `--dns`, `--add-host`: what goes into the generated
+/// `hosts` and `resolv.conf`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct NameConfig {
+    pub hostname: String,
+    pub dns: Vec<Ipv4Addr>,
+    pub extra_hosts: Vec<(String, Ipv4Addr)>,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct ContainerRecord {
     pub id: String,
     pub name: String,
-    pub network: String,
-    pub ip: Ipv4Addr,
-    pub mac: String,
+    pub mode: NetMode,
+    /// The namespace the container's processes join.
     pub netns: PathBuf,
-    pub host_veth: String,
-    pub host_ifindex: u32,
+    pub endpoints: Vec<EndpointRecord>,
+    pub names: NameConfig,
     pub phase: Phase,
+}
+
+impl ContainerRecord {
+    /// The first interface (eth0), which carries the default route.
+    pub fn primary(&self) -> Option<&EndpointRecord> {
+        self.endpoints.first()
+    }
+
+    /// Whether netd created (and so deletes) the namespace.
+    pub fn owns_netns(&self) -> bool {
+        matches!(self.mode, NetMode::Bridge | NetMode::None)
+    }
+
+    pub fn endpoint_on(&self, network: &str) -> Option<&EndpointRecord> {
+        self.endpoints.iter().find(|e| e.network == network)
+    }
 }
 
 pub struct Store {
@@ -95,6 +145,10 @@ impl Store {
 
     pub fn put_network(&self, net: &NetworkRecord) -> Result<()> {
         self.put(NETWORKS, &net.name, net)
+    }
+
+    pub fn delete_network(&self, name: &str) -> Result<()> {
+        self.delete(NETWORKS, name)
     }
 
     pub fn containers(&self) -> Result<Vec<ContainerRecord>> {
@@ -204,12 +258,17 @@ mod tests {
         let rec = ContainerRecord {
             id: "abc".into(),
             name: "c1".into(),
-            network: "bridge".into(),
-            ip: Ipv4Addr::new(172, 17, 0, 2),
-            mac: "02:42:ac:11:00:02".into(),
+            mode: NetMode::Bridge,
             netns: "/run/netns/c1".into(),
-            host_veth: "vethabc".into(),
-            host_ifindex: 7,
+            endpoints: vec![EndpointRecord {
+                network: "bridge".into(),
+                ifname: "eth0".into(),
+                ip: Ipv4Addr::new(172, 17, 0, 2),
+                mac: "02:42:ac:11:00:02".into(),
+                host_veth: "vethabc".into(),
+                host_ifindex: 7,
+            }],
+            names: NameConfig::default(),
             phase: Phase::Ready,
         };
         {

@@ -7,14 +7,17 @@ use clap::Subcommand;
 use serde_json::Value;
 
 use super::{Ctx, field, table};
-use crate::{api::Request, network::DEFAULT_NETWORK};
+use crate::{
+    api::{ContainerSpec, Request},
+    network::DEFAULT_NETWORK,
+};
 
 #[derive(Subcommand, Debug)]
 pub enum ContainerCommand {
     /// Create a container's network namespace and attach it to a network.
     Add {
         name: String,
-        /// Network to attach to.
+        /// Network to attach to, or a mode: host, none, container:NAME.
         #[arg(long, default_value = DEFAULT_NETWORK)]
         network: String,
         /// Address to use instead of the next free one.
@@ -23,6 +26,15 @@ pub enum ContainerCommand {
         /// Publish a port: [HOSTIP:]HOSTPORT[-END]:CONTAINERPORT[-END][/tcp|/udp].
         #[arg(short = 'p', long = "publish", value_name = "SPEC")]
         publish: Vec<String>,
+        /// Hostname written to the generated hosts file.
+        #[arg(long)]
+        hostname: Option<String>,
+        /// DNS server for the generated resolv.conf (repeatable).
+        #[arg(long = "dns", value_name = "IP")]
+        dns: Vec<Ipv4Addr>,
+        /// Extra hosts entry NAME:IP (repeatable).
+        #[arg(long = "add-host", value_name = "NAME:IP")]
+        add_host: Vec<String>,
     },
     /// List containers.
     Ls,
@@ -39,13 +51,20 @@ pub fn run(cmd: ContainerCommand, ctx: &Ctx) -> Result<()> {
             network,
             ip,
             publish,
+            hostname,
+            dns,
+            add_host,
         } => {
-            let value = ctx.call(&Request::ContainerAdd {
+            let spec = ContainerSpec {
                 name,
                 network,
                 ip,
                 publish,
-            })?;
+                hostname,
+                dns,
+                add_host,
+            };
+            let value = ctx.call(&Request::ContainerAdd(spec))?;
             ctx.print(&value, |v| field(v, "name"));
         }
         ContainerCommand::Ls => {

@@ -4,6 +4,7 @@ mod conntrack;
 mod container;
 mod daemon;
 mod exec;
+mod network;
 mod portmap;
 mod system;
 
@@ -52,6 +53,9 @@ pub enum Command {
     /// Manage containers' network endpoints.
     #[command(subcommand)]
     Container(container::ContainerCommand),
+    /// Manage networks (bridges with a subnet).
+    #[command(subcommand)]
+    Network(network::NetworkCommand),
     /// Publish container ports on the host (DNAT in eBPF).
     #[command(subcommand)]
     Portmap(portmap::PortmapCommand),
@@ -76,6 +80,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Daemon(args) => daemon::run(args, &ctx.socket).map(|()| 0),
         Command::Status => system::status(&ctx).map(|()| 0),
         Command::Container(cmd) => container::run(cmd, &ctx).map(|()| 0),
+        Command::Network(cmd) => network::run(cmd, &ctx).map(|()| 0),
         Command::Portmap(cmd) => portmap::run(cmd, &ctx).map(|()| 0),
         Command::Conntrack(cmd) => conntrack::run(cmd, &ctx).map(|()| 0),
         Command::Exec(args) => exec::run(args, &ctx),

@@ -22,6 +22,7 @@ use crate::{
     api::Request,
     conntrack::{Conntrack, Timeouts},
     datapath::Datapath,
+    dns::DnsServers,
     host,
     netlink::Netlink,
     netns,
@@ -54,6 +55,7 @@ pub struct Daemon {
     pub store: Store,
     pub netlink: Netlink,
     pub datapath: Datapath,
+    pub dns: DnsServers,
 }
 
 impl Daemon {
@@ -75,12 +77,17 @@ impl Daemon {
             store,
             netlink,
             datapath,
+            dns: DnsServers::default(),
         };
-        daemon.ensure_default_network().await?;
+        daemon.ensure_networks().await?;
+        for net in daemon.store.networks()? {
+            daemon.start_dns(&net)?;
+        }
         daemon.attach_host().await?;
         daemon.refresh_host_addrs().await?;
         daemon.reconcile_containers().await?;
         daemon.reconcile_portmaps()?;
+        daemon.refresh_dns()?;
         info!(
             state_dir = %daemon.config.state_dir.display(),
             bpffs = %daemon.config.bpffs.display(),
@@ -123,6 +130,14 @@ impl Daemon {
 
     /// Executes one request; the error string is what the CLI prints.
     pub async fn handle(&mut self, request: Request) -> Result<Value> {
+        let result = self.execute(request).await;
+        if let Err(e) = self.refresh_dns() {
+            warn!("refreshing DNS names: {e:#}");
+        }
+        result
+    }
+
+    async fn execute(&mut self, request: Request) -> Result<Value> {
         match request {
             Request::Status => Ok(json!({
                 "version": env!("CARGO_PKG_VERSION"),
@@ -130,13 +145,32 @@ impl Daemon {
                 "bpffs": self.config.bpffs,
                 "containers": self.store.containers()?.len(),
             })),
-            Request::ContainerAdd {
-                name,
+            Request::ContainerAdd(spec) => {
+                let rec = self.container_add(&spec).await?;
+                self.container_json(&rec).await
+            }
+            Request::NetworkCreate(spec) => {
+                let net = self.network_create(&spec).await?;
+                self.network_inspect(&net.name)
+            }
+            Request::NetworkLs => self.network_list(),
+            Request::NetworkInspect { name } => self.network_inspect(&name),
+            Request::NetworkRm { name } => {
+                self.network_rm(&name).await?;
+                Ok(json!({ "removed": name }))
+            }
+            Request::NetworkConnect {
                 network,
+                container,
                 ip,
-                publish,
             } => {
-                let rec = self.container_add(&name, &network, ip, &publish).await?;
+                self.network_connect(&network, &container, ip).await?;
+                let rec = self.container(&container)?;
+                self.container_json(&rec).await
+            }
+            Request::NetworkDisconnect { network, container } => {
+                self.network_disconnect(&network, &container).await?;
+                let rec = self.container(&container)?;
                 self.container_json(&rec).await
             }
             Request::ContainerLs => self.container_list().await,
@@ -197,6 +231,7 @@ impl Daemon {
             let path = self.config.state_dir.join(file);
             std::fs::remove_file(&path).with_context(|| format!("removing {}", path.display()))?;
         }
+        crate::names::remove(&self.config.state_dir.join("containers"))?;
         // Only if empty: the dir may hold files that are not netd's.
         let _ = std::fs::remove_dir(&self.config.state_dir);
         info!("everything netd created is removed");

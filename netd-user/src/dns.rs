@@ -1,0 +1,218 @@
+//! The embedded DNS responder of user-defined networks (Docker's
+//! 127.0.0.11): one UDP socket per network on its gateway address, port 53,
+//! in the host namespace. It answers the names (and hostnames) of the
+//! containers on that network and forwards every other query to the host's
+//! resolvers. Message parsing and building is hickory-proto's.
+
+use std::{
+    collections::HashMap,
+    net::{Ipv4Addr, SocketAddr, SocketAddrV4},
+    sync::{Arc, RwLock},
+    time::Duration,
+};
+
+use anyhow::{Context, Result};
+use hickory_proto::{
+    op::{Message, MessageType, ResponseCode},
+    rr::{RData, Record, RecordType, rdata::A},
+};
+use tokio::{net::UdpSocket, task::JoinHandle};
+use tracing::{debug, info, warn};
+
+use crate::{
+    daemon::Daemon, names::host_resolvers, network::DEFAULT_NETWORK, state::NetworkRecord,
+};
+
+const TTL: u32 = 600;
+const FORWARD_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// network name -> (lower-case container name or hostname -> address)
+type NameTable = HashMap<String, HashMap<String, Ipv4Addr>>;
+
+#[derive(Default)]
+pub struct DnsServers {
+    table: Arc<RwLock<NameTable>>,
+    tasks: HashMap<String, JoinHandle<()>>,
+}
+
+impl Drop for DnsServers {
+    fn drop(&mut self) {
+        for task in self.tasks.values() {
+            task.abort();
+        }
+    }
+}
+
+impl Daemon {
+    /// Starts the responder of a user-defined network (the default bridge,
+    /// like Docker's, has none).
+    pub fn start_dns(&mut self, net: &NetworkRecord) -> Result<()> {
+        if net.name == DEFAULT_NETWORK || self.dns.tasks.contains_key(&net.name) {
+            return Ok(());
+        }
+        let addr = SocketAddrV4::new(net.gateway, 53);
+        let std_sock = std::net::UdpSocket::bind(addr).with_context(|| {
+            format!(
+                "binding the DNS responder of network {} on {addr}",
+                net.name
+            )
+        })?;
+        std_sock
+            .set_nonblocking(true)
+            .context("setting the DNS socket non-blocking")?;
+        let sock = UdpSocket::from_std(std_sock).context("registering the DNS socket")?;
+        let task = tokio::spawn(serve(sock, net.name.clone(), self.dns.table.clone()));
+        self.dns.tasks.insert(net.name.clone(), task);
+        info!(network = %net.name, %addr, "DNS responder started");
+        Ok(())
+    }
+
+    pub fn stop_dns(&mut self, network: &str) {
+        if let Some(task) = self.dns.tasks.remove(network) {
+            task.abort();
+        }
+    }
+
+    /// Rebuilds the name table from the container records.
+    pub fn refresh_dns(&self) -> Result<()> {
+        let mut table = NameTable::new();
+        for c in self.store.containers()? {
+            for ep in &c.endpoints {
+                let names = table.entry(ep.network.clone()).or_default();
+                names.insert(c.name.to_lowercase(), ep.ip);
+                names.insert(c.names.hostname.to_lowercase(), ep.ip);
+            }
+        }
+        match self.dns.table.write() {
+            Ok(mut guard) => *guard = table,
+            Err(poisoned) => *poisoned.into_inner() = table,
+        }
+        Ok(())
+    }
+}
+
+async fn serve(sock: UdpSocket, network: String, table: Arc<RwLock<NameTable>>) {
+    let mut buf = vec![0u8; 4096];
+    loop {
+        let (len, peer) = match sock.recv_from(&mut buf).await {
+            Ok(r) => r,
+            Err(e) => {
+                warn!(network, "DNS receive failed: {e}");
+                continue;
+            }
+        };
+        let query = buf[..len].to_vec();
+        let reply = respond(&query, &network, &table).await;
+        if let Some(reply) = reply
+            && let Err(e) = sock.send_to(&reply, peer).await
+        {
+            debug!(network, %peer, "DNS reply failed: {e}");
+        }
+    }
+}
+
+/// The reply to one query: a local answer, a forwarded one, or SERVFAIL.
+async fn respond(query: &[u8], network: &str, table: &RwLock<NameTable>) -> Option<Vec<u8>> {
+    let request = Message::from_vec(query).ok()?;
+    if let Some(reply) = local_answer(&request, network, table) {
+        return reply.to_vec().ok();
+    }
+    match forward(query).await {
+        Some(reply) => Some(reply),
+        None => error_reply(&request, ResponseCode::ServFail).to_vec().ok(),
+    }
+}
+
+fn lookup(table: &RwLock<NameTable>, network: &str, name: &str) -> Option<Ipv4Addr> {
+    let guard = table.read().ok()?;
+    guard.get(network)?.get(name).copied()
+}
+
+/// Answers A (and empty AAAA) queries for names of containers on the
+/// network; None when the name is not one of them.
+fn local_answer(request: &Message, network: &str, table: &RwLock<NameTable>) -> Option<Message> {
+    let query = request.queries().first()?;
+    let name = query.name().to_ascii().trim_end_matches('.').to_lowercase();
+    let ip = lookup(table, network, &name)?;
+    let mut reply = error_reply(request, ResponseCode::NoError);
+    reply.set_authoritative(true);
+    if query.query_type() == RecordType::A {
+        reply.add_answer(Record::from_rdata(
+            query.name().clone(),
+            TTL,
+            RData::A(A(ip)),
+        ));
+    }
+    Some(reply)
+}
+
+fn error_reply(request: &Message, code: ResponseCode) -> Message {
+    let mut reply = Message::new();
+    reply
+        .set_id(request.id())
+        .set_message_type(MessageType::Response)
+        .set_op_code(request.op_code())
+        .set_recursion_desired(request.recursion_desired())
+        .set_recursion_available(true)
+        .set_response_code(code);
+    for q in request.queries() {
+        reply.add_query(q.clone());
+    }
+    reply
+}
+
+/// Relays the query to the host's resolvers, first answer wins.
+async fn forward(query: &[u8]) -> Option<Vec<u8>> {
+    for server in host_resolvers() {
+        let sock = UdpSocket::bind(SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0)))
+            .await
+            .ok()?;
+        if sock.send_to(query, (server, 53)).await.is_err() {
+            continue;
+        }
+        let mut buf = vec![0u8; 4096];
+        if let Ok(Ok(len)) = tokio::time::timeout(FORWARD_TIMEOUT, sock.recv(&mut buf)).await {
+            buf.truncate(len);
+            return Some(buf);
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hickory_proto::{op::Query, rr::Name};
+
+    fn table() -> RwLock<NameTable> {
+        let mut names = HashMap::new();
+        names.insert("web".to_string(), Ipv4Addr::new(172, 18, 0, 2));
+        RwLock::new(HashMap::from([("app".to_string(), names)]))
+    }
+
+    fn query(name: &str, ty: RecordType) -> Message {
+        let mut m = Message::new();
+        m.set_id(7)
+            .add_query(Query::query(Name::from_ascii(name).unwrap(), ty));
+        m
+    }
+
+    #[test]
+    fn answers_known_names_case_insensitively() {
+        let reply = local_answer(&query("WEB.", RecordType::A), "app", &table()).unwrap();
+        assert_eq!(reply.id(), 7);
+        assert_eq!(reply.answers().len(), 1);
+        assert_eq!(
+            reply.answers()[0].data(),
+            &RData::A(A(Ipv4Addr::new(172, 18, 0, 2)))
+        );
+    }
+
+    #[test]
+    fn other_networks_and_unknown_names_are_not_answered() {
+        assert!(local_answer(&query("web.", RecordType::A), "other", &table()).is_none());
+        assert!(local_answer(&query("db.", RecordType::A), "app", &table()).is_none());
+        let aaaa = local_answer(&query("web.", RecordType::AAAA), "app", &table()).unwrap();
+        assert!(aaaa.answers().is_empty());
+    }
+}
