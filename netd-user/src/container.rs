@@ -213,7 +213,7 @@ impl Daemon {
             endpoint::loopback_up(&record.netns).await?;
         }
         self.plumb_endpoints(record).await?;
-        self.store.put_container(record)?;
+        // The `Creating` record already holds the addresses mappings need.
         if !mappings.is_empty() {
             self.portmap_add(mappings)?;
         }

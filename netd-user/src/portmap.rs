@@ -316,6 +316,9 @@ impl Daemon {
 
     /// Removes mappings from the datapath and the store.
     pub fn unpublish(&mut self, records: &[PortMapRecord]) -> Result<()> {
+        if records.is_empty() {
+            return Ok(());
+        }
         let keys: Vec<_> = records
             .iter()
             .flat_map(|r| r.mapping.entries().map(|(k, _)| k).collect::<Vec<_>>())
