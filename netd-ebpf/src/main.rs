@@ -30,16 +30,10 @@ use crate::{
 #[classifier]
 pub fn netd_uplink_ingress(mut ctx: TcContext) -> i32 {
     count(StatIndex::Uplink, ctx.len());
-    let pkt = match parse(&ctx) {
+    let pkt = match tracked_or_parsed(&mut ctx) {
         Ok(pkt) => pkt,
-        Err(skip) => return skipped(skip),
+        Err(verdict) => return verdict,
     };
-    if icmp::is_error(&pkt) {
-        return icmp_error(&mut ctx, &pkt);
-    }
-    if let Some(ct) = conntrack::lookup(&pkt.tuple) {
-        return forward_tracked(&mut ctx, &pkt, ct);
-    }
     match published(&pkt) {
         Some(target) => dnat(&mut ctx, &pkt, &target),
         None => TC_ACT_UNSPEC,
@@ -52,16 +46,10 @@ pub fn netd_uplink_ingress(mut ctx: TcContext) -> i32 {
 #[classifier]
 pub fn netd_from_container(mut ctx: TcContext) -> i32 {
     count(StatIndex::FromContainer, ctx.len());
-    let pkt = match parse(&ctx) {
+    let pkt = match tracked_or_parsed(&mut ctx) {
         Ok(pkt) => pkt,
-        Err(skip) => return skipped(skip),
+        Err(verdict) => return verdict,
     };
-    if icmp::is_error(&pkt) {
-        return icmp_error(&mut ctx, &pkt);
-    }
-    if let Some(ct) = conntrack::lookup(&pkt.tuple) {
-        return forward_tracked(&mut ctx, &pkt, ct);
-    }
     if let Some(target) = published(&pkt) {
         return hairpin(&mut ctx, &pkt, &target);
     }
@@ -93,6 +81,21 @@ fn drop_policy(pkt: &Packet) -> i32 {
 pub fn netd_to_container(ctx: TcContext) -> i32 {
     count(StatIndex::ToContainer, ctx.len());
     TC_ACT_UNSPEC
+}
+
+/// What both ingress programs do first: parse, then handle ICMP errors and
+/// packets of tracked flows. Err is the verdict for packets that are done;
+/// Ok is a packet of no known flow, for the program's own policy.
+#[inline(always)]
+fn tracked_or_parsed(ctx: &mut TcContext) -> Result<Packet, i32> {
+    let pkt = parse(ctx).map_err(skipped)?;
+    if icmp::is_error(&pkt) {
+        return Err(icmp_error(ctx, &pkt));
+    }
+    match conntrack::lookup(&pkt.tuple) {
+        Some(ct) => Err(forward_tracked(ctx, &pkt, ct)),
+        None => Ok(pkt),
+    }
 }
 
 /// An ICMP error: translated and delivered if it is about one of our

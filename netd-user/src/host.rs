@@ -121,12 +121,7 @@ impl Netlink {
     }
 
     async fn link_name(&self, index: u32) -> Result<String> {
-        let mut links = self.handle().link().get().match_index(index).execute();
-        let link = links
-            .try_next()
-            .await
-            .with_context(|| format!("looking up link {index}"))?
-            .ok_or_else(|| anyhow!("link {index} not found"))?;
+        let link = self.link_by_index(index).await?;
         link.attributes
             .into_iter()
             .find_map(|a| match a {

@@ -63,14 +63,19 @@ impl Netlink {
         }
     }
 
-    /// MAC address of link `index`.
-    pub async fn link_mac(&self, index: u32) -> Result<[u8; 6]> {
+    /// The link with ifindex `index`.
+    pub async fn link_by_index(&self, index: u32) -> Result<LinkMessage> {
         let mut links = self.handle.link().get().match_index(index).execute();
-        let link = links
+        links
             .try_next()
             .await
             .with_context(|| format!("looking up link {index}"))?
-            .ok_or_else(|| anyhow!("link {index} not found"))?;
+            .ok_or_else(|| anyhow!("link {index} not found"))
+    }
+
+    /// MAC address of link `index`.
+    pub async fn link_mac(&self, index: u32) -> Result<[u8; 6]> {
+        let link = self.link_by_index(index).await?;
         link.attributes
             .iter()
             .find_map(|a| match a {
