@@ -298,17 +298,31 @@ impl Daemon {
     }
 
     /// Unpublishes the mapping whose host side matches `spec`'s.
-    pub fn portmap_rm(&mut self, spec: &PortMapping) -> Result<PortMapRecord> {
+    /// `spec` is a full mapping (`HOSTPORT:CONTAINER_IP:PORT`, which must
+    /// match exactly) or just a host side (`[HOSTIP:]HOSTPORT[/proto]`).
+    pub fn portmap_rm(&mut self, spec: &str) -> Result<PortMapRecord> {
+        let (wanted, full) = match PortMapping::parse_full(spec) {
+            Ok(mapping) => (mapping, true),
+            Err(_) => (PortMapping::parse_host_side(spec)?, false),
+        };
         let record = self
             .store
             .portmaps()?
             .into_iter()
-            .find(|r| r.mapping.host_side() == spec.host_side())
+            .find(|r| {
+                if full {
+                    r.mapping == wanted
+                } else {
+                    r.mapping.host_side() == wanted.host_side()
+                }
+            })
             .ok_or_else(|| {
-                anyhow!(
-                    "no port mapping publishes {} (see `netd portmap ls`)",
-                    spec.host_side()
-                )
+                let what = if full {
+                    wanted.to_string()
+                } else {
+                    wanted.host_side()
+                };
+                anyhow!("no port mapping {what} exists (see `netd portmap ls`)")
             })?;
         self.unpublish(std::slice::from_ref(&record))?;
         Ok(record)

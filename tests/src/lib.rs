@@ -7,13 +7,18 @@
 //! guard's `Drop` finds and removes everything, also when a test fails.
 //!
 //! The `netd` binary comes from `NETD_BIN`, else `target/debug/netd`.
+//!
+//! [`Bg`] runs servers and clients in namespaces (killed by PID on drop);
+//! [`HttpServer`], [`curl`] and [`udp_exchange`] are the usual traffic.
 
 mod cleanup;
 mod process;
 mod testbed;
+mod traffic;
 
 pub use process::{in_ns, in_ns_ok, netd_at, netd_bin, wait_until};
 pub use testbed::{Snapshot, Testbed};
+pub use traffic::{Bg, HttpServer, bpftool_dump, curl, curl_ok, in_ns_for, udp_exchange};
 
 /// The error line of a failed CLI call: asserts a non-zero exit and exactly
 /// one stderr line starting with `error: `.

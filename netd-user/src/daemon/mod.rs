@@ -189,9 +189,7 @@ impl Daemon {
             }
             Request::PortmapLs => Ok(portmap::records_json(&self.store.portmaps()?)),
             Request::PortmapRm { spec } => {
-                let mapping = PortMapping::parse_full(&spec)
-                    .or_else(|_| PortMapping::parse_host_side(&spec))?;
-                let record = self.portmap_rm(&mapping)?;
+                let record = self.portmap_rm(&spec)?;
                 Ok(portmap::records_json(&[record]))
             }
             Request::ConntrackLs => {

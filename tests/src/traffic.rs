@@ -1,0 +1,300 @@
+//! Real traffic: background servers in namespaces (killed by PID on drop),
+//! clients, and views of the daemon's conntrack, port mappings and counters.
+
+use std::{
+    fs::{self, File},
+    os::unix::process::CommandExt as _,
+    path::{Path, PathBuf},
+    process::{Child, Command, ExitStatus, Output, Stdio},
+    thread,
+    time::{Duration, Instant},
+};
+
+use serde_json::Value;
+
+use crate::{
+    Testbed,
+    process::{assert_success, in_ns, run, wait_until},
+};
+
+/// How long a server may take to start listening.
+const LISTEN_TIMEOUT: Duration = Duration::from_secs(10);
+const POLL: Duration = Duration::from_millis(50);
+
+/// A process started in a namespace, in its own process group, with stdout
+/// and stderr in a log file. Drop kills the whole group (its PID) and reaps it.
+pub struct Bg {
+    child: Option<Child>,
+    what: String,
+    log: PathBuf,
+}
+
+impl Bg {
+    /// `ip netns exec NS CMD...` in the background, output to `log`.
+    pub fn spawn(ns: &str, cmd: &[&str], log: &Path) -> Bg {
+        let what = format!("ip netns exec {ns} {}", cmd.join(" "));
+        let out = File::create(log).unwrap_or_else(|e| panic!("create {}: {e}", log.display()));
+        let err = out.try_clone().expect("dup log file");
+        let child = Command::new("ip")
+            .args(["netns", "exec", ns])
+            .args(cmd)
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .process_group(0)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start `{what}`: {e}"));
+        Bg {
+            child: Some(child),
+            what,
+            log: log.to_owned(),
+        }
+    }
+
+    /// [`Bg::spawn`], then waits (bounded) until `proto` ("tcp" or "udp")
+    /// `port` is bound in `ns`; panics with the log if the server died.
+    pub fn server(ns: &str, cmd: &[&str], log: &Path, proto: &str, port: u16) -> Bg {
+        let mut bg = Bg::spawn(ns, cmd, log);
+        let flags = match proto {
+            "tcp" => "-Hltn",
+            "udp" => "-Hlun",
+            other => panic!("unknown protocol {other}"),
+        };
+        let filter = format!("sport = :{port}");
+        wait_until(
+            &format!("`{}` to listen on {port}/{proto}", bg.what),
+            LISTEN_TIMEOUT,
+            || {
+                if let Some(status) = bg.try_wait() {
+                    panic!("`{}` exited ({status}): {}", bg.what, bg.log());
+                }
+                let out = in_ns(ns, &["ss", flags, &filter]);
+                out.status.success() && !out.stdout.is_empty()
+            },
+        );
+        bg
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("process already reaped").id()
+    }
+
+    /// Everything the process wrote so far.
+    pub fn log(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// The exit status if the process has exited.
+    pub fn try_wait(&mut self) -> Option<ExitStatus> {
+        let child = self.child.as_mut().expect("process already reaped");
+        child.try_wait().expect("try_wait")
+    }
+
+    /// Waits up to `timeout` for the process to exit; panics with its log
+    /// if it does not.
+    pub fn wait(&mut self, timeout: Duration) -> ExitStatus {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.try_wait() {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "`{}` still running after {timeout:?}; output:\n{}",
+                self.what,
+                self.log()
+            );
+            thread::sleep(POLL);
+        }
+    }
+
+    /// [`Bg::wait`], asserting exit status 0; returns the output.
+    pub fn wait_ok(&mut self, timeout: Duration) -> String {
+        let status = self.wait(timeout);
+        let log = self.log();
+        assert!(
+            status.success(),
+            "`{}` failed ({status}):\n{log}",
+            self.what
+        );
+        log
+    }
+}
+
+impl Drop for Bg {
+    fn drop(&mut self) {
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        if matches!(child.try_wait(), Ok(None)) {
+            // The group of our child: the server and whatever it forked.
+            let group = format!("-{}", child.id());
+            let _ = Command::new("kill")
+                .args(["-KILL", "--", &group])
+                .stderr(Stdio::null())
+                .status();
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
+
+/// A `python3 -m http.server` in a namespace serving one file, `/id.txt`,
+/// whose content names the server. Its log names every client.
+pub struct HttpServer {
+    pub body: String,
+    bg: Bg,
+}
+
+impl HttpServer {
+    /// Serves `/id.txt` (content `body`) on 0.0.0.0:`port` in `ns`; files
+    /// and log live in `dir` (created).
+    pub fn start(ns: &str, port: u16, dir: &Path, body: &str) -> HttpServer {
+        let root = dir.join("www");
+        fs::create_dir_all(&root).expect("create www dir");
+        fs::write(root.join("id.txt"), body).expect("write id.txt");
+        let (port_s, root_s) = (port.to_string(), root.to_string_lossy().into_owned());
+        let cmd = [
+            "python3",
+            "-u",
+            "-m",
+            "http.server",
+            &port_s,
+            "--bind",
+            "0.0.0.0",
+            "--directory",
+            &root_s,
+        ];
+        let bg = Bg::server(ns, &cmd, &dir.join("http.log"), "tcp", port);
+        HttpServer {
+            body: body.to_owned(),
+            bg,
+        }
+    }
+
+    /// The client address of every request logged so far.
+    pub fn clients(&self) -> Vec<String> {
+        self.bg
+            .log()
+            .lines()
+            .filter(|line| line.contains("\"GET "))
+            .filter_map(|line| line.split_whitespace().next())
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// Waits (bounded) until a request from `client` was logged.
+    pub fn wait_client(&self, client: &str) {
+        wait_until(
+            &format!("a request from {client} in the server log"),
+            Duration::from_secs(5),
+            || self.clients().iter().any(|c| c == client),
+        );
+    }
+
+    pub fn log(&self) -> String {
+        self.bg.log()
+    }
+}
+
+/// `curl -sS -m5 URL` in `ns`.
+pub fn curl(ns: &str, url: &str) -> Output {
+    in_ns(ns, &["curl", "-sS", "-m5", "-f", url])
+}
+
+/// [`curl`], asserting success; returns the body.
+pub fn curl_ok(ns: &str, url: &str) -> String {
+    let out = curl(ns, url);
+    assert_success(&format!("curl {url} in {ns}"), &out);
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Sends `payload` in one UDP datagram from `ns` to `ip:port`; returns the
+/// first datagram that comes back (3 s timeout).
+pub fn udp_exchange(ns: &str, ip: &str, port: u16, payload: &str) -> String {
+    const CLIENT: &str = "import socket, sys\n\
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
+        s.settimeout(3)\n\
+        s.sendto(sys.argv[3].encode(), (sys.argv[1], int(sys.argv[2])))\n\
+        print(s.recv(65535).decode(), end='')\n";
+    let port = port.to_string();
+    let out = in_ns(ns, &["python3", "-c", CLIENT, ip, &port, payload]);
+    assert_success(&format!("UDP {payload:?} from {ns} to {ip}:{port}"), &out);
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// `timeout SECS ip netns exec NS CMD...` for commands that may take longer
+/// than [`in_ns`] allows.
+pub fn in_ns_for(secs: u32, ns: &str, cmd: &[&str]) -> Output {
+    let mut c = Command::new("timeout");
+    c.arg(secs.to_string())
+        .args(["ip", "netns", "exec", ns])
+        .args(cmd);
+    run(&mut c)
+}
+
+/// `bpftool map dump pinned PATH` (from the root namespace: `ip netns exec`
+/// remounts /sys and hides bpffs), asserting success.
+pub fn bpftool_dump(path: &Path) -> String {
+    let out = run(Command::new("timeout")
+        .args(["20", "bpftool", "map", "dump", "pinned"])
+        .arg(path));
+    assert_success(&format!("bpftool map dump pinned {}", path.display()), &out);
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+// The daemon's view of the datapath.
+impl Testbed {
+    /// `conntrack ls`, as a list of flows.
+    pub fn conntrack(&self) -> Vec<Value> {
+        json_array(self.netd_json(&["conntrack", "ls"]), "conntrack ls")
+    }
+
+    /// `portmap ls`, as a list of mappings.
+    pub fn portmaps(&self) -> Vec<Value> {
+        json_array(self.netd_json(&["portmap", "ls"]), "portmap ls")
+    }
+
+    /// The `spec` of every mapping, sorted.
+    pub fn portmap_specs(&self) -> Vec<String> {
+        let mut specs: Vec<String> = self
+            .portmaps()
+            .iter()
+            .map(|m| match m["spec"].as_str() {
+                Some(spec) => spec.to_owned(),
+                None => panic!("portmap ls: no `spec` in {m}"),
+            })
+            .collect();
+        specs.sort();
+        specs
+    }
+
+    /// `stats`, as counter -> packets.
+    pub fn counters(&self) -> std::collections::BTreeMap<String, u64> {
+        let stats = self.netd_json(&["stats"]);
+        let Some(map) = stats.as_object() else {
+            panic!("stats: not an object: {stats}");
+        };
+        map.iter()
+            .map(|(name, c)| match c["packets"].as_u64() {
+                Some(n) => (name.clone(), n),
+                None => panic!("stats.{name}.packets missing in {stats}"),
+            })
+            .collect()
+    }
+
+    /// The packets of one counter.
+    pub fn counter(&self, name: &str) -> u64 {
+        match self.counters().get(name) {
+            Some(&n) => n,
+            None => panic!("stats has no counter `{name}`"),
+        }
+    }
+}
+
+fn json_array(value: Value, what: &str) -> Vec<Value> {
+    match value {
+        Value::Array(items) => items,
+        other => panic!("{what}: not an array: {other}"),
+    }
+}
