@@ -143,7 +143,7 @@ pub struct DatapathConfig {
 pub enum StatIndex {
     /// Packets seen leaving containers (host-side veth ingress).
     FromContainer = 0,
-    /// Packets seen entering containers (host-side veth egress).
+    /// Packets delivered into containers by eBPF (bpf_redirect_peer).
     ToContainer = 1,
     /// Packets forwarded container to container by eBPF (bridge bypassed).
     Forwarded = 2,

@@ -75,14 +75,6 @@ fn drop_policy(pkt: &Packet) -> i32 {
     TC_ACT_SHOT
 }
 
-/// tcx egress of a container's host-side veth: packets the bridge hands to
-/// the container (ARP, broadcast, anything not redirected by eBPF).
-#[classifier]
-pub fn netd_to_container(ctx: TcContext) -> i32 {
-    count(StatIndex::ToContainer, ctx.len());
-    TC_ACT_UNSPEC
-}
-
 /// What both ingress programs do first: parse, then handle ICMP errors and
 /// packets of tracked flows. Err is the verdict for packets that are done;
 /// Ok is a packet of no known flow, for the program's own policy.

@@ -293,8 +293,15 @@ impl Daemon {
         }
         let published = self.portmaps_of(name)?;
         self.unpublish(&published)?;
-        self.unplumb_container(&rec).await?;
+        for ep in &rec.endpoints {
+            self.datapath.remove_endpoint(ep.ip)?;
+        }
+        if rec.owns_netns() {
+            netns::delete(&rec.netns)?;
+        }
+        names::remove(&self.names_dir(name))?;
         self.store.delete_container(name)?;
+        self.reclaim_veths(&rec.endpoints);
         info!(container = name, "container removed");
         Ok(())
     }

@@ -34,8 +34,7 @@ static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/ne
 
 const PROG_UPLINK_INGRESS: &str = "netd_uplink_ingress";
 const PROG_FROM_CONTAINER: &str = "netd_from_container";
-const PROG_TO_CONTAINER: &str = "netd_to_container";
-const CLASSIFIERS: [&str; 3] = [PROG_UPLINK_INGRESS, PROG_FROM_CONTAINER, PROG_TO_CONTAINER];
+const CLASSIFIERS: [&str; 2] = [PROG_UPLINK_INGRESS, PROG_FROM_CONTAINER];
 /// Socket hooks for host-local access to published ports.
 const SOCK_HOOKS: [&str; 2] = ["netd_connect4", "netd_sendmsg4"];
 const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
@@ -72,12 +71,12 @@ impl Datapath {
         })
     }
 
-    /// Attaches the container programs to a container's host-side veth.
+    /// Attaches the container program to a container's host-side veth.
+    /// Ingress only: traffic into containers is counted where eBPF delivers
+    /// it, and every tcx attach costs an RCU grace period (~20 ms here).
     pub fn attach_veth(&mut self, ifname: &str) -> Result<()> {
         let ingress = self.link_pin(ifname, "ingress");
-        self.attach(PROG_FROM_CONTAINER, ifname, TcAttachType::Ingress, &ingress)?;
-        let egress = self.link_pin(ifname, "egress");
-        self.attach(PROG_TO_CONTAINER, ifname, TcAttachType::Egress, &egress)
+        self.attach(PROG_FROM_CONTAINER, ifname, TcAttachType::Ingress, &ingress)
     }
 
     /// Attaches the published-port / reverse-NAT program to an uplink.
@@ -86,12 +85,30 @@ impl Datapath {
         self.attach(PROG_UPLINK_INGRESS, ifname, TcAttachType::Ingress, &pin)
     }
 
-    /// Drops the pinned links of a veth (detaching if it still exists).
+    /// Drops the pinned link of a veth (detaching if it still exists).
     pub fn detach_veth(&self, ifname: &str) -> Result<()> {
-        for dir in ["ingress", "egress"] {
-            remove_if_present(&self.link_pin(ifname, dir))?;
+        remove_if_present(&self.veth_link_pin(ifname))
+    }
+
+    /// Removes pinned veth links whose veth is not in `owned`.
+    pub fn unpin_orphan_veth_links(&self, owned: &std::collections::HashSet<String>) -> Result<()> {
+        let dir = self.bpffs.join("links");
+        let entries = fs::read_dir(&dir).with_context(|| format!("listing {}", dir.display()))?;
+        for entry in entries.flatten() {
+            let file = entry.file_name().to_string_lossy().into_owned();
+            if let Some(veth) = file.strip_suffix("-ingress")
+                && veth.starts_with("veth")
+                && !owned.contains(veth)
+            {
+                remove_if_present(&entry.path())?;
+            }
         }
         Ok(())
+    }
+
+    /// Where the link of a veth's program is pinned.
+    pub fn veth_link_pin(&self, ifname: &str) -> PathBuf {
+        self.link_pin(ifname, "ingress")
     }
 
     fn link_pin(&self, ifname: &str, direction: &str) -> PathBuf {

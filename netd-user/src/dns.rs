@@ -26,8 +26,16 @@ use crate::{
 const TTL: u32 = 600;
 const FORWARD_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// network name -> (lower-case container name or hostname -> address)
-type NameTable = HashMap<String, HashMap<String, Ipv4Addr>>;
+/// What the responders know, rebuilt after every request.
+#[derive(Default)]
+struct NameTable {
+    /// network name -> (lower-case container name or hostname -> address)
+    names: HashMap<String, HashMap<String, Ipv4Addr>>,
+    /// container address -> its `--dns` servers (where its queries go)
+    upstreams: HashMap<Ipv4Addr, Vec<Ipv4Addr>>,
+    /// everyone else's upstreams: `--dns-upstream`, else the host's
+    default_upstreams: Vec<Ipv4Addr>,
+}
 
 #[derive(Default)]
 pub struct DnsServers {
@@ -75,12 +83,21 @@ impl Daemon {
 
     /// Rebuilds the name table from the container records.
     pub fn refresh_dns(&self) -> Result<()> {
-        let mut table = NameTable::new();
+        let mut table = NameTable {
+            default_upstreams: match &self.config.dns_upstreams {
+                given if !given.is_empty() => given.clone(),
+                _ => host_resolvers(),
+            },
+            ..NameTable::default()
+        };
         for c in self.store.containers()? {
             for ep in &c.endpoints {
-                let names = table.entry(ep.network.clone()).or_default();
+                let names = table.names.entry(ep.network.clone()).or_default();
                 names.insert(c.name.to_lowercase(), ep.ip);
                 names.insert(c.names.hostname.to_lowercase(), ep.ip);
+                if !c.names.dns.is_empty() {
+                    table.upstreams.insert(ep.ip, c.names.dns.clone());
+                }
             }
         }
         match self.dns.table.write() {
@@ -92,6 +109,7 @@ impl Daemon {
 }
 
 async fn serve(sock: UdpSocket, network: String, table: Arc<RwLock<NameTable>>) {
+    let sock = Arc::new(sock);
     let mut buf = vec![0u8; 4096];
     loop {
         let (len, peer) = match sock.recv_from(&mut buf).await {
@@ -101,31 +119,57 @@ async fn serve(sock: UdpSocket, network: String, table: Arc<RwLock<NameTable>>) 
                 continue;
             }
         };
-        let query = buf[..len].to_vec();
-        let reply = respond(&query, &network, &table).await;
-        if let Some(reply) = reply
-            && let Err(e) = sock.send_to(&reply, peer).await
-        {
-            debug!(network, %peer, "DNS reply failed: {e}");
-        }
+        // One task per query: a slow upstream must not hold up the rest.
+        let (query, sock, network, table) = (
+            buf[..len].to_vec(),
+            sock.clone(),
+            network.clone(),
+            table.clone(),
+        );
+        tokio::spawn(async move {
+            let reply = respond(&query, peer, &network, &table).await;
+            if let Some(reply) = reply
+                && let Err(e) = sock.send_to(&reply, peer).await
+            {
+                debug!(network, %peer, "DNS reply failed: {e}");
+            }
+        });
     }
 }
 
 /// The reply to one query: a local answer, a forwarded one, or SERVFAIL.
-async fn respond(query: &[u8], network: &str, table: &RwLock<NameTable>) -> Option<Vec<u8>> {
+async fn respond(
+    query: &[u8],
+    peer: SocketAddr,
+    network: &str,
+    table: &RwLock<NameTable>,
+) -> Option<Vec<u8>> {
     let request = Message::from_vec(query).ok()?;
     if let Some(reply) = local_answer(&request, network, table) {
         return reply.to_vec().ok();
     }
-    match forward(query).await {
+    let upstreams = upstreams_for(table, peer);
+    match forward(query, &upstreams).await {
         Some(reply) => Some(reply),
         None => error_reply(&request, ResponseCode::ServFail).to_vec().ok(),
     }
 }
 
+/// The querying container's `--dns` servers, else the default upstreams.
+fn upstreams_for(table: &RwLock<NameTable>, peer: SocketAddr) -> Vec<Ipv4Addr> {
+    let Ok(guard) = table.read() else {
+        return Vec::new();
+    };
+    let own = match peer.ip() {
+        std::net::IpAddr::V4(ip) => guard.upstreams.get(&ip).cloned(),
+        std::net::IpAddr::V6(_) => None,
+    };
+    own.unwrap_or_else(|| guard.default_upstreams.clone())
+}
+
 fn lookup(table: &RwLock<NameTable>, network: &str, name: &str) -> Option<Ipv4Addr> {
     let guard = table.read().ok()?;
-    guard.get(network)?.get(name).copied()
+    guard.names.get(network)?.get(name).copied()
 }
 
 /// Answers A (and empty AAAA) queries for names of containers on the
@@ -161,9 +205,9 @@ fn error_reply(request: &Message, code: ResponseCode) -> Message {
     reply
 }
 
-/// Relays the query to the host's resolvers, first answer wins.
-async fn forward(query: &[u8]) -> Option<Vec<u8>> {
-    for server in host_resolvers() {
+/// Relays the query to the upstreams in turn; the first answer wins.
+async fn forward(query: &[u8], upstreams: &[Ipv4Addr]) -> Option<Vec<u8>> {
+    for &server in upstreams {
         let sock = UdpSocket::bind(SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0)))
             .await
             .ok()?;
@@ -187,7 +231,10 @@ mod tests {
     fn table() -> RwLock<NameTable> {
         let mut names = HashMap::new();
         names.insert("web".to_string(), Ipv4Addr::new(172, 18, 0, 2));
-        RwLock::new(HashMap::from([("app".to_string(), names)]))
+        RwLock::new(NameTable {
+            names: HashMap::from([("app".to_string(), names)]),
+            ..NameTable::default()
+        })
     }
 
     fn query(name: &str, ty: RecordType) -> Message {

@@ -8,6 +8,7 @@ use std::{collections::HashSet, net::Ipv4Addr, path::Path};
 
 use anyhow::{Context, Result};
 use netd_common::EndpointValue;
+use tracing::warn;
 
 use crate::{
     container::random_id,
@@ -105,6 +106,60 @@ impl Daemon {
         self.datapath.detach_veth(&ep.host_veth)?;
         self.datapath.remove_endpoint(ep.ip)?;
         self.netlink.delete_link(&ep.host_veth).await
+    }
+}
+
+impl Daemon {
+    /// Deletes the host veths (and their program links) of removed
+    /// endpoints in the background. Each deletion waits for RCU grace
+    /// periods (tens of ms); the container is already gone for every
+    /// observer (no namespace, no address, no datapath entry), and a crash
+    /// before this finishes is caught by `sweep_orphans` at the next start.
+    pub fn reclaim_veths(&self, endpoints: &[EndpointRecord]) {
+        let items: Vec<_> = endpoints
+            .iter()
+            .map(|ep| {
+                (
+                    ep.host_veth.clone(),
+                    self.datapath.veth_link_pin(&ep.host_veth),
+                )
+            })
+            .collect();
+        let netlink = self.netlink.clone();
+        tokio::spawn(async move {
+            for (veth, pin) in items {
+                if let Err(e) = std::fs::remove_file(&pin)
+                    && e.kind() != std::io::ErrorKind::NotFound
+                {
+                    warn!(veth, "removing pinned link: {e}");
+                }
+                if let Err(e) = netlink.delete_link(&veth).await {
+                    warn!(veth, "deleting veth: {e:#}");
+                }
+            }
+        });
+    }
+
+    /// Removes host veths on netd bridges and pinned veth links that no
+    /// endpoint owns (left by a crash during a background reclaim).
+    pub async fn sweep_orphans(&mut self) -> Result<()> {
+        let owned: HashSet<String> = self
+            .store
+            .containers()?
+            .into_iter()
+            .flat_map(|c| c.endpoints.into_iter().map(|e| e.host_veth))
+            .collect();
+        let mut bridges = Vec::new();
+        for net in self.store.networks()? {
+            bridges.extend(self.netlink.link_index(&net.bridge).await?);
+        }
+        for veth in self.netlink.ports_of(&bridges).await? {
+            if veth.starts_with("veth") && !owned.contains(&veth) {
+                warn!(veth, "deleting an orphaned veth");
+                self.netlink.delete_link(&veth).await?;
+            }
+        }
+        self.datapath.unpin_orphan_veth_links(&owned)
     }
 }
 

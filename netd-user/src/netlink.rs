@@ -73,6 +73,28 @@ impl Netlink {
             .ok_or_else(|| anyhow!("link {index} not found"))
     }
 
+    /// Names of the links enslaved to any of `bridges`.
+    pub async fn ports_of(&self, bridges: &[u32]) -> Result<Vec<String>> {
+        let mut links = self.handle.link().get().execute();
+        let mut out = Vec::new();
+        while let Some(link) = links.try_next().await.context("listing links")? {
+            let master = link.attributes.iter().find_map(|a| match a {
+                LinkAttribute::Controller(i) => Some(*i),
+                _ => None,
+            });
+            let name = link.attributes.iter().find_map(|a| match a {
+                LinkAttribute::IfName(n) => Some(n.clone()),
+                _ => None,
+            });
+            if let (Some(master), Some(name)) = (master, name)
+                && bridges.contains(&master)
+            {
+                out.push(name);
+            }
+        }
+        Ok(out)
+    }
+
     /// MAC address of link `index`.
     pub async fn link_mac(&self, index: u32) -> Result<[u8; 6]> {
         let link = self.link_by_index(index).await?;

@@ -217,6 +217,9 @@ impl Testbed {
             .arg(self.bpffs())
             .arg("--socket")
             .arg(self.socket())
+            // Names the embedded DNS does not know go to the ext namespace
+            // (nothing answers there): traffic stays inside the testbed.
+            .args(["--dns-upstream", "198.18.0.2"])
             .args(&self.daemon_args)
             .env("RUST_LOG", "debug")
             .env_remove("NETD_SOCKET")
@@ -316,7 +319,11 @@ impl Testbed {
             .unwrap_or_else(|| panic!("container ls: not an array: {list}"));
         items
             .iter()
-            .map(|c| (str_field(c, "name"), str_field(c, "ip")))
+            .map(|c| {
+                // Containers in host/none/container: mode have no address.
+                let ip = c["ip"].as_str().unwrap_or_default().to_owned();
+                (str_field(c, "name"), ip)
+            })
             .collect()
     }
 }

@@ -115,11 +115,12 @@ fn rm_releases_ip_veth_and_netns() {
     let (c1, c2) = (tb.add("c1"), tb.add("c2"));
     let veth = tb.field(&c1, "host_veth");
     tb.netd_ok(&["container", "rm", &c1]);
-    assert!(
-        tb.host_link(&veth).is_none(),
-        "{veth} still in the host netns"
-    );
     assert!(!netns_exists(&c1), "/run/netns/{c1} still exists");
+    // The veth is reclaimed in the background (its deletion waits for RCU
+    // grace periods); it must be gone shortly after.
+    wait_until(&format!("{veth} to leave the host netns"), WAIT, || {
+        tb.host_link(&veth).is_none()
+    });
     assert!(!tb.ls().contains_key(&c1), "{c1} still listed");
     let c3 = tb.add("c3");
     assert_eq!(

@@ -43,6 +43,10 @@ pub struct DaemonArgs {
     /// Idle timeout of answered UDP flows, seconds (unanswered: at most 30).
     #[arg(long, default_value_t = 120, value_parser = clap::value_parser!(u64).range(1..))]
     pub ct_udp_timeout: u64,
+    /// Resolver the embedded DNS forwards unknown names to (repeatable);
+    /// default: the host's resolvers from /etc/resolv.conf.
+    #[arg(long = "dns-upstream", value_name = "IP")]
+    pub dns_upstreams: Vec<std::net::Ipv4Addr>,
 }
 
 pub fn run(args: DaemonArgs, socket: &Path) -> Result<()> {
@@ -59,6 +63,7 @@ pub fn run(args: DaemonArgs, socket: &Path) -> Result<()> {
             Duration::from_secs(args.ct_udp_timeout),
         ),
         ct_gc_interval: Duration::from_secs(args.ct_gc_interval),
+        dns_upstreams: args.dns_upstreams,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

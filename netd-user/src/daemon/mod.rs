@@ -48,6 +48,9 @@ pub struct DaemonConfig {
     pub uplinks: Vec<String>,
     pub ct_timeouts: Timeouts,
     pub ct_gc_interval: Duration,
+    /// Where the embedded DNS forwards names it does not know (empty: the
+    /// host's resolvers).
+    pub dns_upstreams: Vec<std::net::Ipv4Addr>,
 }
 
 pub struct Daemon {
@@ -86,6 +89,7 @@ impl Daemon {
         daemon.attach_host().await?;
         daemon.refresh_host_addrs().await?;
         daemon.reconcile_containers().await?;
+        daemon.sweep_orphans().await?;
         daemon.reconcile_portmaps()?;
         daemon.refresh_dns()?;
         info!(

@@ -128,8 +128,14 @@ async fn serve_one(
     let response = match serde_json::from_str::<Request>(&line) {
         Ok(request) => {
             let is_down = matches!(request, Request::Down);
-            debug!(?request, "request");
-            let result = daemon.lock().await.handle(request).await;
+            let started = std::time::Instant::now();
+            let result = daemon.lock().await.handle(request.clone()).await;
+            debug!(
+                ?request,
+                elapsed_ms = started.elapsed().as_secs_f64() * 1e3,
+                ok = result.is_ok(),
+                "request served"
+            );
             if is_down && result.is_ok() {
                 shutdown.notify_one();
             }
