@@ -1179,3 +1179,43 @@ fn embedded_dns_answers_while_upstream_is_slow() {
          lookups of unknown names (one query at a time?)"
     );
 }
+
+/// A DNS server for the ext namespace that answers every A query with
+/// 198.18.0.77: stands in for the upstream resolver.
+const FAKE_UPSTREAM: &str = r#"
+import socket
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("198.18.0.2", 53))
+while True:
+    q, peer = s.recvfrom(512)
+    end = 12
+    while q[end] != 0:
+        end += q[end] + 1
+    question = q[12:end + 5]
+    answer = b"\xc0\x0c\x00\x01\x00\x01\x00\x00\x00\x3c\x00\x04" + bytes([198, 18, 0, 77])
+    s.sendto(q[:2] + b"\x81\x80\x00\x01\x00\x01\x00\x00\x00\x00" + question + answer, peer)
+"#;
+
+#[test]
+fn embedded_dns_forwards_unknown_names_upstream() {
+    let tb = Testbed::new(); // the harness passes --dns-upstream 198.18.0.2
+    create(&tb, &["front"]);
+    let c1 = tb.add_with("c1", &["--network", "front"]);
+    let log = tb.tmp().join("upstream.log");
+    let _upstream = netd_tests::Bg::server(
+        &tb.ext(),
+        &["timeout", "60", "python3", "-c", FAKE_UPSTREAM],
+        &log,
+        "udp",
+        53,
+    );
+    let host = tb.host();
+    wait_until("the embedded DNS on 172.18.0.1:53", WAIT, || {
+        String::from_utf8_lossy(&in_ns(&host, &["ss", "-Hlun"]).stdout).contains("172.18.0.1:53")
+    });
+    let r1 = tb.field(&c1, "resolv_conf_path");
+    // Not a container name: relayed to the upstream and its answer returned.
+    assert_eq!(resolves(&c1, &r1, None, "example.test"), "198.18.0.77");
+    // Container names are still answered locally.
+    assert_eq!(resolves(&c1, &r1, None, &c1), "172.18.0.2");
+}
