@@ -30,7 +30,7 @@ pub async fn run(config: DaemonConfig) -> Result<()> {
     let shutdown = Arc::new(Notify::new());
     let mut term = signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
     let mut int = signal(SignalKind::interrupt()).context("installing SIGINT handler")?;
-    loop {
+    let went_down = loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => {
@@ -38,13 +38,20 @@ pub async fn run(config: DaemonConfig) -> Result<()> {
                 }
                 Err(e) => warn!("accept failed: {e}"),
             },
-            _ = term.recv() => break,
-            _ = int.recv() => break,
-            _ = shutdown.notified() => break,
+            _ = term.recv() => break false,
+            _ = int.recv() => break false,
+            _ = shutdown.notified() => break true,
         }
-    }
+    };
     let _ = fs::remove_file(&socket);
-    info!("netd daemon stopped; the datapath keeps running from its pinned links");
+    if let Some(dir) = socket.parent() {
+        let _ = fs::remove_dir(dir); // only if empty: it may not be ours alone
+    }
+    if went_down {
+        info!("netd daemon stopped after `netd down`");
+    } else {
+        info!("netd daemon stopped; the datapath keeps running from its pinned links");
+    }
     Ok(())
 }
 
