@@ -37,16 +37,34 @@ pub fn call(socket: &Path, request: &Request) -> Result<Value> {
     }
 }
 
+/// Nothing listens on the socket (callers may fall back, as `down` does).
+#[derive(Debug)]
+pub struct DaemonNotRunning(pub std::path::PathBuf);
+
+impl std::fmt::Display for DaemonNotRunning {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "netd daemon is not running (nothing listens on {}): start it with `netd daemon` or `cargo xtask run`, or pass --socket",
+            self.0.display()
+        )
+    }
+}
+
+impl std::error::Error for DaemonNotRunning {}
+
 fn connect(socket: &Path) -> Result<UnixStream> {
     UnixStream::connect(socket).map_err(|e| match e.kind() {
-        ErrorKind::NotFound | ErrorKind::ConnectionRefused => anyhow!(
-            "netd daemon is not running (nothing listens on {}): start it with `netd daemon` or `cargo xtask run`, or pass --socket",
-            socket.display()
-        ),
+        ErrorKind::NotFound | ErrorKind::ConnectionRefused => {
+            anyhow::Error::new(DaemonNotRunning(socket.to_owned()))
+        }
         ErrorKind::PermissionDenied => anyhow!(
             "permission denied on {}: the netd socket is root-only, run the command as root",
             socket.display()
         ),
-        _ => anyhow!("cannot connect to the netd daemon at {}: {e}", socket.display()),
+        _ => anyhow!(
+            "cannot connect to the netd daemon at {}: {e}",
+            socket.display()
+        ),
     })
 }

@@ -218,6 +218,45 @@ fn missing_daemon_is_reported() {
 }
 
 #[test]
+fn down_without_a_daemon_cleans_up_from_state() {
+    let mut tb = Testbed::new();
+    let (c1, c2) = (tb.add("c1"), tb.add("c2"));
+    tb.kill9();
+    let out = Command::new("nsenter")
+        .arg(format!("--net=/run/netns/{}", tb.host()))
+        .arg(netd_bin())
+        .arg("--socket")
+        .arg(tb.socket())
+        .arg("down")
+        .arg("--state-dir")
+        .arg(tb.state_dir())
+        .arg("--bpffs")
+        .arg(tb.bpffs())
+        .output()
+        .expect("run netd down");
+    assert!(out.status.success(), "offline down failed: {out:?}");
+    assert!(tb.host_link("netd0").is_none(), "bridge netd0 still exists");
+    assert!(
+        tb.host_veths().is_empty(),
+        "veths left: {:?}",
+        tb.host_veths()
+    );
+    assert!(
+        !netns_exists(&c1) && !netns_exists(&c2),
+        "container netns left"
+    );
+    assert!(empty_or_missing(&tb.bpffs()), "pinned BPF objects left");
+    assert!(empty_or_missing(&tb.state_dir()), "state left");
+    // A second time there is nothing to remove: one clear error line.
+    let again = netd_at(
+        &tb.socket(),
+        &["down", "--state-dir", &tb.state_dir().to_string_lossy()],
+    );
+    let err = expect_error("netd down with nothing to remove", &again);
+    assert!(err.contains("nothing to remove"), "{err}");
+}
+
+#[test]
 fn socket_is_root_only_and_stale_socket_is_not_running() {
     let mut tb = Testbed::new();
     let mode = fs::metadata(tb.socket()).map(|m| m.permissions().mode() & 0o777);

@@ -66,8 +66,9 @@ pub enum Command {
     Exec(exec::ExecArgs),
     /// Show the datapath's packet counters.
     Stats,
-    /// Remove everything netd created and stop the daemon.
-    Down,
+    /// Remove everything netd created and stop the daemon (works without a
+    /// running daemon too, from the state dir).
+    Down(system::DownArgs),
 }
 
 /// Runs the command; returns the process exit code.
@@ -85,7 +86,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Conntrack(cmd) => conntrack::run(cmd, &ctx).map(|()| 0),
         Command::Exec(args) => exec::run(args, &ctx),
         Command::Stats => system::stats(&ctx).map(|()| 0),
-        Command::Down => system::down(&ctx).map(|()| 0),
+        Command::Down(args) => system::down(args, &ctx).map(|()| 0),
     }
 }
 

@@ -1,10 +1,13 @@
 //! `netd status`, `netd stats`, `netd down`.
 
-use anyhow::Result;
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
 use serde_json::Value;
 
 use super::{Ctx, table};
-use crate::api::Request;
+use crate::{api::Request, client::DaemonNotRunning};
 
 pub fn status(ctx: &Ctx) -> Result<()> {
     let value = ctx.call(&Request::Status)?;
@@ -42,8 +45,42 @@ pub fn stats(ctx: &Ctx) -> Result<()> {
     Ok(())
 }
 
-pub fn down(ctx: &Ctx) -> Result<()> {
-    ctx.call(&Request::Down)?;
+/// Where an offline `netd down` finds what to remove (the daemon's paths).
+#[derive(Args, Debug)]
+pub struct DownArgs {
+    /// The daemon's state dir (used only when no daemon answers).
+    #[arg(long, default_value = "/var/lib/netd")]
+    pub state_dir: PathBuf,
+    /// The daemon's bpffs dir (used only when no daemon answers).
+    #[arg(long, default_value = "/sys/fs/bpf/netd")]
+    pub bpffs: PathBuf,
+}
+
+/// Through the daemon when one answers; otherwise straight from the state
+/// database, so a crashed daemon never blocks the cleanup.
+pub fn down(args: DownArgs, ctx: &Ctx) -> Result<()> {
+    match ctx.call(&Request::Down) {
+        Ok(_) => {}
+        Err(e) if e.is::<DaemonNotRunning>() => {
+            if !args.state_dir.join("netd.redb").exists() {
+                bail!(
+                    "no daemon answers on {} and {} holds no netd state: nothing to remove (pass --state-dir/--bpffs if the daemon used others)",
+                    ctx.socket.display(),
+                    args.state_dir.display()
+                );
+            }
+            eprintln!(
+                "no daemon answers; removing what {} records",
+                args.state_dir.display()
+            );
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("starting the async runtime")?;
+            runtime.block_on(crate::daemon::down_offline(&args.state_dir, &args.bpffs))?;
+        }
+        Err(e) => return Err(e),
+    }
     ctx.print(&Value::Bool(true), |_| {
         "netd is down: containers, bridges, pinned maps and state removed".into()
     });

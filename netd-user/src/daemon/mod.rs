@@ -4,7 +4,7 @@
 
 mod server;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use ipnetwork::Ipv4Network;
@@ -228,15 +228,45 @@ impl Daemon {
     async fn down(&mut self) -> Result<()> {
         self.unplumb_all_containers().await?;
         self.unplumb_networks().await?;
-        crate::datapath::unpin_all(&self.config.bpffs)?;
-        for file in ["netd.redb", "lock"] {
-            let path = self.config.state_dir.join(file);
-            std::fs::remove_file(&path).with_context(|| format!("removing {}", path.display()))?;
-        }
-        crate::names::remove(&self.config.state_dir.join("containers"))?;
-        // Only if empty: the dir may hold files that are not netd's.
-        let _ = std::fs::remove_dir(&self.config.state_dir);
-        info!("everything netd created is removed");
-        Ok(())
+        remove_leftovers(&self.config.state_dir, &self.config.bpffs)
     }
+}
+
+/// `netd down` without a daemon (it crashed, or cannot start): the same
+/// removal, driven only by the state database, with no datapath loaded.
+/// Runs in the caller's network namespace, which must be the daemon's.
+pub async fn down_offline(state_dir: &Path, bpffs: &Path) -> Result<()> {
+    let store = Store::open(state_dir)?;
+    let netlink = Netlink::current()?;
+    for c in store.containers()? {
+        for ep in &c.endpoints {
+            netlink.delete_link(&ep.host_veth).await?;
+        }
+        if c.owns_netns() {
+            netns::delete(&c.netns)?;
+        }
+    }
+    for net in store.networks()? {
+        netlink.delete_link(&net.bridge).await?;
+    }
+    drop(store);
+    remove_leftovers(state_dir, bpffs)
+}
+
+/// Pinned objects (which detaches every program) and the state files.
+fn remove_leftovers(state_dir: &Path, bpffs: &Path) -> Result<()> {
+    crate::datapath::unpin_all(bpffs)?;
+    for file in ["netd.redb", "lock"] {
+        let path = state_dir.join(file);
+        match std::fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e).with_context(|| format!("removing {}", path.display())),
+        }
+    }
+    crate::names::remove(&state_dir.join("containers"))?;
+    // Only if empty: the dir may hold files that are not netd's.
+    let _ = std::fs::remove_dir(state_dir);
+    info!("everything netd created is removed");
+    Ok(())
 }
