@@ -5,6 +5,7 @@ use std::net::Ipv4Addr;
 
 use serde::{Deserialize, Serialize};
 
+use crate::network::DEFAULT_NETWORK;
 pub use crate::network::NetworkSpec;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -49,20 +50,29 @@ pub enum Request {
     Down,
 }
 
-/// What `container add` asks for.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+/// What `container add` asks for: the CLI's arguments, sent as they are.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, clap::Args)]
 pub struct ContainerSpec {
     pub name: String,
-    /// A network name, or `host`, `none`, `container:OTHER`.
+    /// Network to attach to, or a mode: host, none, container:NAME.
+    #[arg(long, default_value = DEFAULT_NETWORK)]
     pub network: String,
+    /// Address to use instead of the next free one.
+    #[arg(long)]
     pub ip: Option<Ipv4Addr>,
-    /// Docker `-p` specs.
+    /// Publish a port: [HOSTIP:]HOSTPORT[-END]:CONTAINERPORT[-END][/tcp|/udp].
+    #[arg(short = 'p', long = "publish", value_name = "SPEC")]
     #[serde(default)]
     pub publish: Vec<String>,
+    /// Hostname written to the generated hosts file.
+    #[arg(long)]
     pub hostname: Option<String>,
+    /// DNS server for the generated resolv.conf (repeatable).
+    #[arg(long = "dns", value_name = "IP")]
     #[serde(default)]
     pub dns: Vec<Ipv4Addr>,
-    /// `NAME:IP`.
+    /// Extra hosts entry NAME:IP (repeatable).
+    #[arg(long = "add-host", value_name = "NAME:IP")]
     #[serde(default)]
     pub add_host: Vec<String>,
 }

@@ -21,14 +21,22 @@ pub const DEFAULT_NETWORK: &str = "bridge";
 /// Names that are modes, not networks (`--network host|none`).
 const RESERVED: [&str; 3] = [DEFAULT_NETWORK, "host", "none"];
 
-/// What `network create` asks for.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+/// What `network create` asks for: the CLI's arguments, sent as they are.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, clap::Args)]
 pub struct NetworkSpec {
     pub name: String,
+    /// Subnet (default: the next free /16 from 172.18.0.0).
+    #[arg(long)]
     pub subnet: Option<Ipv4Network>,
+    /// Gateway address (default: the subnet's first address).
+    #[arg(long)]
     pub gateway: Option<Ipv4Addr>,
+    /// No MASQUERADE and no default route: containers reach only each other.
+    #[arg(long)]
     #[serde(default)]
     pub internal: bool,
+    /// Bridge device name (default br-<id prefix>).
+    #[arg(long)]
     pub bridge: Option<String>,
 }
 

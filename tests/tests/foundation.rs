@@ -217,6 +217,19 @@ fn missing_daemon_is_reported() {
     }
 }
 
+/// What `netd down` promises: no bridge, veth, container netns, pinned
+/// object or state left.
+fn assert_all_removed(tb: &Testbed, containers: &[&str]) {
+    assert!(tb.host_link("netd0").is_none(), "bridge netd0 still exists");
+    let veths = tb.host_veths();
+    assert!(veths.is_empty(), "veths left: {veths:?}");
+    for c in containers {
+        assert!(!netns_exists(c), "netns of {c} left");
+    }
+    assert!(empty_or_missing(&tb.bpffs()), "pinned BPF objects left");
+    assert!(empty_or_missing(&tb.state_dir()), "state left");
+}
+
 #[test]
 fn down_without_a_daemon_cleans_up_from_state() {
     let mut tb = Testbed::new();
@@ -235,18 +248,7 @@ fn down_without_a_daemon_cleans_up_from_state() {
         .output()
         .expect("run netd down");
     assert!(out.status.success(), "offline down failed: {out:?}");
-    assert!(tb.host_link("netd0").is_none(), "bridge netd0 still exists");
-    assert!(
-        tb.host_veths().is_empty(),
-        "veths left: {:?}",
-        tb.host_veths()
-    );
-    assert!(
-        !netns_exists(&c1) && !netns_exists(&c2),
-        "container netns left"
-    );
-    assert!(empty_or_missing(&tb.bpffs()), "pinned BPF objects left");
-    assert!(empty_or_missing(&tb.state_dir()), "state left");
+    assert_all_removed(&tb, &[&c1, &c2]);
     // A second time there is nothing to remove: one clear error line.
     let again = netd_at(
         &tb.socket(),
@@ -390,18 +392,7 @@ fn down_removes_everything_and_exits() {
         tb.wait_exit(WAIT).success(),
         "daemon exit status after down"
     );
-    assert!(tb.host_link("netd0").is_none(), "bridge netd0 still exists");
-    assert!(
-        tb.host_veths().is_empty(),
-        "veths left: {:?}",
-        tb.host_veths()
-    );
-    assert!(
-        !netns_exists(&c1) && !netns_exists(&c2),
-        "container netns left"
-    );
-    assert!(empty_or_missing(&tb.bpffs()), "pinned BPF objects left");
-    assert!(empty_or_missing(&tb.state_dir()), "state left");
+    assert_all_removed(&tb, &[&c1, &c2]);
 }
 
 #[test]

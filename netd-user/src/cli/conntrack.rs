@@ -4,7 +4,7 @@ use anyhow::Result;
 use clap::Subcommand;
 use serde_json::Value;
 
-use super::{Ctx, field, table};
+use super::{Ctx, field, items, table};
 use crate::api::Request;
 
 #[derive(Subcommand, Debug)]
@@ -24,10 +24,7 @@ pub fn run(cmd: ConntrackCommand, ctx: &Ctx) -> Result<()> {
 }
 
 fn list_table(value: &Value) -> String {
-    let rows = value
-        .as_array()
-        .map(Vec::as_slice)
-        .unwrap_or_default()
+    let rows = items(value)
         .iter()
         .map(|f| {
             vec![

@@ -134,6 +134,19 @@ pub fn table(header: &[&str], rows: Vec<Vec<String>>) -> String {
     out.join("\n")
 }
 
+/// The items of a JSON array (none for anything else).
+pub fn items(value: &Value) -> &[Value] {
+    value.as_array().map(Vec::as_slice).unwrap_or_default()
+}
+
+/// One row per item of a JSON array, one cell per key.
+pub fn columns(value: &Value, keys: &[&str]) -> Vec<Vec<String>> {
+    items(value)
+        .iter()
+        .map(|item| keys.iter().map(|k| field(item, k)).collect())
+        .collect()
+}
+
 /// A JSON field as display text ("" when absent).
 pub fn field(value: &Value, key: &str) -> String {
     match &value[key] {

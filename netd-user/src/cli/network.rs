@@ -4,28 +4,15 @@ use std::net::Ipv4Addr;
 
 use anyhow::Result;
 use clap::Subcommand;
-use ipnetwork::Ipv4Network;
 use serde_json::Value;
 
-use super::{Ctx, field, table};
+use super::{Ctx, field, items, table};
 use crate::api::{NetworkSpec, Request};
 
 #[derive(Subcommand, Debug)]
 pub enum NetworkCommand {
-    /// Create a network: a bridge with a subnet (next free /16 from 172.18.0.0 by default).
-    Create {
-        name: String,
-        #[arg(long)]
-        subnet: Option<Ipv4Network>,
-        #[arg(long)]
-        gateway: Option<Ipv4Addr>,
-        /// No MASQUERADE and no default route: containers reach only each other.
-        #[arg(long)]
-        internal: bool,
-        /// Bridge device name (default br-<id prefix>).
-        #[arg(long)]
-        bridge: Option<String>,
-    },
+    /// Create a network: a bridge with a subnet.
+    Create(NetworkSpec),
     /// List networks.
     Ls,
     /// Show a network as JSON (the shape of `docker network inspect`).
@@ -45,20 +32,7 @@ pub enum NetworkCommand {
 
 pub fn run(cmd: NetworkCommand, ctx: &Ctx) -> Result<()> {
     match cmd {
-        NetworkCommand::Create {
-            name,
-            subnet,
-            gateway,
-            internal,
-            bridge,
-        } => {
-            let spec = NetworkSpec {
-                name,
-                subnet,
-                gateway,
-                internal,
-                bridge,
-            };
+        NetworkCommand::Create(spec) => {
             let value = ctx.call(&Request::NetworkCreate(spec))?;
             ctx.print(&value, |v| field(v, "Id"));
         }
@@ -95,10 +69,7 @@ pub fn run(cmd: NetworkCommand, ctx: &Ctx) -> Result<()> {
 }
 
 fn list_table(value: &Value) -> String {
-    let rows = value
-        .as_array()
-        .map(Vec::as_slice)
-        .unwrap_or_default()
+    let rows = items(value)
         .iter()
         .map(|n| {
             let id: String = field(n, "Id").chars().take(12).collect();

@@ -4,7 +4,7 @@ use anyhow::Result;
 use clap::Subcommand;
 use serde_json::Value;
 
-use super::{Ctx, field, table};
+use super::{Ctx, columns, field, items, table};
 use crate::api::Request;
 
 #[derive(Subcommand, Debug)]
@@ -27,12 +27,8 @@ pub fn run(cmd: PortmapCommand, ctx: &Ctx) -> Result<()> {
     Ok(())
 }
 
-fn rows(value: &Value) -> &[Value] {
-    value.as_array().map(Vec::as_slice).unwrap_or_default()
-}
-
 fn specs(value: &Value) -> String {
-    rows(value)
+    items(value)
         .iter()
         .map(|m| field(m, "spec"))
         .collect::<Vec<_>>()
@@ -40,22 +36,17 @@ fn specs(value: &Value) -> String {
 }
 
 fn list_table(value: &Value) -> String {
-    let rows = rows(value)
-        .iter()
-        .map(|m| {
-            [
-                "host_ip",
-                "host_port",
-                "container_ip",
-                "container_port",
-                "proto",
-                "container",
-            ]
-            .iter()
-            .map(|k| field(m, k))
-            .collect()
-        })
-        .collect();
+    let rows = columns(
+        value,
+        &[
+            "host_ip",
+            "host_port",
+            "container_ip",
+            "container_port",
+            "proto",
+            "container",
+        ],
+    );
     table(
         &[
             "HOST IP",
