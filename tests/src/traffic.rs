@@ -33,11 +33,17 @@ impl Bg {
     /// `ip netns exec NS CMD...` in the background, output to `log`.
     pub fn spawn(ns: &str, cmd: &[&str], log: &Path) -> Bg {
         let what = format!("ip netns exec {ns} {}", cmd.join(" "));
+        let mut command = Command::new("ip");
+        command.args(["netns", "exec", ns]).args(cmd);
+        Bg::command(&what, command, log)
+    }
+
+    /// Any command in the background, in its own process group, output to
+    /// `log` (`/dev/null` when nobody reads it).
+    pub fn command(what: &str, mut command: Command, log: &Path) -> Bg {
         let out = File::create(log).unwrap_or_else(|e| panic!("create {}: {e}", log.display()));
         let err = out.try_clone().expect("dup log file");
-        let child = Command::new("ip")
-            .args(["netns", "exec", ns])
-            .args(cmd)
+        let child = command
             .stdin(Stdio::null())
             .stdout(out)
             .stderr(err)
@@ -46,33 +52,35 @@ impl Bg {
             .unwrap_or_else(|e| panic!("cannot start `{what}`: {e}"));
         Bg {
             child: Some(child),
-            what,
+            what: what.to_owned(),
             log: log.to_owned(),
         }
     }
 
-    /// [`Bg::spawn`], then waits (bounded) until `proto` ("tcp" or "udp")
-    /// `port` is bound in `ns`; panics with the log if the server died.
+    /// [`Bg::spawn`], then [`Bg::wait_listening`].
     pub fn server(ns: &str, cmd: &[&str], log: &Path, proto: &str, port: u16) -> Bg {
         let mut bg = Bg::spawn(ns, cmd, log);
+        bg.wait_listening(ns, proto, port);
+        bg
+    }
+
+    /// Waits (bounded) until `proto` ("tcp" or "udp") `port` is bound in
+    /// `ns`; panics with the log if the process died first.
+    pub fn wait_listening(&mut self, ns: &str, proto: &str, port: u16) {
         let flags = match proto {
             "tcp" => "-Hltn",
             "udp" => "-Hlun",
             other => panic!("unknown protocol {other}"),
         };
         let filter = format!("sport = :{port}");
-        wait_until(
-            &format!("`{}` to listen on {port}/{proto}", bg.what),
-            LISTEN_TIMEOUT,
-            || {
-                if let Some(status) = bg.try_wait() {
-                    panic!("`{}` exited ({status}): {}", bg.what, bg.log());
-                }
-                let out = in_ns(ns, &["ss", flags, &filter]);
-                out.status.success() && !out.stdout.is_empty()
-            },
-        );
-        bg
+        let what = format!("`{}` to listen on {port}/{proto}", self.what);
+        wait_until(&what, LISTEN_TIMEOUT, || {
+            if let Some(status) = self.try_wait() {
+                panic!("`{}` exited ({status}): {}", self.what, self.log());
+            }
+            let out = in_ns(ns, &["ss", flags, &filter]);
+            out.status.success() && !out.stdout.is_empty()
+        });
     }
 
     pub fn pid(&self) -> u32 {

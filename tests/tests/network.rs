@@ -10,11 +10,10 @@ use std::{
     fs,
     path::Path,
     process::{Child, Command, Output, Stdio},
-    thread,
-    time::{Duration, Instant},
+    time::Duration,
 };
 
-use netd_tests::{Testbed, in_ns, in_ns_ok, netd_bin, netns_exists, wait_until};
+use netd_tests::{Bg, Testbed, in_ns, in_ns_ok, netd_bin, netns_exists, wait_until};
 use serde_json::{Value, json};
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -28,53 +27,6 @@ const REPLY: &str = "SYSTEM:echo $SOCAT_PEERADDR; cat";
 
 // ---------------------------------------------------------------------------
 // Background servers.
-
-/// A background process, ended by PID on drop (SIGTERM, then SIGKILL).
-///
-/// Servers run under `timeout 120`, which is the PID we hold: SIGTERM to it
-/// ends its whole process group (socat and its forked children), and the
-/// servers are bounded even if the test process itself is killed.
-struct Bg {
-    child: Child,
-    what: String,
-}
-
-impl Bg {
-    fn spawn(what: &str, mut cmd: Command) -> Bg {
-        cmd.stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        let child = cmd
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {what}: {e}"));
-        Bg {
-            child,
-            what: what.to_owned(),
-        }
-    }
-
-    fn assert_alive(&mut self) {
-        if let Ok(Some(status)) = self.child.try_wait() {
-            panic!("{} exited early: {status}", self.what);
-        }
-    }
-}
-
-impl Drop for Bg {
-    fn drop(&mut self) {
-        let pid = self.child.id().to_string();
-        let _ = Command::new("kill").args(["-TERM", &pid]).status();
-        let deadline = Instant::now() + Duration::from_secs(2);
-        while Instant::now() < deadline {
-            if matches!(self.child.try_wait(), Ok(Some(_))) {
-                return;
-            }
-            thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Proto {
@@ -98,32 +50,19 @@ fn socat_server(proto: Proto, port: u16, bind: Option<&str>) -> Vec<String> {
         .to_vec()
 }
 
-/// Waits until something in namespace `ns` listens on `port` (`ss -l`).
-fn wait_listening(ns: &str, proto: Proto, port: u16, server: &mut Bg) {
-    let flags = if proto == Proto::Tcp {
-        "-Hltn"
-    } else {
-        "-Hlun"
-    };
-    wait_until(&format!("{} listening", server.what), WAIT, || {
-        server.assert_alive();
-        let out = in_ns(ns, &["ss", flags]);
-        String::from_utf8_lossy(&out.stdout).lines().any(|line| {
-            line.split_whitespace()
-                .nth(3)
-                .is_some_and(|local| local.ends_with(&format!(":{port}")))
-        })
-    });
+/// `ss`'s name of a server protocol.
+fn ss_proto(proto: Proto) -> &'static str {
+    match proto {
+        Proto::Tcp => "tcp",
+        _ => "udp",
+    }
 }
 
 /// A reply server in namespace `ns` (via `ip netns exec`), ready.
 fn server_in(ns: &str, proto: Proto, port: u16, bind: Option<&str>) -> Bg {
-    let mut cmd = Command::new("ip");
-    cmd.args(["netns", "exec", ns])
-        .args(socat_server(proto, port, bind));
-    let mut bg = Bg::spawn(&format!("{proto:?} server :{port} in {ns}"), cmd);
-    wait_listening(ns, proto, port, &mut bg);
-    bg
+    let args = socat_server(proto, port, bind);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    Bg::server(ns, &args, Path::new("/dev/null"), ss_proto(proto), port)
 }
 
 /// TCP and UDP reply servers on every address of namespace `ns`.
@@ -970,8 +909,9 @@ fn container_mode_shares_the_namespace() {
         .arg(tb.socket())
         .args(["exec", &s, "--"])
         .args(socat_server(Proto::Tcp, 7003, Some("127.0.0.1")));
-    let mut in_s = Bg::spawn(&format!("TCP server :7003 in {s}"), cmd);
-    wait_listening(&c1, Proto::Tcp, 7003, &mut in_s);
+    let what = format!("TCP server :7003 in {s}");
+    let mut in_s = Bg::command(&what, cmd, Path::new("/dev/null"));
+    in_s.wait_listening(&c1, "tcp", 7003);
     let out = exec_sh(&tb, &c1, &client_script(Proto::Tcp, "127.0.0.1", 7003));
     assert!(
         reached(Proto::Tcp, &out),
@@ -1202,7 +1142,7 @@ fn embedded_dns_forwards_unknown_names_upstream() {
     create(&tb, &["front"]);
     let c1 = tb.add_with("c1", &["--network", "front"]);
     let log = tb.tmp().join("upstream.log");
-    let _upstream = netd_tests::Bg::server(
+    let _upstream = Bg::server(
         &tb.ext(),
         &["timeout", "60", "python3", "-c", FAKE_UPSTREAM],
         &log,
