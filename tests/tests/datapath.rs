@@ -632,3 +632,114 @@ fn portmap_rm_of_full_spec_must_match_container_side() {
     tb.netd_ok(&["portmap", "rm", "8088:172.17.0.2:80/tcp"]);
     assert!(tb.portmaps().is_empty(), "{:?}", tb.portmap_specs());
 }
+
+// ---------------------------------------------------------------------------
+// ICMP errors about translated flows.
+
+/// Sends one datagram from a connected UDP socket (bound to argv[3] when
+/// given) to argv[1]:argv[2] and prints what came back: "refused" when an
+/// ICMP port unreachable arrived, "data" or "timeout".
+const UDP_PROBE: &str = r#"
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.settimeout(3)
+if len(sys.argv) > 3:
+    s.bind(("0.0.0.0", int(sys.argv[3])))
+s.connect((sys.argv[1], int(sys.argv[2])))
+s.send(b"probe")
+try:
+    s.recv(100); print("data")
+except ConnectionRefusedError:
+    print("refused")
+except socket.timeout:
+    print("timeout")
+"#;
+
+/// Plays a router on the path: sends "fragmentation needed, next-hop MTU
+/// 1300" to argv[1] about a UDP packet argv[1]:argv[2] -> argv[3]:argv[4].
+const FRAG_NEEDED: &str = r#"
+import socket, struct, sys
+def csum(b):
+    if len(b) % 2: b += b"\0"
+    s = sum(struct.unpack("!%dH" % (len(b) // 2), b))
+    s = (s >> 16) + (s & 0xffff); s += s >> 16
+    return ~s & 0xffff
+src, sport, dst, dport = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4])
+udp = struct.pack("!HHHH", sport, dport, 1480, 0)
+ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 1500, 1, 0x4000, 64, 17, 0,
+                 socket.inet_aton(src), socket.inet_aton(dst))
+ip = ip[:10] + struct.pack("!H", csum(ip)) + ip[12:]
+body = struct.pack("!BBHHH", 3, 4, 0, 0, 1300) + ip + udp
+body = body[:2] + struct.pack("!H", csum(body)) + body[4:]
+s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
+s.sendto(body, (src, 0))
+"#;
+
+fn udp_probe(ns: &str, ip: &str, port: u16, bind: Option<u16>) -> String {
+    let port = port.to_string();
+    let bind = bind.map(|b| b.to_string());
+    let mut args = vec!["python3", "-c", UDP_PROBE, ip, &port];
+    args.extend(bind.as_deref());
+    in_ns_ok(ns, &args).trim().to_owned()
+}
+
+#[test]
+fn icmp_port_unreachable_is_translated_both_ways() {
+    let tb = Testbed::new();
+    let c1 = tb.add_with("c1", &["-p", "5353:5353/udp"]);
+    // c1 -> closed port outside: the error comes back through MASQUERADE.
+    assert_eq!(udp_probe(&c1, EXT_PEER, 4444, None), "refused");
+    // outside -> published port nobody listens on: c1's error goes out.
+    assert_eq!(udp_probe(&tb.ext(), EXT, 5353, None), "refused");
+}
+
+/// Keeps a connected UDP socket (port 40123 -> argv[1]:9999) open and
+/// prints its path MTU as soon as it drops below 1500 (or after 8 s).
+const PMTU_WATCH: &str = r#"
+import socket, sys, time
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("0.0.0.0", 40123))
+s.connect((sys.argv[1], 9999))
+s.setsockopt(socket.IPPROTO_IP, 10, 2)  # IP_MTU_DISCOVER = IP_PMTUDISC_DO
+s.send(b"probe")
+deadline = time.time() + 8
+while time.time() < deadline:
+    mtu = s.getsockopt(socket.IPPROTO_IP, 14)  # IP_MTU
+    if mtu < 1500:
+        break
+    time.sleep(0.05)
+print(mtu, flush=True)
+"#;
+
+#[test]
+fn fragmentation_needed_reaches_the_container_socket() {
+    let tb = Testbed::new();
+    let c1 = tb.add("c1");
+    let log = tb.tmp().join("pmtu.log");
+    let mut watch = Bg::spawn(&c1, &["python3", "-c", PMTU_WATCH, EXT_PEER], &log);
+    let mut nat_port = String::new();
+    wait_until("the udp snat flow of c1's socket", WAIT, || {
+        let (snat, _) = flows(&tb, |f| is(f, "udp", "snat"));
+        if let Some(flow) = snat.first() {
+            nat_port = port_part(addr(flow, "translated", "src")).to_owned();
+        }
+        !nat_port.is_empty()
+    });
+    // A router on the path says the packet was too big: the error names
+    // the translated tuple, and must reach c1's socket translated back,
+    // with valid checksums, for the kernel to lower the path MTU.
+    in_ns_ok(
+        &tb.ext(),
+        &[
+            "python3",
+            "-c",
+            FRAG_NEEDED,
+            EXT,
+            &nat_port,
+            EXT_PEER,
+            "9999",
+        ],
+    );
+    let mtu = watch.wait_ok(Duration::from_secs(15));
+    assert_eq!(mtu.trim(), "1300", "path MTU seen by c1's socket");
+}
