@@ -192,20 +192,30 @@ fn dnat(ctx: &mut TcContext, pkt: &Packet, target: &PortMapValue) -> i32 {
 }
 
 /// A container reaching a published port through a host address: DNAT to
-/// the target and SNAT to the gateway, so the reply comes back through us
-/// (and a container can reach itself).
+/// the target. The target sees the client's own address, as with Docker;
+/// its replies come back through this program on its veth, where the
+/// REPLY entry restores the host address. A container reaching itself is
+/// also SNAT-ed to its gateway, since a packet from its own address would
+/// be dropped as martian.
 #[inline(always)]
 fn hairpin(ctx: &mut TcContext, pkt: &Packet, target: &PortMapValue) -> i32 {
     let Some(src) = NETD_ENDPOINTS.get_ptr(pkt.tuple.src_ip) else {
         return TC_ACT_UNSPEC;
     };
-    let gateway = unsafe { (*src).gateway };
-    let t = CtKey {
-        src_ip: gateway,
+    let mut t = CtKey {
         dst_ip: target.container_ip,
         dst_port: target.container_port,
         ..pkt.tuple
     };
+    if target.container_ip != pkt.tuple.src_ip {
+        if conntrack::create(pkt, &t, ct_kind::HAIRPIN).is_err() || translate(ctx, pkt, &t).is_err()
+        {
+            return rewrite_failed();
+        }
+        count(StatIndex::Dnat, pkt.len);
+        return deliver(ctx, &t);
+    }
+    t.src_ip = unsafe { (*src).gateway };
     snat_and_deliver(ctx, pkt, &t, ct_kind::HAIRPIN, None)
 }
 

@@ -350,7 +350,12 @@ fn hairpin_and_host_local_reach_published_port() {
     ] {
         assert_eq!(curl_ok(&tb.host(), url), server.body, "{url} from the host");
     }
-    assert_eq!(server.clients().len(), 4, "{}", server.log());
+    let clients = server.clients();
+    assert_eq!(clients.len(), 4, "{}", server.log());
+    // Like Docker: another container is seen with its own address; a
+    // container reaching itself, through its gateway.
+    assert_eq!(clients[0], C2, "hairpin client seen by c1: {clients:?}");
+    assert_eq!(clients[1], "172.17.0.1", "self-hairpin client: {clients:?}");
 }
 
 // ---------------------------------------------------------------------------
