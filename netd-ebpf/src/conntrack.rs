@@ -5,7 +5,7 @@
 
 use aya_ebpf::{
     bindings::{BPF_ANY, BPF_NOEXIST},
-    helpers::{bpf_get_prandom_u32, bpf_ktime_get_ns},
+    helpers::{bpf_get_prandom_u32, bpf_ktime_get_coarse_ns},
 };
 use netd_common::{CtKey, CtValue, ct_dir, ct_tcp};
 
@@ -27,7 +27,7 @@ pub fn touch(entry: *mut CtValue, pkt: &Packet) {
     // Concurrent updates from other CPUs may lose an increment; these are
     // statistics and timestamps, not state the datapath decides on.
     unsafe {
-        (*entry).last_seen_ns = bpf_ktime_get_ns();
+        (*entry).last_seen_ns = bpf_ktime_get_coarse_ns();
         (*entry).packets += 1;
         (*entry).bytes += u64::from(pkt.len);
         if flags != 0 && (*entry).tcp_flags & flags != flags {
@@ -66,7 +66,7 @@ fn entry(t: &CtKey, kind: u8, direction: u8, pkt: &Packet) -> CtValue {
             0
         },
         pad: 0,
-        last_seen_ns: unsafe { bpf_ktime_get_ns() },
+        last_seen_ns: unsafe { bpf_ktime_get_coarse_ns() },
         packets: if direction == ct_dir::ORIGINAL { 1 } else { 0 },
         bytes: if direction == ct_dir::ORIGINAL {
             u64::from(pkt.len)

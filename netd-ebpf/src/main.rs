@@ -55,9 +55,11 @@ pub fn netd_from_container(mut ctx: TcContext) -> i32 {
     }
     // The sender's network decides what it may reach (isolation).
     // SAFETY (both derefs): map value pointers, valid for this run.
+    // A reference, not a copy: a copied `Option<EndpointValue>` leaves its
+    // payload undefined when None, which the verifier rejects if spilled.
     let src = NETD_ENDPOINTS
         .get_ptr(pkt.tuple.src_ip)
-        .map(|p| unsafe { *p });
+        .map(|p| unsafe { &*p });
     if let Some(peer) = NETD_ENDPOINTS.get_ptr(pkt.tuple.dst_ip) {
         let peer = unsafe { &*peer };
         if src.is_some_and(|s| s.network_id != peer.network_id) {
@@ -66,7 +68,7 @@ pub fn netd_from_container(mut ctx: TcContext) -> i32 {
         count(StatIndex::Forwarded, pkt.len);
         return deliver_to(&mut ctx, peer);
     }
-    masquerade(&mut ctx, &pkt, src.as_ref())
+    masquerade(&mut ctx, &pkt, src)
 }
 
 #[inline(always)]

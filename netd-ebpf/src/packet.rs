@@ -37,35 +37,79 @@ pub enum Skip {
     Malformed,
 }
 
-#[inline(always)]
-fn load<T>(ctx: &TcContext, off: usize) -> Result<T, Skip> {
-    ctx.load::<T>(off).map_err(|_| Skip::Malformed)
+/// The fixed part of the IPv4 header (RFC 791), as it sits in the packet.
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct Ipv4Hdr {
+    ver_ihl: u8,
+    tos: u8,
+    tot_len: u16,
+    id: u16,
+    frag_off: u16,
+    ttl: u8,
+    proto: u8,
+    csum: u16,
+    src: u32,
+    dst: u32,
 }
 
-/// Parses Ethernet + IPv4 + TCP/UDP/ICMP.
+/// The first 14 bytes of TCP/UDP/ICMP headers cover every field we read.
+const L4_PEEK: usize = 14;
+
+/// Reads a `T` at `off` by direct packet access: bounds-checked against
+/// `data_end`, no helper call. None when the bytes are not in the linear
+/// part of the skb (or not there at all).
 #[inline(always)]
-pub fn parse(ctx: &TcContext) -> Result<Packet, Skip> {
-    let eth_proto: u16 = ctx.load(12).map_err(|_| Skip::NotNat)?;
+fn read<T: Copy>(ctx: &TcContext, off: usize) -> Option<T> {
+    let start = ctx.data();
+    let end = ctx.data_end();
+    if start + off + core::mem::size_of::<T>() > end {
+        return None;
+    }
+    // SAFETY: the range was checked against data_end just above.
+    Some(unsafe { core::ptr::read_unaligned((start + off) as *const T) })
+}
+
+/// Parses Ethernet + IPv4 + TCP/UDP/ICMP. Headers are read in place; if
+/// they are not all in the linear area, they are pulled in once.
+#[inline(always)]
+pub fn parse(ctx: &mut TcContext) -> Result<Packet, Skip> {
+    match parse_linear(ctx) {
+        Err(Skip::Malformed) => {
+            // Maybe just not linear: pull the headers in and look again.
+            let want = ETH_HLEN + 60 + L4_PEEK;
+            let _ = ctx.pull_data(want.min(ctx.len() as usize) as u32);
+            parse_linear(ctx)
+        }
+        other => other,
+    }
+}
+
+#[inline(always)]
+fn parse_linear(ctx: &TcContext) -> Result<Packet, Skip> {
+    let eth_proto: u16 = read(ctx, 12).ok_or(Skip::NotNat)?;
     if u16::from_be(eth_proto) != ETH_P_IP {
         return Err(Skip::NotNat);
     }
-    let ver_ihl: u8 = load(ctx, ETH_HLEN)?;
-    let ihl = usize::from(ver_ihl & 0x0f) * 4;
-    if ver_ihl >> 4 != 4 || ihl < 20 {
+    let ip: Ipv4Hdr = read(ctx, ETH_HLEN).ok_or(Skip::Malformed)?;
+    let ihl = usize::from(ip.ver_ihl & 0x0f) * 4;
+    if ip.ver_ihl >> 4 != 4 || ihl < 20 {
         return Err(Skip::Malformed);
     }
     // Fragments carry no (or only a partial) L4 header: left to the stack.
-    let frag: u16 = load(ctx, ETH_HLEN + 6)?;
-    if u16::from_be(frag) & 0x3fff != 0 {
+    if u16::from_be(ip.frag_off) & 0x3fff != 0 {
         return Err(Skip::NotNat);
     }
-    let proto: u8 = load(ctx, ETH_HLEN + 9)?;
+    if !matches!(ip.proto, IPPROTO_TCP | IPPROTO_UDP | IPPROTO_ICMP) {
+        return Err(Skip::NotNat);
+    }
+    let l4 = ETH_HLEN + ihl;
     let mut pkt = Packet {
-        l4: ETH_HLEN + ihl,
+        l4,
         tuple: CtKey {
-            src_ip: load(ctx, IP_SRC_OFF)?,
-            dst_ip: load(ctx, IP_DST_OFF)?,
-            proto,
+            src_ip: ip.src,
+            dst_ip: ip.dst,
+            proto: ip.proto,
             ..CtKey::default()
         },
         tcp_flags: 0,
@@ -78,27 +122,31 @@ pub fn parse(ctx: &TcContext) -> Result<Packet, Skip> {
 
 #[inline(always)]
 fn parse_l4(ctx: &TcContext, pkt: &mut Packet) -> Result<(), Skip> {
+    // UDP and ICMP headers are 8 bytes: read only what each protocol has.
     match pkt.tuple.proto {
-        IPPROTO_TCP | IPPROTO_UDP => {
-            pkt.tuple.src_port = load(ctx, pkt.l4)?;
-            pkt.tuple.dst_port = load(ctx, pkt.l4 + 2)?;
-            if pkt.tuple.proto == IPPROTO_TCP {
-                pkt.tcp_flags = load(ctx, pkt.l4 + 13)?;
-            }
-            Ok(())
+        IPPROTO_TCP => {
+            let h: [u8; L4_PEEK] = read(ctx, pkt.l4).ok_or(Skip::Malformed)?;
+            pkt.tuple.src_port = u16::from_ne_bytes([h[0], h[1]]);
+            pkt.tuple.dst_port = u16::from_ne_bytes([h[2], h[3]]);
+            pkt.tcp_flags = h[13];
         }
-        IPPROTO_ICMP => {
-            pkt.icmp_type = load(ctx, pkt.l4)?;
-            let id: u16 = load(ctx, pkt.l4 + 4)?;
+        IPPROTO_UDP => {
+            let h: [u8; 8] = read(ctx, pkt.l4).ok_or(Skip::Malformed)?;
+            pkt.tuple.src_port = u16::from_ne_bytes([h[0], h[1]]);
+            pkt.tuple.dst_port = u16::from_ne_bytes([h[2], h[3]]);
+        }
+        _ => {
+            let h: [u8; 8] = read(ctx, pkt.l4).ok_or(Skip::Malformed)?;
+            pkt.icmp_type = h[0];
+            let id = u16::from_ne_bytes([h[4], h[5]]);
             match pkt.icmp_type {
                 ICMP_ECHO_REQUEST => pkt.tuple.src_port = id,
                 ICMP_ECHO_REPLY => pkt.tuple.dst_port = id,
                 _ => {} // an error message: handled through its inner header
             }
-            Ok(())
         }
-        _ => Err(Skip::NotNat),
     }
+    Ok(())
 }
 
 /// Offset of the L4 checksum and the flags for `bpf_l4_csum_replace`.
