@@ -70,6 +70,21 @@ fn read<T: Copy>(ctx: &TcContext, off: usize) -> Option<T> {
     Some(unsafe { core::ptr::read_unaligned((start + off) as *const T) })
 }
 
+/// Writes `v` at `off` by direct packet access (bounds-checked). Packet
+/// pointers do not survive helpers that may move data (the checksum
+/// helpers among them), so each write takes them afresh.
+#[inline(always)]
+fn write<T: Copy>(ctx: &TcContext, off: usize, v: T) -> Result<(), ()> {
+    let start = ctx.data();
+    let end = ctx.data_end();
+    if start + off + core::mem::size_of::<T>() > end {
+        return Err(());
+    }
+    // SAFETY: the range was checked against data_end just above.
+    unsafe { core::ptr::write_unaligned((start + off) as *mut T, v) };
+    Ok(())
+}
+
 /// Parses Ethernet + IPv4 + TCP/UDP/ICMP. Headers are read in place; if
 /// they are not all in the linear area, they are pulled in once.
 #[inline(always)]
@@ -178,7 +193,7 @@ pub fn set_ip(ctx: &mut TcContext, pkt: &Packet, off: usize, old: u32, new: u32)
     }
     ctx.l3_csum_replace(IP_CSUM_OFF, u64::from(old), u64::from(new), 4)
         .map_err(|_| ())?;
-    ctx.store(off, &new, 0).map_err(|_| ())
+    write(ctx, off, new)
 }
 
 /// Rewrites a port (or the ICMP echo id) and the L4 checksum. `dst` picks
@@ -202,12 +217,12 @@ pub fn set_port(
     let (csum_off, flags) = l4_csum(pkt);
     ctx.l4_csum_replace(csum_off, u64::from(old), u64::from(new), flags | 2)
         .map_err(|_| ())?;
-    ctx.store(off, &new, 0).map_err(|_| ())
+    write(ctx, off, new)
 }
 
 /// Sets the Ethernet destination and source.
 #[inline(always)]
 pub fn set_macs(ctx: &mut TcContext, dst: &[u8; 6], src: &[u8; 6]) -> Result<(), ()> {
-    ctx.store(0, dst, 0).map_err(|_| ())?;
-    ctx.store(6, src, 0).map_err(|_| ())
+    write(ctx, 0, *dst)?;
+    write(ctx, 6, *src)
 }
