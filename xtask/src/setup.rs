@@ -27,18 +27,28 @@ const PACKAGES: &[&str] = &[
     "python3",
 ];
 
+/// What only `cargo xtask bench` needs: its HTTP client and server. Kept
+/// out of `setup` because installing nginx starts a web server on port 80
+/// on systemd hosts; the benchmark runs its own nginx inside a namespace.
+const BENCH_PACKAGES: &[&str] = &["wrk", "nginx"];
+
 const LLVM_BIN: &str = "/usr/lib/llvm-22/bin";
 
 pub fn setup() -> Result<()> {
-    debian_packages()?;
+    debian_packages(PACKAGES)?;
     toolchain_link()?;
     bpf_linker()
 }
 
-fn debian_packages() -> Result<()> {
-    let missing = missing_packages();
+/// The benchmark's extra packages.
+pub fn setup_bench() -> Result<()> {
+    debian_packages(BENCH_PACKAGES)
+}
+
+fn debian_packages(packages: &[&'static str]) -> Result<()> {
+    let missing = missing_packages(packages);
     if missing.is_empty() {
-        println!("ok: {} Debian packages already installed", PACKAGES.len());
+        println!("ok: {} Debian packages already installed", packages.len());
         return Ok(());
     }
     let list = missing.join(" ");
@@ -50,15 +60,15 @@ fn debian_packages() -> Result<()> {
             .args(["install", "-y", "--no-install-recommends"])
             .args(&missing),
     )?;
-    let still = missing_packages();
+    let still = missing_packages(packages);
     if !still.is_empty() {
         bail!("apt-get did not install: {}", still.join(" "));
     }
     Ok(())
 }
 
-fn missing_packages() -> Vec<&'static str> {
-    PACKAGES
+fn missing_packages(packages: &[&'static str]) -> Vec<&'static str> {
+    packages
         .iter()
         .copied()
         .filter(|pkg| !package_installed(pkg))

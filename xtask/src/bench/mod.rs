@@ -1,142 +1,308 @@
-//! `cargo xtask bench`: control-plane latency of `netd container add/rm`,
-//! each timed as a whole CLI process against a daemon in a fresh testbed.
+//! `cargo xtask bench`: netd against Docker's iptables rules, nftables,
+//! plain routing and the host itself, side by side on the standard testbed
+//! (docs/testbed.md), plus netd's control plane, memory and per-program
+//! cost. Writes `target/bench/report.md`, `results.json` and
+//! `conn-rate.svg`; `--update-docs` also refreshes BENCHMARKS.md.
+//!
+//! Module map: `testbed` (namespaces, daemon), `datapath` (the six
+//! datapaths), `rules` (iptables/nftables rule text), `measure` (servers,
+//! wrk, iperf3, CPU), `suite` (one datapath's tests), `control`, `memory`,
+//! `profile`, `bpf` (bpftool, run-time stats), `results`, `stats`,
+//! `report`, `plot`, `docs`, `procs` (bounded child processes),
+//! `interrupt` (Ctrl-C → clean unwind).
 
+mod bpf;
+mod control;
+mod datapath;
+mod docs;
+mod interrupt;
+mod measure;
+mod memory;
+mod plot;
+mod procs;
+mod profile;
+mod report;
+mod results;
+mod rules;
+mod stats;
+mod suite;
 mod testbed;
 
 use std::{
-    fmt::Write as _,
     fs,
     path::{Path, PathBuf},
-    time::Instant,
+    time::{Duration, Instant},
 };
 
 use anyhow::{Context, Result, bail};
-use clap::Args;
+use clap::{Args, ValueEnum};
+use serde::Serialize;
 
 use crate::{cmd, tasks};
-use testbed::Testbed;
-
-/// Latency target per operation, checked against p99.
-const TARGET_MS: f64 = 30.0;
+use datapath::Kind;
+use report::{Meta, Report};
+use results::{Control, Memory, Profile, Samples};
 
 #[derive(Args)]
 pub struct BenchArgs {
-    /// Containers to add (and then remove).
-    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u16).range(1..=1000))]
-    iterations: u16,
-    /// Exit non-zero when an operation misses the target.
+    /// Smoke run (~2 min): one repeat, 2 s tests, 20 containers.
     #[arg(long)]
-    enforce: bool,
+    quick: bool,
+    /// Interleaved repeats of the data-plane tests [default: 3, --quick: 1].
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=20))]
+    repeats: Option<u32>,
+    /// Seconds per wrk and iperf3 run [default: 4, --quick: 2].
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=60))]
+    secs: Option<u32>,
+    /// Containers added and removed for the control-plane timing [default: 100, --quick: 20].
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=1000))]
+    containers: Option<u16>,
+    /// Datapaths to compare (comma-separated) [default: all].
+    #[arg(long, value_enum, value_delimiter = ',')]
+    datapaths: Vec<Kind>,
+    /// Parts to run (comma-separated) [default: all].
+    #[arg(long, value_enum, value_delimiter = ',')]
+    parts: Vec<Part>,
+    /// Also write the report into BENCHMARKS.md and the plot to docs/bench/.
+    #[arg(long)]
+    update_docs: bool,
     /// Benchmark this netd binary instead of building one (release).
     #[arg(long, value_name = "PATH")]
     netd_bin: Option<PathBuf>,
 }
 
+#[derive(Clone, Copy, PartialEq, Eq, Debug, ValueEnum)]
+enum Part {
+    /// Throughput, request and connection rates, latency, port scaling.
+    Dataplane,
+    /// netd container add/rm and 10,000-port portmap add/rm.
+    Control,
+    /// netd daemon RSS and map memory with 10,000 ports and conntrack entries.
+    Memory,
+    /// netd's BPF program run times during the connection-rate test.
+    Profile,
+}
+
+/// What one run does.
+pub struct Plan {
+    repeats: u32,
+    http_secs: u32,
+    iperf_secs: u32,
+    containers: usize,
+    /// UDP flows of the memory test (two conntrack entries each).
+    flows: u32,
+    kinds: Vec<Kind>,
+    parts: Vec<Part>,
+}
+
+impl Plan {
+    fn from(args: &BenchArgs) -> Self {
+        let secs = args.secs.unwrap_or(if args.quick { 2 } else { 4 });
+        let pick = |v: &[Kind]| {
+            if v.is_empty() {
+                Kind::ALL.to_vec()
+            } else {
+                v.to_vec()
+            }
+        };
+        Plan {
+            repeats: args.repeats.unwrap_or(if args.quick { 1 } else { 3 }),
+            http_secs: secs,
+            iperf_secs: secs,
+            containers: usize::from(args.containers.unwrap_or(if args.quick { 20 } else { 100 })),
+            flows: 50_000,
+            kinds: pick(&args.datapaths),
+            parts: if args.parts.is_empty() {
+                Part::value_variants().to_vec()
+            } else {
+                args.parts.clone()
+            },
+        }
+    }
+
+    fn has(&self, part: Part) -> bool {
+        self.parts.contains(&part)
+    }
+
+    /// Seconds of each of the six connection-rate runs: half the time of
+    /// a wrk run (each port count is measured twice), at most 2 s (see
+    /// `suite::conn_run`).
+    fn conn_secs(&self) -> u32 {
+        (self.http_secs / 2).clamp(1, 2)
+    }
+
+    fn describe(&self) -> String {
+        let kinds: Vec<&str> = self.kinds.iter().map(|k| k.name()).collect();
+        format!(
+            "{} repeat(s) of [{}], interleaved (each repeat runs every datapath in turn, \
+             rotating the order, each on a fresh testbed); wrk {} s per run (1 thread; 1 \
+             connection for latency, 50 for rates), connection rate in runs of {} s in the \
+             order 0, 1k, 10k, 10k, 1k, 0 ports; iperf3 {} s per run (1 stream); \
+             {} containers for the control plane; {} UDP flows for the conntrack memory",
+            self.repeats,
+            kinds.join(", "),
+            self.http_secs,
+            self.conn_secs(),
+            self.iperf_secs,
+            self.containers,
+            self.flows
+        )
+    }
+}
+
+/// Everything measured, as written to results.json.
+#[derive(Serialize, Default)]
+struct Outcome {
+    samples: Samples,
+    control: Option<Control>,
+    memory: Option<Memory>,
+    profile: Option<Profile>,
+}
+
+const TOOLS: &[&str] = &[
+    "wrk",
+    "nginx",
+    "iperf3",
+    "iptables-restore",
+    "nft",
+    "bpftool",
+    "python3",
+    "curl",
+    "nsenter",
+    "ss",
+];
+
 pub fn run(args: &BenchArgs) -> Result<()> {
     cmd::ensure_root("the benchmark creates network namespaces and loads eBPF")?;
+    crate::setup::setup_bench()?;
+    missing_tools()?;
     let bin = match &args.netd_bin {
         Some(bin) => bin.clone(),
         None => tasks::build(true)?,
     };
-    let n = usize::from(args.iterations);
-    println!("==> control-plane benchmark: {n} x container add, {n} x container rm");
-    let bed = Testbed::start(&bin)?;
-    let add = time_all(&bed, n, "add")?;
-    let rm = time_all(&bed, n, "rm")?;
-    let rows = [("container add", &add), ("container rm", &rm)];
-    let report = report(&bin, n, &rows);
-    print!("{report}");
-    let path = write_report(&report)?;
-    println!("written to {}", path.display());
-    drop(bed);
-    let missed = [&add, &rm].iter().any(|s| s.p99 > TARGET_MS);
-    if args.enforce && missed {
-        bail!("control-plane latency above the {TARGET_MS} ms target");
+    interrupt::install()?;
+    let plan = Plan::from(args);
+    let start = Instant::now();
+    let load_start = loadavg();
+    let outcome = measure_all(&plan, &bin)?;
+    let meta = docs::meta(&plan, &bin, &load_start, start.elapsed());
+    write_outputs(&plan, &meta, &outcome, args.update_docs)
+}
+
+fn measure_all(plan: &Plan, bin: &Path) -> Result<Outcome> {
+    let mut out = Outcome::default();
+    if plan.has(Part::Dataplane) {
+        dataplane(plan, bin, &mut out.samples)?;
+    }
+    if plan.has(Part::Control) {
+        println!(
+            "==> control plane: {} x container add/rm, 10,000-port portmap",
+            plan.containers
+        );
+        out.control = Some(control::run(bin, plan.containers)?);
+    }
+    if plan.has(Part::Memory) {
+        println!("==> memory: 10,000 ports, {} UDP flows", plan.flows);
+        out.memory = Some(memory::run(bin, plan.flows)?);
+    }
+    if plan.has(Part::Profile) {
+        println!("==> profile: netd program run times during the connection-rate test");
+        out.profile = Some(profile::run(bin, plan)?);
+    }
+    Ok(out)
+}
+
+/// `for r in repeats { for datapath in (rotated) datapaths { measure } }`.
+fn dataplane(plan: &Plan, bin: &Path, samples: &mut Samples) -> Result<()> {
+    let n = plan.kinds.len();
+    for r in 0..plan.repeats {
+        for i in 0..n {
+            interrupt::check()?;
+            let kind = plan.kinds[(i + r as usize) % n];
+            println!("==> repeat {}/{}: {kind}", r + 1, plan.repeats);
+            let t = Instant::now();
+            suite::run(kind, plan, bin, r, samples)?;
+            println!("    ({:.1} s)", t.elapsed().as_secs_f64());
+        }
     }
     Ok(())
 }
 
-/// Runs `netd container OP <name>` for `n` containers; one sample each.
-fn time_all(bed: &Testbed, n: usize, op: &str) -> Result<Summary> {
-    let mut samples = Vec::with_capacity(n);
-    for i in 1..=n {
-        samples.push(time_one(bed, op, &bed.container(i))?);
-    }
-    Summary::of(samples)
-}
-
-fn time_one(bed: &Testbed, op: &str, name: &str) -> Result<f64> {
-    let mut netd = bed.netd();
-    netd.args(["container", op, name]);
-    let start = Instant::now();
-    let out = cmd::capture(&mut netd)?;
-    let ms = start.elapsed().as_secs_f64() * 1000.0;
-    if !out.status.success() {
-        bail!(
-            "`{}` failed: {}\ndaemon log:\n{}",
-            cmd::describe(&netd),
-            String::from_utf8_lossy(&out.stderr).trim(),
-            bed.log()
-        );
-    }
-    Ok(ms)
-}
-
-struct Summary {
-    min: f64,
-    median: f64,
-    p99: f64,
-    max: f64,
-}
-
-impl Summary {
-    fn of(mut samples: Vec<f64>) -> Result<Self> {
-        if samples.is_empty() {
-            bail!("no samples");
-        }
-        samples.sort_by(f64::total_cmp);
-        Ok(Summary {
-            min: samples[0],
-            median: nearest_rank(&samples, 50),
-            p99: nearest_rank(&samples, 99),
-            max: samples[samples.len() - 1],
-        })
-    }
-}
-
-/// Nearest-rank percentile of sorted, non-empty `samples`.
-fn nearest_rank(samples: &[f64], pct: usize) -> f64 {
-    let rank = (pct * samples.len()).div_ceil(100).max(1);
-    samples[rank.min(samples.len()) - 1]
-}
-
-fn report(bin: &Path, n: usize, rows: &[(&str, &Summary)]) -> String {
-    let mut md = String::from("# netd control-plane benchmark\n\n");
-    let kernel = fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
-    let _ = writeln!(
-        md,
-        "Kernel {}, {n} operations each, each a whole `netd` CLI process.",
-        kernel.trim()
-    );
-    let _ = writeln!(md, "Binary: `{}`.", bin.display());
-    let _ = writeln!(md, "Target: p99 <= {TARGET_MS} ms.\n");
-    md.push_str("| operation | min ms | median ms | p99 ms | max ms | target |\n");
-    md.push_str("| --- | ---: | ---: | ---: | ---: | --- |\n");
-    for (name, s) in rows {
-        let verdict = if s.p99 <= TARGET_MS { "met" } else { "MISSED" };
-        let _ = writeln!(
-            md,
-            "| {name} | {:.2} | {:.2} | {:.2} | {:.2} | {verdict} |",
-            s.min, s.median, s.p99, s.max
-        );
-    }
-    md
-}
-
-fn write_report(report: &str) -> Result<PathBuf> {
+fn write_outputs(plan: &Plan, meta: &Meta, out: &Outcome, update_docs: bool) -> Result<()> {
     let dir = cmd::target_dir().join("bench");
     fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let path = dir.join("control-plane.md");
-    fs::write(&path, report).with_context(|| format!("cannot write {}", path.display()))?;
-    Ok(path)
+    let report = Report {
+        meta,
+        kinds: &plan.kinds,
+        samples: &out.samples,
+        control: out.control.as_ref(),
+        memory: out.memory.as_ref(),
+        profile: out.profile.as_ref(),
+    }
+    .markdown();
+    let svg = dir.join("conn-rate.svg");
+    let has_plot = plan.has(Part::Dataplane);
+    if has_plot {
+        plot::draw(&out.samples, &plan.kinds, &svg)?;
+    }
+    let md = format!(
+        "# netd benchmark\n\n{report}{}",
+        plot_link(has_plot, "conn-rate.svg")
+    );
+    write(&dir.join("report.md"), &md)?;
+    let json = serde_json::to_string_pretty(out).context("cannot serialise the results")?;
+    write(&dir.join("results.json"), &json)?;
+    print!("\n{md}");
+    println!(
+        "\nwritten to {}/{{report.md,results.json,conn-rate.svg}}",
+        dir.display()
+    );
+    if update_docs {
+        let body = format!(
+            "{report}{}",
+            plot_link(has_plot, "docs/bench/conn-rate.svg")
+        );
+        docs::update(&body, has_plot.then_some(svg.as_path()))?;
+    }
+    Ok(())
+}
+
+fn plot_link(has_plot: bool, path: &str) -> String {
+    if has_plot {
+        format!(
+            "### Connection rate against published ports\n\n![new connections/s against published ports]({path})\n"
+        )
+    } else {
+        String::new()
+    }
+}
+
+fn write(path: &Path, text: &str) -> Result<()> {
+    fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))
+}
+
+fn missing_tools() -> Result<()> {
+    let missing: Vec<&str> = TOOLS
+        .iter()
+        .copied()
+        .filter(|t| {
+            let mut which = procs::command("sh");
+            which.args(["-c", &format!("command -v {t}")]);
+            procs::output_within(&mut which, Duration::from_secs(5))
+                .map_or(true, |o| !o.status.success())
+        })
+        .collect();
+    if !missing.is_empty() {
+        bail!(
+            "missing tools: {} (run `cargo xtask setup` as root)",
+            missing.join(", ")
+        );
+    }
+    Ok(())
+}
+
+fn loadavg() -> String {
+    fs::read_to_string("/proc/loadavg")
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
 }

@@ -1,91 +1,75 @@
-//! A throw-away network testbed for benchmarks (same topology as the
-//! integration tests, docs/testbed.md): namespaces `<p>-ext` and `<p>-host`
-//! joined by a veth, and a netd daemon running in `<p>-host` with its own
-//! state dir, bpffs dir and socket. Everything is removed on drop.
+//! The standard testbed (docs/testbed.md): namespaces `<p>-ext`
+//! (198.18.0.2) and `<p>-host` (198.18.0.1) joined by a veth, the host's
+//! default route via ext; optionally a netd daemon inside `<p>-host` with
+//! its own state dir, bpffs dir and socket. Guards remove everything on drop.
 
 use std::{
     env, fs,
     path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
+    process::{Command, Stdio},
     thread,
-    time::{Duration, Instant},
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
 use anyhow::{Context, Result, bail};
 
-use crate::cmd;
+use super::procs::{self, Background};
 
+pub const HOST_IP: &str = "198.18.0.1";
+pub const EXT_IP: &str = "198.18.0.2";
 const READY_TIMEOUT: Duration = Duration::from_secs(20);
+const CMD_LIMIT: Duration = Duration::from_secs(60);
 const POLL: Duration = Duration::from_millis(50);
-const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 
-pub struct Testbed {
+/// The two namespaces; `Drop` deletes every namespace named `<p>...`
+/// (containers included) and the scratch dir.
+pub struct Topology {
     prefix: String,
     tmp: PathBuf,
-    bin: PathBuf,
-    daemon: Option<Child>,
 }
 
-impl Testbed {
-    /// Creates the namespaces and starts the daemon; ready when this returns.
-    pub fn start(bin: &Path) -> Result<Self> {
+impl Topology {
+    pub fn new() -> Result<Self> {
         let prefix = free_prefix()?;
-        let mut bed = Testbed {
-            tmp: env::temp_dir().join(format!("netd-{prefix}")),
+        let topo = Topology {
+            tmp: env::temp_dir().join(format!("netd-bench-{prefix}")),
             prefix,
-            bin: bin.to_path_buf(),
-            daemon: None,
         };
-        fs::create_dir_all(&bed.tmp)
-            .with_context(|| format!("cannot create {}", bed.tmp.display()))?;
-        bed.topology()?;
-        bed.spawn_daemon()?;
-        bed.wait_ready()?;
-        Ok(bed)
+        fs::create_dir_all(&topo.tmp)
+            .with_context(|| format!("cannot create {}", topo.tmp.display()))?;
+        topo.build()?;
+        Ok(topo)
     }
 
-    /// Container names carry the prefix so leftovers can be found.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    pub fn tmp(&self) -> &Path {
+        &self.tmp
+    }
+
+    pub fn host(&self) -> String {
+        format!("{}-host", self.prefix)
+    }
+
+    pub fn ext(&self) -> String {
+        format!("{}-ext", self.prefix)
+    }
+
+    /// Container `n` (netd names its netns after the container).
     pub fn container(&self, n: usize) -> String {
         format!("{}c{n}", self.prefix)
     }
 
-    /// `netd --socket S` (the CLI, run from the root namespace).
-    pub fn netd(&self) -> Command {
-        let mut netd = Command::new(&self.bin);
-        netd.arg("--socket").arg(self.socket());
-        netd
-    }
-
-    pub fn log(&self) -> String {
-        fs::read_to_string(self.log_path()).unwrap_or_default()
-    }
-
-    fn socket(&self) -> PathBuf {
-        self.tmp.join("netd.sock")
-    }
-
-    fn log_path(&self) -> PathBuf {
-        self.tmp.join("daemon.log")
-    }
-
-    fn bpffs(&self) -> PathBuf {
-        PathBuf::from("/sys/fs/bpf").join(&self.prefix)
-    }
-
-    fn ns(&self, role: &str) -> String {
-        format!("{}-{role}", self.prefix)
-    }
-
-    fn topology(&self) -> Result<()> {
-        let (host, ext) = (self.ns("host"), self.ns("ext"));
+    fn build(&self) -> Result<()> {
+        let (host, ext) = (self.host(), self.ext());
         ip(&["netns", "add", &host])?;
         ip(&["netns", "add", &ext])?;
-        let peer = ["peer", "name", "ext0", "netns", &ext];
         ip(&[
-            &["-n", &host, "link", "add", "uplink0", "type", "veth"][..],
-            &peer,
-        ]
-        .concat())?;
+            "-n", &host, "link", "add", "uplink0", "type", "veth", "peer", "name", "ext0", "netns",
+            &ext,
+        ])?;
         ip(&[
             "-n",
             &host,
@@ -104,46 +88,104 @@ impl Testbed {
         ] {
             ip(&["-n", ns, "link", "set", dev, "up"])?;
         }
-        ip(&["-n", &host, "route", "add", "default", "via", "198.18.0.2"])?;
-        let sysctl = ["sysctl", "-qw", "net.ipv4.ip_forward=1"];
-        ip(&[&["netns", "exec", &host][..], &sysctl].concat())
+        ip(&["-n", &host, "route", "add", "default", "via", EXT_IP])?;
+        sysctl(&host, "net.ipv4.ip_forward=1")?;
+        // The load generators live in ext: reuse TIME_WAIT ports and use a
+        // wide port range, so the connection-rate test never runs out.
+        sysctl(&ext, "net.ipv4.tcp_tw_reuse=1")?;
+        sysctl(&ext, "net.ipv4.ip_local_port_range=1024 65535")
     }
+}
 
-    fn spawn_daemon(&mut self) -> Result<()> {
-        let log = fs::File::create(self.log_path()).context("cannot create daemon log")?;
-        let mut daemon = Command::new("nsenter");
-        daemon
-            .arg(format!("--net=/run/netns/{}", self.ns("host")))
-            .arg(&self.bin)
+impl Drop for Topology {
+    fn drop(&mut self) {
+        remove_namespaces(&self.prefix);
+        let _ = fs::remove_dir_all(&self.tmp);
+    }
+}
+
+/// `sysctl -qw SETTING` inside namespace `ns`.
+pub fn sysctl(ns: &str, setting: &str) -> Result<()> {
+    procs::run_within(procs::in_ns(ns, "sysctl").args(["-qw", setting]), CMD_LIMIT)?;
+    Ok(())
+}
+
+/// A netd daemon in `<p>-host`. `Drop`: `netd down`, stop by PID, remove
+/// the bpffs dir.
+pub struct Daemon {
+    bin: PathBuf,
+    socket: PathBuf,
+    log: PathBuf,
+    bpffs: PathBuf,
+    process: Background,
+}
+
+impl Daemon {
+    pub fn start(topo: &Topology, bin: &Path) -> Result<Self> {
+        let log = topo.tmp().join("daemon.log");
+        let file = fs::File::create(&log).context("cannot create the daemon log")?;
+        let bpffs = PathBuf::from("/sys/fs/bpf").join(topo.prefix());
+        let socket = topo.tmp().join("netd.sock");
+        let mut c = procs::command("nsenter");
+        c.arg(format!("--net=/run/netns/{}", topo.host()))
+            .arg(bin)
             .arg("daemon")
             .arg("--state-dir")
-            .arg(self.tmp.join("state"))
+            .arg(topo.tmp().join("state"))
             .arg("--bpffs")
-            .arg(self.bpffs())
+            .arg(&bpffs)
             .arg("--socket")
-            .arg(self.socket())
+            .arg(&socket)
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log);
-        let child = daemon
-            .spawn()
-            .with_context(|| format!("cannot start `{}`", cmd::describe(&daemon)))?;
-        self.daemon = Some(child);
-        Ok(())
+            .stdout(file.try_clone()?)
+            .stderr(file);
+        let process = Background::spawn("netd daemon", &mut c)?;
+        let mut daemon = Daemon {
+            bin: bin.to_path_buf(),
+            socket,
+            log,
+            bpffs,
+            process,
+        };
+        daemon.wait_ready()?;
+        Ok(daemon)
+    }
+
+    /// `netd --socket S` (the CLI), in its own process group.
+    pub fn netd(&self) -> Command {
+        let mut c = procs::command(&self.bin.to_string_lossy());
+        c.arg("--socket").arg(&self.socket);
+        c
+    }
+
+    /// Runs `netd ARGS`; fails with its stderr and the daemon log.
+    pub fn cli(&self, args: &[&str]) -> Result<String> {
+        procs::run_within(self.netd().args(args), CMD_LIMIT)
+            .with_context(|| format!("daemon log:\n{}", self.log()))
+    }
+
+    /// The daemon's PID (nsenter execs netd, so it is the child's).
+    pub fn pid(&self) -> Option<u32> {
+        self.process.pid()
+    }
+
+    pub fn bpffs(&self) -> &Path {
+        &self.bpffs
+    }
+
+    pub fn log(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
     }
 
     fn wait_ready(&mut self) -> Result<()> {
         let deadline = Instant::now() + READY_TIMEOUT;
         while Instant::now() < deadline {
-            if let Some(status) = self.daemon_exit()? {
-                bail!(
-                    "daemon exited ({status}) before it was ready; log:\n{}",
-                    self.log()
-                );
+            if let Err(e) = self.process.check_alive() {
+                bail!("{e} before it was ready; log:\n{}", self.log());
             }
-            let ready = self.netd().arg("status").output()?;
-            if ready.status.success() {
+            let status = procs::output_within(self.netd().arg("status"), CMD_LIMIT)?;
+            if status.status.success() {
                 return Ok(());
             }
             thread::sleep(POLL);
@@ -153,66 +195,33 @@ impl Testbed {
             self.log()
         )
     }
-
-    fn daemon_exit(&mut self) -> Result<Option<std::process::ExitStatus>> {
-        match self.daemon.as_mut() {
-            Some(child) => Ok(child.try_wait()?),
-            None => bail!("daemon was not started"),
-        }
-    }
 }
 
-impl Drop for Testbed {
+impl Drop for Daemon {
     fn drop(&mut self) {
-        self.stop_daemon();
-        remove_namespaces(&self.prefix);
-        remove_bpffs_dir(&self.bpffs());
-        let _ = fs::remove_dir_all(&self.tmp);
-    }
-}
-
-impl Testbed {
-    /// `netd down` while the daemon lives, then kill it by PID.
-    fn stop_daemon(&mut self) {
-        let Some(mut child) = self.daemon.take() else {
-            return;
-        };
-        if matches!(child.try_wait(), Ok(None)) {
-            let mut down = Command::new("timeout");
-            down.args(["30"])
-                .arg(&self.bin)
-                .arg("--socket")
-                .arg(self.socket());
-            let _ = down
-                .arg("down")
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status();
+        if self.process.check_alive().is_ok() {
+            let _ = procs::output_within(self.netd().arg("down"), Duration::from_secs(30));
         }
-        let deadline = Instant::now() + STOP_TIMEOUT;
-        while matches!(child.try_wait(), Ok(None)) && Instant::now() < deadline {
-            thread::sleep(POLL);
-        }
-        let _ = child.kill();
-        let _ = child.wait();
+        self.process.stop_within(Duration::from_secs(10));
+        remove_bpffs_dir(&self.bpffs);
     }
 }
 
 /// `ip ARGS...`, failing with its stderr.
-fn ip(args: &[&str]) -> Result<()> {
-    let out = cmd::capture(Command::new("ip").args(args))?;
-    if !out.status.success() {
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        bail!("`ip {}` failed: {}", args.join(" "), stderr.trim());
-    }
+pub fn ip(args: &[&str]) -> Result<()> {
+    procs::run_within(procs::command("ip").args(args), CMD_LIMIT)?;
     Ok(())
 }
 
-/// A prefix `b` + 4 hex digits whose namespaces do not exist yet.
+/// A prefix `b` + 4 hex digits whose namespaces and bpffs dir do not exist.
 fn free_prefix() -> Result<String> {
     let pid = std::process::id();
-    for n in 0..64u32 {
-        let prefix = format!("b{:04x}", pid.wrapping_mul(0x9e37).wrapping_add(n) & 0xffff);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    for n in 0..256u32 {
+        let seed = pid.wrapping_mul(0x9e37).wrapping_add(n).wrapping_add(nanos);
+        let prefix = format!("b{:04x}", seed & 0xffff);
         if netns_entries(&prefix).is_empty() && !Path::new("/sys/fs/bpf").join(&prefix).exists() {
             return Ok(prefix);
         }
@@ -246,7 +255,7 @@ fn remove_bpffs_dir(dir: &Path) {
     }
     let _ = fs::remove_dir_all(dir);
     if is_mountpoint(dir) {
-        let _ = Command::new("umount").arg(dir).status();
+        let _ = procs::output_within(procs::command("umount").arg(dir), CMD_LIMIT);
         let _ = fs::remove_dir_all(dir);
     }
 }
