@@ -104,29 +104,15 @@ pub fn remove(dir: &Path) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::state::{EndpointRecord, NameConfig, Phase};
+    use crate::state::{NameConfig, sample_container};
 
     #[test]
     fn hosts_has_own_address_and_extra_hosts() {
-        let rec = ContainerRecord {
-            id: "x".into(),
-            name: "c1".into(),
-            mode: NetMode::Bridge,
-            netns: "/run/netns/c1".into(),
-            endpoints: vec![EndpointRecord {
-                network: "bridge".into(),
-                ifname: "eth0".into(),
-                ip: Ipv4Addr::new(172, 17, 0, 2),
-                mac: String::new(),
-                host_veth: String::new(),
-                host_ifindex: 0,
-            }],
-            names: NameConfig {
-                hostname: "web".into(),
-                dns: vec![],
-                extra_hosts: vec![("db".into(), Ipv4Addr::new(10, 1, 2, 3))],
-            },
-            phase: Phase::Ready,
+        let mut rec = sample_container();
+        rec.names = NameConfig {
+            hostname: "web".into(),
+            dns: vec![],
+            extra_hosts: vec![("db".into(), Ipv4Addr::new(10, 1, 2, 3))],
         };
         let hosts = hosts_file(&rec);
         assert!(hosts.contains("172.17.0.2\tweb\n"), "{hosts}");

@@ -247,6 +247,27 @@ impl Store {
     }
 }
 
+/// A container record for unit tests: c1 on `bridge` at 172.17.0.2.
+#[cfg(test)]
+pub fn sample_container() -> ContainerRecord {
+    ContainerRecord {
+        id: "abc".into(),
+        name: "c1".into(),
+        mode: NetMode::Bridge,
+        netns: "/run/netns/c1".into(),
+        endpoints: vec![EndpointRecord {
+            network: "bridge".into(),
+            ifname: "eth0".into(),
+            ip: Ipv4Addr::new(172, 17, 0, 2),
+            mac: "02:42:ac:11:00:02".into(),
+            host_veth: "vethabc".into(),
+            host_ifindex: 7,
+        }],
+        names: NameConfig::default(),
+        phase: Phase::Ready,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -255,22 +276,7 @@ mod tests {
     fn records_survive_reopen() {
         let dir = std::env::temp_dir().join(format!("netd-state-test-{}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
-        let rec = ContainerRecord {
-            id: "abc".into(),
-            name: "c1".into(),
-            mode: NetMode::Bridge,
-            netns: "/run/netns/c1".into(),
-            endpoints: vec![EndpointRecord {
-                network: "bridge".into(),
-                ifname: "eth0".into(),
-                ip: Ipv4Addr::new(172, 17, 0, 2),
-                mac: "02:42:ac:11:00:02".into(),
-                host_veth: "vethabc".into(),
-                host_ifindex: 7,
-            }],
-            names: NameConfig::default(),
-            phase: Phase::Ready,
-        };
+        let rec = sample_container();
         {
             let store = Store::open(&dir).unwrap();
             store.put_container(&rec).unwrap();
