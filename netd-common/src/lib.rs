@@ -126,6 +126,20 @@ pub struct BridgeValue {
     pub internal: u32,
 }
 
+/// Per-socket storage of a host socket the connect/sendmsg hooks pointed at
+/// a container: what the application asked for, so getpeername() and
+/// recvmsg() can show it that address rather than the container's.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SockOrigin {
+    /// The address the application used (network order).
+    pub orig_ip: u32,
+    /// The container it was translated to (network order).
+    pub nat_ip: u32,
+    pub orig_port: u16,
+    pub nat_port: u16,
+}
+
 /// Global datapath settings (one-element array).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -257,4 +271,5 @@ mod pod {
     unsafe impl aya::Pod for CtValue {}
     unsafe impl aya::Pod for BridgeValue {}
     unsafe impl aya::Pod for DatapathConfig {}
+    unsafe impl aya::Pod for SockOrigin {}
 }

@@ -748,3 +748,38 @@ fn fragmentation_needed_reaches_the_container_socket() {
     let mtu = watch.wait_ok(Duration::from_secs(15));
     assert_eq!(mtu.trim(), "1300", "path MTU seen by c1's socket");
 }
+
+/// From the host: a TCP connect to argv[1]:argv[2] printing getpeername(),
+/// then an unconnected UDP exchange with argv[1]:argv[3] printing where
+/// recvfrom() says the reply came from.
+const HOST_SOCKETS: &str = r#"
+import socket, sys
+ip, tport, uport = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+t = socket.create_connection((ip, tport), timeout=5)
+print("%s:%d" % t.getpeername())
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+u.settimeout(5)
+u.sendto(b"hello", (ip, uport))
+data, peer = u.recvfrom(100)
+print("%s:%d %s" % (peer[0], peer[1], data.decode()))
+"#;
+
+#[test]
+fn host_local_sockets_see_the_published_address() {
+    let tb = Testbed::new();
+    let c1 = tb.add_with("c1", &["-p", "8088:80", "-p", "5353:5353/udp"]);
+    let _web = web(&tb, &c1, 80, "c1");
+    let _echo = udp_echo_server(&tb, &c1, 5353);
+    for ip in ["127.0.0.1", EXT] {
+        let out = in_ns_ok(
+            &tb.host(),
+            &["python3", "-c", HOST_SOCKETS, ip, "8088", "5353"],
+        );
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(
+            lines,
+            [format!("{ip}:8088"), format!("{ip}:5353 hello")],
+            "getpeername/recvfrom of host sockets to {ip}"
+        );
+    }
+}
