@@ -17,7 +17,7 @@ use serde_json::Value;
 
 use crate::{
     cleanup, expect_error,
-    process::{assert_success, in_ns, in_ns_ok, netd_at, netd_bin, run},
+    process::{assert_success, in_ns, in_ns_ok, netd_at, netd_bin, run, wait_until},
 };
 
 const READY_TIMEOUT: Duration = Duration::from_secs(20);
@@ -296,6 +296,26 @@ impl Testbed {
 
     pub fn inspect(&self, name: &str) -> Value {
         self.netd_json(&["container", "inspect", name])
+    }
+
+    /// `netd container rm NAME`, then a bounded wait for its host veths to
+    /// go: netd deletes them in the background (each deletion waits for RCU
+    /// grace periods), and tests that compare the host's links afterwards
+    /// must not race with that.
+    pub fn rm(&self, name: &str) {
+        let info = self.inspect(name);
+        let veths: Vec<String> = info["interfaces"]
+            .as_array()
+            .map(|ifs| {
+                ifs.iter()
+                    .filter_map(|i| i["host_veth"].as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default();
+        self.netd_ok(&["container", "rm", name]);
+        wait_until(&format!("the veths of {name} to go"), READY_TIMEOUT, || {
+            veths.iter().all(|v| self.host_link(v).is_none())
+        });
     }
 
     /// A string field of `container inspect NAME`.

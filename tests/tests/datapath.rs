@@ -610,7 +610,7 @@ fn portmap_errors_and_cleanup() {
         server.body
     );
     drop(server);
-    tb.netd_ok(&["container", "rm", &c1]);
+    tb.rm(&c1);
     assert!(tb.portmaps().is_empty(), "{:?}", tb.portmap_specs());
     let out = curl(&tb.ext(), "http://198.18.0.1:8088/id.txt");
     assert_eq!(

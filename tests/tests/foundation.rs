@@ -203,7 +203,7 @@ fn small_subnet_exhausts_cleanly() {
     }
     let err = add_fails(&tb, &tb.name("c7"), &[]);
     assert!(err.contains("exhausted"), "{err}");
-    tb.netd_ok(&["container", "rm", &tb.name("c4")]);
+    tb.rm(&tb.name("c4"));
     assert_eq!(tb.ip_of(&tb.add("c8")), "172.17.0.4");
 }
 

@@ -525,8 +525,8 @@ fn network_create_inspect_ls_rm() {
         "172.19.0.0/16 was not released"
     );
     // Once its containers are gone, `front` can go too.
-    tb.netd_ok(&["container", "rm", &c1]);
-    tb.netd_ok(&["container", "rm", &c2]);
+    tb.rm(&c1);
+    tb.rm(&c2);
     tb.netd_ok(&["network", "rm", "front"]);
     assert!(tb.host_link(&bridge).is_none(), "{bridge} left");
     assert!(!network_ls(&tb).contains_key("front"));
@@ -599,7 +599,7 @@ fn network_rm_refused_while_containers_attached() {
     tb.ping(&c2, "172.18.0.2");
     refused(&tb, &["network", "rm", "bridge"], &[]);
     refused(&tb, &["network", "rm", "nosuch"], &[]);
-    tb.netd_ok(&["container", "rm", &c1]);
+    tb.rm(&c1);
     let err = refused(
         &tb,
         &["network", "rm", "front"],
@@ -609,7 +609,7 @@ fn network_rm_refused_while_containers_attached() {
         err.contains(&c2) && !err.contains(&format!("{c1},")),
         "{err}"
     );
-    tb.netd_ok(&["container", "rm", &c2]);
+    tb.rm(&c2);
     tb.netd_ok(&["network", "rm", "front"]);
 }
 
@@ -851,7 +851,7 @@ fn host_mode_uses_the_host_namespace() {
     let out = exec_sh(&tb, &h, &client_script(Proto::Tcp, "198.18.0.2", TCP_PORT));
     assert!(reached(Proto::Tcp, &out), "{out:?}");
     assert_eq!(peer(&out), "198.18.0.1");
-    tb.netd_ok(&["container", "rm", &h]);
+    tb.rm(&h);
     assert!(
         tb.host_link("uplink0").is_some(),
         "rm of a host mode container broke the host netns"
@@ -878,7 +878,7 @@ fn none_mode_has_only_loopback() {
     tb.ping(&n, "127.0.0.1");
     let out = in_ns(&n, &["ping", "-c1", "-W1", "172.17.0.1"]);
     assert!(!out.status.success(), "none mode reached the gateway");
-    tb.netd_ok(&["container", "rm", &n]);
+    tb.rm(&n);
     assert!(!netns_exists(&n), "/run/netns/{n} left");
 }
 
@@ -926,10 +926,10 @@ fn container_mode_shares_the_namespace() {
     assert_eq!(snapshot(&tb), before, "refused rm changed state");
     assert!(netns_exists(&c1));
     tb.ping(&c2, "172.17.0.2");
-    tb.netd_ok(&["container", "rm", &s]);
+    tb.rm(&s);
     assert!(netns_exists(&c1), "rm {s} removed {c1}'s namespace");
     tb.ping(&c2, "172.17.0.2");
-    tb.netd_ok(&["container", "rm", &c1]);
+    tb.rm(&c1);
     assert!(!netns_exists(&c1));
 }
 
