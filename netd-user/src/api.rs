@@ -53,6 +53,7 @@ pub enum Request {
 /// What `container add` asks for: the CLI's arguments, sent as they are.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, clap::Args)]
 pub struct ContainerSpec {
+    /// Container name: [a-zA-Z0-9][a-zA-Z0-9_.-]*, at most 64 characters.
     pub name: String,
     /// Network to attach to, or a mode: host, none, container:NAME.
     #[arg(long, default_value = DEFAULT_NETWORK)]

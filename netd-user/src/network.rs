@@ -24,6 +24,7 @@ const RESERVED: [&str; 3] = [DEFAULT_NETWORK, "host", "none"];
 /// What `network create` asks for: the CLI's arguments, sent as they are.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, clap::Args)]
 pub struct NetworkSpec {
+    /// Network name: [a-zA-Z0-9][a-zA-Z0-9_.-]*, at most 64 characters.
     pub name: String,
     /// Subnet (default: the next free /16 from 172.18.0.0).
     #[arg(long)]
