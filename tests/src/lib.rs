@@ -11,9 +11,10 @@
 //! [`Bg`] runs servers and clients in namespaces (killed by PID on drop);
 //! [`HttpServer`], [`curl`] and [`udp_exchange`] are the usual traffic.
 
-mod cleanup;
+pub mod cleanup;
 mod process;
 mod testbed;
+pub mod topology;
 mod traffic;
 
 pub use process::{in_ns, in_ns_ok, netd_at, netd_bin, wait_until};

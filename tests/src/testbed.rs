@@ -18,6 +18,7 @@ use serde_json::Value;
 use crate::{
     cleanup, expect_error,
     process::{assert_success, in_ns, in_ns_ok, netd_at, netd_bin, run, wait_until},
+    topology,
 };
 
 const READY_TIMEOUT: Duration = Duration::from_secs(20);
@@ -114,33 +115,11 @@ impl Testbed {
     }
 
     fn topology(&self) {
-        let (host, ext) = (self.host(), self.ext());
-        ip(&["netns", "add", &host]);
-        ip(&["netns", "add", &ext]);
-        ip(&["-n", &host, "link", "add", "uplink0", "type", "veth"]
-            .into_iter()
-            .chain(["peer", "name", "ext0", "netns", &ext])
-            .collect::<Vec<_>>());
-        ip(&[
-            "-n",
-            &host,
-            "addr",
-            "add",
-            "198.18.0.1/24",
-            "dev",
-            "uplink0",
-        ]);
-        ip(&["-n", &ext, "addr", "add", "198.18.0.2/24", "dev", "ext0"]);
-        for (ns, dev) in [
-            (&host, "lo"),
-            (&host, "uplink0"),
-            (&ext, "lo"),
-            (&ext, "ext0"),
-        ] {
-            ip(&["-n", ns, "link", "set", dev, "up"]);
+        // No ip_forward here: the daemon sets it itself, and the tests
+        // rely on that.
+        for cmd in topology::ip_commands(&self.host(), &self.ext()) {
+            ip(&cmd.iter().map(String::as_str).collect::<Vec<_>>());
         }
-        ip(&["-n", &host, "route", "add", "default", "via", "198.18.0.2"]);
-        in_ns_ok(&host, &["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
     }
 }
 

@@ -15,8 +15,11 @@ use anyhow::{Context, Result, bail};
 
 use super::procs::{self, Background};
 
-pub const HOST_IP: &str = "198.18.0.1";
-pub const EXT_IP: &str = "198.18.0.2";
+pub use netd_tests::topology::{EXT_IP, HOST_IP};
+use netd_tests::{
+    cleanup::{netns_entries, remove_bpffs_dir, remove_namespaces},
+    topology,
+};
 const READY_TIMEOUT: Duration = Duration::from_secs(20);
 const CMD_LIMIT: Duration = Duration::from_secs(60);
 const POLL: Duration = Duration::from_millis(50);
@@ -64,31 +67,9 @@ impl Topology {
 
     fn build(&self) -> Result<()> {
         let (host, ext) = (self.host(), self.ext());
-        ip(&["netns", "add", &host])?;
-        ip(&["netns", "add", &ext])?;
-        ip(&[
-            "-n", &host, "link", "add", "uplink0", "type", "veth", "peer", "name", "ext0", "netns",
-            &ext,
-        ])?;
-        ip(&[
-            "-n",
-            &host,
-            "addr",
-            "add",
-            "198.18.0.1/24",
-            "dev",
-            "uplink0",
-        ])?;
-        ip(&["-n", &ext, "addr", "add", "198.18.0.2/24", "dev", "ext0"])?;
-        for (ns, dev) in [
-            (&host, "lo"),
-            (&host, "uplink0"),
-            (&ext, "lo"),
-            (&ext, "ext0"),
-        ] {
-            ip(&["-n", ns, "link", "set", dev, "up"])?;
+        for cmd in topology::ip_commands(&host, &ext) {
+            ip(&cmd.iter().map(String::as_str).collect::<Vec<_>>())?;
         }
-        ip(&["-n", &host, "route", "add", "default", "via", EXT_IP])?;
         sysctl(&host, "net.ipv4.ip_forward=1")?;
         // The load generators live in ext: reuse TIME_WAIT ports and use a
         // wide port range, so the connection-rate test never runs out.
@@ -227,43 +208,4 @@ fn free_prefix() -> Result<String> {
         }
     }
     bail!("no free testbed prefix (leftover namespaces in /run/netns?)")
-}
-
-/// Names under /run/netns starting with `prefix`.
-fn netns_entries(prefix: &str) -> Vec<String> {
-    let Ok(dir) = fs::read_dir("/run/netns") else {
-        return Vec::new();
-    };
-    dir.filter_map(|entry| entry.ok()?.file_name().into_string().ok())
-        .filter(|name| name.starts_with(prefix))
-        .collect()
-}
-
-/// Deletes every namespace of the testbed, containers included.
-fn remove_namespaces(prefix: &str) {
-    for name in netns_entries(prefix) {
-        if ip(&["netns", "del", &name]).is_err() {
-            eprintln!("warning: could not delete netns {name}");
-        }
-    }
-}
-
-/// Removes the bpffs dir (unmounting it first if a bpffs was mounted there).
-fn remove_bpffs_dir(dir: &Path) {
-    if !dir.exists() {
-        return;
-    }
-    let _ = fs::remove_dir_all(dir);
-    if is_mountpoint(dir) {
-        let _ = procs::output_within(procs::command("umount").arg(dir), CMD_LIMIT);
-        let _ = fs::remove_dir_all(dir);
-    }
-}
-
-fn is_mountpoint(dir: &Path) -> bool {
-    let mounts = fs::read_to_string("/proc/self/mounts").unwrap_or_default();
-    let dir = dir.to_string_lossy();
-    mounts
-        .lines()
-        .any(|line| line.split_whitespace().nth(1) == Some(&*dir))
 }
