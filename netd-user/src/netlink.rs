@@ -5,6 +5,7 @@ use std::{net::Ipv4Addr, os::fd::AsRawFd, path::Path};
 
 use anyhow::{Context, Result, anyhow};
 use futures::TryStreamExt;
+use nix::libc::{EEXIST, ENODEV};
 use rtnetlink::{
     Handle, LinkBridge, LinkMessageBuilder, LinkUnspec, RouteMessageBuilder,
     packet_route::link::{InfoData, InfoKind, InfoVeth, LinkAttribute, LinkMessage},
@@ -58,7 +59,7 @@ impl Netlink {
             .execute();
         match links.try_next().await {
             Ok(link) => Ok(link),
-            Err(e) if is_errno(&e, libc_enodev()) => Ok(None),
+            Err(e) if is_errno(&e, ENODEV) => Ok(None),
             Err(e) => Err(e).with_context(|| format!("looking up link {name}")),
         }
     }
@@ -142,7 +143,7 @@ impl Netlink {
             .await
         {
             Ok(()) => Ok(()),
-            Err(e) if is_errno(&e, 17) => Ok(()), // EEXIST
+            Err(e) if is_errno(&e, EEXIST) => Ok(()),
             Err(e) => Err(e).with_context(|| format!("adding {ip}/{prefix} to link {index}")),
         }
     }
@@ -198,7 +199,7 @@ impl Netlink {
         };
         match self.handle.link().del(index).execute().await {
             Ok(()) => Ok(()),
-            Err(e) if is_errno(&e, libc_enodev()) => Ok(()),
+            Err(e) if is_errno(&e, ENODEV) => Ok(()),
             Err(e) => Err(e).with_context(|| format!("deleting link {name}")),
         }
     }
@@ -210,12 +211,8 @@ impl Netlink {
             .build();
         match self.handle.route().add(route).execute().await {
             Ok(()) => Ok(()),
-            Err(e) if is_errno(&e, 17) => Ok(()),
+            Err(e) if is_errno(&e, EEXIST) => Ok(()),
             Err(e) => Err(e).with_context(|| format!("adding default route via {gateway}")),
         }
     }
-}
-
-const fn libc_enodev() -> i32 {
-    19
 }
