@@ -17,9 +17,10 @@ pub mod map_names {
     pub const CONFIG: &str = "NETD_CONFIG";
     pub const BRIDGES: &str = "NETD_BRIDGES";
     pub const HOST_ADDRS: &str = "NETD_HOST_ADDRS";
+    pub const VETHS: &str = "NETD_VETHS";
     /// Every map the daemon pins, in one list.
-    pub const ALL: [&str; 7] = [
-        STATS, ENDPOINTS, PORTMAPS, CONNTRACK, CONFIG, BRIDGES, HOST_ADDRS,
+    pub const ALL: [&str; 8] = [
+        STATS, ENDPOINTS, PORTMAPS, CONNTRACK, CONFIG, BRIDGES, HOST_ADDRS, VETHS,
     ];
 }
 
@@ -115,6 +116,18 @@ impl CtValue {
     }
 }
 
+/// Bits of `BridgeValue::flags`, `EndpointValue::flags` and
+/// `VethValue::flags`: the network's exposure rules.
+pub mod net_flags {
+    /// `--internal`: no MASQUERADE, nothing outside is reachable.
+    pub const INTERNAL: u32 = 1;
+    /// `--gateway-mode routed`: no MASQUERADE, and hosts outside may reach
+    /// the containers' addresses directly (Docker's
+    /// `gateway_mode_ipv4=routed`). Off by default: from outside only
+    /// published ports and replies get in.
+    pub const ROUTED: u32 = 2;
+}
+
 /// A network's bridge, keyed by the bridge's ifindex.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -122,8 +135,28 @@ pub struct BridgeValue {
     pub network_id: u32,
     /// Gateway address (network order): source of hairpin SNAT.
     pub gateway: u32,
-    /// 1 for `--internal` networks: no MASQUERADE, nothing outside.
-    pub internal: u32,
+    /// `net_flags` bits.
+    pub flags: u32,
+}
+
+/// The endpoint bound to a container's host-side veth, keyed by the veth's
+/// ifindex: what every packet entering from that veth must carry (its
+/// source address and MAC) and what it may reach. Isolation is decided by
+/// this entry, never by the addresses a packet claims (anti-spoofing).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct VethValue {
+    /// The endpoint's IPv4 address (network order).
+    pub ip: u32,
+    /// The endpoint's network id.
+    pub network_id: u32,
+    /// The network's gateway (network order): hairpin SNAT source.
+    pub gateway: u32,
+    /// `net_flags` bits of the endpoint's network.
+    pub flags: u32,
+    /// The endpoint's MAC: the only Ethernet source allowed.
+    pub mac: [u8; 6],
+    pub pad: [u8; 2],
 }
 
 /// Per-socket storage of a host socket the connect/sendmsg hooks pointed at
@@ -175,10 +208,16 @@ pub enum StatIndex {
     DropNoPort = 8,
     /// Packets seen on the uplink.
     Uplink = 9,
+    /// Dropped: a container sent a source address or MAC that is not its
+    /// endpoint's (anti-spoofing), or from a veth with no endpoint.
+    DropSpoofed = 10,
+    /// Dropped: from outside to a container address, not a published port
+    /// nor a reply (the network is not `routed`).
+    DropUnpublished = 11,
 }
 
 impl StatIndex {
-    pub const COUNT: u32 = 10;
+    pub const COUNT: u32 = 12;
     pub const ALL: [StatIndex; Self::COUNT as usize] = [
         StatIndex::FromContainer,
         StatIndex::ToContainer,
@@ -190,6 +229,8 @@ impl StatIndex {
         StatIndex::DropPolicy,
         StatIndex::DropNoPort,
         StatIndex::Uplink,
+        StatIndex::DropSpoofed,
+        StatIndex::DropUnpublished,
     ];
 
     pub const fn name(self) -> &'static str {
@@ -204,6 +245,8 @@ impl StatIndex {
             StatIndex::DropPolicy => "drop_policy",
             StatIndex::DropNoPort => "drop_no_port",
             StatIndex::Uplink => "uplink",
+            StatIndex::DropSpoofed => "drop_spoofed",
+            StatIndex::DropUnpublished => "drop_unpublished",
         }
     }
 }
@@ -230,8 +273,8 @@ pub struct EndpointValue {
     pub gw_mac: [u8; 6],
     /// The network's gateway address (network order): hairpin SNAT source.
     pub gateway: u32,
-    /// 1 when the network is `--internal`: nothing outside is reachable.
-    pub internal: u32,
+    /// `net_flags` bits of the endpoint's network.
+    pub flags: u32,
 }
 
 /// Published-port lookup key.
@@ -270,6 +313,7 @@ mod pod {
     unsafe impl aya::Pod for CtKey {}
     unsafe impl aya::Pod for CtValue {}
     unsafe impl aya::Pod for BridgeValue {}
+    unsafe impl aya::Pod for VethValue {}
     unsafe impl aya::Pod for DatapathConfig {}
     unsafe impl aya::Pod for SockOrigin {}
 }

@@ -3,7 +3,9 @@
 #![no_std]
 #![no_main]
 
+mod antispoof;
 mod conntrack;
+mod exposure;
 mod icmp;
 mod maps;
 mod packet;
@@ -16,59 +18,84 @@ use aya_ebpf::{
     programs::TcContext,
 };
 use netd_common::{
-    CtKey, CtValue, EndpointValue, PortMapKey, PortMapValue, StatIndex, ct_dir, ct_kind,
+    CtKey, CtValue, EndpointValue, PortMapKey, PortMapValue, StatIndex, VethValue, ct_dir, ct_kind,
+    net_flags,
 };
 
 use crate::{
-    maps::{NETD_ENDPOINTS, NETD_HOST_ADDRS, NETD_PORTMAPS, config, count},
+    maps::{NETD_ENDPOINTS, NETD_HOST_ADDRS, NETD_PORTMAPS, NETD_VETHS, config, count},
     packet::{IP_DST_OFF, IP_SRC_OFF, Packet, Skip, parse, set_ip, set_port},
     route::{Route, deliver, fib_lookup},
 };
 
 /// tcx ingress of the uplink: published ports (DNAT) and replies to
-/// MASQUERADE-d flows. Everything else goes on to the host stack.
+/// MASQUERADE-d flows. Anything else addressed to a container (a host
+/// outside that routes a container subnet via this host) is dropped unless
+/// the container's network is routed; the rest goes on to the host stack.
 #[classifier]
 pub fn netd_uplink_ingress(mut ctx: TcContext) -> i32 {
     count(StatIndex::Uplink, ctx.len());
-    let pkt = match tracked_or_parsed(&mut ctx) {
+    let verdict = from_outside(&mut ctx);
+    if verdict == TC_ACT_UNSPEC && exposure::to_unexposed_container(&mut ctx) {
+        count(StatIndex::DropUnpublished, ctx.len());
+        return TC_ACT_SHOT;
+    }
+    verdict
+}
+
+#[inline(always)]
+fn from_outside(ctx: &mut TcContext) -> i32 {
+    let pkt = match tracked_or_parsed(ctx) {
         Ok(pkt) => pkt,
         Err(verdict) => return verdict,
     };
     match published(&pkt) {
-        Some(target) => dnat(&mut ctx, &pkt, &target),
+        Some(target) => dnat(ctx, &pkt, &target),
         None => TC_ACT_UNSPEC,
     }
 }
 
 /// tcx ingress of a container's host-side veth: packets leaving the
-/// container. Tracked flows, hairpin to published ports, direct
-/// container-to-container forwarding, MASQUERADE.
+/// container. The veth's endpoint is checked first (anti-spoofing); then
+/// tracked flows, hairpin to published ports, direct container-to-container
+/// forwarding, MASQUERADE.
 #[classifier]
 pub fn netd_from_container(mut ctx: TcContext) -> i32 {
     count(StatIndex::FromContainer, ctx.len());
+    // SAFETY: the skb pointer the kernel handed us.
+    let ifindex = unsafe { (*ctx.skb.skb).ifindex };
+    // SAFETY: map value pointer, valid for this run. A reference, not a
+    // copy: the verifier tracks it as a map value.
+    let Some(me) = NETD_VETHS.get_ptr(ifindex).map(|p| unsafe { &*p }) else {
+        return drop_spoofed(&ctx);
+    };
+    if !antispoof::source_is_own(&mut ctx, me) {
+        return drop_spoofed(&ctx);
+    }
     let pkt = match tracked_or_parsed(&mut ctx) {
         Ok(pkt) => pkt,
         Err(verdict) => return verdict,
     };
     if let Some(target) = published(&pkt) {
-        return hairpin(&mut ctx, &pkt, &target);
+        return hairpin(&mut ctx, &pkt, &target, me);
     }
     // The sender's network decides what it may reach (isolation).
-    // SAFETY (both derefs): map value pointers, valid for this run.
-    // A reference, not a copy: a copied `Option<EndpointValue>` leaves its
-    // payload undefined when None, which the verifier rejects if spilled.
-    let src = NETD_ENDPOINTS
-        .get_ptr(pkt.tuple.src_ip)
-        .map(|p| unsafe { &*p });
     if let Some(peer) = NETD_ENDPOINTS.get_ptr(pkt.tuple.dst_ip) {
+        // SAFETY: map value pointer, valid for this run.
         let peer = unsafe { &*peer };
-        if src.is_some_and(|s| s.network_id != peer.network_id) {
+        if me.network_id != peer.network_id {
             return drop_policy(&pkt);
         }
         count(StatIndex::Forwarded, pkt.len);
         return deliver_to(&mut ctx, peer);
     }
-    masquerade(&mut ctx, &pkt, src)
+    masquerade(&mut ctx, &pkt, me)
+}
+
+#[inline(always)]
+fn drop_spoofed(ctx: &TcContext) -> i32 {
+    count(StatIndex::DropSpoofed, ctx.len());
+    TC_ACT_SHOT
 }
 
 #[inline(always)]
@@ -127,6 +154,11 @@ fn skipped(skip: Skip) -> i32 {
 fn published(pkt: &Packet) -> Option<PortMapValue> {
     let t = &pkt.tuple;
     if t.proto != netd_common::IPPROTO_TCP && t.proto != netd_common::IPPROTO_UDP {
+        return None;
+    }
+    // A mapping bound to a loopback address is for the host's own sockets
+    // (the socket hooks), never for packets from another host (moby#45610).
+    if packet::is_loopback(t.dst_ip) {
         return None;
     }
     let mut key = PortMapKey {
@@ -198,12 +230,19 @@ fn dnat(ctx: &mut TcContext, pkt: &Packet, target: &PortMapValue) -> i32 {
 /// its replies come back through this program on its veth, where the
 /// REPLY entry restores the host address. A container reaching itself is
 /// also SNAT-ed to its gateway, since a packet from its own address would
-/// be dropped as martian.
+/// be dropped as martian. An `--internal` network's container reaches only
+/// targets on its own network this way.
 #[inline(always)]
-fn hairpin(ctx: &mut TcContext, pkt: &Packet, target: &PortMapValue) -> i32 {
-    let Some(src) = NETD_ENDPOINTS.get_ptr(pkt.tuple.src_ip) else {
-        return TC_ACT_UNSPEC;
-    };
+fn hairpin(ctx: &mut TcContext, pkt: &Packet, target: &PortMapValue, me: &VethValue) -> i32 {
+    if me.flags & net_flags::INTERNAL != 0 {
+        let same_net = NETD_ENDPOINTS
+            .get_ptr(target.container_ip)
+            // SAFETY: map value pointer, valid for this run.
+            .is_some_and(|p| unsafe { (*p).network_id } == me.network_id);
+        if !same_net {
+            return drop_policy(pkt);
+        }
+    }
     let mut t = CtKey {
         dst_ip: target.container_ip,
         dst_port: target.container_port,
@@ -217,30 +256,32 @@ fn hairpin(ctx: &mut TcContext, pkt: &Packet, target: &PortMapValue) -> i32 {
         count(StatIndex::Dnat, pkt.len);
         return deliver(ctx, &t);
     }
-    t.src_ip = unsafe { (*src).gateway };
+    t.src_ip = me.gateway;
     snat_and_deliver(ctx, pkt, &t, ct_kind::HAIRPIN, None)
 }
 
 /// MASQUERADE: traffic to anything that is not the host itself and not a
 /// netd network leaves with the address the route's interface would use.
 /// Another network's subnet is off limits (isolation); so is everything
-/// outside for an `--internal` network.
+/// outside for an `--internal` network. A routed network's containers
+/// leave with their own addresses.
 #[inline(always)]
-fn masquerade(ctx: &mut TcContext, pkt: &Packet, src: Option<&EndpointValue>) -> i32 {
+fn masquerade(ctx: &mut TcContext, pkt: &Packet, me: &VethValue) -> i32 {
     let Some(route) = fib_lookup(ctx, &pkt.tuple) else {
         return TC_ACT_UNSPEC;
     };
     if let Some(bridge) = maps::NETD_BRIDGES.get_ptr(route.ifindex) {
+        // SAFETY: map value pointer, valid for this run.
         let bridge_net = unsafe { (*bridge).network_id };
-        return match src {
-            Some(s) if s.network_id != bridge_net => drop_policy(pkt),
-            _ => TC_ACT_UNSPEC,
-        };
+        if me.network_id != bridge_net {
+            return drop_policy(pkt);
+        }
+        return TC_ACT_UNSPEC;
     }
-    if src.is_some_and(|s| s.internal != 0) {
+    if me.flags & net_flags::INTERNAL != 0 {
         return drop_policy(pkt);
     }
-    if route.src == 0 {
+    if me.flags & net_flags::ROUTED != 0 || route.src == 0 {
         return TC_ACT_UNSPEC;
     }
     let t = CtKey {

@@ -7,7 +7,7 @@ use aya_ebpf::{
 };
 use netd_common::{
     BridgeValue, Counter, CtKey, CtValue, DatapathConfig, EndpointValue, PortMapKey, PortMapValue,
-    StatIndex,
+    StatIndex, VethValue,
 };
 
 /// Per-CPU counters indexed by `StatIndex`.
@@ -17,6 +17,11 @@ pub static NETD_STATS: PerCpuArray<Counter, { StatIndex::COUNT as usize }> = Per
 /// Container endpoints by IPv4 address (network order).
 #[btf_map]
 pub static NETD_ENDPOINTS: HashMap<u32, EndpointValue, 65536> = HashMap::new();
+
+/// The endpoint bound to each container veth, by the veth's ifindex: the
+/// source every packet from that veth must carry (anti-spoofing).
+#[btf_map]
+pub static NETD_VETHS: HashMap<u32, VethValue, 65536> = HashMap::new();
 
 /// Published ports: (host ip or 0, host port, proto) -> container ip:port.
 #[btf_map]

@@ -60,7 +60,7 @@ const L4_PEEK: usize = 14;
 /// `data_end`, no helper call. None when the bytes are not in the linear
 /// part of the skb (or not there at all).
 #[inline(always)]
-fn read<T: Copy>(ctx: &TcContext, off: usize) -> Option<T> {
+pub fn read<T: Copy>(ctx: &TcContext, off: usize) -> Option<T> {
     let start = ctx.data();
     let end = ctx.data_end();
     if start + off + core::mem::size_of::<T>() > end {
@@ -83,6 +83,31 @@ fn write<T: Copy>(ctx: &TcContext, off: usize, v: T) -> Result<(), ()> {
     // SAFETY: the range was checked against data_end just above.
     unsafe { core::ptr::write_unaligned((start + off) as *mut T, v) };
     Ok(())
+}
+
+/// True for 127.0.0.0/8 (`ip` in network order: the first octet is the
+/// low byte in memory).
+#[inline(always)]
+pub fn is_loopback(ip: u32) -> bool {
+    ip & 0xff == 127
+}
+
+/// The destination of an IPv4 packet, whatever its protocol (fragments
+/// included); None for other ethertypes.
+#[inline(always)]
+pub fn ipv4_dst(ctx: &mut TcContext) -> Option<u32> {
+    let eth_proto: u16 = read(ctx, 12)?;
+    if u16::from_be(eth_proto) != ETH_P_IP {
+        return None;
+    }
+    if let Some(dst) = read(ctx, IP_DST_OFF) {
+        return Some(dst);
+    }
+    let want = (IP_DST_OFF + 4) as u32;
+    if ctx.len() < want || ctx.pull_data(want).is_err() {
+        return None;
+    }
+    read(ctx, IP_DST_OFF)
 }
 
 /// Parses Ethernet + IPv4 + TCP/UDP/ICMP. Headers are read in place; if

@@ -12,7 +12,10 @@ use aya_ebpf::{
 };
 use netd_common::{IPPROTO_TCP, IPPROTO_UDP, PortMapKey, SockOrigin};
 
-use crate::maps::{NETD_HOST_ADDRS, NETD_PORTMAPS, config};
+use crate::{
+    maps::{NETD_HOST_ADDRS, NETD_PORTMAPS, config},
+    packet::is_loopback,
+};
 
 /// What each redirected socket asked for (see `SockOrigin`).
 #[btf_map]
@@ -64,12 +67,6 @@ fn show_original(ctx: &SockAddrContext) {
             (*sa).user_port = u32::from((*origin).orig_port);
         }
     }
-}
-
-#[inline(always)]
-fn is_loopback(ip: u32) -> bool {
-    // Network order in memory: the first octet is the low byte.
-    ip & 0xff == 127
 }
 
 #[inline(always)]

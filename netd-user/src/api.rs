@@ -40,6 +40,9 @@ pub enum Request {
     /// `[HOSTIP:]HOSTPORT[-END]:CONTAINER_IP:CPORT[-END][/proto]`.
     PortmapAdd {
         spec: String,
+        /// Publish even over a port a host process listens on.
+        #[serde(default)]
+        force: bool,
     },
     PortmapLs,
     PortmapRm {
@@ -65,6 +68,11 @@ pub struct ContainerSpec {
     #[arg(short = 'p', long = "publish", value_name = "SPEC")]
     #[serde(default)]
     pub publish: Vec<String>,
+    /// Publish even over host ports a host process listens on (it loses
+    /// them to the container).
+    #[arg(long)]
+    #[serde(default)]
+    pub force_publish: bool,
     /// Hostname written to the generated hosts file.
     #[arg(long)]
     pub hostname: Option<String>,

@@ -86,7 +86,7 @@ impl Daemon {
             );
         }
         let mut record = self.plan_container(spec)?;
-        let mappings = self.plan_publish(spec, &record)?;
+        let mappings = self.plan_publish(spec, &record).await?;
         self.store.put_container(&record)?;
         match self.finish_add(&mut record, mappings).await {
             Ok(()) => {
@@ -156,7 +156,7 @@ impl Daemon {
     }
 
     /// `-p` mappings, checked against the mode and existing mappings.
-    fn plan_publish(
+    async fn plan_publish(
         &self,
         spec: &ContainerSpec,
         rec: &ContainerRecord,
@@ -174,7 +174,10 @@ impl Daemon {
             (_, None) => bail!(
                 "-p needs a network: a container with --network none has no address to publish"
             ),
-            (_, Some(ep)) => ep.ip,
+            (_, Some(ep)) => {
+                self.refuse_internal(&ep.network)?;
+                ep.ip
+            }
         };
         let mappings = spec
             .publish
@@ -182,6 +185,7 @@ impl Daemon {
             .map(|p| PortMapping::parse_publish(p, ip))
             .collect::<Result<Vec<_>>>()?;
         self.check_port_conflicts(&mappings)?;
+        self.check_host_side(&mappings, spec.force_publish).await?;
         Ok(mappings)
     }
 
@@ -214,8 +218,9 @@ impl Daemon {
         }
         self.plumb_endpoints(record).await?;
         // The `Creating` record already holds the addresses mappings need.
+        // Host listeners were checked (or forced) by `plan_publish`.
         if !mappings.is_empty() {
-            self.portmap_add(mappings)?;
+            self.portmap_add(mappings, true).await?;
         }
         self.write_names(record)?;
         record.phase = Phase::Ready;
@@ -294,7 +299,7 @@ impl Daemon {
         let published = self.portmaps_of(name)?;
         self.unpublish(&published)?;
         for ep in &rec.endpoints {
-            self.datapath.remove_endpoint(ep.ip)?;
+            self.datapath.remove_endpoint(ep.ip, ep.host_ifindex)?;
         }
         if rec.owns_netns() {
             netns::delete(&rec.netns)?;

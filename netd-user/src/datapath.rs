@@ -22,7 +22,7 @@ use aya::{
 };
 use netd_common::{
     BridgeValue, Counter, DatapathConfig, EndpointValue, PortMapKey, PortMapValue, StatIndex,
-    map_names,
+    VethValue, map_names,
 };
 use nix::{
     fcntl::{Flock, FlockArg},
@@ -185,16 +185,30 @@ impl Datapath {
         HashMap::try_from(self.map_mut(name)?).with_context(|| format!("opening map {name}"))
     }
 
-    pub fn set_endpoint(&mut self, ip: Ipv4Addr, value: EndpointValue) -> Result<()> {
+    /// An endpoint's two entries: by address (delivery to it) and by its
+    /// host veth's ifindex (what may enter from that veth).
+    pub fn set_endpoint(
+        &mut self,
+        ip: Ipv4Addr,
+        value: EndpointValue,
+        veth: VethValue,
+    ) -> Result<()> {
+        self.hash(map_names::VETHS)?
+            .insert(value.ifindex, veth, 0)
+            .with_context(|| format!("adding the veth of endpoint {ip} to the datapath"))?;
         self.hash(map_names::ENDPOINTS)?
             .insert(u32::from(ip).to_be(), value, 0)
             .with_context(|| format!("adding endpoint {ip} to the datapath"))
     }
 
-    pub fn remove_endpoint(&mut self, ip: Ipv4Addr) -> Result<()> {
+    /// Removes both entries of an endpoint; absent ones are fine.
+    pub fn remove_endpoint(&mut self, ip: Ipv4Addr, veth_ifindex: u32) -> Result<()> {
         let mut map = self.hash::<u32, EndpointValue>(map_names::ENDPOINTS)?;
         ignore_missing(map.remove(&u32::from(ip).to_be()))
-            .with_context(|| format!("removing endpoint {ip} from the datapath"))
+            .with_context(|| format!("removing endpoint {ip} from the datapath"))?;
+        let mut veths = self.hash::<u32, VethValue>(map_names::VETHS)?;
+        ignore_missing(veths.remove(&veth_ifindex))
+            .with_context(|| format!("removing the veth of endpoint {ip} from the datapath"))
     }
 
     pub fn set_bridge(&mut self, ifindex: u32, value: BridgeValue) -> Result<()> {

@@ -31,7 +31,9 @@ const FORWARD_TIMEOUT: Duration = Duration::from_secs(2);
 struct NameTable {
     /// network name -> (lower-case container name or hostname -> address)
     names: HashMap<String, HashMap<String, Ipv4Addr>>,
-    /// container address -> its `--dns` servers (where its queries go)
+    /// container address -> its `--dns` servers (where its queries go);
+    /// none for a container on `--internal` networks only, which gets
+    /// SERVFAIL for every name outside (as with Docker)
     upstreams: HashMap<Ipv4Addr, Vec<Ipv4Addr>>,
     /// everyone else's upstreams: `--dns-upstream`, else the host's
     default_upstreams: Vec<Ipv4Addr>,
@@ -90,13 +92,28 @@ impl Daemon {
             },
             ..NameTable::default()
         };
+        let networks = self.store.networks()?;
+        let internal = |name: &str| networks.iter().any(|n| n.name == name && n.internal);
+        // A `--dns` that is one of netd's own responders would forward to
+        // itself: such a server counts as none.
+        let responders: Vec<Ipv4Addr> = networks.iter().map(|n| n.gateway).collect();
         for c in self.store.containers()? {
+            let internal_only = c.endpoints.iter().all(|ep| internal(&ep.network));
+            let own: Vec<Ipv4Addr> = c
+                .names
+                .dns
+                .iter()
+                .filter(|ip| !responders.contains(ip))
+                .copied()
+                .collect();
             for ep in &c.endpoints {
                 let names = table.names.entry(ep.network.clone()).or_default();
                 names.insert(c.name.to_lowercase(), ep.ip);
                 names.insert(c.names.hostname.to_lowercase(), ep.ip);
-                if !c.names.dns.is_empty() {
-                    table.upstreams.insert(ep.ip, c.names.dns.clone());
+                if internal_only {
+                    table.upstreams.insert(ep.ip, Vec::new());
+                } else if !own.is_empty() {
+                    table.upstreams.insert(ep.ip, own.clone());
                 }
             }
         }
@@ -155,7 +172,8 @@ async fn respond(
     }
 }
 
-/// The querying container's `--dns` servers, else the default upstreams.
+/// The querying container's `--dns` servers, else the default upstreams;
+/// none for a container that may not reach outside.
 fn upstreams_for(table: &RwLock<NameTable>, peer: SocketAddr) -> Vec<Ipv4Addr> {
     let Ok(guard) = table.read() else {
         return Vec::new();

@@ -7,7 +7,7 @@
 use std::{collections::HashSet, net::Ipv4Addr, path::Path};
 
 use anyhow::{Context, Result};
-use netd_common::EndpointValue;
+use netd_common::{EndpointValue, VethValue};
 use tracing::warn;
 
 use crate::{
@@ -88,23 +88,39 @@ impl Daemon {
     ) -> Result<()> {
         let bridge = self.netlink.link_index(&net.bridge).await?.unwrap_or(0);
         let gw_mac = self.netlink.link_mac(bridge).await.unwrap_or_default();
-        self.datapath.attach_veth(&ep.host_veth)?;
+        let mac = ipam::mac_for(ep.ip);
+        let gateway = u32::from(net.gateway).to_be();
         let value = EndpointValue {
             ifindex,
             network_id: net.net_id,
-            mac: ipam::mac_for(ep.ip),
+            mac,
             gw_mac,
-            gateway: u32::from(net.gateway).to_be(),
-            internal: u32::from(net.internal),
+            gateway,
+            flags: net.datapath_flags(),
         };
-        self.datapath.set_endpoint(ep.ip, value)
+        let veth = VethValue {
+            ip: u32::from(ep.ip).to_be(),
+            network_id: net.net_id,
+            gateway,
+            flags: net.datapath_flags(),
+            mac,
+            pad: [0; 2],
+        };
+        // Entries first: the program drops whatever enters from a veth
+        // without one.
+        self.datapath.set_endpoint(ep.ip, value, veth)?;
+        if let Err(e) = self.datapath.attach_veth(&ep.host_veth) {
+            let _ = self.datapath.remove_endpoint(ep.ip, ifindex);
+            return Err(e);
+        }
+        Ok(())
     }
 
     /// Deletes the veth (its peer goes with it) and the datapath entries.
     /// Pieces that are already gone are fine.
     pub async fn unplumb_endpoint(&mut self, ep: &EndpointRecord) -> Result<()> {
         self.datapath.detach_veth(&ep.host_veth)?;
-        self.datapath.remove_endpoint(ep.ip)?;
+        self.datapath.remove_endpoint(ep.ip, ep.host_ifindex)?;
         self.netlink.delete_link(&ep.host_veth).await
     }
 }

@@ -10,6 +10,7 @@ mod datapath;
 mod dns;
 mod endpoint;
 mod host;
+mod hostports;
 mod ipam;
 mod names;
 mod netlink;

@@ -14,7 +14,7 @@ use tracing::info;
 use crate::{
     container::{random_id, validate_name},
     daemon::Daemon,
-    state::{NetMode, NetworkRecord},
+    state::{GatewayMode, NetMode, NetworkRecord},
 };
 
 pub const DEFAULT_NETWORK: &str = "bridge";
@@ -39,6 +39,12 @@ pub struct NetworkSpec {
     /// Bridge device name (default br-<id prefix>).
     #[arg(long)]
     pub bridge: Option<String>,
+    /// nat: MASQUERADE, and from outside only published ports get in;
+    /// routed: no NAT, hosts that route the subnet here reach the
+    /// containers directly (Docker's gateway_mode_ipv4).
+    #[arg(long, value_enum, default_value_t = GatewayMode::Nat)]
+    #[serde(default)]
+    pub gateway_mode: GatewayMode,
 }
 
 impl Daemon {
@@ -55,6 +61,7 @@ impl Daemon {
                 subnet,
                 gateway: first_host(subnet)?,
                 internal: false,
+                gateway_mode: GatewayMode::Nat,
             };
             self.store.put_network(&net)?;
         }
@@ -75,7 +82,7 @@ impl Daemon {
         let bridge = BridgeValue {
             network_id: net.net_id,
             gateway: u32::from(net.gateway).to_be(),
-            internal: u32::from(net.internal),
+            flags: net.datapath_flags(),
         };
         self.datapath.set_bridge(index, bridge)
     }
@@ -110,6 +117,11 @@ impl Daemon {
         })?;
         if RESERVED.contains(&spec.name.as_str()) || self.network(&spec.name).is_ok() {
             bail!("network {} already exists: pick another name", spec.name);
+        }
+        if spec.internal && spec.gateway_mode == GatewayMode::Routed {
+            bail!(
+                "--internal and --gateway-mode routed contradict each other: an internal network has no way out; drop one of them"
+            );
         }
         let existing = self.store.networks()?;
         let subnet = match spec.subnet {
@@ -147,6 +159,7 @@ impl Daemon {
             subnet,
             gateway,
             internal: spec.internal,
+            gateway_mode: spec.gateway_mode,
         })
     }
 
@@ -275,6 +288,13 @@ impl Daemon {
                 );
             }
         }
+        // As Docker's, the options show what was set: the gateway mode only
+        // when it is not the default.
+        let mut options = json!({"com.docker.network.bridge.name": net.bridge});
+        if net.gateway_mode != GatewayMode::Nat {
+            options["com.docker.network.bridge.gateway_mode_ipv4"] =
+                net.gateway_mode.as_str().into();
+        }
         Ok(json!({
             "Name": net.name,
             "Id": net.id,
@@ -287,7 +307,7 @@ impl Daemon {
             },
             "Internal": net.internal,
             "Containers": containers,
-            "Options": {"com.docker.network.bridge.name": net.bridge},
+            "Options": options,
         }))
     }
 
@@ -341,6 +361,7 @@ mod tests {
             subnet: subnet.parse().unwrap(),
             gateway: Ipv4Addr::UNSPECIFIED,
             internal: false,
+            gateway_mode: GatewayMode::Nat,
         }
     }
 

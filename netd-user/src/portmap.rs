@@ -1,12 +1,20 @@
 //! Published ports: Docker's `-p` syntax, conflict rules, and the expansion
 //! of a (range) mapping into datapath entries.
 
-use std::{fmt, net::Ipv4Addr, str::FromStr};
+use std::{
+    fmt,
+    net::{IpAddr, Ipv4Addr},
+    str::FromStr,
+};
 
 use anyhow::{Context, Result, anyhow, bail};
 use tracing::info;
 
-use crate::{daemon::Daemon, state::PortMapRecord};
+use crate::{
+    daemon::Daemon,
+    hostports::{self, HostSocket},
+    state::PortMapRecord,
+};
 use netd_common::{IPPROTO_TCP, IPPROTO_UDP, PortMapKey, PortMapValue};
 use serde::{Deserialize, Serialize};
 
@@ -223,6 +231,29 @@ impl PortMapping {
     }
 }
 
+impl PortMapping {
+    /// Whether `socket` would lose traffic to this mapping: same protocol,
+    /// a port in the range, and addresses that meet (either side a
+    /// wildcard, or the same IPv4 address; an IPv6 wildcard socket
+    /// normally takes IPv4 too).
+    pub fn takes_from(&self, socket: &HostSocket) -> bool {
+        let ports = self.host_ports;
+        if socket.proto != self.proto.number()
+            || socket.port < ports.start
+            || socket.port > ports.end
+        {
+            return false;
+        }
+        let socket_v4 = match socket.addr {
+            IpAddr::V4(ip) => Some(ip),
+            IpAddr::V6(ip) => ip.to_ipv4_mapped(),
+        };
+        socket.addr.is_unspecified()
+            || self.host_ip.is_unspecified()
+            || socket_v4 == Some(self.host_ip)
+    }
+}
+
 impl fmt::Display for PortMapping {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if !self.host_ip.is_unspecified() {
@@ -238,8 +269,15 @@ impl fmt::Display for PortMapping {
 
 impl Daemon {
     /// Publishes `mappings` (all or none) for containers netd manages.
-    pub fn portmap_add(&mut self, mappings: Vec<PortMapping>) -> Result<Vec<PortMapRecord>> {
+    /// `force`: publish even over a port a host process listens on.
+    pub async fn portmap_add(
+        &mut self,
+        mappings: Vec<PortMapping>,
+        force: bool,
+    ) -> Result<Vec<PortMapRecord>> {
         let records = self.check_new_portmaps(mappings)?;
+        let mappings: Vec<_> = records.iter().map(|r| r.mapping.clone()).collect();
+        self.check_host_side(&mappings, force).await?;
         let entries: Vec<_> = records
             .iter()
             .flat_map(|r| r.mapping.entries().collect::<Vec<_>>())
@@ -276,6 +314,36 @@ impl Daemon {
         Ok(())
     }
 
+    /// The host side of new mappings: the host address must be one of the
+    /// host's (or loopback, or any), and, unless `force`, no process of the
+    /// host may be listening on the port (it would silently lose it).
+    pub async fn check_host_side(&self, mappings: &[PortMapping], force: bool) -> Result<()> {
+        let host_addrs = self.netlink.host_ipv4_addrs().await?;
+        for mapping in mappings {
+            let ip = mapping.host_ip;
+            if !ip.is_unspecified() && !ip.is_loopback() && !host_addrs.contains(&ip) {
+                bail!(
+                    "host address {ip} in {mapping} is not an address of this host: use one of its addresses, a loopback address, or no HOSTIP for all of them"
+                );
+            }
+        }
+        if force {
+            return Ok(());
+        }
+        let sockets = hostports::listening()?;
+        for mapping in mappings {
+            if let Some(socket) = sockets.iter().find(|s| mapping.takes_from(s)) {
+                bail!(
+                    "host port {}/{} is in use by a process on the host (listening on {}): publishing it would take it away from that process; stop it, pick another host port, or take the port anyway with --force-publish (`portmap add --force`)",
+                    socket.port,
+                    mapping.proto,
+                    std::net::SocketAddr::new(socket.addr, socket.port)
+                );
+            }
+        }
+        Ok(())
+    }
+
     /// Validates new mappings against the containers and against every
     /// existing mapping (and each other).
     fn check_new_portmaps(&self, mappings: Vec<PortMapping>) -> Result<Vec<PortMapRecord>> {
@@ -284,17 +352,32 @@ impl Daemon {
         mappings
             .into_iter()
             .map(|mapping| {
-                let Some(owner) = containers
-                    .iter()
-                    .find(|c| c.endpoints.iter().any(|e| e.ip == mapping.container_ip)) else {
+                let Some((owner, ep)) = containers.iter().find_map(|c| {
+                    c.endpoints
+                        .iter()
+                        .find(|e| e.ip == mapping.container_ip)
+                        .map(|e| (c, e))
+                }) else {
                     bail!(
                         "no container has address {}: publish ports of a container netd manages (see `netd container ls`)",
                         mapping.container_ip
                     );
                 };
+                self.refuse_internal(&ep.network)?;
                 Ok(PortMapRecord { mapping, container: owner.name.clone() })
             })
             .collect()
+    }
+
+    /// Docker and netavark apply no port mappings on `--internal` networks:
+    /// nothing outside may reach in.
+    pub fn refuse_internal(&self, network: &str) -> Result<()> {
+        if self.network(network)?.internal {
+            bail!(
+                "network {network} is internal: its containers cannot publish ports (nothing outside reaches an internal network); connect the container to another network and publish there"
+            );
+        }
+        Ok(())
     }
 
     /// Unpublishes the mapping whose host side matches `spec`'s.
@@ -466,5 +549,54 @@ mod tests {
         assert!(!a.conflicts_with(&c));
         assert!(a.conflicts_with(&d));
         assert!(!e.conflicts_with(&f));
+    }
+
+    #[test]
+    fn mappings_meet_sockets_by_address_port_and_protocol() {
+        let ssh = HostSocket {
+            addr: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            port: 22,
+            proto: IPPROTO_TCP,
+        };
+        assert!(
+            PortMapping::parse_full("22:172.17.0.2:22")
+                .unwrap()
+                .takes_from(&ssh)
+        );
+        assert!(
+            PortMapping::parse_full("20-30:172.17.0.2:20-30")
+                .unwrap()
+                .takes_from(&ssh)
+        );
+        assert!(
+            PortMapping::parse_full("127.0.0.1:22:172.17.0.2:22")
+                .unwrap()
+                .takes_from(&ssh)
+        );
+        assert!(
+            !PortMapping::parse_full("127.0.0.2:22:172.17.0.2:22")
+                .unwrap()
+                .takes_from(&ssh)
+        );
+        assert!(
+            !PortMapping::parse_full("22:172.17.0.2:22/udp")
+                .unwrap()
+                .takes_from(&ssh)
+        );
+        assert!(
+            !PortMapping::parse_full("23:172.17.0.2:22")
+                .unwrap()
+                .takes_from(&ssh)
+        );
+        let any6 = HostSocket {
+            addr: IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED),
+            port: 80,
+            proto: IPPROTO_TCP,
+        };
+        assert!(
+            PortMapping::parse_full("198.18.0.1:80:172.17.0.2:80")
+                .unwrap()
+                .takes_from(&any6)
+        );
     }
 }

@@ -39,6 +39,46 @@ pub struct NetworkRecord {
     pub subnet: Ipv4Network,
     pub gateway: Ipv4Addr,
     pub internal: bool,
+    /// How hosts outside reach the containers (records from before this
+    /// field are NAT networks).
+    #[serde(default)]
+    pub gateway_mode: GatewayMode,
+}
+
+/// Docker's `com.docker.network.bridge.gateway_mode_ipv4`.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum GatewayMode {
+    /// MASQUERADE outbound; from outside only published ports and replies
+    /// reach the containers.
+    #[default]
+    Nat,
+    /// No NAT: the containers' addresses are reachable directly by hosts
+    /// that route the subnet via this host, and they leave with them.
+    Routed,
+}
+
+impl GatewayMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GatewayMode::Nat => "nat",
+            GatewayMode::Routed => "routed",
+        }
+    }
+}
+
+impl NetworkRecord {
+    /// The `netd_common::net_flags` bits the datapath enforces.
+    pub fn datapath_flags(&self) -> u32 {
+        let mut flags = 0;
+        if self.internal {
+            flags |= netd_common::net_flags::INTERNAL;
+        }
+        if self.gateway_mode == GatewayMode::Routed {
+            flags |= netd_common::net_flags::ROUTED;
+        }
+        flags
+    }
 }
 
 /// Where a container is in its life cycle. A record is written as

@@ -10,7 +10,13 @@ use crate::api::Request;
 #[derive(Subcommand, Debug)]
 pub enum PortmapCommand {
     /// Publish: [HOSTIP:]HOSTPORT[-END]:CONTAINER_IP:CPORT[-END][/tcp|/udp].
-    Add { spec: String },
+    Add {
+        spec: String,
+        /// Publish even over a port a host process listens on (the
+        /// process loses it to the container).
+        #[arg(long)]
+        force: bool,
+    },
     /// List published ports.
     Ls,
     /// Unpublish: the same SPEC as `add`, or just its host side.
@@ -19,7 +25,9 @@ pub enum PortmapCommand {
 
 pub fn run(cmd: PortmapCommand, ctx: &Ctx) -> Result<()> {
     let (value, listing) = match cmd {
-        PortmapCommand::Add { spec } => (ctx.call(&Request::PortmapAdd { spec })?, false),
+        PortmapCommand::Add { spec, force } => {
+            (ctx.call(&Request::PortmapAdd { spec, force })?, false)
+        }
         PortmapCommand::Ls => (ctx.call(&Request::PortmapLs)?, true),
         PortmapCommand::Rm { spec } => (ctx.call(&Request::PortmapRm { spec })?, false),
     };

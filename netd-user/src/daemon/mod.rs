@@ -155,6 +155,8 @@ impl Daemon {
             }
             Request::NetworkCreate(spec) => {
                 let net = self.network_create(&spec).await?;
+                // The new gateway is a host address from now on.
+                self.refresh_host_addrs().await?;
                 self.network_inspect(&net.name)
             }
             Request::NetworkLs => self.network_list(),
@@ -186,9 +188,9 @@ impl Daemon {
                 self.container_rm(&name).await?;
                 Ok(json!({ "removed": name }))
             }
-            Request::PortmapAdd { spec } => {
+            Request::PortmapAdd { spec, force } => {
                 let mapping = PortMapping::parse_full(&spec)?;
-                let records = self.portmap_add(vec![mapping])?;
+                let records = self.portmap_add(vec![mapping], force).await?;
                 Ok(portmap::records_json(&records))
             }
             Request::PortmapLs => Ok(portmap::records_json(&self.store.portmaps()?)),
