@@ -201,14 +201,18 @@ impl Datapath {
             .with_context(|| format!("adding endpoint {ip} to the datapath"))
     }
 
-    /// Removes both entries of an endpoint; absent ones are fine.
+    /// Removes both entries of an endpoint; absent ones are fine, and the
+    /// second is removed even if the first fails.
     pub fn remove_endpoint(&mut self, ip: Ipv4Addr, veth_ifindex: u32) -> Result<()> {
-        let mut map = self.hash::<u32, EndpointValue>(map_names::ENDPOINTS)?;
-        ignore_missing(map.remove(&u32::from(ip).to_be()))
-            .with_context(|| format!("removing endpoint {ip} from the datapath"))?;
-        let mut veths = self.hash::<u32, VethValue>(map_names::VETHS)?;
-        ignore_missing(veths.remove(&veth_ifindex))
-            .with_context(|| format!("removing the veth of endpoint {ip} from the datapath"))
+        let by_ip = self
+            .hash::<u32, EndpointValue>(map_names::ENDPOINTS)
+            .and_then(|mut map| ignore_missing(map.remove(&u32::from(ip).to_be())))
+            .with_context(|| format!("removing endpoint {ip} from the datapath"));
+        let by_veth = self
+            .hash::<u32, VethValue>(map_names::VETHS)
+            .and_then(|mut map| ignore_missing(map.remove(&veth_ifindex)))
+            .with_context(|| format!("removing the veth of endpoint {ip} from the datapath"));
+        by_ip.and(by_veth)
     }
 
     pub fn set_bridge(&mut self, ifindex: u32, value: BridgeValue) -> Result<()> {
@@ -252,12 +256,17 @@ impl Datapath {
         Ok(())
     }
 
+    /// Removes published ports; absent ones are fine, and one failure does
+    /// not stop the others.
     pub fn remove_portmaps(&mut self, keys: &[PortMapKey]) -> Result<()> {
         let mut map = self.hash::<PortMapKey, PortMapValue>(map_names::PORTMAPS)?;
+        let mut first_error = None;
         for key in keys {
-            ignore_missing(map.remove(key)).context("removing a published port")?;
+            if let Err(e) = ignore_missing(map.remove(key)) {
+                first_error.get_or_insert(e);
+            }
         }
-        Ok(())
+        first_error.map_or(Ok(()), |e| Err(e.context("removing a published port")))
     }
 
     /// Every published-port entry in the kernel.
@@ -290,9 +299,13 @@ impl Datapath {
     }
 }
 
+/// A removal of an entry that is already gone succeeded. aya reports it
+/// as KeyNotFound from some calls and as the syscall's ENOENT from
+/// `bpf_map_delete_elem`.
 fn ignore_missing(result: Result<(), MapError>) -> Result<()> {
     match result {
         Ok(()) | Err(MapError::KeyNotFound) => Ok(()),
+        Err(MapError::SyscallError(e)) if e.io_error.kind() == ErrorKind::NotFound => Ok(()),
         Err(e) => Err(e.into()),
     }
 }

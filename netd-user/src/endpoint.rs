@@ -119,9 +119,11 @@ impl Daemon {
     /// Deletes the veth (its peer goes with it) and the datapath entries.
     /// Pieces that are already gone are fine.
     pub async fn unplumb_endpoint(&mut self, ep: &EndpointRecord) -> Result<()> {
-        self.datapath.detach_veth(&ep.host_veth)?;
-        self.datapath.remove_endpoint(ep.ip, ep.host_ifindex)?;
-        self.netlink.delete_link(&ep.host_veth).await
+        // Every step runs, whatever the one before did.
+        let detached = self.datapath.detach_veth(&ep.host_veth);
+        let removed = self.datapath.remove_endpoint(ep.ip, ep.host_ifindex);
+        let deleted = self.netlink.delete_link(&ep.host_veth).await;
+        detached.and(removed).and(deleted)
     }
 }
 

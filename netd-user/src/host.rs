@@ -67,6 +67,42 @@ pub fn cgroup2_root() -> Result<PathBuf> {
         })
 }
 
+/// `ip netns exec` runs a command in a private mount namespace with a
+/// fresh `/sys`: whatever the daemon mounted or pinned there (container
+/// namespaces under /run/netns, bpffs pins, the cgroup its socket hooks
+/// attach to) would be invisible to every other process. So a daemon whose
+/// mount namespace is not its parent's (the shell or supervisor that
+/// started `ip netns exec`, which execs the daemon) joins the parent's
+/// before anything else; its network namespace stays as it is. PID 1's
+/// namespace is not used as the reference: it may be unreadable (as in
+/// sandboxes), and a supervised daemon's parent is PID 1 anyway. Must run
+/// while the process is single-threaded (setns of a mount namespace
+/// refuses otherwise); paths must be absolute by then, since setns moves
+/// the root and cwd. Returns whether it switched.
+pub fn join_host_mount_namespace() -> Result<bool> {
+    let ns_id = |path: &str| fs::read_link(path).map(|id| id.to_string_lossy().into_owned());
+    let ours = ns_id("/proc/self/ns/mnt").context("reading /proc/self/ns/mnt")?;
+    let parent = format!("/proc/{}/ns/mnt", nix::unistd::getppid());
+    let Ok(theirs) = ns_id(&parent) else {
+        return Ok(false); // the parent is gone or hidden: nothing to compare
+    };
+    if ours == theirs {
+        return Ok(false);
+    }
+    let joined = fs::File::open(&parent)
+        .map_err(anyhow::Error::from)
+        .and_then(|file| {
+            Ok(nix::sched::setns(
+                file,
+                nix::sched::CloneFlags::CLONE_NEWNS,
+            )?)
+        });
+    joined.context(
+        "the daemon runs in a private mount namespace (started by `ip netns exec`?) and cannot join its parent's: start it with `nsenter --net=/run/netns/NAME netd daemon` instead",
+    )?;
+    Ok(true)
+}
+
 /// IPv4 forwarding: the eBPF FIB lookups of forwarded packets honour it,
 /// exactly like the kernel's own forwarding does.
 pub fn enable_forwarding() -> Result<()> {

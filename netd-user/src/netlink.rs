@@ -8,7 +8,10 @@ use futures::TryStreamExt;
 use nix::libc::{EEXIST, ENODEV};
 use rtnetlink::{
     Handle, LinkBridge, LinkMessageBuilder, LinkUnspec, RouteMessageBuilder,
-    packet_route::link::{InfoData, InfoKind, InfoVeth, LinkAttribute, LinkMessage},
+    packet_route::{
+        link::{InfoData, InfoKind, InfoVeth, LinkAttribute, LinkInfo, LinkMessage},
+        route::RouteHeader,
+    },
 };
 
 use crate::netns;
@@ -112,10 +115,31 @@ impl Netlink {
             .ok_or_else(|| anyhow!("link {index} has no MAC address"))
     }
 
+    /// What kind of link `name` is: None if there is no such link,
+    /// Some(true) for a bridge, Some(false) for anything else.
+    pub async fn is_bridge(&self, name: &str) -> Result<Option<bool>> {
+        let Some(link) = self.link_by_name(name).await? else {
+            return Ok(None);
+        };
+        let bridge = link.attributes.iter().any(|a| match a {
+            LinkAttribute::LinkInfo(infos) => infos
+                .iter()
+                .any(|i| matches!(i, LinkInfo::Kind(InfoKind::Bridge))),
+            _ => false,
+        });
+        Ok(Some(bridge))
+    }
+
     /// Creates bridge `name` if missing, brings it up, returns its ifindex.
     /// The MAC is fixed: a bridge otherwise takes the lowest MAC of its
-    /// ports, and changes it as containers come and go.
+    /// ports, and changes it as containers come and go. An existing link
+    /// of that name that is not a bridge is never taken over.
     pub async fn ensure_bridge(&self, name: &str, mac: [u8; 6]) -> Result<u32> {
+        if self.is_bridge(name).await? == Some(false) {
+            anyhow::bail!(
+                "interface {name} exists and is not a bridge: netd never takes over another interface; use another bridge name"
+            );
+        }
         if self.link_index(name).await?.is_none() {
             let msg = LinkBridge::new(name).address(mac.to_vec()).up().build();
             self.handle
@@ -192,6 +216,33 @@ impl Netlink {
             .ok_or_else(|| anyhow!("veth {host_name} vanished right after creation"))
     }
 
+    /// Removes `ip` from link `name`; an address or link already gone is
+    /// fine.
+    pub async fn delete_address(&self, name: &str, ip: Ipv4Addr) -> Result<()> {
+        let Some(index) = self.link_index(name).await? else {
+            return Ok(());
+        };
+        let mut addrs = self
+            .handle
+            .address()
+            .get()
+            .set_link_index_filter(index)
+            .set_address_filter(ip.into())
+            .execute();
+        while let Some(msg) = addrs
+            .try_next()
+            .await
+            .with_context(|| format!("listing the addresses of {name}"))?
+        {
+            match self.handle.address().del(msg).execute().await {
+                Ok(()) => {}
+                Err(e) if is_errno(&e, nix::libc::EADDRNOTAVAIL) => {}
+                Err(e) => return Err(e).with_context(|| format!("removing {ip} from {name}")),
+            }
+        }
+        Ok(())
+    }
+
     /// Deletes link `name`; a link that is already gone is fine.
     pub async fn delete_link(&self, name: &str) -> Result<()> {
         let Some(index) = self.link_index(name).await? else {
@@ -201,6 +252,31 @@ impl Netlink {
             Ok(()) => Ok(()),
             Err(e) if is_errno(&e, ENODEV) => Ok(()),
             Err(e) => Err(e).with_context(|| format!("deleting link {name}")),
+        }
+    }
+
+    /// Makes the IPv4 default route go via `gateway`, or removes it (None).
+    pub async fn replace_default_route(&self, gateway: Option<Ipv4Addr>) -> Result<()> {
+        let filter = RouteMessageBuilder::<Ipv4Addr>::new().build();
+        let mut routes = self.handle.route().get(filter).execute();
+        let mut defaults = Vec::new();
+        while let Some(route) = routes.try_next().await.context("listing routes")? {
+            if route.header.destination_prefix_length == 0
+                && route.header.table == RouteHeader::RT_TABLE_MAIN
+            {
+                defaults.push(route);
+            }
+        }
+        for route in defaults {
+            match self.handle.route().del(route).execute().await {
+                Ok(()) => {}
+                Err(e) if is_errno(&e, nix::libc::ESRCH) => {}
+                Err(e) => return Err(e).context("removing the default route"),
+            }
+        }
+        match gateway {
+            Some(gateway) => self.add_default_route(gateway).await,
+            None => Ok(()),
         }
     }
 

@@ -4,7 +4,7 @@
 
 use std::net::Ipv4Addr;
 
-use anyhow::{Result, anyhow, bail};
+use anyhow::{Context, Result, anyhow, bail};
 use ipnetwork::Ipv4Network;
 use netd_common::BridgeValue;
 use serde::{Deserialize, Serialize};
@@ -14,7 +14,8 @@ use tracing::info;
 use crate::{
     container::{random_id, validate_name},
     daemon::Daemon,
-    state::{GatewayMode, NetMode, NetworkRecord},
+    netlink::Netlink,
+    state::{ContainerRecord, GatewayMode, NetMode, NetworkRecord},
 };
 
 pub const DEFAULT_NETWORK: &str = "bridge";
@@ -45,6 +46,11 @@ pub struct NetworkSpec {
     #[arg(long, value_enum, default_value_t = GatewayMode::Nat)]
     #[serde(default)]
     pub gateway_mode: GatewayMode,
+    /// Use the existing bridge named by --bridge. netd adds the gateway
+    /// address to it and never deletes it.
+    #[arg(long, requires = "bridge")]
+    #[serde(default)]
+    pub adopt_bridge: bool,
 }
 
 impl Daemon {
@@ -62,6 +68,9 @@ impl Daemon {
                 gateway: first_host(subnet)?,
                 internal: false,
                 gateway_mode: GatewayMode::Nat,
+                // A bridge of that name that is already there is not ours
+                // to delete.
+                adopted_bridge: self.netlink.is_bridge(&self.config.bridge).await? == Some(true),
             };
             self.store.put_network(&net)?;
         }
@@ -96,10 +105,13 @@ impl Daemon {
     }
 
     pub async fn network_create(&mut self, spec: &NetworkSpec) -> Result<NetworkRecord> {
-        let net = self.plan_network(spec)?;
+        let mut net = self.plan_network(spec)?;
+        net.adopted_bridge = self
+            .check_bridge_name(&net.bridge, spec.adopt_bridge)
+            .await?;
         self.store.put_network(&net)?;
         if let Err(e) = self.plumb_network(&net).await {
-            let _ = self.netlink.delete_link(&net.bridge).await;
+            let _ = self.unplumb_bridge(&net).await;
             let _ = self.store.delete_network(&net.name);
             return Err(e);
         }
@@ -160,6 +172,7 @@ impl Daemon {
             gateway,
             internal: spec.internal,
             gateway_mode: spec.gateway_mode,
+            adopted_bridge: false,
         })
     }
 
@@ -178,7 +191,7 @@ impl Daemon {
             );
         }
         self.stop_dns(name);
-        self.netlink.delete_link(&net.bridge).await?;
+        self.unplumb_bridge(&net).await?;
         self.store.delete_network(name)?;
         info!(network = name, "network removed");
         Ok(())
@@ -217,19 +230,54 @@ impl Daemon {
             .find(|n| rec.endpoints.iter().all(|e| &e.ifname != n))
             .unwrap_or_default();
         let mut ep = self.plan_endpoint(&net, &ifname, ip)?;
-        let default_route = rec.endpoints.is_empty();
-        ep.host_ifindex = match self.plumb_endpoint(&rec.netns, &ep, default_route).await {
+        let gateway_before = self.gateway_of(&rec)?;
+        ep.host_ifindex = match self.plumb_endpoint(&rec.netns, &ep, false).await {
             Ok(index) => index,
             Err(e) => {
                 let _ = self.unplumb_endpoint(&ep).await;
                 return Err(e);
             }
         };
-        rec.endpoints.push(ep);
+        rec.endpoints.push(ep.clone());
+        if let Err(e) = self.move_default_route(&rec, gateway_before).await {
+            let _ = self.unplumb_endpoint(&ep).await;
+            return Err(e);
+        }
         self.store.put_container(&rec)?;
         self.write_names(&rec)?;
         info!(network, container, "container connected");
         Ok(())
+    }
+
+    /// The gateway a container's default route goes via: that of its first
+    /// endpoint on a network that is not `--internal` (eth0 unless that
+    /// one is internal or gone), as Docker picks its gateway endpoint.
+    pub fn gateway_of(&self, rec: &ContainerRecord) -> Result<Option<Ipv4Addr>> {
+        for ep in &rec.endpoints {
+            let net = self.network(&ep.network)?;
+            if !net.internal {
+                return Ok(Some(net.gateway));
+            }
+        }
+        Ok(None)
+    }
+
+    /// After a connect or disconnect: points the default route at the
+    /// container's gateway if that changed (so a container that loses its
+    /// default network keeps a way out through another one).
+    async fn move_default_route(
+        &self,
+        rec: &ContainerRecord,
+        before: Option<Ipv4Addr>,
+    ) -> Result<()> {
+        let after = self.gateway_of(rec)?;
+        if after == before {
+            return Ok(());
+        }
+        Netlink::in_netns(&rec.netns)?
+            .replace_default_route(after)
+            .await
+            .with_context(|| format!("moving the default route of container {}", rec.name))
     }
 
     /// `network disconnect`: removes the container's interface on `network`.
@@ -246,9 +294,11 @@ impl Daemon {
             .filter(|p| p.mapping.container_ip == ep.ip)
             .collect();
         self.unpublish(&stale)?;
+        let gateway_before = self.gateway_of(&rec)?;
         self.unplumb_endpoint(&ep).await?;
         rec.endpoints.remove(pos);
         self.store.put_container(&rec)?;
+        self.move_default_route(&rec, gateway_before).await?;
         self.write_names(&rec)?;
         info!(network, container, "container disconnected");
         Ok(())
@@ -315,9 +365,44 @@ impl Daemon {
     pub async fn unplumb_networks(&mut self) -> Result<()> {
         for net in self.store.networks()? {
             self.stop_dns(&net.name);
-            self.netlink.delete_link(&net.bridge).await?;
+            self.unplumb_bridge(&net).await?;
         }
         Ok(())
+    }
+
+    /// Deletes a network's bridge, or, for an adopted one, only the
+    /// gateway address netd put on it.
+    pub async fn unplumb_bridge(&self, net: &NetworkRecord) -> Result<()> {
+        unplumb_bridge(&self.netlink, net).await
+    }
+
+    /// Whether the bridge `name` of a new network is adopted. An existing
+    /// interface is used only when it is a bridge and `adopt` says so; a
+    /// missing one cannot be adopted.
+    async fn check_bridge_name(&self, name: &str, adopt: bool) -> Result<bool> {
+        match (self.netlink.is_bridge(name).await?, adopt) {
+            (None, false) => Ok(false),
+            (None, true) => bail!(
+                "--adopt-bridge: there is no bridge {name} to adopt; create it first or drop --adopt-bridge"
+            ),
+            (Some(false), _) => bail!(
+                "interface {name} exists and is not a bridge: netd never takes over another interface; pick another --bridge name"
+            ),
+            (Some(true), false) => bail!(
+                "bridge {name} already exists and is not netd's: pass --adopt-bridge to use it (netd will never delete it), or pick another --bridge name"
+            ),
+            (Some(true), true) => Ok(true),
+        }
+    }
+}
+
+/// See [`Daemon::unplumb_bridge`]; also used by `netd down` without a
+/// daemon.
+pub async fn unplumb_bridge(netlink: &Netlink, net: &NetworkRecord) -> Result<()> {
+    if net.adopted_bridge {
+        netlink.delete_address(&net.bridge, net.gateway).await
+    } else {
+        netlink.delete_link(&net.bridge).await
     }
 }
 
@@ -362,6 +447,7 @@ mod tests {
             gateway: Ipv4Addr::UNSPECIFIED,
             internal: false,
             gateway_mode: GatewayMode::Nat,
+            adopted_bridge: false,
         }
     }
 

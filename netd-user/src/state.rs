@@ -43,6 +43,10 @@ pub struct NetworkRecord {
     /// field are NAT networks).
     #[serde(default)]
     pub gateway_mode: GatewayMode,
+    /// The bridge existed before and was adopted (`--adopt-bridge`): netd
+    /// never deletes it, only the gateway address it added.
+    #[serde(default)]
+    pub adopted_bridge: bool,
 }
 
 /// Docker's `com.docker.network.bridge.gateway_mode_ipv4`.

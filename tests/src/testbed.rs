@@ -34,6 +34,9 @@ pub struct Testbed {
     tmp: PathBuf,
     daemon: Option<Child>,
     daemon_args: Vec<String>,
+    /// Start the daemon with `ip netns exec` (a private mount namespace)
+    /// instead of `nsenter --net`.
+    ip_netns_exec: bool,
 }
 
 /// What must not change when a CLI call fails.
@@ -52,6 +55,17 @@ impl Testbed {
 
     /// Topology plus a ready daemon started with extra `netd daemon` flags.
     pub fn with_daemon_args(args: &[&str]) -> Self {
+        Self::build(args, false)
+    }
+
+    /// Topology plus a daemon started the way an operator might by
+    /// mistake: `ip netns exec <p>-host netd daemon`, which gives it a
+    /// private mount namespace and a fresh /sys.
+    pub fn started_by_ip_netns_exec() -> Self {
+        Self::build(&[], true)
+    }
+
+    fn build(args: &[&str], ip_netns_exec: bool) -> Self {
         assert!(
             is_root(),
             "the integration tests need root (namespaces, eBPF)"
@@ -68,6 +82,7 @@ impl Testbed {
             tmp,
             daemon: None,
             daemon_args: args.iter().map(|a| a.to_string()).collect(),
+            ip_netns_exec,
         };
         bed.topology();
         bed.start();
@@ -186,9 +201,16 @@ impl Testbed {
             .open(self.log_path())
             .expect("open daemon log");
         writeln!(log, "==== test harness: starting netd daemon ====").expect("write log");
-        let mut cmd = Command::new("nsenter");
-        cmd.arg(format!("--net=/run/netns/{}", self.host()))
-            .arg(netd_bin())
+        let mut cmd = if self.ip_netns_exec {
+            let mut cmd = Command::new("ip");
+            cmd.args(["netns", "exec", &self.host()]);
+            cmd
+        } else {
+            let mut cmd = Command::new("nsenter");
+            cmd.arg(format!("--net=/run/netns/{}", self.host()));
+            cmd
+        };
+        cmd.arg(netd_bin())
             .arg("daemon")
             .arg("--state-dir")
             .arg(self.state_dir())

@@ -8,9 +8,12 @@ use ipnetwork::Ipv4Network;
 
 use std::time::Duration;
 
+use tracing::warn;
+
 use crate::{
     conntrack::Timeouts,
     daemon::{self, DaemonConfig},
+    host,
 };
 
 #[derive(Args, Debug)]
@@ -50,11 +53,14 @@ pub struct DaemonArgs {
 }
 
 pub fn run(args: DaemonArgs, socket: &Path) -> Result<()> {
+    let absolute = |p: &Path| {
+        std::path::absolute(p).with_context(|| format!("resolving path {}", p.display()))
+    };
     let config = DaemonConfig {
-        state_dir: args.state_dir,
-        bpffs: args.bpffs,
-        socket: socket.to_owned(),
-        netns_dir: args.netns_dir,
+        state_dir: absolute(&args.state_dir)?,
+        bpffs: absolute(&args.bpffs)?,
+        socket: absolute(socket)?,
+        netns_dir: absolute(&args.netns_dir)?,
         bridge: args.bridge,
         default_subnet: args.default_subnet,
         uplinks: args.uplinks,
@@ -65,6 +71,12 @@ pub fn run(args: DaemonArgs, socket: &Path) -> Result<()> {
         ct_gc_interval: Duration::from_secs(args.ct_gc_interval),
         dns_upstreams: args.dns_upstreams,
     };
+    // Before any thread exists (see the function).
+    if host::join_host_mount_namespace()? {
+        warn!(
+            "the daemon was started in a private mount namespace (`ip netns exec`?); it joined the host's, so that its namespaces and pins are visible to everyone"
+        );
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

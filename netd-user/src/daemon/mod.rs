@@ -249,7 +249,7 @@ pub async fn down_offline(state_dir: &Path, bpffs: &Path) -> Result<()> {
         }
     }
     for net in store.networks()? {
-        netlink.delete_link(&net.bridge).await?;
+        crate::network::unplumb_bridge(&netlink, &net).await?;
     }
     drop(store);
     remove_leftovers(state_dir, bpffs)
