@@ -113,6 +113,34 @@ pub fn enable_forwarding() -> Result<()> {
     fs::write(path, "1").with_context(|| format!("setting {path} = 1"))
 }
 
+/// A stream that yields whenever an IPv4 address of this namespace is
+/// added or removed (netlink's RTMGRP_IPV4_IFADDR group), so the datapath's
+/// host-address list follows changes as they happen, not on a timer.
+pub fn address_changes() -> Result<futures::channel::mpsc::UnboundedReceiver<()>> {
+    use rtnetlink::sys::{AsyncSocket, SocketAddr};
+    let (mut conn, _handle, messages) =
+        rtnetlink::new_connection().context("opening a netlink socket for address events")?;
+    conn.socket_mut()
+        .socket_mut()
+        .bind(&SocketAddr::new(
+            0,
+            rtnetlink::constants::RTMGRP_IPV4_IFADDR,
+        ))
+        .context("subscribing to address events")?;
+    tokio::spawn(conn);
+    let (tx, rx) = futures::channel::mpsc::unbounded();
+    tokio::spawn(async move {
+        use futures::StreamExt;
+        let mut messages = messages;
+        while messages.next().await.is_some() {
+            if tx.unbounded_send(()).is_err() {
+                break;
+            }
+        }
+    });
+    Ok(rx)
+}
+
 impl Netlink {
     /// Every IPv4 address of the host, loopback excluded.
     pub async fn host_ipv4_addrs(&self) -> Result<Vec<Ipv4Addr>> {

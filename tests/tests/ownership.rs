@@ -187,3 +187,30 @@ fn disconnecting_the_default_network_moves_the_default_route() {
     assert!(route.contains("via 172.17.0.1"), "{route}");
     assert_eq!(seen_from(&tb, &c1, 7791), HOST, "egress after reconnect");
 }
+
+#[test]
+fn published_ports_follow_host_address_changes_at_once() {
+    // The GC timer (which also refreshes host addresses) is out of reach:
+    // only address events can make the new addresses work in time.
+    let tb = Testbed::with_daemon_args(&["--ct-gc-interval", "600"]);
+    let c1 = tb.add_with("c1", &["-p", "8088:80"]);
+    let server = web(&tb, &c1, 80, "c1");
+    in_ns_ok(
+        &tb.host(),
+        &["ip", "addr", "add", "198.18.0.5/24", "dev", "uplink0"],
+    );
+    let url = "http://198.18.0.5:8088/id.txt";
+    netd_tests::wait_until(
+        "the new host address to publish 8088",
+        Duration::from_secs(3),
+        || netd_tests::curl(&tb.ext(), url).status.success(),
+    );
+    assert_eq!(curl_ok(&tb.ext(), url), server.body);
+    // A new network's gateway is a host address the moment it exists.
+    tb.netd_ok(&["network", "create", "front"]); // gateway 172.18.0.1
+    tb.netd_ok(&["portmap", "add", "172.18.0.1:8090:172.17.0.2:80"]);
+    assert_eq!(
+        curl_ok(&tb.host(), "http://172.18.0.1:8090/id.txt"),
+        server.body
+    );
+}

@@ -26,6 +26,7 @@ pub async fn run(config: DaemonConfig) -> Result<()> {
     let daemon = Arc::new(Mutex::new(Daemon::start(config).await?));
     let listener = bind(&socket)?;
     tokio::spawn(maintain(daemon.clone()));
+    tokio::spawn(follow_host_addresses(daemon.clone()));
     info!(socket = %socket.display(), "netd daemon ready");
     let shutdown = Arc::new(Notify::new());
     let mut term = signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
@@ -77,6 +78,26 @@ async fn maintain(daemon: Arc<Mutex<Daemon>>) {
             Ok(0) => {}
             Ok(n) => debug!(expired = n, "conntrack gc"),
             Err(e) => warn!("conntrack gc: {e:#}"),
+        }
+    }
+}
+
+/// Refreshes the datapath's host addresses on every address change, so a
+/// port published on a new address works the moment it exists.
+async fn follow_host_addresses(daemon: Arc<Mutex<Daemon>>) {
+    use futures::StreamExt;
+    let mut changes = match crate::host::address_changes() {
+        Ok(changes) => changes,
+        Err(e) => {
+            warn!("host addresses are refreshed on the GC timer only: {e:#}");
+            return;
+        }
+    };
+    while changes.next().await.is_some() {
+        // Coalesce a burst (a new network adds several) into one refresh.
+        while changes.try_recv().is_ok() {}
+        if let Err(e) = daemon.lock().await.refresh_host_addrs().await {
+            warn!("refreshing host addresses: {e:#}");
         }
     }
 }
