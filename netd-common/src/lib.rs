@@ -126,6 +126,10 @@ pub mod net_flags {
     /// `gateway_mode_ipv4=routed`). Off by default: from outside only
     /// published ports and replies get in.
     pub const ROUTED: u32 = 2;
+    /// `BridgeValue` only, for the control plane: the bridge existed before
+    /// netd and was adopted, so a cleanup from the kernel objects alone
+    /// (`netd down` with an unreadable database) never deletes it.
+    pub const ADOPTED: u32 = 4;
 }
 
 /// A network's bridge, keyed by the bridge's ifindex.

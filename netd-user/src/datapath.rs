@@ -379,6 +379,12 @@ pub fn ensure_bpffs(dir: &Path) -> Result<()> {
     fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))
 }
 
+/// Whether netd's maps are pinned in `bpffs`: a deployment is (or was until
+/// a crash) running there.
+pub fn has_pins(bpffs: &Path) -> bool {
+    map_names::ALL.iter().any(|name| bpffs.join(name).exists())
+}
+
 /// Removes every pinned object netd created (maps and links) and the dir.
 pub fn unpin_all(bpffs: &Path) -> Result<()> {
     match fs::remove_dir_all(bpffs) {

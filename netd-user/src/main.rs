@@ -12,6 +12,7 @@ mod endpoint;
 mod host;
 mod hostports;
 mod ipam;
+mod leftovers;
 mod names;
 mod netlink;
 mod netns;

@@ -115,19 +115,53 @@ impl Netlink {
             .ok_or_else(|| anyhow!("link {index} has no MAC address"))
     }
 
-    /// What kind of link `name` is: None if there is no such link,
-    /// Some(true) for a bridge, Some(false) for anything else.
+    /// Whether link `name` is a bridge: None if there is no such link.
     pub async fn is_bridge(&self, name: &str) -> Result<Option<bool>> {
+        self.is_kind(name, InfoKind::Bridge).await
+    }
+
+    /// Whether link `name` is of `kind` (bridge, veth): None if there is no
+    /// such link.
+    pub async fn is_kind(&self, name: &str, kind: InfoKind) -> Result<Option<bool>> {
         let Some(link) = self.link_by_name(name).await? else {
             return Ok(None);
         };
-        let bridge = link.attributes.iter().any(|a| match a {
-            LinkAttribute::LinkInfo(infos) => infos
-                .iter()
-                .any(|i| matches!(i, LinkInfo::Kind(InfoKind::Bridge))),
+        let matches = link.attributes.iter().any(|a| match a {
+            LinkAttribute::LinkInfo(infos) => {
+                infos.iter().any(|i| *i == LinkInfo::Kind(kind.clone()))
+            }
             _ => false,
         });
-        Ok(Some(bridge))
+        Ok(Some(matches))
+    }
+
+    /// The name of link `index`, if it exists.
+    pub async fn link_name_of(&self, index: u32) -> Result<Option<String>> {
+        let mut links = self.handle.link().get().match_index(index).execute();
+        let link = match links.try_next().await {
+            Ok(link) => link,
+            Err(e) if is_errno(&e, ENODEV) => None,
+            Err(e) => return Err(e).with_context(|| format!("looking up link {index}")),
+        };
+        Ok(link.and_then(|l| {
+            l.attributes.into_iter().find_map(|a| match a {
+                LinkAttribute::IfName(name) => Some(name),
+                _ => None,
+            })
+        }))
+    }
+
+    /// Names of every link in this namespace.
+    pub async fn link_names(&self) -> Result<Vec<String>> {
+        let mut links = self.handle.link().get().execute();
+        let mut out = Vec::new();
+        while let Some(link) = links.try_next().await.context("listing links")? {
+            out.extend(link.attributes.into_iter().find_map(|a| match a {
+                LinkAttribute::IfName(name) => Some(name),
+                _ => None,
+            }));
+        }
+        Ok(out)
     }
 
     /// Creates bridge `name` if missing, brings it up, returns its ifindex.

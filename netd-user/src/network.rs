@@ -91,7 +91,12 @@ impl Daemon {
         let bridge = BridgeValue {
             network_id: net.net_id,
             gateway: u32::from(net.gateway).to_be(),
-            flags: net.datapath_flags(),
+            flags: net.datapath_flags()
+                | if net.adopted_bridge {
+                    netd_common::net_flags::ADOPTED
+                } else {
+                    0
+                },
         };
         self.datapath.set_bridge(index, bridge)
     }

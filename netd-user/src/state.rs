@@ -162,13 +162,41 @@ pub struct Store {
     db: Database,
 }
 
+/// The state database file as found, before anything opens (and so
+/// creates) it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DbFile {
+    Missing,
+    /// 0 bytes: truncated, or created and never written.
+    Empty,
+    Present,
+}
+
+impl DbFile {
+    pub fn of(state_dir: &Path) -> DbFile {
+        match fs::metadata(db_path(state_dir)) {
+            Err(_) => DbFile::Missing,
+            Ok(m) if m.len() == 0 => DbFile::Empty,
+            Ok(_) => DbFile::Present,
+        }
+    }
+}
+
+pub fn db_path(state_dir: &Path) -> PathBuf {
+    state_dir.join("netd.redb")
+}
+
 impl Store {
     pub fn open(state_dir: &Path) -> Result<Self> {
         fs::create_dir_all(state_dir)
             .with_context(|| format!("creating state dir {}", state_dir.display()))?;
-        let path = state_dir.join("netd.redb");
-        let db = Database::create(&path)
-            .with_context(|| format!("opening state database {}", path.display()))?;
+        let path = db_path(state_dir);
+        let db = Database::create(&path).with_context(|| {
+            format!(
+                "opening state database {} (if it cannot be restored, `netd down` removes everything netd created, found from its kernel objects)",
+                path.display()
+            )
+        })?;
         let store = Self { db };
         store.init_tables()?;
         Ok(store)

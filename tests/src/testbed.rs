@@ -147,6 +147,30 @@ impl Testbed {
         self.wait_ready();
     }
 
+    /// Starts the daemon expecting it to refuse: waits (bounded) for it to
+    /// exit and returns how it exited. Its words are in [`Testbed::log`].
+    pub fn start_fails(&mut self) -> ExitStatus {
+        assert!(!self.daemon_running(), "daemon already running");
+        self.spawn_daemon();
+        self.wait_exit(READY_TIMEOUT)
+    }
+
+    /// `netd down --state-dir --bpffs` with no daemon running, in the host
+    /// namespace (where the daemon ran), as an operator would run it.
+    pub fn down_offline(&self) -> Output {
+        let mut cmd = Command::new("nsenter");
+        cmd.arg(format!("--net=/run/netns/{}", self.host()))
+            .arg(netd_bin())
+            .arg("--socket")
+            .arg(self.socket())
+            .arg("down")
+            .arg("--state-dir")
+            .arg(self.state_dir())
+            .arg("--bpffs")
+            .arg(self.bpffs());
+        run(&mut cmd)
+    }
+
     /// Alias of [`Testbed::start`] for after `stop`/`kill9`.
     pub fn restart(&mut self) {
         self.start();

@@ -7,7 +7,7 @@ use clap::Args;
 use serde_json::Value;
 
 use super::{Ctx, table};
-use crate::{api::Request, client::DaemonNotRunning};
+use crate::{api::Request, client::DaemonNotRunning, state::DbFile};
 
 pub fn status(ctx: &Ctx) -> Result<()> {
     let value = ctx.call(&Request::Status)?;
@@ -54,6 +54,10 @@ pub struct DownArgs {
     /// The daemon's bpffs dir (used only when no daemon answers).
     #[arg(long, default_value = "/sys/fs/bpf/netd")]
     pub bpffs: PathBuf,
+    /// The daemon's netns dir (used only when no daemon answers and the
+    /// state database is unreadable).
+    #[arg(long, default_value = "/run/netns")]
+    pub netns_dir: PathBuf,
 }
 
 /// Through the daemon when one answers; otherwise straight from the state
@@ -62,7 +66,9 @@ pub fn down(args: DownArgs, ctx: &Ctx) -> Result<()> {
     match ctx.call(&Request::Down) {
         Ok(_) => {}
         Err(e) if e.is::<DaemonNotRunning>() => {
-            if !args.state_dir.join("netd.redb").exists() {
+            if DbFile::of(&args.state_dir) == DbFile::Missing
+                && !crate::datapath::has_pins(&args.bpffs)
+            {
                 bail!(
                     "no daemon answers on {} and {} holds no netd state: nothing to remove (pass --state-dir/--bpffs if the daemon used others)",
                     ctx.socket.display(),
@@ -77,7 +83,11 @@ pub fn down(args: DownArgs, ctx: &Ctx) -> Result<()> {
                 .enable_all()
                 .build()
                 .context("starting the async runtime")?;
-            runtime.block_on(crate::daemon::down_offline(&args.state_dir, &args.bpffs))?;
+            runtime.block_on(crate::daemon::down_offline(
+                &args.state_dir,
+                &args.bpffs,
+                &args.netns_dir,
+            ))?;
         }
         Err(e) => return Err(e),
     }

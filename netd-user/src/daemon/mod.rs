@@ -27,7 +27,7 @@ use crate::{
     netlink::Netlink,
     netns,
     portmap::{self, PortMapping},
-    state::Store,
+    state::{DbFile, Store},
 };
 
 /// MASQUERADE source ports: the original port when free, else one of these.
@@ -65,6 +65,7 @@ impl Daemon {
     /// Opens the state, loads the datapath, and reconciles the kernel with
     /// the stored state.
     pub async fn start(config: DaemonConfig) -> Result<Self> {
+        refuse_lost_state(&config)?;
         let store = Store::open(&config.state_dir)?;
         let netlink = Netlink::current()?;
         let mut datapath = Datapath::load(&config.bpffs)?;
@@ -234,11 +235,50 @@ impl Daemon {
     }
 }
 
+/// A missing or empty database next to pinned maps is lost state, not a
+/// fresh install: starting fresh would sweep the running containers' veths
+/// as orphans and leave their namespaces and map entries behind.
+fn refuse_lost_state(config: &DaemonConfig) -> Result<()> {
+    let db = DbFile::of(&config.state_dir);
+    if db != DbFile::Present && crate::datapath::has_pins(&config.bpffs) {
+        anyhow::bail!(
+            "state database {} is {} but netd's pinned maps in {} show a deployment: refusing to start fresh over it; restore the database, or remove everything with `netd down --state-dir {} --bpffs {}` and start again",
+            crate::state::db_path(&config.state_dir).display(),
+            if db == DbFile::Empty {
+                "empty"
+            } else {
+                "missing"
+            },
+            config.bpffs.display(),
+            config.state_dir.display(),
+            config.bpffs.display(),
+        );
+    }
+    Ok(())
+}
+
 /// `netd down` without a daemon (it crashed, or cannot start): the same
-/// removal, driven only by the state database, with no datapath loaded.
-/// Runs in the caller's network namespace, which must be the daemon's.
-pub async fn down_offline(state_dir: &Path, bpffs: &Path) -> Result<()> {
-    let store = Store::open(state_dir)?;
+/// removal, driven by the state database, or, when that is unreadable,
+/// empty or gone, by the kernel objects netd owns (`leftovers`). No
+/// datapath is loaded. Runs in the caller's network namespace, which must
+/// be the daemon's.
+pub async fn down_offline(state_dir: &Path, bpffs: &Path, netns_dir: &Path) -> Result<()> {
+    let store = match DbFile::of(state_dir) {
+        DbFile::Present => Store::open(state_dir)
+            .map_err(|e| {
+                warn!("the state database is unreadable ({e:#}); using the kernel objects")
+            })
+            .ok(),
+        DbFile::Missing | DbFile::Empty => None,
+    };
+    match store {
+        Some(store) => down_from_store(store).await?,
+        None => crate::leftovers::down_from_kernel(state_dir, bpffs, netns_dir).await?,
+    }
+    remove_leftovers(state_dir, bpffs)
+}
+
+async fn down_from_store(store: Store) -> Result<()> {
     let netlink = Netlink::current()?;
     for c in store.containers()? {
         for ep in &c.endpoints {
@@ -251,8 +291,7 @@ pub async fn down_offline(state_dir: &Path, bpffs: &Path) -> Result<()> {
     for net in store.networks()? {
         crate::network::unplumb_bridge(&netlink, &net).await?;
     }
-    drop(store);
-    remove_leftovers(state_dir, bpffs)
+    Ok(())
 }
 
 /// Pinned objects (which detaches every program) and the state files.

@@ -1,0 +1,115 @@
+//! Never lose state: an empty, missing or corrupt state database next to a
+//! running deployment is not a fresh start, and `netd down` still removes
+//! everything netd created, found from its kernel objects.
+
+use std::fs;
+
+use netd_tests::{HttpServer, Testbed, curl_ok, empty_or_missing, in_ns_ok, netns_exists};
+
+const HOST: &str = "198.18.0.1";
+
+fn web(tb: &Testbed, ns: &str, port: u16, tag: &str) -> HttpServer {
+    let dir = tb.tmp().join(format!("web-{tag}-{port}"));
+    HttpServer::start(ns, port, &dir, &format!("{tag} {}\n", tb.p))
+}
+
+fn db(tb: &Testbed) -> std::path::PathBuf {
+    tb.state_dir().join("netd.redb")
+}
+
+/// Nothing netd made is left in the host namespace, the netns dir, the
+/// bpffs dir or the state dir.
+fn assert_clean(tb: &Testbed, containers: &[&str]) {
+    let links = tb.host_links();
+    assert!(
+        !links
+            .iter()
+            .any(|l| l == "netd0" || l.starts_with("veth") || l.starts_with("br-")),
+        "links left: {links:?}"
+    );
+    for c in containers {
+        assert!(!netns_exists(c), "netns of {c} left");
+    }
+    assert!(empty_or_missing(&tb.bpffs()), "pinned BPF objects left");
+    assert!(
+        !db(tb).exists() && empty_or_missing(&tb.state_dir().join("containers")),
+        "state left"
+    );
+}
+
+#[test]
+fn empty_or_missing_database_next_to_a_deployment_is_not_a_fresh_start() {
+    let mut tb = Testbed::new();
+    let c1 = tb.add_with("c1", &["-p", "8088:80"]);
+    let server = web(&tb, &c1, 80, "c1");
+    let veth = tb.inspect(&c1)["interfaces"][0]["host_veth"]
+        .as_str()
+        .expect("host_veth")
+        .to_owned();
+    tb.stop();
+    for (what, damage) in [("empty", true), ("missing", false)] {
+        if damage {
+            fs::File::create(db(&tb)).expect("truncate the database");
+        } else {
+            fs::remove_file(db(&tb)).expect("remove the database");
+        }
+        let status = tb.start_fails();
+        assert!(
+            !status.success(),
+            "the daemon started over an {what} database"
+        );
+        let log = tb.log();
+        assert!(log.contains("refusing to start fresh"), "{log}");
+        assert!(log.contains(what), "{log}");
+        // Nothing was swept: the container and its datapath still work.
+        assert!(tb.host_link(&veth).is_some(), "the veth was deleted");
+        assert!(netns_exists(&c1), "the namespace was deleted");
+        assert_eq!(
+            curl_ok(&tb.ext(), &format!("http://{HOST}:8088/id.txt")),
+            server.body
+        );
+    }
+    // The way out the message names: `netd down` cleans up from the kernel.
+    let out = tb.down_offline();
+    assert!(out.status.success(), "offline down failed: {out:?}");
+    assert_clean(&tb, &[&c1]);
+}
+
+#[test]
+fn corrupt_database_down_removes_everything_from_kernel_objects() {
+    let mut tb = Testbed::new();
+    let host = tb.host();
+    in_ns_ok(&host, &["ip", "link", "add", "br-mine", "type", "bridge"]);
+    tb.netd_ok(&["network", "create", "front"]);
+    tb.netd_ok(&[
+        "network",
+        "create",
+        "mine",
+        "--bridge",
+        "br-mine",
+        "--adopt-bridge",
+        "--subnet",
+        "172.29.0.0/24",
+    ]);
+    let c1 = tb.add_with("c1", &["-p", "8088:80"]);
+    let c2 = tb.add_with("c2", &["--network", "front"]);
+    let c3 = tb.add_with("c3", &["--network", "mine"]);
+    tb.netd_ok(&["network", "connect", "front", &c1]);
+    tb.kill9();
+    fs::write(db(&tb), vec![0xa5u8; 8192]).expect("corrupt the database");
+    let status = tb.start_fails();
+    assert!(
+        !status.success(),
+        "the daemon started on a corrupt database"
+    );
+    assert!(tb.log().contains("netd down"), "{}", tb.log());
+
+    let out = tb.down_offline();
+    assert!(out.status.success(), "offline down failed: {out:?}");
+    // The adopted bridge stays (without netd's address); everything netd
+    // made goes.
+    let mine = in_ns_ok(&host, &["ip", "-o", "addr", "show", "dev", "br-mine"]);
+    assert!(!mine.contains("172.29.0.1"), "{mine}");
+    in_ns_ok(&host, &["ip", "link", "del", "br-mine"]);
+    assert_clean(&tb, &[&c1, &c2, &c3]);
+}
