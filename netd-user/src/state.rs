@@ -7,12 +7,14 @@ use std::{
     fs,
     net::Ipv4Addr,
     path::{Path, PathBuf},
+    sync::Mutex,
 };
 
 use anyhow::{Context, Result};
 use ipnetwork::Ipv4Network;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
+use tracing::warn;
 
 use crate::portmap::PortMapping;
 
@@ -158,8 +160,13 @@ impl ContainerRecord {
     }
 }
 
+/// The redb database. After an I/O error (a full disk, say) redb refuses
+/// every later transaction ("Previous I/O error occurred") until the
+/// database is opened again; so a storage failure drops the handle, and the
+/// next operation reopens the file, which succeeds once the cause is gone.
 pub struct Store {
-    db: Database,
+    path: PathBuf,
+    db: Mutex<Option<Database>>,
 }
 
 /// The state database file as found, before anything opens (and so
@@ -191,24 +198,46 @@ impl Store {
         fs::create_dir_all(state_dir)
             .with_context(|| format!("creating state dir {}", state_dir.display()))?;
         let path = db_path(state_dir);
-        let db = Database::create(&path).with_context(|| {
-            format!(
-                "opening state database {} (if it cannot be restored, `netd down` removes everything netd created, found from its kernel objects)",
-                path.display()
-            )
-        })?;
-        let store = Self { db };
+        let db = open_db(&path)?;
+        let store = Self {
+            path,
+            db: Mutex::new(Some(db)),
+        };
         store.init_tables()?;
         Ok(store)
     }
 
     fn init_tables(&self) -> Result<()> {
-        let txn = self.db.begin_write()?;
-        txn.open_table(NETWORKS)?;
-        txn.open_table(CONTAINERS)?;
-        txn.open_table(PORTMAPS)?;
-        txn.commit()?;
-        Ok(())
+        self.with_db(|db| {
+            let txn = db.begin_write()?;
+            txn.open_table(NETWORKS)?;
+            txn.open_table(CONTAINERS)?;
+            txn.open_table(PORTMAPS)?;
+            txn.commit()?;
+            Ok(())
+        })
+    }
+
+    /// Runs `op` on the database, reopening it first if an earlier storage
+    /// failure dropped it, and dropping it if `op` fails in storage.
+    fn with_db<T>(&self, op: impl FnOnce(&Database) -> Result<T>) -> Result<T> {
+        let mut guard = match self.db.lock() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        let db = match guard.take() {
+            Some(db) => db,
+            None => {
+                warn!(path = %self.path.display(), "reopening the state database after a storage error");
+                open_db(&self.path)?
+            }
+        };
+        let result = op(&db);
+        match &result {
+            Err(e) if is_storage_failure(e) => drop(db),
+            _ => *guard = Some(db),
+        }
+        result
     }
 
     pub fn networks(&self) -> Result<Vec<NetworkRecord>> {
@@ -244,41 +273,50 @@ impl Store {
     }
 
     pub fn put_portmaps(&self, records: &[PortMapRecord]) -> Result<()> {
-        let txn = self.db.begin_write()?;
-        {
-            let mut table = txn.open_table(PORTMAPS)?;
-            for rec in records {
-                let bytes = serde_json::to_vec(rec)?;
-                table.insert(rec.mapping.host_side().as_str(), bytes.as_slice())?;
+        let rows = records
+            .iter()
+            .map(|rec| Ok((rec.mapping.host_side(), serde_json::to_vec(rec)?)))
+            .collect::<Result<Vec<_>>>()?;
+        self.with_db(|db| {
+            let txn = db.begin_write()?;
+            {
+                let mut table = txn.open_table(PORTMAPS)?;
+                for (key, bytes) in &rows {
+                    table.insert(key.as_str(), bytes.as_slice())?;
+                }
             }
-        }
-        txn.commit().context("saving port mappings")?;
-        Ok(())
+            txn.commit().context("saving port mappings")?;
+            Ok(())
+        })
     }
 
     pub fn delete_portmaps(&self, records: &[PortMapRecord]) -> Result<()> {
-        let txn = self.db.begin_write()?;
-        {
-            let mut table = txn.open_table(PORTMAPS)?;
-            for rec in records {
-                table.remove(rec.mapping.host_side().as_str())?;
+        self.with_db(|db| {
+            let txn = db.begin_write()?;
+            {
+                let mut table = txn.open_table(PORTMAPS)?;
+                for rec in records {
+                    table.remove(rec.mapping.host_side().as_str())?;
+                }
             }
-        }
-        txn.commit().context("deleting port mappings")?;
-        Ok(())
+            txn.commit().context("deleting port mappings")?;
+            Ok(())
+        })
     }
 
     fn all<T: DeserializeOwned>(&self, table: TableDefinition<&str, &[u8]>) -> Result<Vec<T>> {
-        let txn = self.db.begin_read()?;
-        let table = txn.open_table(table)?;
-        let mut out = Vec::new();
-        for row in table.iter()? {
-            let (key, value) = row?;
-            let record = serde_json::from_slice(value.value())
-                .with_context(|| format!("decoding state record {}", key.value()))?;
-            out.push(record);
-        }
-        Ok(out)
+        self.with_db(|db| {
+            let txn = db.begin_read()?;
+            let table = txn.open_table(table)?;
+            let mut out = Vec::new();
+            for row in table.iter()? {
+                let (key, value) = row?;
+                let record = serde_json::from_slice(value.value())
+                    .with_context(|| format!("decoding state record {}", key.value()))?;
+                out.push(record);
+            }
+            Ok(out)
+        })
     }
 
     fn get<T: DeserializeOwned>(
@@ -286,14 +324,16 @@ impl Store {
         table: TableDefinition<&str, &[u8]>,
         key: &str,
     ) -> Result<Option<T>> {
-        let txn = self.db.begin_read()?;
-        let table = txn.open_table(table)?;
-        let Some(value) = table.get(key)? else {
-            return Ok(None);
-        };
-        let record = serde_json::from_slice(value.value())
-            .with_context(|| format!("decoding state record {key}"))?;
-        Ok(Some(record))
+        self.with_db(|db| {
+            let txn = db.begin_read()?;
+            let table = txn.open_table(table)?;
+            let Some(value) = table.get(key)? else {
+                return Ok(None);
+            };
+            let record = serde_json::from_slice(value.value())
+                .with_context(|| format!("decoding state record {key}"))?;
+            Ok(Some(record))
+        })
     }
 
     fn put<T: Serialize>(
@@ -303,20 +343,45 @@ impl Store {
         value: &T,
     ) -> Result<()> {
         let bytes = serde_json::to_vec(value)?;
-        let txn = self.db.begin_write()?;
-        txn.open_table(table)?.insert(key, bytes.as_slice())?;
-        txn.commit()
-            .with_context(|| format!("saving state record {key}"))?;
-        Ok(())
+        self.with_db(|db| {
+            let txn = db.begin_write()?;
+            txn.open_table(table)?.insert(key, bytes.as_slice())?;
+            txn.commit()
+                .with_context(|| format!("saving state record {key}"))?;
+            Ok(())
+        })
     }
 
     fn delete(&self, table: TableDefinition<&str, &[u8]>, key: &str) -> Result<()> {
-        let txn = self.db.begin_write()?;
-        txn.open_table(table)?.remove(key)?;
-        txn.commit()
-            .with_context(|| format!("deleting state record {key}"))?;
-        Ok(())
+        self.with_db(|db| {
+            let txn = db.begin_write()?;
+            txn.open_table(table)?.remove(key)?;
+            txn.commit()
+                .with_context(|| format!("deleting state record {key}"))?;
+            Ok(())
+        })
     }
+}
+
+fn open_db(path: &Path) -> Result<Database> {
+    Database::create(path).with_context(|| {
+        format!(
+            "opening state database {} (if it cannot be restored, `netd down` removes everything netd created, found from its kernel objects)",
+            path.display()
+        )
+    })
+}
+
+/// An error of redb's storage layer (I/O, or the refusal that follows
+/// one), as opposed to a record that does not decode.
+fn is_storage_failure(err: &anyhow::Error) -> bool {
+    err.chain().any(|cause| {
+        cause.is::<redb::StorageError>()
+            || cause.is::<redb::CommitError>()
+            || cause.is::<redb::TransactionError>()
+            || cause.is::<redb::TableError>()
+            || cause.is::<redb::Error>()
+    })
 }
 
 /// A container record for unit tests: c1 on `bridge` at 172.17.0.2.

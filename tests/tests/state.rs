@@ -113,3 +113,74 @@ fn corrupt_database_down_removes_everything_from_kernel_objects() {
     in_ns_ok(&host, &["ip", "link", "del", "br-mine"]);
     assert_clean(&tb, &[&c1, &c2, &c3]);
 }
+
+/// A small tmpfs mounted over `dir` (in the root mount namespace, where
+/// the daemon's state dir is); unmounted on drop.
+struct Tmpfs(std::path::PathBuf);
+
+impl Tmpfs {
+    fn mount(dir: &std::path::Path, size: &str) -> Tmpfs {
+        let out = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir)
+            .output()
+            .expect("run mount");
+        assert!(out.status.success(), "mount tmpfs: {out:?}");
+        Tmpfs(dir.to_owned())
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+#[test]
+fn a_full_disk_fails_one_change_not_every_later_one() {
+    let mut tb = Testbed::new();
+    tb.stop();
+    let state = tb.state_dir();
+    let saved = tb.tmp().join("state.saved");
+    fs::rename(&state, &saved).expect("move the state dir aside");
+    fs::create_dir(&state).expect("recreate the state dir");
+    let _tmpfs = Tmpfs::mount(&state, "2m");
+    let copy = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(saved.join("."))
+        .arg(&state)
+        .status()
+        .expect("run cp");
+    assert!(copy.success(), "copying the state back");
+    tb.start();
+
+    // Fill the disk, then ask for a change big enough to need room.
+    let fill = state.join("fill");
+    let _ = std::process::Command::new("dd")
+        .arg("if=/dev/zero")
+        .arg(format!("of={}", fill.display()))
+        .args(["bs=64k", "status=none"])
+        .stderr(std::process::Stdio::null())
+        .status(); // ends with "No space left on device", as it should
+    let hosts: Vec<String> = (0..3000)
+        .map(|i| format!("--add-host=host{i}.example.test:198.18.1.{}", i % 250 + 1))
+        .collect();
+    let name = tb.name("big");
+    let mut args = vec!["container", "add", name.as_str()];
+    args.extend(hosts.iter().map(String::as_str));
+    let err = tb.netd_err(&args);
+    assert!(err.to_lowercase().contains("space"), "{err}");
+
+    // Room again: the next changes work without a restart, and the failed
+    // add left no record behind.
+    fs::remove_file(&fill).expect("free the disk");
+    let c1 = tb.add("c1");
+    tb.ping(&c1, "172.17.0.1");
+    let names: Vec<String> = tb.ls().into_keys().collect();
+    assert_eq!(names, vec![c1.clone()], "the failed add left a record");
+    tb.rm(&c1);
+    tb.stop();
+}
