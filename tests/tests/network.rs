@@ -1159,3 +1159,75 @@ fn embedded_dns_forwards_unknown_names_upstream() {
     // Container names are still answered locally.
     assert_eq!(resolves(&c1, &r1, None, &c1), "172.18.0.2");
 }
+
+/// [`FAKE_UPSTREAM`] on another address with another answer.
+fn fake_upstream_at(bind: &str, answer_last_octet: u8) -> String {
+    FAKE_UPSTREAM
+        .replace("(\"198.18.0.2\", 53)", &format!("(\"{bind}\", 53)"))
+        .replace(
+            "[198, 18, 0, 77]",
+            &format!("[198, 18, 0, {answer_last_octet}]"),
+        )
+}
+
+#[test]
+fn container_dns_servers_skip_netds_own_resolver_and_go_in_order() {
+    let tb = Testbed::new(); // the harness passes --dns-upstream 198.18.0.2
+    create(&tb, &["front"]); // resolver 172.18.0.1
+    let ext = tb.ext();
+    in_ns_ok(&ext, &["ip", "addr", "add", "198.18.0.3/24", "dev", "ext0"]);
+    let tmp = tb.tmp().to_owned();
+    let _default = Bg::server(
+        &ext,
+        &["timeout", "60", "python3", "-c", FAKE_UPSTREAM],
+        &tmp.join("up2.log"),
+        "udp",
+        53,
+    );
+    let third = fake_upstream_at("198.18.0.3", 78);
+    let mut up3 = Bg::spawn(
+        &ext,
+        &["timeout", "60", "python3", "-c", &third],
+        &tmp.join("up3.log"),
+    );
+    wait_until("the second fake upstream", WAIT, || {
+        String::from_utf8_lossy(&in_ns(&ext, &["ss", "-Hlun"]).stdout).contains("198.18.0.3:53")
+    });
+    assert!(up3.try_wait().is_none(), "{}", up3.log());
+    // netd's own resolver as a --dns is no forwarder: the next one answers.
+    let c1 = tb.add_with(
+        "c1",
+        &[
+            "--network",
+            "front",
+            "--dns",
+            "172.18.0.1",
+            "--dns",
+            "198.18.0.3",
+        ],
+    );
+    // Servers are asked in order.
+    let c2 = tb.add_with(
+        "c2",
+        &[
+            "--network",
+            "front",
+            "--dns",
+            "198.18.0.3",
+            "--dns",
+            "198.18.0.2",
+        ],
+    );
+    let host = tb.host();
+    wait_until("the embedded DNS on 172.18.0.1:53", WAIT, || {
+        String::from_utf8_lossy(&in_ns(&host, &["ss", "-Hlun"]).stdout).contains("172.18.0.1:53")
+    });
+    for c in [&c1, &c2] {
+        let resolv = tb.field(c, "resolv_conf_path");
+        assert_eq!(
+            resolves(c, &resolv, None, "example.test"),
+            "198.18.0.78",
+            "{c}"
+        );
+    }
+}
