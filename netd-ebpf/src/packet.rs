@@ -20,6 +20,8 @@ pub const ICMP_ECHO_REQUEST: u8 = 8;
 pub struct Packet {
     /// Offset of the L4 header.
     pub l4: usize,
+    /// Bytes from the L4 header to the end of the IP packet.
+    pub l4_len: usize,
     /// The flow tuple (network order); see `CtKey` for ICMP.
     pub tuple: CtKey,
     /// TCP flags byte (0 for other protocols).
@@ -110,6 +112,42 @@ pub fn ipv4_dst(ctx: &mut TcContext) -> Option<u32> {
     read(ctx, IP_DST_OFF)
 }
 
+/// The IPv4 header checksum is right: the one's complement sum of the
+/// header's 16-bit words folds to 0xffff (in either byte order). The fixed
+/// 20 bytes are summed from the copy already read.
+#[inline(always)]
+fn header_checksum_ok(ctx: &TcContext, ip: &Ipv4Hdr) -> bool {
+    // SAFETY: Ipv4Hdr is 20 bytes of plain integers with no padding.
+    let words: [u16; 10] = unsafe { core::mem::transmute(*ip) };
+    let mut sum: u32 = words.iter().map(|&w| u32::from(w)).sum();
+    // Options, 4 bytes at a time at constant offsets (no loop counter for
+    // the verifier to track, and `sum` never needs to be precise). The
+    // header length is read afresh for this: branching on the `ihl` the
+    // parser goes on using would split every later path by its range.
+    let (start, end) = (ctx.data(), ctx.data_end());
+    if start + ETH_HLEN + 1 > end {
+        return false;
+    }
+    // SAFETY: in bounds, checked just above. Volatile, so that the compiler
+    // does not reuse the value it already has.
+    let ver_ihl = unsafe { core::ptr::read_volatile((start + ETH_HLEN) as *const u8) };
+    let len = usize::from(ver_ihl & 0x0f) * 4;
+    macro_rules! option_word {
+        ($($at:literal)*) => {$(
+            if len > $at {
+                match read::<u32>(ctx, ETH_HLEN + $at) {
+                    Some(w) => sum += (w & 0xffff) + (w >> 16),
+                    None => return false,
+                }
+            }
+        )*};
+    }
+    option_word!(20 24 28 32 36 40 44 48 52 56);
+    sum = (sum & 0xffff) + (sum >> 16);
+    sum = (sum & 0xffff) + (sum >> 16);
+    sum == 0xffff
+}
+
 /// Parses Ethernet + IPv4 + TCP/UDP/ICMP. Headers are read in place; if
 /// they are not all in the linear area, they are pulled in once.
 #[inline(always)]
@@ -133,9 +171,18 @@ fn parse_linear(ctx: &TcContext) -> Result<Packet, Skip> {
     }
     let ip: Ipv4Hdr = read(ctx, ETH_HLEN).ok_or(Skip::Malformed)?;
     let ihl = usize::from(ip.ver_ihl & 0x0f) * 4;
-    if ip.ver_ihl >> 4 != 4 || ihl < 20 {
+    if ip.ver_ihl >> 4 != 4 || ihl < 20 || !header_checksum_ok(ctx, &ip) {
         return Err(Skip::Malformed);
     }
+    // What the IP header says it carries must be there (Linux drops such
+    // packets in ip_rcv, before conntrack). A GSO packet over 64 KiB (BIG
+    // TCP) carries 0 instead.
+    let frame = ctx.len() as usize - ETH_HLEN;
+    let ip_len = match usize::from(u16::from_be(ip.tot_len)) {
+        0 if frame > 0xffff => frame,
+        n if n < ihl || n > frame => return Err(Skip::Malformed),
+        n => n,
+    };
     // Fragments carry no (or only a partial) L4 header: left to the stack.
     if u16::from_be(ip.frag_off) & 0x3fff != 0 {
         return Err(Skip::NotNat);
@@ -146,6 +193,7 @@ fn parse_linear(ctx: &TcContext) -> Result<Packet, Skip> {
     let l4 = ETH_HLEN + ihl;
     let mut pkt = Packet {
         l4,
+        l4_len: ip_len - ihl,
         tuple: CtKey {
             src_ip: ip.src,
             dst_ip: ip.dst,
@@ -166,12 +214,23 @@ fn parse_l4(ctx: &TcContext, pkt: &mut Packet) -> Result<(), Skip> {
     match pkt.tuple.proto {
         IPPROTO_TCP => {
             let h: [u8; L4_PEEK] = read(ctx, pkt.l4).ok_or(Skip::Malformed)?;
+            // The data offset covers at least the fixed header, and no more
+            // than the segment.
+            let doff = usize::from(h[12] >> 4) * 4;
+            if doff < 20 || doff > pkt.l4_len {
+                return Err(Skip::Malformed);
+            }
             pkt.tuple.src_port = u16::from_ne_bytes([h[0], h[1]]);
             pkt.tuple.dst_port = u16::from_ne_bytes([h[2], h[3]]);
             pkt.tcp_flags = h[13];
         }
         IPPROTO_UDP => {
             let h: [u8; 8] = read(ctx, pkt.l4).ok_or(Skip::Malformed)?;
+            // The UDP length covers its header and fits the IP payload.
+            let udp_len = usize::from(u16::from_be_bytes([h[4], h[5]]));
+            if udp_len < 8 || udp_len > pkt.l4_len {
+                return Err(Skip::Malformed);
+            }
             pkt.tuple.src_port = u16::from_ne_bytes([h[0], h[1]]);
             pkt.tuple.dst_port = u16::from_ne_bytes([h[2], h[3]]);
         }
