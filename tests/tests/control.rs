@@ -1,0 +1,96 @@
+//! Control-plane safety and Docker parity: the socket API's request limits.
+
+use std::{
+    fs,
+    io::{Read, Write},
+    net::Shutdown,
+    os::unix::net::UnixStream,
+    time::Duration,
+};
+
+use netd_tests::Testbed;
+use serde_json::Value;
+
+/// What one request may carry, as the daemon enforces it.
+const REQUEST_LIMIT: usize = 1 << 20;
+/// The daemon's memory must stay below this whatever a client sends.
+const RSS_LIMIT_KIB: u64 = 64 * 1024;
+
+// ---------------------------------------------------------------------------
+// The socket API.
+
+/// Sends `payload` on a fresh connection (then closes the write side, as
+/// far as the daemon still reads), and returns the daemon's reply line.
+/// Writing may fail once the daemon has answered and closed: that is the
+/// point of the limit, so only the reply counts.
+fn raw_request(tb: &Testbed, payload: &[u8]) -> Value {
+    let mut stream = UnixStream::connect(tb.socket()).expect("connect to the daemon socket");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("set read timeout");
+    let _ = stream.write_all(payload);
+    let _ = stream.shutdown(Shutdown::Write);
+    let mut reply = Vec::new();
+    let _ = stream.read_to_end(&mut reply);
+    let line = String::from_utf8_lossy(&reply);
+    serde_json::from_str(line.trim_end()).unwrap_or_else(|e| {
+        panic!(
+            "no JSON reply to a {}-byte request ({e}): {line:?}",
+            payload.len()
+        )
+    })
+}
+
+/// The `err` of a reply, asserting that it is one.
+fn reply_error(reply: &Value) -> String {
+    match reply.get("err").and_then(Value::as_str) {
+        Some(err) => err.to_owned(),
+        None => panic!("expected an error reply, got {reply}"),
+    }
+}
+
+/// `VmRSS` and `VmHWM` (peak) of the daemon, KiB.
+fn daemon_memory_kib(tb: &Testbed) -> (u64, u64) {
+    let status = fs::read_to_string(format!("/proc/{}/status", tb.daemon_pid()))
+        .expect("read the daemon's /proc status");
+    let field = |key: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(key))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {key} in the daemon's status:\n{status}"))
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+#[test]
+fn oversized_and_non_utf8_requests_get_an_error_reply() {
+    let tb = Testbed::new();
+    let huge = vec![b'a'; 2 * REQUEST_LIMIT];
+    let err = reply_error(&raw_request(&tb, &huge));
+    assert!(
+        err.contains("1 MiB") || err.contains(&REQUEST_LIMIT.to_string()),
+        "the error must name the limit: {err}"
+    );
+    let err = reply_error(&raw_request(&tb, b"{\"op\":\"status\xff\xfe\"}\n"));
+    assert!(err.contains("not UTF-8"), "{err}");
+    // A request just under the limit is still read (and is malformed).
+    let mut big = vec![b' '; REQUEST_LIMIT - 20];
+    big.extend_from_slice(b"{\"op\":\"status\"}\n");
+    let reply = raw_request(&tb, &big);
+    assert!(reply.get("ok").is_some(), "{reply}");
+    tb.netd_ok(&["status"]);
+}
+
+#[test]
+fn a_50mb_request_does_not_grow_the_daemon() {
+    let tb = Testbed::new();
+    let payload = vec![b'a'; 50 * 1000 * 1000];
+    reply_error(&raw_request(&tb, &payload));
+    let (rss, peak) = daemon_memory_kib(&tb);
+    assert!(
+        rss < RSS_LIMIT_KIB && peak < RSS_LIMIT_KIB,
+        "daemon VmRSS {rss} KiB, VmHWM {peak} KiB after a 50 MB request (limit {RSS_LIMIT_KIB} KiB)"
+    );
+    tb.netd_ok(&["status"]);
+}
