@@ -1,4 +1,5 @@
-//! Control-plane safety and Docker parity: the socket API's request limits.
+//! Control-plane safety and Docker parity: the socket API's request limits,
+//! hostname and `--add-host` validation.
 
 use std::{
     fs,
@@ -8,7 +9,7 @@ use std::{
     time::Duration,
 };
 
-use netd_tests::Testbed;
+use netd_tests::{Testbed, netns_exists};
 use serde_json::Value;
 
 /// What one request may carry, as the daemon enforces it.
@@ -93,4 +94,51 @@ fn a_50mb_request_does_not_grow_the_daemon() {
         "daemon VmRSS {rss} KiB, VmHWM {peak} KiB after a 50 MB request (limit {RSS_LIMIT_KIB} KiB)"
     );
     tb.netd_ok(&["status"]);
+}
+
+// ---------------------------------------------------------------------------
+// Hostnames and --add-host.
+
+#[test]
+fn bad_hostnames_and_extra_hosts_are_refused() {
+    let tb = Testbed::new();
+    let long = "x".repeat(512);
+    let label64 = "a".repeat(64);
+    let name65 = format!("{}.{}", "a".repeat(32), "b".repeat(32));
+    let bad: [&[&str]; 11] = [
+        &["--hostname", "web\n10.0.0.9 evil"],
+        &["--hostname", &long],
+        &["--hostname", &label64],
+        &["--hostname", &name65],
+        &["--hostname=-lead"],
+        &["--hostname", "trail-"],
+        &["--hostname", "sp ace"],
+        &["--hostname", ""],
+        &["--add-host", "db\n10.6.6.6 evil:10.0.0.5"],
+        &["--add-host", "d b:10.0.0.5"],
+        &["--add-host", &format!("{long}:10.0.0.5")],
+    ];
+    for extra in bad {
+        let c9 = tb.name("c9");
+        let before = tb.snapshot();
+        let args = [&["container", "add", &c9][..], extra].concat();
+        let err = tb.netd_err(&args);
+        assert!(
+            err.contains("hostname") || err.contains("--add-host"),
+            "the error must name the rule: {err}"
+        );
+        assert_eq!(tb.snapshot(), before, "`{args:?}` left state behind");
+        assert!(!netns_exists(&c9));
+    }
+    // The limits themselves are fine: 64 characters, 63-character labels.
+    let name64 = format!("{}.b", "a".repeat(62));
+    let c1 = tb.add_with(
+        "c1",
+        &["--hostname", &name64, "--add-host", "db-1.local:10.0.0.5"],
+    );
+    assert_eq!(tb.field(&c1, "hostname"), name64);
+    let hosts = fs::read_to_string(tb.field(&c1, "hosts_path")).expect("read hosts");
+    assert!(hosts.contains("10.0.0.5\tdb-1.local"), "{hosts}");
+    let c2 = tb.add_with("c2", &["--hostname", &"a".repeat(63)]);
+    assert_eq!(tb.field(&c2, "hostname"), "a".repeat(63));
 }
