@@ -18,8 +18,12 @@ use crate::{
 };
 
 pub const DEFAULT_NETWORK: &str = "bridge";
-/// Names that are modes, not networks (`--network host|none`).
+/// Docker's predefined networks: they exist from the start and cannot be
+/// created or removed.
 const RESERVED: [&str; 3] = [DEFAULT_NETWORK, "host", "none"];
+/// The predefined networks that are modes, not bridges (`--network
+/// host|none`), with the driver Docker shows for them.
+const PSEUDO_NETWORKS: [(&str, &str); 2] = [("host", "host"), ("none", "null")];
 
 /// What `network create` asks for: the CLI's arguments, sent as they are.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, clap::Args)]
@@ -164,9 +168,9 @@ impl Daemon {
     }
 
     pub async fn network_rm(&mut self, name: &str) -> Result<()> {
-        if name == DEFAULT_NETWORK {
+        if RESERVED.contains(&name) {
             bail!(
-                "network {name} is the default network and cannot be removed (`netd down` removes everything)"
+                "{name} is a pre-defined network and cannot be removed: only networks made by `netd network create` can be (`netd down` removes everything)"
             );
         }
         let net = self.network(name)?;
@@ -265,7 +269,7 @@ impl Daemon {
                        "Subnet": n.subnet.to_string(), "Internal": n.internal})
             })
             .collect();
-        for (name, driver) in [("host", "host"), ("none", "null")] {
+        for (name, driver) in PSEUDO_NETWORKS {
             out.push(json!({"Name": name, "Id": name, "Driver": driver, "Scope": "local", "Subnet": "", "Internal": false}));
         }
         Ok(Value::Array(out))
@@ -273,6 +277,9 @@ impl Daemon {
 
     /// `network inspect`, in the shape of `docker network inspect`.
     pub fn network_inspect(&self, name: &str) -> Result<Value> {
+        if let Some((_, driver)) = PSEUDO_NETWORKS.iter().find(|(n, _)| *n == name) {
+            return self.pseudo_network_inspect(name, driver);
+        }
         let net = self.network(name)?;
         let mut containers = Map::new();
         for c in self.store.containers()? {
@@ -308,6 +315,36 @@ impl Daemon {
             "Internal": net.internal,
             "Containers": containers,
             "Options": options,
+        }))
+    }
+
+    /// `network inspect host|none`: the containers in that mode, which
+    /// have no addresses of their own on it.
+    fn pseudo_network_inspect(&self, name: &str, driver: &str) -> Result<Value> {
+        let mut containers = Map::new();
+        for c in self.store.containers()? {
+            let member = matches!(
+                (name, &c.mode),
+                ("host", NetMode::Host) | ("none", NetMode::None)
+            );
+            if member {
+                containers.insert(
+                    c.id.clone(),
+                    json!({"Name": c.name, "MacAddress": "", "IPv4Address": "", "IPv6Address": ""}),
+                );
+            }
+        }
+        // The Id is the one `network ls` shows.
+        Ok(json!({
+            "Name": name,
+            "Id": name,
+            "Scope": "local",
+            "Driver": driver,
+            "EnableIPv6": false,
+            "IPAM": {"Driver": "default", "Config": []},
+            "Internal": false,
+            "Containers": containers,
+            "Options": {},
         }))
     }
 

@@ -1,5 +1,5 @@
 //! Control-plane safety and Docker parity: the socket API's request limits,
-//! hostname and `--add-host` validation.
+//! hostname and `--add-host` validation, the predefined networks.
 
 use std::{
     fs,
@@ -10,7 +10,7 @@ use std::{
 };
 
 use netd_tests::{Testbed, netns_exists};
-use serde_json::Value;
+use serde_json::{Value, json};
 
 /// What one request may carry, as the daemon enforces it.
 const REQUEST_LIMIT: usize = 1 << 20;
@@ -141,4 +141,57 @@ fn bad_hostnames_and_extra_hosts_are_refused() {
     assert!(hosts.contains("10.0.0.5\tdb-1.local"), "{hosts}");
     let c2 = tb.add_with("c2", &["--hostname", &"a".repeat(63)]);
     assert_eq!(tb.field(&c2, "hostname"), "a".repeat(63));
+}
+
+// ---------------------------------------------------------------------------
+// Predefined networks.
+
+#[test]
+fn host_and_none_can_be_inspected() {
+    let tb = Testbed::new();
+    let h = tb.add_with("h", &["--network", "host"]);
+    let n = tb.add_with("n", &["--network", "none"]);
+    let _b = tb.add("b");
+    for (net, driver, member) in [("host", "host", &h), ("none", "null", &n)] {
+        let info = tb.netd_json(&["network", "inspect", net]);
+        let id = tb.field(member, "id");
+        assert_eq!(info["Name"], net, "{info}");
+        assert_eq!(info["Driver"], driver, "{info}");
+        assert_eq!(info["Scope"], "local", "{info}");
+        assert_eq!(info["Internal"], false, "{info}");
+        assert_eq!(info["Options"], json!({}), "{info}");
+        assert_eq!(
+            info["IPAM"],
+            json!({"Driver": "default", "Config": []}),
+            "{info}"
+        );
+        assert!(info["Id"].as_str().is_some_and(|i| !i.is_empty()), "{info}");
+        let containers = info["Containers"].as_object().expect("Containers object");
+        assert_eq!(containers.len(), 1, "only {member} is in {net}: {info}");
+        assert_eq!(containers[&id]["Name"], member.as_str(), "{info}");
+        // The Id matches `network ls`.
+        let ls = tb.netd_json(&["network", "ls"]);
+        let listed = ls
+            .as_array()
+            .and_then(|l| l.iter().find(|x| x["Name"] == net).cloned())
+            .expect("listed");
+        assert_eq!(listed["Id"], info["Id"]);
+    }
+}
+
+#[test]
+fn predefined_networks_cannot_be_removed() {
+    let tb = Testbed::new();
+    for net in ["bridge", "host", "none"] {
+        let before = tb.snapshot();
+        let err = tb.netd_err(&["network", "rm", net]);
+        assert!(
+            err.contains(&format!(
+                "{net} is a pre-defined network and cannot be removed"
+            )),
+            "{err}"
+        );
+        assert_eq!(tb.snapshot(), before);
+    }
+    tb.netd_json(&["network", "inspect", "bridge"]);
 }
