@@ -1,5 +1,6 @@
 //! Control-plane safety and Docker parity: the socket API's request limits,
-//! hostname and `--add-host` validation, the predefined networks.
+//! hostname and `--add-host` validation, the predefined networks, and
+//! subnet choice (host bits, `--default-address-pool`).
 
 use std::{
     fs,
@@ -194,4 +195,56 @@ fn predefined_networks_cannot_be_removed() {
         assert_eq!(tb.snapshot(), before);
     }
     tb.netd_json(&["network", "inspect", "bridge"]);
+}
+
+// ---------------------------------------------------------------------------
+// Subnets.
+
+#[test]
+fn subnet_with_host_bits_is_refused() {
+    let tb = Testbed::new();
+    let before = tb.snapshot();
+    let err = tb.netd_err(&["network", "create", "hb", "--subnet", "10.77.6.5/24"]);
+    assert!(
+        err.contains("invalid subnet 10.77.6.5/24: it should be 10.77.6.0/24"),
+        "{err}"
+    );
+    assert_eq!(tb.snapshot(), before);
+    let err = tb.netd_err(&["network", "inspect", "hb"]);
+    assert!(err.contains("no such network"), "{err}");
+    let info = tb.netd_json(&["network", "create", "hb", "--subnet", "10.77.6.0/24"]);
+    assert!(info.is_string() || info.is_object(), "{info}");
+    let info = tb.netd_json(&["network", "inspect", "hb"]);
+    assert_eq!(info["IPAM"]["Config"][0]["Subnet"], "10.77.6.0/24");
+}
+
+#[test]
+fn default_address_pool_hands_out_small_subnets() {
+    let tb = Testbed::with_daemon_args(&["--default-address-pool", "base=10.99.0.0/16,size=24"]);
+    for i in 0..20 {
+        let name = format!("p{i}");
+        tb.netd_ok(&["network", "create", &name]);
+        let info = tb.netd_json(&["network", "inspect", &name]);
+        assert_eq!(
+            info["IPAM"]["Config"],
+            json!([{"Subnet": format!("10.99.{i}.0/24"), "Gateway": format!("10.99.{i}.1")}]),
+            "{name}: {info}"
+        );
+    }
+    // A freed subnet is handed out again, lowest first.
+    tb.netd_ok(&["network", "rm", "p3"]);
+    tb.netd_ok(&["network", "create", "again"]);
+    let info = tb.netd_json(&["network", "inspect", "again"]);
+    assert_eq!(info["IPAM"]["Config"][0]["Subnet"], "10.99.3.0/24");
+}
+
+#[test]
+fn exhausted_address_pool_names_the_flag() {
+    let tb = Testbed::with_daemon_args(&["--default-address-pool", "base=10.98.0.0/23,size=24"]);
+    tb.netd_ok(&["network", "create", "e1"]);
+    tb.netd_ok(&["network", "create", "e2"]);
+    let before = tb.snapshot();
+    let err = tb.netd_err(&["network", "create", "e3"]);
+    assert!(err.contains("--default-address-pool"), "{err}");
+    assert_eq!(tb.snapshot(), before);
 }
