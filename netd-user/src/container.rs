@@ -63,16 +63,41 @@ fn parse_mode(network: &str) -> NetMode {
     }
 }
 
+/// Docker's rule for `--hostname`, which the kernel's HOST_NAME_MAX (64)
+/// also bounds: dot-separated RFC 1123 labels. Anything else (a newline
+/// above all) would corrupt the generated hosts file.
+const HOSTNAME_RULE: &str = "use at most 64 characters: labels of 1-63 characters [a-zA-Z0-9-], separated by dots, not starting or ending with '-'";
+
+fn is_valid_hostname(name: &str) -> bool {
+    let valid_label = |label: &str| {
+        !label.is_empty()
+            && label.len() <= 63
+            && !label.starts_with('-')
+            && !label.ends_with('-')
+            && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+    };
+    !name.is_empty() && name.len() <= 64 && name.split('.').all(valid_label)
+}
+
+fn validate_hostname(name: &str) -> Result<()> {
+    if !is_valid_hostname(name) {
+        bail!("invalid hostname {name:?}: {HOSTNAME_RULE}");
+    }
+    Ok(())
+}
+
+/// `--add-host NAME:IP`; NAME follows the hostname rule (it becomes a
+/// hosts file line).
 fn parse_extra_host(spec: &str) -> Result<(String, Ipv4Addr)> {
     let (name, ip) = spec
         .rsplit_once(':')
         .ok_or_else(|| anyhow!("bad --add-host {spec:?}: use NAME:IP"))?;
+    if !is_valid_hostname(name) {
+        bail!("bad --add-host {spec:?}: invalid hostname {name:?}: {HOSTNAME_RULE}");
+    }
     let ip = ip
         .parse()
         .map_err(|_| anyhow!("bad --add-host {spec:?}: {ip:?} is not an IPv4 address"))?;
-    if name.is_empty() {
-        bail!("bad --add-host {spec:?}: the name is empty");
-    }
     Ok((name.into(), ip))
 }
 
@@ -131,6 +156,9 @@ impl Daemon {
                 "--ip needs a network: containers in mode {} get no address of their own",
                 spec.network
             );
+        }
+        if let Some(hostname) = &spec.hostname {
+            validate_hostname(hostname)?;
         }
         let names = NameConfig {
             hostname: spec
@@ -498,5 +526,24 @@ mod tests {
         assert!(parse_extra_host("db").is_err());
         assert!(parse_extra_host(":10.0.0.5").is_err());
         assert!(parse_extra_host("db:x").is_err());
+        assert!(parse_extra_host("db\n10.6.6.6 evil:10.0.0.5").is_err());
+        assert!(parse_extra_host("d b:10.0.0.5").is_err());
+    }
+
+    #[test]
+    fn hostnames_follow_rfc_1123_and_host_name_max() {
+        let label63 = "a".repeat(63);
+        let name64 = format!("{}.b", "a".repeat(62));
+        for ok in ["web", "web-1.example", "A1", &label63, &name64] {
+            assert!(validate_hostname(ok).is_ok(), "{ok}");
+        }
+        let label64 = "a".repeat(64);
+        let name65 = format!("{}.bc", "a".repeat(62));
+        for bad in [
+            "", "-web", "web-", "a..b", ".a", "a.", "sp ace", "web\nx", "a_b", &label64, &name65,
+        ] {
+            let err = validate_hostname(bad).unwrap_err().to_string();
+            assert!(err.contains("64 characters"), "{bad}: {err}");
+        }
     }
 }

@@ -1,5 +1,6 @@
 //! `netd`: the daemon and its CLI in one binary.
 
+mod address_pool;
 mod api;
 mod cli;
 mod client;

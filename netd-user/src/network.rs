@@ -1,6 +1,7 @@
 //! Networks: a Linux bridge per network with the gateway address on it.
 //! netd starts with one, `bridge` (netd0, 172.17.0.0/16), like docker0;
-//! user-defined networks get the next free /16 from 172.18.0.0 upward.
+//! user-defined networks get the next free subnet of the default address
+//! pools (`address_pool`; by default the /16s from 172.18.0.0 upward).
 
 use std::net::Ipv4Addr;
 
@@ -12,6 +13,7 @@ use serde_json::{Map, Value, json};
 use tracing::info;
 
 use crate::{
+    address_pool::next_free_subnet,
     container::{random_id, validate_name},
     daemon::Daemon,
     netlink::Netlink,
@@ -19,15 +21,21 @@ use crate::{
 };
 
 pub const DEFAULT_NETWORK: &str = "bridge";
-/// Names that are modes, not networks (`--network host|none`).
+/// Docker's predefined networks: they exist from the start and cannot be
+/// created or removed.
 const RESERVED: [&str; 3] = [DEFAULT_NETWORK, "host", "none"];
+/// The predefined networks that are modes, not bridges (`--network
+/// host|none`), with the driver Docker shows for them.
+const PSEUDO_NETWORKS: [(&str, &str); 2] = [("host", "host"), ("none", "null")];
 
 /// What `network create` asks for: the CLI's arguments, sent as they are.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, clap::Args)]
 pub struct NetworkSpec {
     /// Network name: [a-zA-Z0-9][a-zA-Z0-9_.-]*, at most 64 characters.
     pub name: String,
-    /// Subnet (default: the next free /16 from 172.18.0.0).
+    /// Subnet (default: the next free subnet of the daemon's default
+    /// address pools; without --default-address-pool, the next free /16
+    /// from 172.18.0.0).
     #[arg(long)]
     pub subnet: Option<Ipv4Network>,
     /// Gateway address (default: the subnet's first address).
@@ -142,8 +150,11 @@ impl Daemon {
         }
         let existing = self.store.networks()?;
         let subnet = match spec.subnet {
-            Some(subnet) => subnet,
-            None => next_free_subnet(&existing)?,
+            Some(subnet) => check_subnet(subnet)?,
+            None => {
+                let taken: Vec<_> = existing.iter().map(|n| n.subnet).collect();
+                next_free_subnet(&self.config.address_pools, &taken)?
+            }
         };
         if let Some(other) = existing.iter().find(|n| overlaps(n.subnet, subnet)) {
             bail!(
@@ -182,9 +193,9 @@ impl Daemon {
     }
 
     pub async fn network_rm(&mut self, name: &str) -> Result<()> {
-        if name == DEFAULT_NETWORK {
+        if RESERVED.contains(&name) {
             bail!(
-                "network {name} is the default network and cannot be removed (`netd down` removes everything)"
+                "{name} is a pre-defined network and cannot be removed: only networks made by `netd network create` can be (`netd down` removes everything)"
             );
         }
         let net = self.network(name)?;
@@ -320,7 +331,7 @@ impl Daemon {
                        "Subnet": n.subnet.to_string(), "Internal": n.internal})
             })
             .collect();
-        for (name, driver) in [("host", "host"), ("none", "null")] {
+        for (name, driver) in PSEUDO_NETWORKS {
             out.push(json!({"Name": name, "Id": name, "Driver": driver, "Scope": "local", "Subnet": "", "Internal": false}));
         }
         Ok(Value::Array(out))
@@ -328,6 +339,9 @@ impl Daemon {
 
     /// `network inspect`, in the shape of `docker network inspect`.
     pub fn network_inspect(&self, name: &str) -> Result<Value> {
+        if let Some((_, driver)) = PSEUDO_NETWORKS.iter().find(|(n, _)| *n == name) {
+            return self.pseudo_network_inspect(name, driver);
+        }
         let net = self.network(name)?;
         let mut containers = Map::new();
         for c in self.store.containers()? {
@@ -363,6 +377,36 @@ impl Daemon {
             "Internal": net.internal,
             "Containers": containers,
             "Options": options,
+        }))
+    }
+
+    /// `network inspect host|none`: the containers in that mode, which
+    /// have no addresses of their own on it.
+    fn pseudo_network_inspect(&self, name: &str, driver: &str) -> Result<Value> {
+        let mut containers = Map::new();
+        for c in self.store.containers()? {
+            let member = matches!(
+                (name, &c.mode),
+                ("host", NetMode::Host) | ("none", NetMode::None)
+            );
+            if member {
+                containers.insert(
+                    c.id.clone(),
+                    json!({"Name": c.name, "MacAddress": "", "IPv4Address": "", "IPv6Address": ""}),
+                );
+            }
+        }
+        // The Id is the one `network ls` shows.
+        Ok(json!({
+            "Name": name,
+            "Id": name,
+            "Scope": "local",
+            "Driver": driver,
+            "EnableIPv6": false,
+            "IPAM": {"Driver": "default", "Config": []},
+            "Internal": false,
+            "Containers": containers,
+            "Options": {},
         }))
     }
 
@@ -425,48 +469,35 @@ fn check_gateway(subnet: Ipv4Network, gateway: Ipv4Addr) -> Result<Ipv4Addr> {
     Ok(gateway)
 }
 
-fn overlaps(a: Ipv4Network, b: Ipv4Network) -> bool {
+pub fn overlaps(a: Ipv4Network, b: Ipv4Network) -> bool {
     a.contains(b.network()) || b.contains(a.network())
 }
 
-/// Docker's default pool: the first /16 from 172.18.0.0 to 172.31.0.0 that
-/// overlaps no existing network.
-fn next_free_subnet(existing: &[NetworkRecord]) -> Result<Ipv4Network> {
-    (18..=31u8)
-        .filter_map(|b| Ipv4Network::new(Ipv4Addr::new(172, b, 0, 0), 16).ok())
-        .find(|candidate| existing.iter().all(|n| !overlaps(n.subnet, *candidate)))
-        .ok_or_else(|| anyhow!("no free /16 left in 172.18.0.0-172.31.255.255: pass --subnet"))
+/// Refuses a subnet with host bits set, in Docker's words: 10.77.6.5/24
+/// most likely means a typo, not 10.77.6.0/24.
+pub fn check_subnet(subnet: Ipv4Network) -> Result<Ipv4Network> {
+    if subnet.ip() != subnet.network() {
+        bail!(
+            "invalid subnet {subnet}: it should be {}/{}",
+            subnet.network(),
+            subnet.prefix()
+        );
+    }
+    Ok(subnet)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn net(name: &str, subnet: &str) -> NetworkRecord {
-        NetworkRecord {
-            name: name.into(),
-            id: String::new(),
-            net_id: 1,
-            bridge: String::new(),
-            subnet: subnet.parse().unwrap(),
-            gateway: Ipv4Addr::UNSPECIFIED,
-            internal: false,
-            gateway_mode: GatewayMode::Nat,
-            adopted_bridge: false,
-        }
-    }
-
     #[test]
-    fn next_subnet_skips_taken_ones() {
-        let existing = [net("bridge", "172.17.0.0/16"), net("a", "172.18.0.0/16")];
+    fn subnets_with_host_bits_are_refused() {
+        let err = check_subnet("10.77.6.5/24".parse().unwrap()).unwrap_err();
         assert_eq!(
-            next_free_subnet(&existing).unwrap().to_string(),
-            "172.19.0.0/16"
+            err.to_string(),
+            "invalid subnet 10.77.6.5/24: it should be 10.77.6.0/24"
         );
-        assert_eq!(
-            next_free_subnet(&existing[..1]).unwrap().to_string(),
-            "172.18.0.0/16"
-        );
+        assert!(check_subnet("10.77.6.0/24".parse().unwrap()).is_ok());
     }
 
     #[test]

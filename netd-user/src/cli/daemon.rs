@@ -11,6 +11,7 @@ use std::time::Duration;
 use tracing::warn;
 
 use crate::{
+    address_pool::AddressPool,
     conntrack::Timeouts,
     daemon::{self, DaemonConfig},
     host,
@@ -33,6 +34,11 @@ pub struct DaemonArgs {
     /// Subnet of the default `bridge` network (gateway: its first address).
     #[arg(long, default_value = "172.17.0.0/16")]
     pub default_subnet: Ipv4Network,
+    /// Where networks created without --subnet get theirs: subnets of
+    /// prefix length N cut from CIDR (repeatable, used in order; Docker's
+    /// syntax). Default: the /16s from 172.18.0.0 to 172.31.0.0.
+    #[arg(long = "default-address-pool", value_name = "base=CIDR,size=N")]
+    pub address_pools: Vec<AddressPool>,
     /// Interface where published ports are reachable (repeatable); default:
     /// the interface of the IPv4 default route.
     #[arg(long = "uplink", value_name = "IFACE")]
@@ -63,6 +69,11 @@ pub fn run(args: DaemonArgs, socket: &Path) -> Result<()> {
         netns_dir: absolute(&args.netns_dir)?,
         bridge: args.bridge,
         default_subnet: args.default_subnet,
+        address_pools: if args.address_pools.is_empty() {
+            AddressPool::defaults()
+        } else {
+            args.address_pools
+        },
         uplinks: args.uplinks,
         ct_timeouts: Timeouts::new(
             Duration::from_secs(args.ct_tcp_timeout),

@@ -19,6 +19,7 @@ use netd_common::DatapathConfig;
 use tracing::warn;
 
 use crate::{
+    address_pool::AddressPool,
     api::Request,
     conntrack::{Conntrack, Timeouts},
     datapath::Datapath,
@@ -43,6 +44,8 @@ pub struct DaemonConfig {
     pub netns_dir: PathBuf,
     pub bridge: String,
     pub default_subnet: Ipv4Network,
+    /// Where networks created without `--subnet` get theirs, in order.
+    pub address_pools: Vec<AddressPool>,
     /// Interfaces where published ports are reachable from outside; empty:
     /// the interface of the default route.
     pub uplinks: Vec<String>,

@@ -5,8 +5,8 @@ use std::{fs, os::unix::fs::PermissionsExt, path::Path, sync::Arc};
 use anyhow::{Context, Result, bail};
 use nix::fcntl::{Flock, FlockArg};
 use tokio::{
-    io::{AsyncBufReadExt, AsyncWriteExt, BufReader},
-    net::{UnixListener, UnixStream},
+    io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader},
+    net::{UnixListener, UnixStream, unix::OwnedReadHalf},
     signal::unix::{SignalKind, signal},
     sync::{Mutex, Notify},
 };
@@ -17,6 +17,11 @@ use crate::{
     api::{Request, Response},
     conntrack::Conntrack,
 };
+
+/// The longest request line the daemon reads. The largest real request
+/// (`container add` with many `-p`) is a few KiB; the bound keeps one
+/// client from making the daemon buffer an unbounded line.
+const REQUEST_LIMIT: u64 = 1 << 20;
 
 /// Runs the daemon until SIGINT/SIGTERM or `netd down`.
 pub async fn run(config: DaemonConfig) -> Result<()> {
@@ -151,31 +156,61 @@ async fn serve_one(
     shutdown: Arc<Notify>,
 ) -> Result<()> {
     let (read, mut write) = stream.into_split();
-    let mut line = String::new();
-    BufReader::new(read).read_line(&mut line).await?;
-    let response = match serde_json::from_str::<Request>(&line) {
-        Ok(request) => {
-            let is_down = matches!(request, Request::Down);
-            let started = std::time::Instant::now();
-            let result = daemon.lock().await.handle(request.clone()).await;
-            debug!(
-                ?request,
-                elapsed_ms = started.elapsed().as_secs_f64() * 1e3,
-                ok = result.is_ok(),
-                "request served"
-            );
-            if is_down && result.is_ok() {
-                shutdown.notify_one();
-            }
-            match result {
-                Ok(value) => Response::Ok(value),
-                Err(e) => Response::Err(format!("{e:#}")),
-            }
-        }
-        Err(e) => Response::Err(format!("malformed request: {e}")),
+    let response = match read_request(read).await? {
+        Ok(request) => handle(request, daemon, shutdown).await,
+        Err(refusal) => Response::Err(refusal),
     };
     let mut out = serde_json::to_vec(&response)?;
     out.push(b'\n');
     write.write_all(&out).await?;
+    // Dropping the stream closes it, unread input (an oversized request's
+    // rest) included.
     Ok(())
+}
+
+/// Reads one request line, at most [`REQUEST_LIMIT`] bytes; the inner
+/// `Err` is the reply for a request that cannot be served.
+async fn read_request(read: OwnedReadHalf) -> Result<Result<Request, String>> {
+    let mut line = Vec::new();
+    BufReader::new(read.take(REQUEST_LIMIT + 1))
+        .read_until(b'\n', &mut line)
+        .await?;
+    if line.last() == Some(&b'\n') {
+        line.pop();
+    }
+    if line.len() as u64 > REQUEST_LIMIT {
+        return Ok(Err(format!(
+            "request too large: a request is one JSON line of at most 1 MiB ({REQUEST_LIMIT} bytes); send a smaller one"
+        )));
+    }
+    let text = match std::str::from_utf8(&line) {
+        Ok(text) => text,
+        Err(e) => {
+            return Ok(Err(format!(
+                "request is not UTF-8 JSON (invalid byte at offset {}): send one JSON request line",
+                e.valid_up_to()
+            )));
+        }
+    };
+    Ok(serde_json::from_str::<Request>(text).map_err(|e| format!("malformed request: {e}")))
+}
+
+/// Serves a parsed request under the daemon lock.
+async fn handle(request: Request, daemon: Arc<Mutex<Daemon>>, shutdown: Arc<Notify>) -> Response {
+    let is_down = matches!(request, Request::Down);
+    let started = std::time::Instant::now();
+    let result = daemon.lock().await.handle(request.clone()).await;
+    debug!(
+        ?request,
+        elapsed_ms = started.elapsed().as_secs_f64() * 1e3,
+        ok = result.is_ok(),
+        "request served"
+    );
+    if is_down && result.is_ok() {
+        shutdown.notify_one();
+    }
+    match result {
+        Ok(value) => Response::Ok(value),
+        Err(e) => Response::Err(format!("{e:#}")),
+    }
 }
