@@ -218,10 +218,23 @@ pub enum StatIndex {
     /// Dropped: from outside to a container address, not a published port
     /// nor a reply (the network is not `routed`).
     DropUnpublished = 11,
+    /// Dropped: a new flow found the conntrack table full (established
+    /// flows are never evicted to make room).
+    DropCtFull = 12,
+    /// Dropped: a packet no tracked flow explains and that may not start
+    /// one (a TCP segment other than SYN from a container, a new flow
+    /// clashing with another flow's reply tuple).
+    DropInvalid = 13,
+    /// Dropped: a packet from a container netd cannot translate (another
+    /// IP protocol, a fragment) that would leave with a private address.
+    DropUntranslatable = 14,
+    /// Dropped: TTL expired on a path eBPF routes (the host answers with
+    /// ICMP time exceeded where the stack can).
+    DropTtl = 15,
 }
 
 impl StatIndex {
-    pub const COUNT: u32 = 12;
+    pub const COUNT: u32 = 16;
     pub const ALL: [StatIndex; Self::COUNT as usize] = [
         StatIndex::FromContainer,
         StatIndex::ToContainer,
@@ -235,6 +248,10 @@ impl StatIndex {
         StatIndex::Uplink,
         StatIndex::DropSpoofed,
         StatIndex::DropUnpublished,
+        StatIndex::DropCtFull,
+        StatIndex::DropInvalid,
+        StatIndex::DropUntranslatable,
+        StatIndex::DropTtl,
     ];
 
     pub const fn name(self) -> &'static str {
@@ -251,6 +268,10 @@ impl StatIndex {
             StatIndex::Uplink => "uplink",
             StatIndex::DropSpoofed => "drop_spoofed",
             StatIndex::DropUnpublished => "drop_unpublished",
+            StatIndex::DropCtFull => "drop_ct_full",
+            StatIndex::DropInvalid => "drop_invalid",
+            StatIndex::DropUntranslatable => "drop_untranslatable",
+            StatIndex::DropTtl => "drop_ttl",
         }
     }
 }
