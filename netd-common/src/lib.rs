@@ -78,6 +78,10 @@ pub mod ct_tcp {
     pub const SYN: u8 = 1;
     pub const FIN: u8 = 2;
     pub const RST: u8 = 4;
+    /// How far from the tracked sequence number an RST or FIN may be and
+    /// still count: a forged one with a random sequence number passes with
+    /// a probability of 2^17 / 2^32.
+    pub const WINDOW: u32 = 65536;
 }
 
 /// Connection-tracking value: the rewrite to apply to packets whose tuple
@@ -96,6 +100,12 @@ pub struct CtValue {
     pub direction: u8,
     pub tcp_flags: u8,
     pub pad: u8,
+    /// TCP: the sequence number just past the last segment sent in this
+    /// entry's direction (host order), 0 until known. An RST or FIN counts
+    /// for the flow's state only near it (within `ct_tcp::WINDOW`), so a
+    /// forged one with a guessed sequence number does not close the flow.
+    pub tcp_seq_end: u32,
+    pub pad2: u32,
     /// bpf_ktime_get_ns() of the last packet (CLOCK_MONOTONIC).
     pub last_seen_ns: u64,
     pub packets: u64,

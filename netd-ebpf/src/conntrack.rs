@@ -2,57 +2,145 @@
 //! tuple the first packet had and holds the translated tuple T; REPLY is
 //! keyed by T reversed and holds the original tuple reversed. Every packet
 //! of either direction is then one lookup and one rewrite.
+//!
+//! The table is a plain hash, not an LRU: nothing evicts a live flow to
+//! make room. A new flow that finds it full is refused (`Refused::Full`),
+//! and entries go only when the userspace GC expires them. Inserts never
+//! overwrite: a new flow whose reply tuple is another flow's is refused
+//! (`Refused::Clash`), as Linux conntrack drops it.
+//!
+//! TCP state is tracked per direction like Linux conntrack does in spirit:
+//! an RST or FIN counts only near the sequence number the sender is at,
+//! and a SYN starts the flow anew once the old connection on that tuple
+//! closed.
 
 use aya_ebpf::{
-    bindings::{BPF_ANY, BPF_NOEXIST},
+    bindings::BPF_NOEXIST,
     helpers::{bpf_get_prandom_u32, bpf_ktime_get_coarse_ns},
 };
-use netd_common::{CtKey, CtValue, ct_dir, ct_tcp};
+use netd_common::{CtKey, CtValue, IPPROTO_TCP, ct_dir, ct_tcp};
 
 use crate::{maps::NETD_CONNTRACK, packet::Packet};
 
 /// Attempts at finding a free MASQUERADE port before giving up.
 const PORT_TRIES: u32 = 32;
+const EEXIST: i32 = 17;
+
+/// Why a new flow was not created.
+pub enum Refused {
+    /// The table is full.
+    Full,
+    /// Its reply tuple belongs to another flow.
+    Clash,
+    /// No free MASQUERADE port.
+    NoPort,
+}
 
 #[inline(always)]
 pub fn lookup(key: &CtKey) -> Option<*mut CtValue> {
     NETD_CONNTRACK.get_ptr_mut(key)
 }
 
-/// Records a packet on an entry: time, counters, sticky TCP flags.
+/// TCP flag bits of the wire header.
+const TH_FIN: u8 = 0x01;
+const TH_SYN: u8 = 0x02;
+const TH_RST: u8 = 0x04;
+const TH_ACK: u8 = 0x10;
+
+/// A TCP segment that opens a connection: SYN without ACK.
 #[inline(always)]
-pub fn touch(entry: *mut CtValue, pkt: &Packet) {
-    let flags = tcp_flags(pkt.tcp_flags);
+pub fn is_syn(pkt: &Packet) -> bool {
+    pkt.tcp_flags & (TH_SYN | TH_ACK) == TH_SYN
+}
+
+/// Sequence number just past this segment (SYN and FIN count as one).
+#[inline(always)]
+fn seq_end(pkt: &Packet) -> u32 {
+    let mut end = pkt.tcp_seq.wrapping_add(pkt.tcp_payload);
+    if pkt.tcp_flags & TH_SYN != 0 {
+        end = end.wrapping_add(1);
+    }
+    if pkt.tcp_flags & TH_FIN != 0 {
+        end = end.wrapping_add(1);
+    }
+    end
+}
+
+/// `seq` is near `expected` (either side, within `ct_tcp::WINDOW`).
+#[inline(always)]
+fn near(seq: u32, expected: u32) -> bool {
+    seq.wrapping_sub(expected).wrapping_add(ct_tcp::WINDOW) <= 2 * ct_tcp::WINDOW
+}
+
+/// Records a packet on its entry: time, counters and, for TCP, the
+/// direction's state. Returns true when the packet is a SYN that reopens
+/// a closed flow: the caller resets the other direction's entry.
+#[inline(always)]
+pub fn touch(entry: *mut CtValue, pkt: &Packet) -> bool {
     // SAFETY: a pointer from a map lookup, valid for this program run.
     // Concurrent updates from other CPUs may lose an increment; these are
-    // statistics and timestamps, not state the datapath decides on.
+    // statistics and per-direction state that only moves forward.
     unsafe {
         (*entry).last_seen_ns = bpf_ktime_get_coarse_ns();
         (*entry).packets += 1;
         (*entry).bytes += u64::from(pkt.len);
-        if flags != 0 && (*entry).tcp_flags & flags != flags {
-            (*entry).tcp_flags |= flags;
+    }
+    if pkt.tuple.proto != IPPROTO_TCP {
+        return false;
+    }
+    // SAFETY: as above.
+    let (flags, tracked) = unsafe { ((*entry).tcp_flags, (*entry).tcp_seq_end) };
+    if is_syn(pkt) && flags & (ct_tcp::FIN | ct_tcp::RST) != 0 {
+        // A new connection over a closed one on the same tuple.
+        unsafe {
+            (*entry).tcp_flags = ct_tcp::SYN;
+            (*entry).tcp_seq_end = seq_end(pkt);
+        }
+        return true;
+    }
+    let plausible = tracked == 0 || near(pkt.tcp_seq, tracked);
+    let mut add = 0;
+    if pkt.tcp_flags & TH_SYN != 0 {
+        add |= ct_tcp::SYN;
+    }
+    if plausible && pkt.tcp_flags & TH_FIN != 0 {
+        add |= ct_tcp::FIN;
+    }
+    if plausible && pkt.tcp_flags & TH_RST != 0 {
+        add |= ct_tcp::RST;
+    }
+    let end = seq_end(pkt);
+    // SAFETY: as above.
+    unsafe {
+        if add != 0 && flags & add != add {
+            (*entry).tcp_flags = flags | add;
+        }
+        // Only forward, and only from plausible segments: a forged
+        // segment far away must not move the window for the next one.
+        if plausible && (tracked == 0 || (end.wrapping_sub(tracked) as i32) > 0) {
+            (*entry).tcp_seq_end = end;
+        }
+    }
+    false
+}
+
+/// Clears the TCP state of the entry at `key` (the reply direction of a
+/// reopened flow).
+#[inline(always)]
+pub fn reset_tcp(key: &CtKey) {
+    if let Some(entry) = lookup(key) {
+        // SAFETY: a pointer from a map lookup, valid for this program run.
+        unsafe {
+            (*entry).tcp_flags = 0;
+            (*entry).tcp_seq_end = 0;
         }
     }
 }
 
 #[inline(always)]
-fn tcp_flags(raw: u8) -> u8 {
-    let mut out = 0;
-    if raw & 0x01 != 0 {
-        out |= ct_tcp::FIN;
-    }
-    if raw & 0x02 != 0 {
-        out |= ct_tcp::SYN;
-    }
-    if raw & 0x04 != 0 {
-        out |= ct_tcp::RST;
-    }
-    out
-}
-
-#[inline(always)]
 fn entry(t: &CtKey, kind: u8, direction: u8, pkt: &Packet) -> CtValue {
+    let original = direction == ct_dir::ORIGINAL;
+    let tcp = original && pkt.tuple.proto == IPPROTO_TCP;
     CtValue {
         nat_src_ip: t.src_ip,
         nat_dst_ip: t.dst_ip,
@@ -60,38 +148,47 @@ fn entry(t: &CtKey, kind: u8, direction: u8, pkt: &Packet) -> CtValue {
         nat_dst_port: t.dst_port,
         kind,
         direction,
-        tcp_flags: if direction == ct_dir::ORIGINAL {
-            tcp_flags(pkt.tcp_flags)
+        tcp_flags: if tcp && pkt.tcp_flags & TH_SYN != 0 {
+            ct_tcp::SYN
         } else {
             0
         },
         pad: 0,
+        tcp_seq_end: if tcp { seq_end(pkt) } else { 0 },
+        pad2: 0,
         last_seen_ns: unsafe { bpf_ktime_get_coarse_ns() },
-        packets: if direction == ct_dir::ORIGINAL { 1 } else { 0 },
-        bytes: if direction == ct_dir::ORIGINAL {
-            u64::from(pkt.len)
-        } else {
-            0
-        },
+        packets: u64::from(original),
+        bytes: if original { u64::from(pkt.len) } else { 0 },
     }
 }
 
-/// Creates a flow whose translation is fully known (DNAT): both entries
-/// replace whatever an older flow with the same tuple left.
+/// Inserts a new entry; never replaces one.
 #[inline(always)]
-pub fn create(pkt: &Packet, t: &CtKey, kind: u8) -> Result<(), ()> {
-    let orig = &pkt.tuple;
-    let reply = entry(&orig.reversed(), kind, ct_dir::REPLY, pkt);
-    NETD_CONNTRACK
-        .insert(t.reversed(), reply, u64::from(BPF_ANY))
-        .map_err(|_| ())?;
-    NETD_CONNTRACK
-        .insert(
-            *orig,
-            entry(t, kind, ct_dir::ORIGINAL, pkt),
-            u64::from(BPF_ANY),
-        )
-        .map_err(|_| ())
+fn insert_new(key: &CtKey, value: &CtValue) -> Result<(), Refused> {
+    match NETD_CONNTRACK.insert(key, value, u64::from(BPF_NOEXIST)) {
+        Ok(()) => Ok(()),
+        Err(e) if e == -EEXIST => Err(Refused::Clash),
+        Err(_) => Err(Refused::Full),
+    }
+}
+
+/// Inserts the ORIGINAL entry once the REPLY one is in; on failure (another
+/// CPU created the same flow meanwhile, or the table filled up) the REPLY
+/// entry is taken back, so no half flow stays behind.
+#[inline(always)]
+fn insert_original(pkt: &Packet, t: &CtKey, kind: u8) -> Result<(), Refused> {
+    let original = entry(t, kind, ct_dir::ORIGINAL, pkt);
+    insert_new(&pkt.tuple, &original).inspect_err(|_| {
+        let _ = NETD_CONNTRACK.remove(&t.reversed());
+    })
+}
+
+/// Creates a flow whose translation is fully known (DNAT).
+#[inline(always)]
+pub fn create(pkt: &Packet, t: &CtKey, kind: u8) -> Result<(), Refused> {
+    let reply = entry(&pkt.tuple.reversed(), kind, ct_dir::REPLY, pkt);
+    insert_new(&t.reversed(), &reply)?;
+    insert_original(pkt, t, kind)
 }
 
 /// Creates a flow whose source port (ICMP: echo id) is to be chosen: the
@@ -100,26 +197,29 @@ pub fn create(pkt: &Packet, t: &CtKey, kind: u8) -> Result<(), ()> {
 /// makes the choice collision-free, also between CPUs racing for a port.
 /// Returns the translated tuple.
 #[inline(always)]
-pub fn create_with_port(pkt: &Packet, t: &CtKey, kind: u8, min: u32, max: u32) -> Option<CtKey> {
-    let orig = &pkt.tuple;
-    let reply = entry(&orig.reversed(), kind, ct_dir::REPLY, pkt);
+pub fn create_with_port(
+    pkt: &Packet,
+    t: &CtKey,
+    kind: u8,
+    min: u32,
+    max: u32,
+) -> Result<CtKey, Refused> {
+    let reply = entry(&pkt.tuple.reversed(), kind, ct_dir::REPLY, pkt);
     let span = max.saturating_sub(min) + 1;
-    let mut port = u16::from_be(orig.src_port);
+    let mut port = u16::from_be(pkt.tuple.src_port);
     let mut chosen = *t;
     for _ in 0..PORT_TRIES {
         chosen.src_port = port.to_be();
-        if NETD_CONNTRACK
-            .insert(chosen.reversed(), reply, u64::from(BPF_NOEXIST))
-            .is_ok()
-        {
-            let original = entry(&chosen, kind, ct_dir::ORIGINAL, pkt);
-            NETD_CONNTRACK
-                .insert(*orig, original, u64::from(BPF_ANY))
-                .ok()?;
-            return Some(chosen);
+        match insert_new(&chosen.reversed(), &reply) {
+            Ok(()) => {
+                insert_original(pkt, &chosen, kind)?;
+                return Ok(chosen);
+            }
+            Err(Refused::Clash) => {}
+            Err(other) => return Err(other),
         }
         let random = unsafe { bpf_get_prandom_u32() };
         port = (min + random % span) as u16;
     }
-    None
+    Err(Refused::NoPort)
 }

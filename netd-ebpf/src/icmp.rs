@@ -75,9 +75,14 @@ fn parse_inner(ctx: &TcContext, pkt: &Packet) -> Option<Inner> {
 
 /// Translates an ICMP error about a tracked flow. Returns the new outer
 /// destination to deliver to, or None when the error is not about a flow
-/// netd translates (left to the stack untouched).
-pub fn translate_error(ctx: &mut TcContext, pkt: &Packet) -> Option<u32> {
+/// netd translates (the packet is left untouched). `receiver`: the error
+/// comes from this container, which may only report on packets it
+/// received itself (not forge errors about another container's flow).
+pub fn translate_error(ctx: &mut TcContext, pkt: &Packet, receiver: Option<u32>) -> Option<u32> {
     let inner = parse_inner(ctx, pkt)?;
+    if receiver.is_some_and(|ip| ip != inner.tuple.dst_ip) {
+        return None;
+    }
     let r = inner.tuple.reversed();
     let ct = conntrack::lookup(&r)?;
     // SAFETY: map value pointer, valid for this run.

@@ -18,15 +18,25 @@ use aya_ebpf::{
     programs::TcContext,
 };
 use netd_common::{
-    CtKey, CtValue, EndpointValue, PortMapKey, PortMapValue, StatIndex, VethValue, ct_dir, ct_kind,
-    net_flags,
+    CtKey, CtValue, IPPROTO_TCP, IPPROTO_UDP, PortMapKey, PortMapValue, StatIndex, VethValue,
+    ct_dir, ct_kind, net_flags,
 };
 
 use crate::{
+    conntrack::Refused,
     maps::{NETD_ENDPOINTS, NETD_HOST_ADDRS, NETD_PORTMAPS, NETD_VETHS, config, count},
-    packet::{IP_DST_OFF, IP_SRC_OFF, Packet, Skip, parse, set_ip, set_port},
+    packet::{IP_DST_OFF, IP_SRC_OFF, Packet, Skip, decrement_ttl, parse, set_ip, set_port},
     route::{Route, deliver, fib_lookup},
 };
+
+/// Where a packet entered: from a host outside (the uplink), or from a
+/// container (its veth's endpoint). Decides what an expiring TTL means and
+/// what may leave.
+#[derive(Clone, Copy)]
+enum From<'a> {
+    Outside,
+    Container(&'a VethValue),
+}
 
 /// tcx ingress of the uplink: published ports (DNAT) and replies to
 /// MASQUERADE-d flows. Anything else addressed to a container (a host
@@ -45,7 +55,7 @@ pub fn netd_uplink_ingress(mut ctx: TcContext) -> i32 {
 
 #[inline(always)]
 fn from_outside(ctx: &mut TcContext) -> i32 {
-    let pkt = match tracked_or_parsed(ctx) {
+    let pkt = match tracked_or_parsed(ctx, From::Outside) {
         Ok(pkt) => pkt,
         Err(verdict) => return verdict,
     };
@@ -72,7 +82,7 @@ pub fn netd_from_container(mut ctx: TcContext) -> i32 {
     if !antispoof::source_is_own(&mut ctx, me) {
         return drop_spoofed(&ctx);
     }
-    let pkt = match tracked_or_parsed(&mut ctx) {
+    let pkt = match tracked_or_parsed(&mut ctx, From::Container(me)) {
         Ok(pkt) => pkt,
         Err(verdict) => return verdict,
     };
@@ -84,46 +94,78 @@ pub fn netd_from_container(mut ctx: TcContext) -> i32 {
         // SAFETY: map value pointer, valid for this run.
         let peer = unsafe { &*peer };
         if me.network_id != peer.network_id {
-            return drop_policy(&pkt);
+            return drop(StatIndex::DropPolicy, pkt.len);
         }
+        // Bridged, not routed (as on Docker's bridge): the TTL stays.
         count(StatIndex::Forwarded, pkt.len);
-        return deliver_to(&mut ctx, peer);
+        return route::to_endpoint(&mut ctx, peer);
     }
     masquerade(&mut ctx, &pkt, me)
 }
 
 #[inline(always)]
-fn drop_spoofed(ctx: &TcContext) -> i32 {
-    count(StatIndex::DropSpoofed, ctx.len());
+fn drop(stat: StatIndex, len: u32) -> i32 {
+    count(stat, len);
     TC_ACT_SHOT
 }
 
 #[inline(always)]
-fn drop_policy(pkt: &Packet) -> i32 {
-    count(StatIndex::DropPolicy, pkt.len);
-    TC_ACT_SHOT
+fn drop_spoofed(ctx: &TcContext) -> i32 {
+    drop(StatIndex::DropSpoofed, ctx.len())
 }
 
 /// What both ingress programs do first: parse, then handle ICMP errors and
 /// packets of tracked flows. Err is the verdict for packets that are done;
 /// Ok is a packet of no known flow, for the program's own policy.
 #[inline(always)]
-fn tracked_or_parsed(ctx: &mut TcContext) -> Result<Packet, i32> {
-    let pkt = parse(ctx).map_err(skipped)?;
+fn tracked_or_parsed(ctx: &mut TcContext, from: From) -> Result<Packet, i32> {
+    let pkt = match parse(ctx) {
+        Ok(pkt) => pkt,
+        Err(Skip::NotNat) => return Err(TC_ACT_UNSPEC),
+        Err(Skip::Malformed) => return Err(drop(StatIndex::DropMalformed, ctx.len())),
+        Err(Skip::Untranslatable { src_ip, dst_ip }) => {
+            let t = CtKey {
+                src_ip,
+                dst_ip,
+                ..CtKey::default()
+            };
+            return Err(untranslatable(ctx, &t, from));
+        }
+    };
     if icmp::is_error(&pkt) {
-        return Err(icmp_error(ctx, &pkt));
+        return Err(icmp_error(ctx, &pkt, from));
     }
     match conntrack::lookup(&pkt.tuple) {
-        Some(ct) => Err(forward_tracked(ctx, &pkt, ct)),
+        Some(ct) => Err(forward_tracked(ctx, &pkt, ct, from)),
         None => Ok(pkt),
     }
 }
 
-/// An ICMP error: translated and delivered if it is about one of our
-/// flows, otherwise handed to the stack as is.
+/// A packet netd cannot translate: from outside it is the stack's (the
+/// exposure check still applies); from a container it may go where no
+/// translation is needed (its own network, the host), never out with its
+/// private address.
 #[inline(always)]
-fn icmp_error(ctx: &mut TcContext, pkt: &Packet) -> i32 {
-    match icmp::translate_error(ctx, pkt) {
+fn untranslatable(ctx: &mut TcContext, t: &CtKey, from: From) -> i32 {
+    match from {
+        From::Outside => TC_ACT_UNSPEC,
+        From::Container(me) => match route_out(ctx, t, me, ctx.len()) {
+            Ok(_) => drop(StatIndex::DropUntranslatable, ctx.len()),
+            Err(verdict) => verdict,
+        },
+    }
+}
+
+/// An ICMP error: translated and delivered if it is about one of our
+/// flows (and, from a container, about a packet that container received),
+/// otherwise what an untranslatable packet gets.
+#[inline(always)]
+fn icmp_error(ctx: &mut TcContext, pkt: &Packet, from: From) -> i32 {
+    let receiver = match from {
+        From::Outside => None,
+        From::Container(me) => Some(me.ip),
+    };
+    match icmp::translate_error(ctx, pkt, receiver) {
         Some(dst_ip) => {
             count(StatIndex::ReverseNat, pkt.len);
             let t = CtKey {
@@ -132,18 +174,7 @@ fn icmp_error(ctx: &mut TcContext, pkt: &Packet) -> i32 {
             };
             deliver(ctx, &t)
         }
-        None => TC_ACT_UNSPEC,
-    }
-}
-
-#[inline(always)]
-fn skipped(skip: Skip) -> i32 {
-    match skip {
-        Skip::NotNat => TC_ACT_UNSPEC,
-        Skip::Malformed => {
-            count(StatIndex::DropMalformed, 0);
-            TC_ACT_SHOT
-        }
+        None => untranslatable(ctx, &pkt.tuple, from),
     }
 }
 
@@ -153,7 +184,7 @@ fn skipped(skip: Skip) -> i32 {
 #[inline(always)]
 fn published(pkt: &Packet) -> Option<PortMapValue> {
     let t = &pkt.tuple;
-    if t.proto != netd_common::IPPROTO_TCP && t.proto != netd_common::IPPROTO_UDP {
+    if t.proto != IPPROTO_TCP && t.proto != IPPROTO_UDP {
         return None;
     }
     // A mapping bound to a loopback address is for the host's own sockets
@@ -175,33 +206,77 @@ fn published(pkt: &Packet) -> Option<PortMapValue> {
     NETD_PORTMAPS.get_ptr(key).map(|v| unsafe { *v })
 }
 
-/// Rewrites the packet to the tuple `t`.
+/// Rewrites the packet to the tuple `t`, one hop on (TTL - 1).
 #[inline(always)]
 fn translate(ctx: &mut TcContext, pkt: &Packet, t: &CtKey) -> Result<(), ()> {
     let o = &pkt.tuple;
     set_ip(ctx, pkt, IP_SRC_OFF, o.src_ip, t.src_ip)?;
     set_ip(ctx, pkt, IP_DST_OFF, o.dst_ip, t.dst_ip)?;
     set_port(ctx, pkt, false, o.src_port, t.src_port)?;
-    set_port(ctx, pkt, true, o.dst_port, t.dst_port)
+    set_port(ctx, pkt, true, o.dst_port, t.dst_port)?;
+    decrement_ttl(ctx, pkt)
 }
 
 #[inline(always)]
 fn rewrite_failed() -> i32 {
-    count(StatIndex::DropMalformed, 0);
-    TC_ACT_SHOT
+    drop(StatIndex::DropMalformed, 0)
+}
+
+/// A packet whose TTL runs out on a path netd routes. From a container,
+/// the stack gets it as it is and answers with ICMP time exceeded from the
+/// host, as a router does (traceroute shows the host); from outside it is
+/// dropped, since the stack would take it for the host itself.
+#[inline(always)]
+fn ttl_expired(pkt: &Packet, from: From) -> i32 {
+    match from {
+        From::Container(_) => TC_ACT_UNSPEC,
+        From::Outside => drop(StatIndex::DropTtl, pkt.len),
+    }
+}
+
+/// A new flow that could not be tracked is dropped, counted by why.
+#[inline(always)]
+fn refused(pkt: &Packet, why: Refused) -> i32 {
+    let stat = match why {
+        Refused::Full => StatIndex::DropCtFull,
+        Refused::Clash => StatIndex::DropInvalid,
+        Refused::NoPort => StatIndex::DropNoPort,
+    };
+    drop(stat, pkt.len)
+}
+
+/// Checks every new flow passes: a TCP flow starts with a SYN (anything
+/// else without a flow is a leftover, e.g. a reply whose entry expired,
+/// which must not become a new flow and leave with the container's
+/// port), and the TTL allows one more hop. Err is the verdict.
+#[inline(always)]
+fn may_start(pkt: &Packet, from: From) -> Result<(), i32> {
+    if pkt.tuple.proto == IPPROTO_TCP && !conntrack::is_syn(pkt) {
+        return Err(drop(StatIndex::DropInvalid, pkt.len));
+    }
+    if pkt.ttl <= 1 {
+        return Err(ttl_expired(pkt, from));
+    }
+    Ok(())
 }
 
 /// A packet of a known flow: apply the flow's translation and deliver.
 #[inline(always)]
-fn forward_tracked(ctx: &mut TcContext, pkt: &Packet, ct: *mut CtValue) -> i32 {
-    conntrack::touch(ct, pkt);
+fn forward_tracked(ctx: &mut TcContext, pkt: &Packet, ct: *mut CtValue, from: From) -> i32 {
+    if pkt.ttl <= 1 {
+        return ttl_expired(pkt, from);
+    }
     // SAFETY: map value pointer, valid for this run.
-    let ct = unsafe { &*ct };
-    let t = ct.translated(pkt.tuple.proto);
+    let t = unsafe { (*ct).translated(pkt.tuple.proto) };
+    if conntrack::touch(ct, pkt) {
+        conntrack::reset_tcp(&t.reversed());
+    }
     if translate(ctx, pkt, &t).is_err() {
         return rewrite_failed();
     }
-    let stat = match (ct.direction, ct.kind) {
+    // SAFETY: as above.
+    let (direction, kind) = unsafe { ((*ct).direction, (*ct).kind) };
+    let stat = match (direction, kind) {
         (ct_dir::REPLY, _) => StatIndex::ReverseNat,
         (_, ct_kind::SNAT) => StatIndex::Snat,
         _ => StatIndex::Dnat,
@@ -213,12 +288,18 @@ fn forward_tracked(ctx: &mut TcContext, pkt: &Packet, ct: *mut CtValue) -> i32 {
 /// First packet to a published port from outside.
 #[inline(always)]
 fn dnat(ctx: &mut TcContext, pkt: &Packet, target: &PortMapValue) -> i32 {
+    if let Err(verdict) = may_start(pkt, From::Outside) {
+        return verdict;
+    }
     let t = CtKey {
         dst_ip: target.container_ip,
         dst_port: target.container_port,
         ..pkt.tuple
     };
-    if conntrack::create(pkt, &t, ct_kind::DNAT).is_err() || translate(ctx, pkt, &t).is_err() {
+    if let Err(why) = conntrack::create(pkt, &t, ct_kind::DNAT) {
+        return refused(pkt, why);
+    }
+    if translate(ctx, pkt, &t).is_err() {
         return rewrite_failed();
     }
     count(StatIndex::Dnat, pkt.len);
@@ -240,8 +321,11 @@ fn hairpin(ctx: &mut TcContext, pkt: &Packet, target: &PortMapValue, me: &VethVa
             // SAFETY: map value pointer, valid for this run.
             .is_some_and(|p| unsafe { (*p).network_id } == me.network_id);
         if !same_net {
-            return drop_policy(pkt);
+            return drop(StatIndex::DropPolicy, pkt.len);
         }
+    }
+    if let Err(verdict) = may_start(pkt, From::Container(me)) {
+        return verdict;
     }
     let mut t = CtKey {
         dst_ip: target.container_ip,
@@ -249,8 +333,10 @@ fn hairpin(ctx: &mut TcContext, pkt: &Packet, target: &PortMapValue, me: &VethVa
         ..pkt.tuple
     };
     if target.container_ip != pkt.tuple.src_ip {
-        if conntrack::create(pkt, &t, ct_kind::HAIRPIN).is_err() || translate(ctx, pkt, &t).is_err()
-        {
+        if let Err(why) = conntrack::create(pkt, &t, ct_kind::HAIRPIN) {
+            return refused(pkt, why);
+        }
+        if translate(ctx, pkt, &t).is_err() {
             return rewrite_failed();
         }
         count(StatIndex::Dnat, pkt.len);
@@ -260,6 +346,33 @@ fn hairpin(ctx: &mut TcContext, pkt: &Packet, target: &PortMapValue, me: &VethVa
     snat_and_deliver(ctx, pkt, &t, ct_kind::HAIRPIN, None)
 }
 
+/// Where a packet from a container would be routed: Ok with the route when
+/// it leaves the host through a non-bridge device from a network that
+/// MASQUERADEs; otherwise Err with the verdict: the stack's for the host
+/// itself, the sender's own network and routed networks, a policy drop for
+/// another netd network and for anything outside an `--internal` network.
+#[inline(always)]
+fn route_out(ctx: &TcContext, t: &CtKey, me: &VethValue, len: u32) -> Result<Route, i32> {
+    let Some(route) = fib_lookup(ctx, t) else {
+        return Err(TC_ACT_UNSPEC);
+    };
+    if let Some(bridge) = maps::NETD_BRIDGES.get_ptr(route.ifindex) {
+        // SAFETY: map value pointer, valid for this run.
+        let bridge_net = unsafe { (*bridge).network_id };
+        if me.network_id != bridge_net {
+            return Err(drop(StatIndex::DropPolicy, len));
+        }
+        return Err(TC_ACT_UNSPEC);
+    }
+    if me.flags & net_flags::INTERNAL != 0 {
+        return Err(drop(StatIndex::DropPolicy, len));
+    }
+    if me.flags & net_flags::ROUTED != 0 || route.src == 0 {
+        return Err(TC_ACT_UNSPEC);
+    }
+    Ok(route)
+}
+
 /// MASQUERADE: traffic to anything that is not the host itself and not a
 /// netd network leaves with the address the route's interface would use.
 /// Another network's subnet is off limits (isolation); so is everything
@@ -267,22 +380,12 @@ fn hairpin(ctx: &mut TcContext, pkt: &Packet, target: &PortMapValue, me: &VethVa
 /// leave with their own addresses.
 #[inline(always)]
 fn masquerade(ctx: &mut TcContext, pkt: &Packet, me: &VethValue) -> i32 {
-    let Some(route) = fib_lookup(ctx, &pkt.tuple) else {
-        return TC_ACT_UNSPEC;
+    let route = match route_out(ctx, &pkt.tuple, me, pkt.len) {
+        Ok(route) => route,
+        Err(verdict) => return verdict,
     };
-    if let Some(bridge) = maps::NETD_BRIDGES.get_ptr(route.ifindex) {
-        // SAFETY: map value pointer, valid for this run.
-        let bridge_net = unsafe { (*bridge).network_id };
-        if me.network_id != bridge_net {
-            return drop_policy(pkt);
-        }
-        return TC_ACT_UNSPEC;
-    }
-    if me.flags & net_flags::INTERNAL != 0 {
-        return drop_policy(pkt);
-    }
-    if me.flags & net_flags::ROUTED != 0 || route.src == 0 {
-        return TC_ACT_UNSPEC;
+    if let Err(verdict) = may_start(pkt, From::Container(me)) {
+        return verdict;
     }
     let t = CtKey {
         src_ip: route.src,
@@ -305,9 +408,9 @@ fn snat_and_deliver(
         }
         _ => (1024, 65535),
     };
-    let Some(t) = conntrack::create_with_port(pkt, t, kind, min, max) else {
-        count(StatIndex::DropNoPort, pkt.len);
-        return TC_ACT_SHOT;
+    let t = match conntrack::create_with_port(pkt, t, kind, min, max) {
+        Ok(t) => t,
+        Err(why) => return refused(pkt, why),
     };
     if translate(ctx, pkt, &t).is_err() {
         return rewrite_failed();
@@ -322,11 +425,6 @@ fn snat_and_deliver(
             deliver(ctx, &t)
         }
     }
-}
-
-#[inline(always)]
-fn deliver_to(ctx: &mut TcContext, peer: &EndpointValue) -> i32 {
-    route::to_endpoint(ctx, peer)
 }
 
 #[cfg(not(test))]

@@ -2,7 +2,7 @@
 //! maps so `bpftool map dump` prints field names.
 
 use aya_ebpf::{
-    btf_maps::{Array, HashMap, LruHashMap, PerCpuArray},
+    btf_maps::{Array, HashMap, PerCpuArray},
     macros::btf_map,
 };
 use netd_common::{
@@ -27,10 +27,11 @@ pub static NETD_VETHS: HashMap<u32, VethValue, 65536> = HashMap::new();
 #[btf_map]
 pub static NETD_PORTMAPS: HashMap<PortMapKey, PortMapValue, 65536> = HashMap::new();
 
-/// Connection tracking, two entries per flow (original and reply). LRU so
-/// a full table evicts the coldest flows instead of refusing new ones.
+/// Connection tracking, two entries per flow (original and reply). A plain
+/// hash: a full table refuses new flows and never evicts live ones. The
+/// daemon sets the size at load (`--ct-max`).
 #[btf_map]
-pub static NETD_CONNTRACK: LruHashMap<CtKey, CtValue, 262144> = LruHashMap::new();
+pub static NETD_CONNTRACK: HashMap<CtKey, CtValue, 262144> = HashMap::new();
 
 /// Bridges of netd networks by ifindex.
 #[btf_map]

@@ -26,6 +26,11 @@ pub struct Packet {
     pub tuple: CtKey,
     /// TCP flags byte (0 for other protocols).
     pub tcp_flags: u8,
+    /// TCP sequence number (host order) and payload length.
+    pub tcp_seq: u32,
+    pub tcp_payload: u32,
+    /// IP time to live.
+    pub ttl: u8,
     /// ICMP type (0 for other protocols).
     pub icmp_type: u8,
     pub len: u32,
@@ -33,8 +38,11 @@ pub struct Packet {
 
 /// Why a packet is not for the NAT path.
 pub enum Skip {
-    /// Not IPv4, a fragment, or a protocol netd does not translate.
+    /// Not IPv4 (ARP, IPv6, ...).
     NotNat,
+    /// IPv4 that netd cannot translate: a fragment, or a protocol other
+    /// than TCP, UDP and ICMP. The addresses, for deciding where it may go.
+    Untranslatable { src_ip: u32, dst_ip: u32 },
     /// Truncated or inconsistent headers.
     Malformed,
 }
@@ -183,12 +191,14 @@ fn parse_linear(ctx: &TcContext) -> Result<Packet, Skip> {
         n if n < ihl || n > frame => return Err(Skip::Malformed),
         n => n,
     };
-    // Fragments carry no (or only a partial) L4 header: left to the stack.
-    if u16::from_be(ip.frag_off) & 0x3fff != 0 {
-        return Err(Skip::NotNat);
-    }
-    if !matches!(ip.proto, IPPROTO_TCP | IPPROTO_UDP | IPPROTO_ICMP) {
-        return Err(Skip::NotNat);
+    // Fragments carry no (or only a partial) L4 header.
+    if u16::from_be(ip.frag_off) & 0x3fff != 0
+        || !matches!(ip.proto, IPPROTO_TCP | IPPROTO_UDP | IPPROTO_ICMP)
+    {
+        return Err(Skip::Untranslatable {
+            src_ip: ip.src,
+            dst_ip: ip.dst,
+        });
     }
     let l4 = ETH_HLEN + ihl;
     let mut pkt = Packet {
@@ -201,6 +211,9 @@ fn parse_linear(ctx: &TcContext) -> Result<Packet, Skip> {
             ..CtKey::default()
         },
         tcp_flags: 0,
+        tcp_seq: 0,
+        tcp_payload: 0,
+        ttl: ip.ttl,
         icmp_type: 0,
         len: ctx.len(),
     };
@@ -223,6 +236,8 @@ fn parse_l4(ctx: &TcContext, pkt: &mut Packet) -> Result<(), Skip> {
             pkt.tuple.src_port = u16::from_ne_bytes([h[0], h[1]]);
             pkt.tuple.dst_port = u16::from_ne_bytes([h[2], h[3]]);
             pkt.tcp_flags = h[13];
+            pkt.tcp_seq = u32::from_be_bytes([h[4], h[5], h[6], h[7]]);
+            pkt.tcp_payload = (pkt.l4_len - doff) as u32;
         }
         IPPROTO_UDP => {
             let h: [u8; 8] = read(ctx, pkt.l4).ok_or(Skip::Malformed)?;
@@ -302,6 +317,19 @@ pub fn set_port(
     ctx.l4_csum_replace(csum_off, u64::from(old), u64::from(new), flags | 2)
         .map_err(|_| ())?;
     write(ctx, off, new)
+}
+
+/// TTL and protocol share a 16-bit word of the header.
+const IP_TTL_OFF: usize = ETH_HLEN + 8;
+
+/// Routing: one hop less. The caller checked that the TTL is above 1.
+#[inline(always)]
+pub fn decrement_ttl(ctx: &mut TcContext, pkt: &Packet) -> Result<(), ()> {
+    let old: u16 = u16::from_ne_bytes([pkt.ttl, pkt.tuple.proto]);
+    let new: u16 = u16::from_ne_bytes([pkt.ttl.wrapping_sub(1), pkt.tuple.proto]);
+    ctx.l3_csum_replace(IP_CSUM_OFF, u64::from(old), u64::from(new), 2)
+        .map_err(|_| ())?;
+    write(ctx, IP_TTL_OFF, pkt.ttl.wrapping_sub(1))
 }
 
 /// Sets the Ethernet destination and source.
