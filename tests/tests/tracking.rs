@@ -1,0 +1,381 @@
+//! Connection tracking under hostile and odd traffic: forged RSTs, quick
+//! reconnects from the same port, a SYN that clashes with another flow's
+//! reply, replies whose flow is gone, protocols netd does not translate,
+//! TTLs, and malformed headers. Each is what an outsider (or a container)
+//! could do to break or leak through today's datapath.
+
+use std::{fs, time::Duration};
+
+use netd_tests::{Bg, Testbed, in_ns, in_ns_ok, wait_until};
+use serde_json::Value;
+
+const WAIT: Duration = Duration::from_secs(10);
+const HOST: &str = "198.18.0.1";
+const EXT: &str = "198.18.0.2";
+
+/// Sends crafted packets. Modes:
+/// - `tcp SRC DST SPORT DPORT FLAGS SEQ`: one TCP segment (FLAGS: letters
+///   of FSRA), through a raw IP socket;
+/// - `bad IFACE DMAC SMAC SRC DST DPORT WHAT`: three broken IPv4 frames
+///   (WHAT: csum, totlen, udplen, doff) through AF_PACKET;
+/// - `gre DST`: three GRE packets (IP protocol 47) from a raw socket.
+const CRAFT: &str = r#"
+import socket, struct, sys
+def csum(b):
+    if len(b) % 2:
+        b += b'\0'
+    s = sum(struct.unpack('!%dH' % (len(b) // 2), b))
+    while s >> 16:
+        s = (s & 0xffff) + (s >> 16)
+    return ~s & 0xffff
+def ip(src, dst, proto, l4, tot=None, bad_csum=False):
+    h = struct.pack('!BBHHHBBH4s4s', 0x45, 0, tot or 20 + len(l4), 0x4242, 0, 64, proto, 0,
+                    socket.inet_aton(src), socket.inet_aton(dst))
+    c = csum(h) ^ (0x5555 if bad_csum else 0)
+    return h[:10] + struct.pack('!H', c) + h[12:] + l4
+def l4csum(src, dst, proto, l4, at):
+    c = csum(socket.inet_aton(src) + socket.inet_aton(dst) + struct.pack('!BBH', 0, proto, len(l4)) + l4)
+    return l4[:at] + struct.pack('!H', c or 0xffff) + l4[at + 2:]
+def tcp(src, dst, sport, dport, flags, seq, doff=5):
+    bits = sum({'F': 1, 'S': 2, 'R': 4, 'A': 16}[f] for f in flags)
+    l4 = struct.pack('!HHIIBBHHH', sport, dport, seq, 0, doff << 4, bits, 65535, 0, 0)
+    return l4csum(src, dst, 6, l4, 16)
+def udp(src, dst, sport, dport, payload, ulen=None):
+    l4 = struct.pack('!HHHH', sport, dport, ulen or 8 + len(payload), 0) + payload
+    return l4csum(src, dst, 17, l4, 6)
+mode = sys.argv[1]
+if mode == 'tcp':
+    src, dst, sport, dport, flags, seq = sys.argv[2:8]
+    s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
+    s.sendto(ip(src, dst, 6, tcp(src, dst, int(sport), int(dport), flags, int(seq))), (dst, 0))
+elif mode == 'bad':
+    iface, dmac, smac, src, dst, dport, what = sys.argv[2:9]
+    dport = int(dport)
+    if what == 'csum':
+        pkt = ip(src, dst, 17, udp(src, dst, 40000, dport, b'x' * 8), bad_csum=True)
+    elif what == 'totlen':
+        l4 = udp(src, dst, 40000, dport, b'x' * 8)
+        pkt = ip(src, dst, 17, l4, tot=20 + len(l4) + 200)
+    elif what == 'udplen':
+        pkt = ip(src, dst, 17, udp(src, dst, 40000, dport, b'x' * 8, ulen=200))
+    else:
+        pkt = ip(src, dst, 6, tcp(src, dst, 40000, dport, 'S', 1, doff=4))
+    mac = lambda m: bytes.fromhex(m.replace(':', ''))
+    s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+    s.bind((iface, 0))
+    for _ in range(3):
+        s.send(mac(dmac) + mac(smac) + b'\x08\x00' + pkt)
+else:
+    s = socket.socket(socket.AF_INET, socket.SOCK_RAW, 47)
+    for _ in range(3):
+        s.sendto(b'\x00\x00\x08\x00' + b'gre payload', (sys.argv[2], 0))
+"#;
+
+/// A TCP client in ext, from a fixed source port, to HOST:PORT: it says
+/// `one`, prints the echo and "ready", then waits for the file `go` to
+/// appear (bounded), says `two` and prints the echo and "done". With
+/// `rst`, it then closes with an RST (SO_LINGER 0).
+const CLIENT: &str = r#"
+import os, socket, struct, sys, time
+host, port, sport, go, how = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5]
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(('198.18.0.2', sport))
+s.settimeout(10)
+s.connect((host, port))
+s.sendall(b'one\n'); print(s.recv(100).decode().strip(), 'ready', flush=True)
+deadline = time.time() + 30
+while not os.path.exists(go) and time.time() < deadline:
+    time.sleep(0.05)
+s.sendall(b'two\n'); print(s.recv(100).decode().strip(), 'done', flush=True)
+if how == 'rst':
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack('ii', 1, 0))
+s.close()
+"#;
+
+/// Receives UDP on 198.18.0.2:PORT and prints "TTL SRC" per datagram.
+const TTL_SERVER: &str = r#"
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.setsockopt(socket.IPPROTO_IP, 12, 1)  # IP_RECVTTL
+s.bind((sys.argv[1], int(sys.argv[2])))
+while True:
+    data, anc, flags, peer = s.recvmsg(100, 64)
+    ttl = [int.from_bytes(d[:4], 'little') for l, t, d in anc if t == socket.IP_TTL]
+    print(ttl[0] if ttl else -1, peer[0], flush=True)
+"#;
+
+/// Prints the source address of each GRE packet that arrives.
+const GRE_LISTENER: &str = r#"
+import socket
+s = socket.socket(socket.AF_INET, socket.SOCK_RAW, 47)
+while True:
+    data, peer = s.recvfrom(2000)
+    print(peer[0], flush=True)
+"#;
+
+fn craft(ns: &str, args: &[&str]) {
+    let mut cmd = vec!["python3", "-c", CRAFT];
+    cmd.extend_from_slice(args);
+    in_ns_ok(ns, &cmd);
+}
+
+fn echo_server(tb: &Testbed, ns: &str, port: u16) -> Bg {
+    let listen = format!("TCP-LISTEN:{port},fork,reuseaddr");
+    let log = tb.tmp().join(format!("echo-{port}.log"));
+    Bg::server(ns, &["socat", &listen, "EXEC:cat"], &log, "tcp", port)
+}
+
+/// A started [`CLIENT`], ready (its first exchange done), and its trigger.
+struct Client {
+    bg: Bg,
+    go: std::path::PathBuf,
+}
+
+impl Client {
+    fn start(tb: &Testbed, port: u16, sport: u16, how: &str) -> Client {
+        // Unique per client: a test may start two from one port.
+        static STARTED: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = STARTED.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let go = tb.tmp().join(format!("go-{sport}-{n}"));
+        let log = tb.tmp().join(format!("client-{sport}-{n}.log"));
+        let (port, sport) = (port.to_string(), sport.to_string());
+        let go_arg = go.to_string_lossy().into_owned();
+        let bg = Bg::spawn(
+            &tb.ext(),
+            &["python3", "-c", CLIENT, HOST, &port, &sport, &go_arg, how],
+            &log,
+        );
+        wait_until("the client's first exchange", WAIT, || {
+            bg.log().contains("one ready")
+        });
+        Client { bg, go }
+    }
+
+    /// Lets the client send its second line; asserts the echo came back.
+    fn finish(mut self) {
+        fs::write(&self.go, b"go").expect("write trigger");
+        let out = self.bg.wait_ok(WAIT);
+        assert!(out.contains("two done"), "second exchange failed: {out}");
+    }
+}
+
+/// The tracked flow whose original tuple is ext:SPORT -> host:PORT.
+fn flow_from(tb: &Testbed, sport: u16, port: u16) -> Option<Value> {
+    let (src, dst) = (format!("{EXT}:{sport}"), format!("{HOST}:{port}"));
+    tb.conntrack()
+        .into_iter()
+        .find(|f| f["original"]["src"] == src.as_str() && f["original"]["dst"] == dst.as_str())
+}
+
+fn state_of(tb: &Testbed, sport: u16, port: u16) -> String {
+    let flow = flow_from(tb, sport, port);
+    let state = flow.as_ref().and_then(|f| f["state"].as_str());
+    state.unwrap_or("none").to_owned()
+}
+
+fn snmp(ns: &str, group: &str, field: &str) -> u64 {
+    let text = in_ns_ok(ns, &["cat", "/proc/net/snmp"]);
+    let prefix = format!("{group}:");
+    let rows: Vec<&str> = text.lines().filter(|l| l.starts_with(&prefix)).collect();
+    let index = rows[0]
+        .split_whitespace()
+        .position(|n| n == field)
+        .unwrap_or_else(|| panic!("no {group} {field}"));
+    rows[1]
+        .split_whitespace()
+        .nth(index)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("bad {group} {field}:\n{text}"))
+}
+
+fn mac_of(ns: &str, dev: &str) -> String {
+    in_ns_ok(ns, &["cat", &format!("/sys/class/net/{dev}/address")])
+        .trim()
+        .to_owned()
+}
+
+// ---------------------------------------------------------------------------
+// TCP state.
+
+#[test]
+fn forged_rst_does_not_close_a_live_flow_and_a_real_one_does() {
+    let tb = Testbed::new();
+    let c1 = tb.add_with("c1", &["-p", "8091:80"]);
+    let _echo = echo_server(&tb, &c1, 80);
+    let client = Client::start(&tb, 8091, 45000, "rst");
+    assert_eq!(state_of(&tb, 45000, 8091), "ESTABLISHED");
+    // An outsider who knows the client's address and port, not its
+    // sequence numbers: two RSTs half the sequence space apart, so at most
+    // one can be near the real one.
+    for seq in ["12345", "2147495993"] {
+        craft(&tb.ext(), &["tcp", EXT, HOST, "45000", "8091", "R", seq]);
+    }
+    let flows = tb.conntrack();
+    assert_eq!(
+        state_of(&tb, 45000, 8091),
+        "ESTABLISHED",
+        "a forged RST closed the flow: {flows:?}"
+    );
+    // The connection works, and its own RST (SO_LINGER 0) does count.
+    client.finish();
+    wait_until("the real RST to close the flow", WAIT, || {
+        state_of(&tb, 45000, 8091) == "CLOSING"
+    });
+}
+
+#[test]
+fn reconnect_from_the_same_port_is_a_new_flow() {
+    let tb = Testbed::new();
+    let c1 = tb.add_with("c1", &["-p", "8091:80"]);
+    let _echo = echo_server(&tb, &c1, 80);
+    Client::start(&tb, 8091, 45001, "rst").finish();
+    wait_until("the first connection to close", WAIT, || {
+        state_of(&tb, 45001, 8091) == "CLOSING"
+    });
+    // The same 4-tuple again, at once: a SYN over a closed flow reopens it.
+    let again = Client::start(&tb, 8091, 45001, "fin");
+    let flows = tb.conntrack();
+    assert_eq!(
+        state_of(&tb, 45001, 8091),
+        "ESTABLISHED",
+        "the new connection inherited the old one's close: {flows:?}"
+    );
+    again.finish();
+}
+
+#[test]
+fn a_clashing_syn_to_another_port_does_not_take_over_a_live_flow() {
+    let tb = Testbed::new();
+    let c1 = tb.add_with("c1", &["-p", "8091:80", "-p", "8092:80"]);
+    let _echo = echo_server(&tb, &c1, 80);
+    let client = Client::start(&tb, 8091, 45002, "fin");
+    let invalid = tb.counter("drop_invalid");
+    // Same client address and port to the other published port: its reply
+    // tuple (c1:80 -> ext:45002) is the live flow's.
+    craft(&tb.ext(), &["tcp", EXT, HOST, "45002", "8092", "S", "777"]);
+    wait_until("the clashing SYN to be dropped", WAIT, || {
+        tb.counter("drop_invalid") > invalid
+    });
+    client.finish();
+}
+
+// ---------------------------------------------------------------------------
+// Nothing leaves with a private address or a container's port.
+
+#[test]
+fn a_reply_without_its_flow_is_not_masqueraded() {
+    let tb = Testbed::new();
+    let c1 = tb.add_with("c1", &["-p", "8091:80"]);
+    let ext = tb.ext();
+    let (segs, invalid) = (snmp(&ext, "Tcp", "InSegs"), tb.counter("drop_invalid"));
+    // What a published service sends when its flow's entry is gone.
+    for flags in ["SA", "A", "FA"] {
+        craft(&c1, &["tcp", "172.17.0.2", EXT, "80", "45003", flags, "99"]);
+    }
+    wait_until("the orphan replies to be dropped", WAIT, || {
+        tb.counter("drop_invalid") >= invalid + 3
+    });
+    assert_eq!(snmp(&ext, "Tcp", "InSegs"), segs, "a reply left the host");
+}
+
+#[test]
+fn gre_from_a_container_never_leaves_with_its_address() {
+    let tb = Testbed::new();
+    let c1 = tb.add("c1");
+    let ext = tb.ext();
+    let log = tb.tmp().join("gre.log");
+    let mut listener = Bg::spawn(&ext, &["python3", "-c", GRE_LISTENER], &log);
+    // The control: the host's own GRE arrives (and shows the listener is up).
+    wait_until("the GRE listener to hear the host", WAIT, || {
+        craft(&tb.host(), &["gre", EXT]);
+        listener.log().contains(HOST)
+    });
+    let dropped = tb.counter("drop_untranslatable");
+    craft(&c1, &["gre", EXT]);
+    wait_until("the container's GRE to be dropped", WAIT, || {
+        tb.counter("drop_untranslatable") >= dropped + 3
+    });
+    assert!(
+        !listener.log().contains("172.17."),
+        "GRE left with a private address:\n{}",
+        listener.log()
+    );
+    assert!(listener.try_wait().is_none(), "{}", listener.log());
+}
+
+// ---------------------------------------------------------------------------
+// TTL.
+
+#[test]
+fn routed_paths_take_one_hop_and_expiring_packets_get_time_exceeded() {
+    let tb = Testbed::new();
+    let c1 = tb.add_with("c1", &["-p", "5353:5353/udp"]);
+    let ext = tb.ext();
+    // Out: a container's datagram arrives with one hop less.
+    let log = tb.tmp().join("ttl-ext.log");
+    let mut server = Bg::spawn(&ext, &["python3", "-c", TTL_SERVER, EXT, "7001"], &log);
+    server.wait_listening(&ext, "udp", 7001);
+    in_ns_ok(
+        &c1,
+        &["sh", "-c", "echo x | socat -u - UDP:198.18.0.2:7001,ttl=64"],
+    );
+    wait_until("ext to see the datagram", WAIT, || {
+        server.log().contains(HOST)
+    });
+    assert!(
+        server.log().contains(&format!("63 {HOST}")),
+        "{}",
+        server.log()
+    );
+    // In: a published port's datagram too.
+    let log = tb.tmp().join("ttl-c1.log");
+    let mut inner = Bg::spawn(&c1, &["python3", "-c", TTL_SERVER, "0.0.0.0", "5353"], &log);
+    inner.wait_listening(&c1, "udp", 5353);
+    in_ns_ok(
+        &ext,
+        &["sh", "-c", "echo x | socat -u - UDP:198.18.0.1:5353,ttl=64"],
+    );
+    wait_until("c1 to see the datagram", WAIT, || inner.log().contains(EXT));
+    assert!(
+        inner.log().contains(&format!("63 {EXT}")),
+        "{}",
+        inner.log()
+    );
+    // A TTL that runs out at the host: the host answers, as a router does
+    // (traceroute from a container shows the host as the first hop).
+    let ping = in_ns(&c1, &["ping", "-c1", "-W2", "-t1", EXT]);
+    let out = String::from_utf8_lossy(&ping.stdout);
+    assert!(
+        out.contains("Time to live exceeded") && out.contains("172.17.0.1"),
+        "{out}"
+    );
+}
+
+// ---------------------------------------------------------------------------
+// Malformed headers.
+
+#[test]
+fn malformed_headers_are_dropped_not_translated() {
+    let tb = Testbed::new();
+    tb.add_with("c1", &["-p", "5353:5353/udp", "-p", "8091:80"]);
+    let ext = tb.ext();
+    let host_mac = mac_of(&tb.host(), "uplink0");
+    let ext_mac = mac_of(&ext, "ext0");
+    let (dnat, malformed) = (tb.counter("dnat"), tb.counter("drop_malformed"));
+    for (what, port) in [
+        ("csum", "5353"),
+        ("totlen", "5353"),
+        ("udplen", "5353"),
+        ("doff", "8091"),
+    ] {
+        craft(
+            &ext,
+            &["bad", "ext0", &host_mac, &ext_mac, EXT, HOST, port, what],
+        );
+    }
+    wait_until("12 malformed packets to be counted", WAIT, || {
+        tb.counter("drop_malformed") >= malformed + 12
+    });
+    assert_eq!(tb.counter("dnat"), dnat, "a malformed packet was DNAT-ed");
+}
