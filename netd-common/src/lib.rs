@@ -18,10 +18,14 @@ pub mod map_names {
     pub const BRIDGES: &str = "NETD_BRIDGES";
     pub const HOST_ADDRS: &str = "NETD_HOST_ADDRS";
     pub const VETHS: &str = "NETD_VETHS";
+    pub const CT_ASSURED: &str = "NETD_CT_ASSURED";
     /// Every map the daemon pins, in one list.
-    pub const ALL: [&str; 8] = [
-        STATS, ENDPOINTS, PORTMAPS, CONNTRACK, CONFIG, BRIDGES, HOST_ADDRS, VETHS,
+    pub const ALL: [&str; 9] = [
+        STATS, ENDPOINTS, PORTMAPS, CONNTRACK, CONFIG, BRIDGES, HOST_ADDRS, VETHS, CT_ASSURED,
     ];
+    /// The two conntrack tables: new, unanswered and closing flows (LRU),
+    /// and answered flows (never evicted). A flow's two entries are in one.
+    pub const CT_TABLES: [&str; 2] = [CONNTRACK, CT_ASSURED];
 }
 
 pub const IPPROTO_ICMP: u8 = 1;
@@ -228,8 +232,9 @@ pub enum StatIndex {
     /// Dropped: from outside to a container address, not a published port
     /// nor a reply (the network is not `routed`).
     DropUnpublished = 11,
-    /// Dropped: a new flow found the conntrack table full (established
-    /// flows are never evicted to make room).
+    /// An answered flow could not move to `NETD_CT_ASSURED` because that
+    /// table is full: it works, but stays evictable (the operator should
+    /// raise the table size).
     DropCtFull = 12,
     /// Dropped: a packet no tracked flow explains and that may not start
     /// one (a TCP segment other than SYN from a container, a new flow

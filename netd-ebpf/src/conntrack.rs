@@ -3,11 +3,14 @@
 //! keyed by T reversed and holds the original tuple reversed. Every packet
 //! of either direction is then one lookup and one rewrite.
 //!
-//! The table is a plain hash, not an LRU: nothing evicts a live flow to
-//! make room. A new flow that finds it full is refused (`Refused::Full`),
-//! and entries go only when the userspace GC expires them. Inserts never
-//! overwrite: a new flow whose reply tuple is another flow's is refused
-//! (`Refused::Clash`), as Linux conntrack drops it.
+//! Two tables, and a flow's two entries are in one of them. New flows go
+//! into `NETD_CONNTRACK`, an LRU: a flood of new flows evicts only its own
+//! kind (unanswered and closing flows), as Linux's early drop does. The
+//! first reply moves a flow to `NETD_CT_ASSURED`, a plain hash that nothing
+//! evicts; closing (an RST, or a FIN each way) moves it back. The GC
+//! expires both. Inserts never overwrite: a new flow whose reply tuple is
+//! another flow's, in either table, is refused (`Refused::Clash`), as Linux
+//! conntrack drops it.
 //!
 //! TCP state is tracked per direction like Linux conntrack does in spirit:
 //! an RST or FIN counts only near the sequence number the sender is at,
@@ -20,7 +23,10 @@ use aya_ebpf::{
 };
 use netd_common::{CtKey, CtValue, IPPROTO_TCP, ct_dir, ct_tcp};
 
-use crate::{maps::NETD_CONNTRACK, packet::Packet};
+use crate::{
+    maps::{NETD_CONNTRACK, NETD_CT_ASSURED},
+    packet::Packet,
+};
 
 /// Attempts at finding a free MASQUERADE port before giving up.
 const PORT_TRIES: u32 = 32;
@@ -36,9 +42,113 @@ pub enum Refused {
     NoPort,
 }
 
+/// Which table an entry is in.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Tier {
+    New,
+    Assured,
+}
+
+/// An entry found by [`lookup`].
+#[derive(Clone, Copy)]
+pub struct Entry {
+    pub value: *mut CtValue,
+    pub tier: Tier,
+}
+
+/// The entry of `key`: assured flows first (most packets are theirs).
 #[inline(always)]
-pub fn lookup(key: &CtKey) -> Option<*mut CtValue> {
-    NETD_CONNTRACK.get_ptr_mut(key)
+pub fn lookup(key: &CtKey) -> Option<Entry> {
+    if let Some(value) = NETD_CT_ASSURED.get_ptr_mut(key) {
+        return Some(Entry {
+            value,
+            tier: Tier::Assured,
+        });
+    }
+    NETD_CONNTRACK.get_ptr_mut(key).map(|value| Entry {
+        value,
+        tier: Tier::New,
+    })
+}
+
+/// The key of the flow's other entry: an entry's translated tuple,
+/// reversed (the same rule both ways).
+#[inline(always)]
+pub fn other_key(key: &CtKey, value: &CtValue) -> CtKey {
+    value.translated(key.proto).reversed()
+}
+
+/// A flow whose connection closed: an RST, or a FIN in each direction.
+#[inline(always)]
+fn closed(mine: u8, other: u8) -> bool {
+    (mine | other) & ct_tcp::RST != 0 || mine & other & ct_tcp::FIN != 0
+}
+
+/// Moves a flow between tables after a packet updated its entry `key`:
+/// the first reply makes it assured; closing makes it evictable again.
+/// Err(Full): the assured table is full, the flow stays in the LRU.
+#[inline(always)]
+pub fn settle(key: &CtKey, entry: &Entry) -> Result<(), Refused> {
+    // SAFETY: a pointer from a map lookup, valid for this program run.
+    let value = unsafe { *entry.value };
+    match entry.tier {
+        Tier::New if value.direction == ct_dir::REPLY => {
+            if value.tcp_flags & (ct_tcp::FIN | ct_tcp::RST) != 0 {
+                return Ok(()); // answered by a close (a refused connection)
+            }
+            promote(key, &value)
+        }
+        Tier::Assured if value.tcp_flags & (ct_tcp::FIN | ct_tcp::RST) != 0 => {
+            let other = other_key(key, &value);
+            let Some(peer) = NETD_CT_ASSURED.get_ptr(&other) else {
+                return Ok(());
+            };
+            // SAFETY: as above.
+            let peer = unsafe { *peer };
+            if closed(value.tcp_flags, peer.tcp_flags) {
+                demote(key, &value, &other, &peer);
+            }
+            Ok(())
+        }
+        _ => Ok(()),
+    }
+}
+
+/// NETD_CONNTRACK -> NETD_CT_ASSURED, both entries (inserted first, so a
+/// packet on another CPU always finds the flow in one table).
+#[inline(always)]
+fn promote(key: &CtKey, value: &CtValue) -> Result<(), Refused> {
+    let other = other_key(key, value);
+    let Some(peer) = NETD_CONNTRACK.get_ptr(&other) else {
+        return Ok(()); // half a flow (evicted meanwhile): the GC's
+    };
+    // SAFETY: a pointer from a map lookup, valid for this program run.
+    let peer = unsafe { *peer };
+    if NETD_CT_ASSURED
+        .insert(&other, &peer, u64::from(BPF_NOEXIST))
+        .is_err()
+    {
+        return Err(Refused::Full);
+    }
+    if NETD_CT_ASSURED
+        .insert(key, value, u64::from(BPF_NOEXIST))
+        .is_err()
+    {
+        let _ = NETD_CT_ASSURED.remove(&other);
+        return Err(Refused::Full);
+    }
+    let _ = NETD_CONNTRACK.remove(key);
+    let _ = NETD_CONNTRACK.remove(&other);
+    Ok(())
+}
+
+/// NETD_CT_ASSURED -> NETD_CONNTRACK, both entries.
+#[inline(always)]
+fn demote(key: &CtKey, value: &CtValue, other: &CtKey, peer: &CtValue) {
+    let _ = NETD_CONNTRACK.insert(other, peer, 0);
+    let _ = NETD_CONNTRACK.insert(key, value, 0);
+    let _ = NETD_CT_ASSURED.remove(key);
+    let _ = NETD_CT_ASSURED.remove(other);
 }
 
 /// TCP flag bits of the wire header.
@@ -131,8 +241,8 @@ pub fn reset_tcp(key: &CtKey) {
     if let Some(entry) = lookup(key) {
         // SAFETY: a pointer from a map lookup, valid for this program run.
         unsafe {
-            (*entry).tcp_flags = 0;
-            (*entry).tcp_seq_end = 0;
+            (*entry.value).tcp_flags = 0;
+            (*entry.value).tcp_seq_end = 0;
         }
     }
 }
@@ -162,9 +272,12 @@ fn entry(t: &CtKey, kind: u8, direction: u8, pkt: &Packet) -> CtValue {
     }
 }
 
-/// Inserts a new entry; never replaces one.
+/// Inserts a new entry; never replaces one, in either table.
 #[inline(always)]
 fn insert_new(key: &CtKey, value: &CtValue) -> Result<(), Refused> {
+    if NETD_CT_ASSURED.get_ptr(key).is_some() {
+        return Err(Refused::Clash);
+    }
     match NETD_CONNTRACK.insert(key, value, u64::from(BPF_NOEXIST)) {
         Ok(()) => Ok(()),
         Err(e) if e == -EEXIST => Err(Refused::Clash),

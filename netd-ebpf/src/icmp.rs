@@ -86,7 +86,7 @@ pub fn translate_error(ctx: &mut TcContext, pkt: &Packet, receiver: Option<u32>)
     let r = inner.tuple.reversed();
     let ct = conntrack::lookup(&r)?;
     // SAFETY: map value pointer, valid for this run.
-    let t = unsafe { (*ct).translated(r.proto) };
+    let t = unsafe { (*ct.value).translated(r.proto) };
     let outer_src = if pkt.tuple.src_ip == r.src_ip {
         t.src_ip
     } else {

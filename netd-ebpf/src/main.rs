@@ -18,12 +18,12 @@ use aya_ebpf::{
     programs::TcContext,
 };
 use netd_common::{
-    CtKey, CtValue, IPPROTO_TCP, IPPROTO_UDP, PortMapKey, PortMapValue, StatIndex, VethValue,
-    ct_dir, ct_kind, net_flags,
+    CtKey, IPPROTO_TCP, IPPROTO_UDP, PortMapKey, PortMapValue, StatIndex, VethValue, ct_dir,
+    ct_kind, net_flags,
 };
 
 use crate::{
-    conntrack::Refused,
+    conntrack::{Entry, Refused},
     maps::{NETD_ENDPOINTS, NETD_HOST_ADDRS, NETD_PORTMAPS, NETD_VETHS, config, count},
     packet::{IP_DST_OFF, IP_SRC_OFF, Packet, Skip, decrement_ttl, parse, set_ip, set_port},
     route::{Route, deliver, fib_lookup},
@@ -262,14 +262,18 @@ fn may_start(pkt: &Packet, from: From) -> Result<(), i32> {
 
 /// A packet of a known flow: apply the flow's translation and deliver.
 #[inline(always)]
-fn forward_tracked(ctx: &mut TcContext, pkt: &Packet, ct: *mut CtValue, from: From) -> i32 {
+fn forward_tracked(ctx: &mut TcContext, pkt: &Packet, entry: Entry, from: From) -> i32 {
     if pkt.ttl <= 1 {
         return ttl_expired(pkt, from);
     }
+    let ct = entry.value;
     // SAFETY: map value pointer, valid for this run.
     let t = unsafe { (*ct).translated(pkt.tuple.proto) };
     if conntrack::touch(ct, pkt) {
         conntrack::reset_tcp(&t.reversed());
+    }
+    if conntrack::settle(&pkt.tuple, &entry).is_err() {
+        count(StatIndex::DropCtFull, pkt.len);
     }
     if translate(ctx, pkt, &t).is_err() {
         return rewrite_failed();

@@ -2,7 +2,7 @@
 //! maps so `bpftool map dump` prints field names.
 
 use aya_ebpf::{
-    btf_maps::{Array, HashMap, PerCpuArray},
+    btf_maps::{Array, HashMap, LruHashMap, PerCpuArray},
     macros::btf_map,
 };
 use netd_common::{
@@ -27,11 +27,16 @@ pub static NETD_VETHS: HashMap<u32, VethValue, 65536> = HashMap::new();
 #[btf_map]
 pub static NETD_PORTMAPS: HashMap<PortMapKey, PortMapValue, 65536> = HashMap::new();
 
-/// Connection tracking, two entries per flow (original and reply). A plain
-/// hash: a full table refuses new flows and never evicts live ones. The
-/// daemon sets the size at load (`--ct-max`).
+/// Connection tracking of new, unanswered and closing flows, two entries
+/// per flow (original and reply). An LRU: a flood of new flows evicts its
+/// own kind, never an answered flow, which lives in `NETD_CT_ASSURED`.
 #[btf_map]
-pub static NETD_CONNTRACK: HashMap<CtKey, CtValue, 262144> = HashMap::new();
+pub static NETD_CONNTRACK: LruHashMap<CtKey, CtValue, 262144> = LruHashMap::new();
+
+/// Answered flows (a reply was seen), until they close: a plain hash, so
+/// nothing evicts them.
+#[btf_map]
+pub static NETD_CT_ASSURED: HashMap<CtKey, CtValue, 262144> = HashMap::new();
 
 /// Bridges of netd networks by ifindex.
 #[btf_map]

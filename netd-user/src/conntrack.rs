@@ -91,7 +91,8 @@ impl Flow {
 /// The conntrack map, opened from its pin: the GC runs beside the daemon's
 /// request handling without sharing (or locking) its map handles.
 pub struct Conntrack {
-    map: HashMap<MapData, CtKey, CtValue>,
+    /// `map_names::CT_TABLES`: new flows (LRU) and assured flows.
+    tables: Vec<HashMap<MapData, CtKey, CtValue>>,
 }
 
 pub fn now_ns() -> Result<u64> {
@@ -100,19 +101,28 @@ pub fn now_ns() -> Result<u64> {
 }
 
 impl Conntrack {
+    /// Both conntrack tables, from their pins.
     pub fn open(bpffs: &Path) -> Result<Self> {
-        let path = bpffs.join(map_names::CONNTRACK);
-        let data = MapData::from_pin(&path)
-            .with_context(|| format!("opening pinned map {}", path.display()))?;
-        let map =
-            HashMap::try_from(Map::from_map_data(data)?).context("opening the conntrack map")?;
-        Ok(Self { map })
+        let tables = map_names::CT_TABLES
+            .iter()
+            .map(|name| {
+                let path = bpffs.join(name);
+                let data = MapData::from_pin(&path)
+                    .with_context(|| format!("opening pinned map {}", path.display()))?;
+                HashMap::try_from(Map::from_map_data(data)?)
+                    .with_context(|| format!("opening the conntrack map {name}"))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Self { tables })
     }
 
-    /// Every flow: the table read in batches, then paired up in memory.
+    /// Every flow: both tables read in batches, then paired up in memory (a
+    /// flow's entries are in one table, but one may be moving as we read).
     fn flows(&self) -> Result<Vec<Flow>> {
-        let entries: std::collections::HashMap<CtKey, CtValue> =
-            read_all(self.map.map().fd().as_fd())?.into_iter().collect();
+        let mut entries = std::collections::HashMap::<CtKey, CtValue>::new();
+        for table in &self.tables {
+            entries.extend(read_all(table.map().fd().as_fd())?);
+        }
         let mut flows = Vec::new();
         for (key, value) in &entries {
             let reply_key = value.translated(key.proto).reversed();
@@ -138,7 +148,8 @@ impl Conntrack {
         Ok(flows)
     }
 
-    /// Deletes expired flows (both entries); returns how many.
+    /// Deletes expired flows (both entries, from whichever table holds
+    /// them); returns how many.
     pub fn gc(&mut self, timeouts: &Timeouts) -> Result<usize> {
         let now = now_ns()?;
         let expired: Vec<Flow> = self
@@ -147,9 +158,11 @@ impl Conntrack {
             .filter(|f| now.saturating_sub(f.last_seen()) > f.timeout(timeouts).as_nanos() as u64)
             .collect();
         for flow in &expired {
-            // Either may already be gone (LRU, racing GC): not an error.
-            let _ = self.map.remove(&flow.key);
-            let _ = self.map.remove(&flow.reply_key);
+            // Either may be in the other table or gone (LRU, racing GC).
+            for table in &mut self.tables {
+                let _ = table.remove(&flow.key);
+                let _ = table.remove(&flow.reply_key);
+            }
         }
         Ok(expired.len())
     }

@@ -55,7 +55,9 @@ pub fn run(netd_bin: &Path, flows: u32) -> Result<Memory> {
     let rss_10k_kib = settled_rss(&daemon)?;
     interrupt::check()?;
     flood(&topo, flows)?;
-    let ct_entries = bpf::count_entries(&daemon.bpffs().join("NETD_CONNTRACK"))?;
+    // New and assured flows live in two tables.
+    let ct_entries = bpf::count_entries(&daemon.bpffs().join("NETD_CONNTRACK"))?
+        + bpf::count_entries(&daemon.bpffs().join("NETD_CT_ASSURED"))?;
     Ok(Memory {
         rss_idle_kib,
         rss_10k_kib,
