@@ -84,21 +84,32 @@ fn closed(mine: u8, other: u8) -> bool {
     (mine | other) & ct_tcp::RST != 0 || mine & other & ct_tcp::FIN != 0
 }
 
-/// Moves a flow between tables after a packet updated its entry `key`:
-/// the first reply makes it assured; closing makes it evictable again.
+/// Moves a flow between tables after a packet updated its entry `key`. A
+/// flow is assured (as Linux's IPS_ASSURED) when its originator sends
+/// again after an answer: the handshake's final ACK for TCP, a second
+/// datagram for UDP. An answer alone is not enough: a SYN flood is
+/// answered with SYN-ACKs, and must stay evictable. Closing (an RST, or a
+/// FIN each way) makes a flow evictable again.
 /// Err(Full): the assured table is full, the flow stays in the LRU.
 #[inline(always)]
-pub fn settle(key: &CtKey, entry: &Entry) -> Result<(), Refused> {
+pub fn settle(key: &CtKey, entry: &Entry, pkt: &Packet) -> Result<(), Refused> {
     // SAFETY: a pointer from a map lookup, valid for this program run.
     let value = unsafe { *entry.value };
+    let closing = value.tcp_flags & (ct_tcp::FIN | ct_tcp::RST) != 0;
     match entry.tier {
-        Tier::New if value.direction == ct_dir::REPLY => {
-            if value.tcp_flags & (ct_tcp::FIN | ct_tcp::RST) != 0 {
-                return Ok(()); // answered by a close (a refused connection)
+        Tier::New if value.direction == ct_dir::ORIGINAL && !closing && !is_syn(pkt) => {
+            let other = other_key(key, &value);
+            let Some(peer) = NETD_CONNTRACK.get_ptr(&other) else {
+                return Ok(()); // half a flow (evicted meanwhile): the GC's
+            };
+            // SAFETY: as above.
+            let peer = unsafe { *peer };
+            if peer.packets == 0 || peer.tcp_flags & (ct_tcp::FIN | ct_tcp::RST) != 0 {
+                return Ok(());
             }
-            promote(key, &value)
+            promote(key, &value, &other, &peer)
         }
-        Tier::Assured if value.tcp_flags & (ct_tcp::FIN | ct_tcp::RST) != 0 => {
+        Tier::Assured if closing => {
             let other = other_key(key, &value);
             let Some(peer) = NETD_CT_ASSURED.get_ptr(&other) else {
                 return Ok(());
@@ -117,15 +128,9 @@ pub fn settle(key: &CtKey, entry: &Entry) -> Result<(), Refused> {
 /// NETD_CONNTRACK -> NETD_CT_ASSURED, both entries (inserted first, so a
 /// packet on another CPU always finds the flow in one table).
 #[inline(always)]
-fn promote(key: &CtKey, value: &CtValue) -> Result<(), Refused> {
-    let other = other_key(key, value);
-    let Some(peer) = NETD_CONNTRACK.get_ptr(&other) else {
-        return Ok(()); // half a flow (evicted meanwhile): the GC's
-    };
-    // SAFETY: a pointer from a map lookup, valid for this program run.
-    let peer = unsafe { *peer };
+fn promote(key: &CtKey, value: &CtValue, other: &CtKey, peer: &CtValue) -> Result<(), Refused> {
     if NETD_CT_ASSURED
-        .insert(&other, &peer, u64::from(BPF_NOEXIST))
+        .insert(other, peer, u64::from(BPF_NOEXIST))
         .is_err()
     {
         return Err(Refused::Full);
@@ -134,11 +139,11 @@ fn promote(key: &CtKey, value: &CtValue) -> Result<(), Refused> {
         .insert(key, value, u64::from(BPF_NOEXIST))
         .is_err()
     {
-        let _ = NETD_CT_ASSURED.remove(&other);
+        let _ = NETD_CT_ASSURED.remove(other);
         return Err(Refused::Full);
     }
     let _ = NETD_CONNTRACK.remove(key);
-    let _ = NETD_CONNTRACK.remove(&other);
+    let _ = NETD_CONNTRACK.remove(other);
     Ok(())
 }
 

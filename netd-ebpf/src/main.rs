@@ -272,7 +272,7 @@ fn forward_tracked(ctx: &mut TcContext, pkt: &Packet, entry: Entry, from: From) 
     if conntrack::touch(ct, pkt) {
         conntrack::reset_tcp(&t.reversed());
     }
-    if conntrack::settle(&pkt.tuple, &entry).is_err() {
+    if conntrack::settle(&pkt.tuple, &entry, pkt).is_err() {
         count(StatIndex::DropCtFull, pkt.len);
     }
     if translate(ctx, pkt, &t).is_err() {

@@ -71,16 +71,16 @@ else:
         s.sendto(b'\x00\x00\x08\x00' + b'gre payload', (sys.argv[2], 0))
 "#;
 
-/// A TCP client in ext, from a fixed source port, to HOST:PORT: it says
+/// A TCP client from a fixed source port (bound on BIND) to HOST:PORT: it says
 /// `one`, prints the echo and "ready", then waits for the file `go` to
 /// appear (bounded), says `two` and prints the echo and "done". With
 /// `rst`, it then closes with an RST (SO_LINGER 0).
 const CLIENT: &str = r#"
 import os, socket, struct, sys, time
-host, port, sport, go, how = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5]
+host, port, sport, go, how, bind = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5], sys.argv[6]
 s = socket.socket()
 s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind(('198.18.0.2', sport))
+s.bind((bind, sport))
 s.settimeout(10)
 s.connect((host, port))
 s.sendall(b'one\n'); print(s.recv(100).decode().strip(), 'ready', flush=True)
@@ -114,6 +114,20 @@ while True:
     print(peer[0], flush=True)
 "#;
 
+/// `DST DPORT N`: N SYNs to DST:DPORT from spoofed sources in
+/// 198.19.0.0/16 (inside the testbed's range), each a new flow.
+const SYN_FLOOD: &str = r#"
+import socket, struct, sys
+dst, dport, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
+pkt = bytearray(struct.pack('!BBHHHBBH4s4s', 0x45, 0, 40, 0, 0, 64, 6, 0, bytes(4), socket.inet_aton(dst))
+                + struct.pack('!HHIIBBHHH', 0, dport, 1, 0, 0x50, 0x02, 65535, 0, 0))
+for i in range(n):
+    struct.pack_into('!BBBB', pkt, 12, 198, 19, (i >> 8) & 255, i & 255)
+    struct.pack_into('!H', pkt, 20, 1024 + (i >> 16))
+    s.sendto(pkt, (dst, 0))
+"#;
+
 fn craft(ns: &str, args: &[&str]) {
     let mut cmd = vec!["python3", "-c", CRAFT];
     cmd.extend_from_slice(args);
@@ -133,7 +147,20 @@ struct Client {
 }
 
 impl Client {
+    /// From ext to the host's published `port`.
     fn start(tb: &Testbed, port: u16, sport: u16, how: &str) -> Client {
+        Client::start_in(tb, &tb.ext(), HOST, port, sport, how, EXT)
+    }
+
+    fn start_in(
+        tb: &Testbed,
+        ns: &str,
+        host: &str,
+        port: u16,
+        sport: u16,
+        how: &str,
+        bind: &str,
+    ) -> Client {
         // Unique per client: a test may start two from one port.
         static STARTED: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let n = STARTED.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
@@ -142,8 +169,10 @@ impl Client {
         let (port, sport) = (port.to_string(), sport.to_string());
         let go_arg = go.to_string_lossy().into_owned();
         let bg = Bg::spawn(
-            &tb.ext(),
-            &["python3", "-c", CLIENT, HOST, &port, &sport, &go_arg, how],
+            ns,
+            &[
+                "python3", "-c", CLIENT, host, &port, &sport, &go_arg, how, bind,
+            ],
             &log,
         );
         wait_until("the client's first exchange", WAIT, || {
@@ -258,6 +287,30 @@ fn a_clashing_syn_to_another_port_does_not_take_over_a_live_flow() {
         tb.counter("drop_invalid") > invalid
     });
     client.finish();
+}
+
+#[test]
+fn established_flows_survive_a_flood_that_fills_the_table() {
+    let tb = Testbed::new();
+    let c1 = tb.add_with("c1", &["-p", "8091:80"]);
+    let ext = tb.ext();
+    let _echo = echo_server(&tb, &c1, 80);
+    let _outside = echo_server(&tb, &ext, 9000);
+    // A live DNAT and a live SNAT connection, idle while the flood runs.
+    let dnat_client = Client::start(&tb, 8091, 45010, "fin");
+    let snat_client = Client::start_in(&tb, &c1, EXT, 9000, 45011, "fin", "0.0.0.0");
+    // More new flows than the table holds (262144 entries, two per flow).
+    let dnat = tb.counter("dnat");
+    in_ns_ok(&ext, &["python3", "-c", SYN_FLOOD, HOST, "8091", "300000"]);
+    let flooded = || tb.counter("dnat") >= dnat + 290_000;
+    if !flooded() {
+        std::thread::sleep(Duration::from_secs(2));
+        assert!(flooded(), "dnat {dnat} -> {:?}", tb.counters());
+    }
+    dnat_client.finish();
+    snat_client.finish();
+    // And a new connection still gets in.
+    Client::start(&tb, 8091, 45012, "fin").finish();
 }
 
 // ---------------------------------------------------------------------------
