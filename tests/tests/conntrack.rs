@@ -202,3 +202,31 @@ fn conntrack_ls_of_50k_flows_streams_in_bounded_memory() {
         "the daemon's peak RSS is {hwm} KiB after listing {listed} flows"
     );
 }
+
+/// Measurement for BENCHMARKS.md ("Conntrack GC"), run by hand with
+/// `--ignored --nocapture`: the GC pass time at 200,000 flows.
+#[test]
+#[ignore]
+fn gc_pass_at_200k_flows() {
+    let tb = Testbed::with_daemon_args(&[
+        "--ct-max",
+        "262144",
+        "--ct-gc-interval",
+        "2",
+        "--ct-udp-unreplied-timeout",
+        "600",
+    ]);
+    let c1 = tb.add("c1");
+    // Four sockets (source ports) times 50,000 destination ports.
+    for _ in 0..4 {
+        open_udp_flows(&c1, 50_000);
+    }
+    std::thread::sleep(Duration::from_secs(5));
+    let passes: Vec<String> = tb
+        .log()
+        .lines()
+        .filter(|l| l.contains("conntrack gc pass"))
+        .map(str::to_owned)
+        .collect();
+    eprintln!("{}", passes[passes.len().saturating_sub(3)..].join("\n"));
+}
