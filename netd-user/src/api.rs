@@ -48,7 +48,16 @@ pub enum Request {
     PortmapRm {
         spec: String,
     },
-    ConntrackLs,
+    /// Streamed: one `Response::Item` line per flow, then `Ok` with the
+    /// count (or `Err`).
+    ConntrackLs {
+        /// Only flows with one of this container's addresses.
+        #[serde(default)]
+        container: Option<String>,
+        /// Only flows with this port on either side of either tuple.
+        #[serde(default)]
+        port: Option<u16>,
+    },
     Stats,
     Down,
 }
@@ -87,9 +96,12 @@ pub struct ContainerSpec {
 }
 
 /// `Ok` carries the command's JSON result, `Err` one line for the user.
+/// A streamed reply (`conntrack ls`) is any number of `Item` lines, then
+/// one `Ok` or `Err` line.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Response {
     Ok(serde_json::Value),
     Err(String),
+    Item(serde_json::Value),
 }

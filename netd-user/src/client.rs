@@ -15,6 +15,20 @@ use crate::api::{Request, Response};
 /// Sends one request and returns the daemon's JSON result; a daemon-side
 /// error becomes this call's error, verbatim.
 pub fn call(socket: &Path, request: &Request) -> Result<Value> {
+    call_stream(socket, request, |_| {
+        bail!(
+            "the daemon sent a streamed reply to a request that has none; is it another netd version?"
+        )
+    })
+}
+
+/// [`call`] for a streamed reply: `item` gets each `Item` line as it
+/// arrives; the final `Ok` value is returned.
+pub fn call_stream(
+    socket: &Path,
+    request: &Request,
+    mut item: impl FnMut(Value) -> Result<()>,
+) -> Result<Value> {
     let mut stream = connect(socket)?;
     stream
         .set_read_timeout(Some(Duration::from_secs(300)))
@@ -24,16 +38,21 @@ pub fn call(socket: &Path, request: &Request) -> Result<Value> {
     stream
         .write_all(&line)
         .context("sending request to the daemon")?;
+    let mut reader = BufReader::new(stream);
     let mut reply = String::new();
-    BufReader::new(stream)
-        .read_line(&mut reply)
-        .context("reading the daemon's reply")?;
-    if reply.is_empty() {
-        bail!("the daemon closed the connection without answering; see its log");
-    }
-    match serde_json::from_str(&reply).context("decoding the daemon's reply")? {
-        Response::Ok(value) => Ok(value),
-        Response::Err(message) => Err(anyhow!(message)),
+    loop {
+        reply.clear();
+        reader
+            .read_line(&mut reply)
+            .context("reading the daemon's reply")?;
+        if reply.is_empty() {
+            bail!("the daemon closed the connection without answering; see its log");
+        }
+        match serde_json::from_str(&reply).context("decoding the daemon's reply")? {
+            Response::Ok(value) => return Ok(value),
+            Response::Err(message) => return Err(anyhow!(message)),
+            Response::Item(value) => item(value)?,
+        }
     }
 }
 

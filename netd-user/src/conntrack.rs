@@ -19,7 +19,7 @@ use netd_common::{CtKey, CtValue, IPPROTO_ICMP, IPPROTO_TCP, ct_dir, ct_kind, ct
 use nix::time::{ClockId, clock_gettime};
 use serde_json::{Value, json};
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Timeouts {
     pub tcp_established: Duration,
     pub tcp_unreplied: Duration,
@@ -29,16 +29,65 @@ pub struct Timeouts {
     pub icmp: Duration,
 }
 
-impl Timeouts {
-    /// Defaults, with the replied-UDP timeout `udp` (`--ct-udp-timeout`).
-    pub fn new(tcp_established: Duration, udp: Duration) -> Self {
+impl Default for Timeouts {
+    fn default() -> Self {
         Self {
-            tcp_established,
+            tcp_established: Duration::from_secs(21600),
             tcp_unreplied: Duration::from_secs(60),
             tcp_closing: Duration::from_secs(10),
-            udp,
-            udp_unreplied: udp.min(Duration::from_secs(30)),
+            udp: Duration::from_secs(120),
+            udp_unreplied: Duration::from_secs(30),
             icmp: Duration::from_secs(30),
+        }
+    }
+}
+
+/// How long a half-closed TCP flow (FIN one way only) is kept at most:
+/// the other side may still send, but a peer that vanished after its FIN
+/// must not pin the entry for the whole established timeout.
+const TCP_HALF_CLOSED_MAX: Duration = Duration::from_secs(120);
+
+/// What the GC knows of a TCP flow, from the sticky flags of each
+/// direction (ORIGINAL entry: original direction; REPLY entry: reply).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TcpState {
+    SynSent,
+    Established,
+    HalfClosed,
+    Closing,
+}
+
+impl TcpState {
+    /// Closing takes an RST either way or a FIN both ways: a FIN one way
+    /// only is a half-close, and the other side may go on sending.
+    pub fn of(orig_flags: u8, reply_flags: u8, replied: bool) -> Self {
+        let fin = |f: u8| f & ct_tcp::FIN != 0;
+        if (orig_flags | reply_flags) & ct_tcp::RST != 0 || (fin(orig_flags) && fin(reply_flags)) {
+            TcpState::Closing
+        } else if !replied {
+            TcpState::SynSent
+        } else if fin(orig_flags) || fin(reply_flags) {
+            TcpState::HalfClosed
+        } else {
+            TcpState::Established
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            TcpState::SynSent => "SYN_SENT",
+            TcpState::Established => "ESTABLISHED",
+            TcpState::HalfClosed => "HALF_CLOSED",
+            TcpState::Closing => "CLOSING",
+        }
+    }
+
+    fn timeout(self, t: &Timeouts) -> Duration {
+        match self {
+            TcpState::SynSent => t.tcp_unreplied,
+            TcpState::Established => t.tcp_established,
+            TcpState::HalfClosed => t.tcp_established.min(TCP_HALF_CLOSED_MAX),
+            TcpState::Closing => t.tcp_closing,
         }
     }
 }
@@ -62,34 +111,89 @@ impl Flow {
         self.reply.is_some_and(|r| r.packets > 0)
     }
 
-    fn tcp_flags(&self) -> u8 {
-        self.orig.tcp_flags | self.reply.map_or(0, |r| r.tcp_flags)
+    fn tcp_state(&self) -> TcpState {
+        let reply_flags = self.reply.map_or(0, |r| r.tcp_flags);
+        TcpState::of(self.orig.tcp_flags, reply_flags, self.replied())
     }
 
     fn state(&self) -> &'static str {
         match self.key.proto {
-            IPPROTO_TCP if self.tcp_flags() & (ct_tcp::FIN | ct_tcp::RST) != 0 => "CLOSING",
-            IPPROTO_TCP if self.replied() => "ESTABLISHED",
-            IPPROTO_TCP => "SYN_SENT",
+            IPPROTO_TCP => self.tcp_state().name(),
             _ if self.replied() => "REPLIED",
             _ => "UNREPLIED",
         }
     }
 
     fn timeout(&self, t: &Timeouts) -> Duration {
-        match (self.key.proto, self.state()) {
-            (IPPROTO_TCP, "CLOSING") => t.tcp_closing,
-            (IPPROTO_TCP, "ESTABLISHED") => t.tcp_established,
-            (IPPROTO_TCP, _) => t.tcp_unreplied,
-            (IPPROTO_ICMP, _) => t.icmp,
-            (_, "REPLIED") => t.udp,
+        match self.key.proto {
+            IPPROTO_TCP => self.tcp_state().timeout(t),
+            IPPROTO_ICMP => t.icmp,
+            _ if self.replied() => t.udp,
             _ => t.udp_unreplied,
         }
     }
+
+    fn expired(&self, now: u64, t: &Timeouts) -> bool {
+        now.saturating_sub(self.last_seen()) > self.timeout(t).as_nanos() as u64
+    }
+
+    /// Whether the flow touches one of `ips` (network order) in its
+    /// original or translated tuple, and `port` (host order) anywhere.
+    fn matches(&self, filter: &Filter) -> bool {
+        let t = self.orig.translated(self.key.proto);
+        let ip_ok = filter.ips.as_ref().is_none_or(|ips| {
+            [self.key.src_ip, self.key.dst_ip, t.src_ip, t.dst_ip]
+                .iter()
+                .any(|ip| ips.contains(ip))
+        });
+        let port_ok = filter.port.is_none_or(|port| {
+            [self.key.src_port, self.key.dst_port, t.src_port, t.dst_port]
+                .iter()
+                .any(|p| u16::from_be(*p) == port)
+        });
+        ip_ok && port_ok
+    }
+
+    fn to_json(&self, now: u64, timeouts: &Timeouts) -> Value {
+        let idle = Duration::from_nanos(now.saturating_sub(self.last_seen()));
+        let t = self.orig.translated(self.key.proto);
+        json!({
+            "proto": proto_name(self.key.proto),
+            "kind": kind_name(self.orig.kind),
+            "state": self.state(),
+            "original": tuple(&self.key),
+            "translated": tuple(&t),
+            "packets": self.orig.packets,
+            "bytes": self.orig.bytes,
+            "reply_packets": self.reply.map_or(0, |r| r.packets),
+            "reply_bytes": self.reply.map_or(0, |r| r.bytes),
+            "idle_secs": idle.as_secs(),
+            "expires_in_secs": self.timeout(timeouts).saturating_sub(idle).as_secs(),
+        })
+    }
 }
 
-/// The conntrack map, opened from its pin: the GC runs beside the daemon's
-/// request handling without sharing (or locking) its map handles.
+/// Which flows `conntrack ls` shows: all when both are `None`.
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    /// A container's endpoint addresses, network order.
+    pub ips: Option<Vec<u32>>,
+    /// A port, host order, on either side of either tuple.
+    pub port: Option<u16>,
+}
+
+/// What one GC pass saw and did.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct GcPass {
+    /// Entries in the table when it was read (two per flow).
+    pub entries: usize,
+    /// Flows removed.
+    pub expired: usize,
+}
+
+/// The conntrack map, opened from its pin: the GC and the listing run
+/// beside the daemon's request handling without sharing (or locking) its
+/// map handles.
 pub struct Conntrack {
     /// `map_names::CT_TABLES`: new flows (LRU) and assured flows.
     tables: Vec<HashMap<MapData, CtKey, CtValue>>,
@@ -118,44 +222,29 @@ impl Conntrack {
 
     /// Every flow: both tables read in batches, then paired up in memory (a
     /// flow's entries are in one table, but one may be moving as we read).
-    fn flows(&self) -> Result<Vec<Flow>> {
-        let mut entries = std::collections::HashMap::<CtKey, CtValue>::new();
-        for table in &self.tables {
-            entries.extend(read_all(table.map().fd().as_fd())?);
+    /// The GC needs it all at once to pair without a lookup per entry;
+    /// `netd conntrack ls` uses [`Conntrack::list_batch`] instead.
+    fn flows(&self) -> Result<(usize, Vec<Flow>)> {
+        let mut reader = self.reader();
+        let mut entries = std::collections::HashMap::new();
+        while let Some(batch) = reader.next_batch()? {
+            entries.extend(batch);
         }
-        let mut flows = Vec::new();
-        for (key, value) in &entries {
-            let reply_key = value.translated(key.proto).reversed();
-            let paired = entries.get(&reply_key).copied();
-            let flow = match (value.direction, paired) {
-                (ct_dir::ORIGINAL, reply) => Flow {
-                    key: *key,
-                    orig: *value,
-                    reply_key,
-                    reply,
-                },
-                // A REPLY whose ORIGINAL is gone (LRU eviction): its own flow.
-                (_, None) => Flow {
-                    key: *key,
-                    orig: *value,
-                    reply_key: *key,
-                    reply: None,
-                },
-                _ => continue,
-            };
-            flows.push(flow);
-        }
-        Ok(flows)
+        let flows = entries
+            .iter()
+            .filter_map(|(key, value)| pair(key, value, |k| entries.get(k).copied()))
+            .collect();
+        Ok((entries.len(), flows))
     }
 
     /// Deletes expired flows (both entries, from whichever table holds
-    /// them); returns how many.
-    pub fn gc(&mut self, timeouts: &Timeouts) -> Result<usize> {
+    /// them).
+    pub fn gc(&mut self, timeouts: &Timeouts) -> Result<GcPass> {
         let now = now_ns()?;
-        let expired: Vec<Flow> = self
-            .flows()?
+        let (entries, flows) = self.flows()?;
+        let expired: Vec<Flow> = flows
             .into_iter()
-            .filter(|f| now.saturating_sub(f.last_seen()) > f.timeout(timeouts).as_nanos() as u64)
+            .filter(|f| f.expired(now, timeouts))
             .collect();
         for flow in &expired {
             // Either may be in the other table or gone (LRU, racing GC).
@@ -164,30 +253,69 @@ impl Conntrack {
                 let _ = table.remove(&flow.reply_key);
             }
         }
-        Ok(expired.len())
+        Ok(GcPass {
+            entries,
+            expired: expired.len(),
+        })
     }
 
-    /// One JSON object per flow, for `netd conntrack ls`.
-    pub fn list(&self, timeouts: &Timeouts) -> Result<Value> {
+    /// The flows of the next batch of the table that pass `filter`, as
+    /// JSON; `None` when the table is exhausted. Each batch is paired on
+    /// its own, with a map lookup for a partner in another batch, so a
+    /// listing holds one batch at a time, however big the table.
+    pub fn list_batch(
+        &self,
+        reader: &mut BatchReader<'_>,
+        filter: &Filter,
+        timeouts: &Timeouts,
+    ) -> Result<Option<Vec<Value>>> {
+        let Some(batch) = reader.next_batch()? else {
+            return Ok(None);
+        };
         let now = now_ns()?;
-        let flows = self.flows()?.into_iter().map(|f| {
-            let idle = Duration::from_nanos(now.saturating_sub(f.last_seen()));
-            let t = f.orig.translated(f.key.proto);
-            json!({
-                "proto": proto_name(f.key.proto),
-                "kind": kind_name(f.orig.kind),
-                "state": f.state(),
-                "original": tuple(&f.key),
-                "translated": tuple(&t),
-                "packets": f.orig.packets,
-                "bytes": f.orig.bytes,
-                "reply_packets": f.reply.map_or(0, |r| r.packets),
-                "reply_bytes": f.reply.map_or(0, |r| r.bytes),
-                "idle_secs": idle.as_secs(),
-                "expires_in_secs": f.timeout(timeouts).saturating_sub(idle).as_secs(),
-            })
-        });
-        Ok(Value::Array(flows.collect()))
+        let local: std::collections::HashMap<CtKey, CtValue> = batch.into_iter().collect();
+        let lookup = |k: &CtKey| {
+            local
+                .get(k)
+                .copied()
+                .or_else(|| self.tables.iter().find_map(|t| t.get(k, 0).ok()))
+        };
+        let flows = local
+            .iter()
+            .filter_map(|(key, value)| pair(key, value, lookup))
+            .filter(|f| f.matches(filter))
+            .map(|f| f.to_json(now, timeouts))
+            .collect();
+        Ok(Some(flows))
+    }
+
+    /// A reader over both tables, for [`Conntrack::list_batch`].
+    pub fn reader(&self) -> BatchReader<'_> {
+        BatchReader::new(self.tables.iter().map(|t| t.map().fd().as_fd()).collect())
+    }
+}
+
+/// The flow an entry stands for, given a way to find its partner: an
+/// ORIGINAL entry with its REPLY; a REPLY whose ORIGINAL is gone (LRU
+/// eviction) as a flow of its own; `None` for a REPLY whose ORIGINAL will
+/// produce the flow.
+fn pair(key: &CtKey, value: &CtValue, find: impl Fn(&CtKey) -> Option<CtValue>) -> Option<Flow> {
+    let partner_key = value.translated(key.proto).reversed();
+    let partner = find(&partner_key);
+    match (value.direction, partner) {
+        (ct_dir::ORIGINAL, reply) => Some(Flow {
+            key: *key,
+            orig: *value,
+            reply_key: partner_key,
+            reply,
+        }),
+        (_, None) => Some(Flow {
+            key: *key,
+            orig: *value,
+            reply_key: *key,
+            reply: None,
+        }),
+        _ => None,
     }
 }
 
@@ -209,22 +337,31 @@ const BPF_MAP_LOOKUP_BATCH: nix::libc::c_long = 24;
 /// Entries per `bpf()` call.
 const BATCH: usize = 4096;
 
-/// Reads the whole table with `BPF_MAP_LOOKUP_BATCH`: a few syscalls for
-/// 100,000s of entries, where iterating (aya 0.14 has no batch API) costs
-/// two per entry.
-fn read_all(fd: BorrowedFd<'_>) -> Result<Vec<(CtKey, CtValue)>> {
-    let mut out = Vec::new();
-    let mut keys = vec![CtKey::default(); BATCH];
-    let mut values = vec![CtValue::default(); BATCH];
-    let (mut token, mut first) = (0u64, true);
-    loop {
+/// Walks the tables, one after the other, with `BPF_MAP_LOOKUP_BATCH`: a
+/// few syscalls for 100,000s of entries, where iterating (aya 0.14 has no
+/// batch API) costs two per entry.
+pub struct BatchReader<'a> {
+    /// The tables still to walk, the current one first.
+    fds: Vec<BorrowedFd<'a>>,
+    token: Option<u64>,
+}
+
+impl<'a> BatchReader<'a> {
+    fn new(mut fds: Vec<BorrowedFd<'a>>) -> Self {
+        fds.reverse(); // popped from the end
+        Self { fds, token: None }
+    }
+
+    /// The next batch of up to [`BATCH`] entries; `None` at the end.
+    pub fn next_batch(&mut self) -> Result<Option<Vec<(CtKey, CtValue)>>> {
+        let Some(fd) = self.fds.last().copied() else {
+            return Ok(None);
+        };
+        let mut keys = vec![CtKey::default(); BATCH];
+        let mut values = vec![CtValue::default(); BATCH];
         let mut next = 0u64;
         let mut attr = BatchAttr {
-            in_batch: if first {
-                0
-            } else {
-                &token as *const u64 as u64
-            },
+            in_batch: self.token.as_ref().map_or(0, |t| t as *const u64 as u64),
             out_batch: &mut next as *mut u64 as u64,
             keys: keys.as_mut_ptr() as u64,
             values: values.as_mut_ptr() as u64,
@@ -243,17 +380,21 @@ fn read_all(fd: BorrowedFd<'_>) -> Result<Vec<(CtKey, CtValue)>> {
             )
         };
         let err = std::io::Error::last_os_error();
-        let n = attr.count as usize;
-        out.extend(keys[..n].iter().copied().zip(values[..n].iter().copied()));
+        let n = (attr.count as usize).min(BATCH);
         if rc < 0 {
             // ENOENT: the walk is complete (the last entries came with it).
-            if err.raw_os_error() == Some(nix::libc::ENOENT) {
-                return Ok(out);
+            if err.raw_os_error() != Some(nix::libc::ENOENT) {
+                return Err(err).context("BPF_MAP_LOOKUP_BATCH on the conntrack map");
             }
-            return Err(err).context("BPF_MAP_LOOKUP_BATCH on the conntrack map");
+            // This table is done: the next one starts afresh.
+            self.fds.pop();
+            self.token = None;
+        } else {
+            self.token = Some(next);
         }
-        token = next;
-        first = false;
+        keys.truncate(n);
+        values.truncate(n);
+        Ok(Some(keys.into_iter().zip(values).collect()))
     }
 }
 
@@ -310,8 +451,36 @@ mod tests {
     }
 
     #[test]
+    fn tcp_closing_needs_rst_or_fin_both_ways() {
+        use ct_tcp::{FIN, RST, SYN};
+        assert_eq!(TcpState::of(SYN, 0, false), TcpState::SynSent);
+        assert_eq!(TcpState::of(SYN, SYN, true), TcpState::Established);
+        assert_eq!(TcpState::of(SYN | FIN, SYN, true), TcpState::HalfClosed);
+        assert_eq!(TcpState::of(SYN, SYN | FIN, true), TcpState::HalfClosed);
+        assert_eq!(TcpState::of(SYN | FIN, SYN | FIN, true), TcpState::Closing);
+        assert_eq!(TcpState::of(SYN | RST, SYN, true), TcpState::Closing);
+        assert_eq!(TcpState::of(SYN, RST, true), TcpState::Closing);
+        assert_eq!(TcpState::of(SYN, RST, false), TcpState::Closing);
+    }
+
+    #[test]
+    fn half_closed_flows_wait_at_most_two_minutes() {
+        let t = Timeouts::default();
+        assert_eq!(TcpState::HalfClosed.timeout(&t), Duration::from_secs(120));
+        let short = Timeouts {
+            tcp_established: Duration::from_secs(30),
+            ..Timeouts::default()
+        };
+        assert_eq!(
+            TcpState::HalfClosed.timeout(&short),
+            Duration::from_secs(30)
+        );
+        assert_eq!(TcpState::Closing.timeout(&t), t.tcp_closing);
+    }
+
+    #[test]
     fn tcp_states_pick_their_timeouts() {
-        let t = Timeouts::new(Duration::from_secs(21600), Duration::from_secs(120));
+        let t = Timeouts::default();
         assert_eq!(
             flow(IPPROTO_TCP, ct_tcp::SYN, Some(0)).timeout(&t),
             t.tcp_unreplied
@@ -320,18 +489,58 @@ mod tests {
             flow(IPPROTO_TCP, ct_tcp::SYN, Some(3)).timeout(&t),
             t.tcp_established
         );
+        // A FIN from the original side only: half-closed, not closing.
         assert_eq!(
-            flow(IPPROTO_TCP, ct_tcp::FIN, Some(3)).timeout(&t),
-            t.tcp_closing
+            flow(IPPROTO_TCP, ct_tcp::FIN, Some(3)).state(),
+            "HALF_CLOSED"
         );
         assert_eq!(flow(IPPROTO_TCP, ct_tcp::RST, None).state(), "CLOSING");
     }
 
     #[test]
     fn udp_and_icmp_timeouts() {
-        let t = Timeouts::new(Duration::from_secs(21600), Duration::from_secs(120));
+        let t = Timeouts::default();
         assert_eq!(flow(17, 0, Some(1)).timeout(&t), Duration::from_secs(120));
         assert_eq!(flow(17, 0, Some(0)).timeout(&t), Duration::from_secs(30));
         assert_eq!(flow(IPPROTO_ICMP, 0, Some(1)).timeout(&t), t.icmp);
+    }
+
+    #[test]
+    fn filters_match_either_tuple() {
+        let key = CtKey {
+            src_ip: u32::from(Ipv4Addr::new(172, 17, 0, 2)).to_be(),
+            dst_ip: u32::from(Ipv4Addr::new(198, 18, 0, 2)).to_be(),
+            src_port: 5000u16.to_be(),
+            dst_port: 80u16.to_be(),
+            proto: IPPROTO_TCP,
+            ..CtKey::default()
+        };
+        let f = Flow {
+            key,
+            orig: CtValue {
+                nat_src_ip: u32::from(Ipv4Addr::new(198, 18, 0, 1)).to_be(),
+                nat_dst_ip: key.dst_ip,
+                nat_src_port: 40000u16.to_be(),
+                nat_dst_port: key.dst_port,
+                ..CtValue::default()
+            },
+            reply_key: key,
+            reply: None,
+        };
+        let by_ip = |ip: Ipv4Addr| Filter {
+            ips: Some(vec![u32::from(ip).to_be()]),
+            port: None,
+        };
+        let by_port = |port| Filter {
+            ips: None,
+            port: Some(port),
+        };
+        assert!(f.matches(&Filter::default()));
+        assert!(f.matches(&by_ip(Ipv4Addr::new(172, 17, 0, 2))));
+        assert!(f.matches(&by_ip(Ipv4Addr::new(198, 18, 0, 1))));
+        assert!(!f.matches(&by_ip(Ipv4Addr::new(172, 17, 0, 3))));
+        assert!(f.matches(&by_port(40000)));
+        assert!(f.matches(&by_port(80)));
+        assert!(!f.matches(&by_port(81)));
     }
 }

@@ -13,7 +13,7 @@ use std::{
 use anyhow::{Context, Result, anyhow};
 use aya::{
     Ebpf, EbpfLoader, Pod,
-    maps::{Array, HashMap, MapData, MapError, PerCpuArray},
+    maps::{Array, HashMap, MapData, MapError, MapInfo, PerCpuArray},
     programs::{
         CgroupAttachMode, CgroupSockAddr, LinkOrder, SchedClassifier, TcAttachType,
         links::{FdLink, PinnedLink},
@@ -50,14 +50,20 @@ pub struct Datapath {
 }
 
 impl Datapath {
-    /// Loads the programs and opens (or creates and pins) the maps.
-    pub fn load(bpffs: &Path) -> Result<Self> {
+    /// Loads the programs and opens (or creates and pins) the maps; the
+    /// conntrack map holds `ct_max_flows` flows (two entries each).
+    pub fn load(bpffs: &Path, ct_max_flows: u32) -> Result<Self> {
         ensure_bpffs(bpffs)?;
         fs::create_dir_all(bpffs.join("links"))
             .with_context(|| format!("creating {}/links", bpffs.display()))?;
+        let ct_entries = ct_max_flows.saturating_mul(2);
+        refuse_conntrack_resize(bpffs, ct_entries)?;
         let mut loader = EbpfLoader::new();
         for name in map_names::ALL {
             loader.map_pin_path(name, bpffs.join(name));
+        }
+        for table in map_names::CT_TABLES {
+            loader.map_max_entries(table, ct_entries);
         }
         let mut ebpf = loader.load(OBJECT).context("loading the eBPF object")?;
         for name in CLASSIFIERS {
@@ -297,6 +303,31 @@ impl Datapath {
             })
             .collect()
     }
+}
+
+/// aya reuses a pinned map whatever size the loader asks for, so a
+/// changed `--ct-max` would silently not apply. A map cannot be resized,
+/// and replacing it would drop every live flow: refuse instead.
+fn refuse_conntrack_resize(bpffs: &Path, wanted_entries: u32) -> Result<()> {
+    for table in map_names::CT_TABLES {
+        let pin = bpffs.join(table);
+        if !pin.exists() {
+            continue;
+        }
+        let pinned = MapInfo::from_pin(&pin)
+            .with_context(|| format!("reading the size of the pinned map {}", pin.display()))?
+            .max_entries();
+        if pinned != wanted_entries {
+            anyhow::bail!(
+                "the pinned conntrack map {} holds {} flows but --ct-max asks for {}: resizing would drop every live flow; restart with --ct-max {}, or run `netd down` first",
+                pin.display(),
+                pinned / 2,
+                wanted_entries / 2,
+                pinned / 2,
+            );
+        }
+    }
+    Ok(())
 }
 
 /// A removal of an entry that is already gone succeeded. aya reports it

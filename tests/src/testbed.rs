@@ -171,6 +171,11 @@ impl Testbed {
         run(&mut cmd)
     }
 
+    /// Replaces the extra `netd daemon` flags of the next start.
+    pub fn set_daemon_args(&mut self, args: &[&str]) {
+        self.daemon_args = args.iter().map(|a| a.to_string()).collect();
+    }
+
     /// Alias of [`Testbed::start`] for after `stop`/`kill9`.
     pub fn restart(&mut self) {
         self.start();

@@ -10,14 +10,29 @@ use crate::api::Request;
 #[derive(Subcommand, Debug)]
 pub enum ConntrackCommand {
     /// List tracked flows (translated by netd).
-    Ls,
+    Ls {
+        /// Only flows of this container (one of its addresses in the
+        /// original or translated tuple).
+        #[arg(long, value_name = "NAME")]
+        container: Option<String>,
+        /// Only flows with this port on either side of either tuple.
+        #[arg(long, value_name = "N")]
+        port: Option<u16>,
+    },
 }
 
 pub fn run(cmd: ConntrackCommand, ctx: &Ctx) -> Result<()> {
     match cmd {
-        ConntrackCommand::Ls => {
-            let value = ctx.call(&Request::ConntrackLs)?;
-            ctx.print(&value, list_table);
+        ConntrackCommand::Ls { container, port } => {
+            // The daemon streams the flows; the table needs them all for
+            // its column widths, so they are gathered here.
+            let mut flows = Vec::new();
+            let request = Request::ConntrackLs { container, port };
+            crate::client::call_stream(&ctx.socket, &request, |flow| {
+                flows.push(flow);
+                Ok(())
+            })?;
+            ctx.print(&Value::Array(flows), list_table);
         }
     }
     Ok(())

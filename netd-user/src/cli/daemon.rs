@@ -13,7 +13,7 @@ use tracing::warn;
 use crate::{
     address_pool::AddressPool,
     conntrack::Timeouts,
-    daemon::{self, DaemonConfig},
+    daemon::{self, CT_MAX_DEFAULT, CT_MAX_LIMIT, CT_MAX_MIN, DaemonConfig, NatPorts},
     host,
 };
 
@@ -49,9 +49,31 @@ pub struct DaemonArgs {
     /// Idle timeout of established TCP flows, seconds.
     #[arg(long, default_value_t = 21600, value_parser = clap::value_parser!(u64).range(1..))]
     pub ct_tcp_timeout: u64,
-    /// Idle timeout of answered UDP flows, seconds (unanswered: at most 30).
+    /// Idle timeout of answered UDP flows, seconds.
     #[arg(long, default_value_t = 120, value_parser = clap::value_parser!(u64).range(1..))]
     pub ct_udp_timeout: u64,
+    /// Idle timeout of TCP flows that got no answer yet, seconds.
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
+    pub ct_tcp_unreplied_timeout: u64,
+    /// Idle timeout of closing TCP flows (RST, or FIN both ways), seconds.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+    pub ct_tcp_closing_timeout: u64,
+    /// Idle timeout of UDP flows that got no answer, seconds.
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
+    pub ct_udp_unreplied_timeout: u64,
+    /// Idle timeout of ICMP echo flows, seconds.
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
+    pub ct_icmp_timeout: u64,
+    /// Flows the conntrack table holds (two entries each, about 240 bytes
+    /// of kernel memory per flow); a full table drops new flows. Fixed
+    /// while the map is pinned: changing it needs `netd down` first.
+    #[arg(long, value_name = "FLOWS", default_value_t = CT_MAX_DEFAULT,
+          value_parser = clap::value_parser!(u32).range(CT_MAX_MIN as i64..=CT_MAX_LIMIT as i64))]
+    pub ct_max: u32,
+    /// MASQUERADE source ports: a flow keeps its own port when free, else
+    /// gets one of MIN-MAX.
+    #[arg(long, value_name = "MIN-MAX", default_value = "1024-65535")]
+    pub nat_ports: NatPorts,
     /// Resolver the embedded DNS forwards unknown names to (repeatable);
     /// default: the host's resolvers from /etc/resolv.conf.
     #[arg(long = "dns-upstream", value_name = "IP")]
@@ -75,10 +97,16 @@ pub fn run(args: DaemonArgs, socket: &Path) -> Result<()> {
             args.address_pools
         },
         uplinks: args.uplinks,
-        ct_timeouts: Timeouts::new(
-            Duration::from_secs(args.ct_tcp_timeout),
-            Duration::from_secs(args.ct_udp_timeout),
-        ),
+        ct_timeouts: Timeouts {
+            tcp_established: Duration::from_secs(args.ct_tcp_timeout),
+            tcp_unreplied: Duration::from_secs(args.ct_tcp_unreplied_timeout),
+            tcp_closing: Duration::from_secs(args.ct_tcp_closing_timeout),
+            udp: Duration::from_secs(args.ct_udp_timeout),
+            udp_unreplied: Duration::from_secs(args.ct_udp_unreplied_timeout),
+            icmp: Duration::from_secs(args.ct_icmp_timeout),
+        },
+        ct_max_flows: args.ct_max,
+        nat_ports: args.nat_ports,
         ct_gc_interval: Duration::from_secs(args.ct_gc_interval),
         dns_upstreams: args.dns_upstreams,
     };

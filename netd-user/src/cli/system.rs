@@ -13,14 +13,29 @@ pub fn status(ctx: &Ctx) -> Result<()> {
     let value = ctx.call(&Request::Status)?;
     ctx.print(&value, |v| {
         format!(
-            "netd {} running: {} containers, state in {}, maps in {}",
+            "netd {} running: {} containers, state in {}, maps in {}\n{}",
             super::field(v, "version"),
             super::field(v, "containers"),
             super::field(v, "state_dir"),
             super::field(v, "bpffs"),
+            conntrack_line(&v["conntrack"]),
         )
     });
     Ok(())
+}
+
+/// "conntrack: 1200/262144 entries (0.5%), drop_ct_full 0, drop_no_port 0".
+fn conntrack_line(ct: &Value) -> String {
+    let max = ct["max_entries"].as_u64().unwrap_or(0);
+    let fill = match ct["entries"].as_u64() {
+        Some(n) if max > 0 => format!("{n}/{max} entries ({:.1}%)", n as f64 * 100.0 / max as f64),
+        _ => format!("?/{max} entries (not counted yet)"),
+    };
+    format!(
+        "conntrack: {fill}, drop_ct_full {}, drop_no_port {}",
+        super::field(ct, "drop_ct_full"),
+        super::field(ct, "drop_no_port"),
+    )
 }
 
 pub fn stats(ctx: &Ctx) -> Result<()> {

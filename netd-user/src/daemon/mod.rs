@@ -15,13 +15,13 @@ pub use server::run;
 
 use std::time::Duration;
 
-use netd_common::DatapathConfig;
+use netd_common::{DatapathConfig, StatIndex};
 use tracing::warn;
 
 use crate::{
     address_pool::AddressPool,
     api::Request,
-    conntrack::{Conntrack, Timeouts},
+    conntrack::Timeouts,
     datapath::Datapath,
     dns::DnsServers,
     host,
@@ -31,8 +31,39 @@ use crate::{
     state::{DbFile, Store},
 };
 
-/// MASQUERADE source ports: the original port when free, else one of these.
-const NAT_PORTS: (u32, u32) = (1024, 65535);
+/// `--ct-max`: flows in the conntrack table (two entries each). The
+/// default is the table size before the flag existed; the bounds keep a
+/// typo from making a useless table or one of gigabytes.
+pub const CT_MAX_DEFAULT: u32 = 131_072;
+pub const CT_MAX_MIN: u32 = 1024;
+pub const CT_MAX_LIMIT: u32 = 16 << 20;
+
+/// `--nat-ports MIN-MAX`: MASQUERADE source ports, used when a flow's own
+/// port is taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NatPorts {
+    pub min: u16,
+    pub max: u16,
+}
+
+impl std::str::FromStr for NatPorts {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bad = || {
+            format!(
+                "invalid port range {s:?}: expected MIN-MAX with 1 <= MIN <= MAX <= 65535, e.g. 1024-65535"
+            )
+        };
+        let (min, max) = s.split_once('-').ok_or_else(bad)?;
+        let min: u16 = min.trim().parse().map_err(|_| bad())?;
+        let max: u16 = max.trim().parse().map_err(|_| bad())?;
+        if min == 0 || min > max {
+            return Err(bad());
+        }
+        Ok(Self { min, max })
+    }
+}
 
 /// Every path and name the daemon touches; tests override them all to run
 /// isolated daemons side by side.
@@ -51,6 +82,9 @@ pub struct DaemonConfig {
     pub uplinks: Vec<String>,
     pub ct_timeouts: Timeouts,
     pub ct_gc_interval: Duration,
+    /// `--ct-max`: flows; the map holds twice as many entries.
+    pub ct_max_flows: u32,
+    pub nat_ports: NatPorts,
     /// Where the embedded DNS forwards names it does not know (empty: the
     /// host's resolvers).
     pub dns_upstreams: Vec<std::net::Ipv4Addr>,
@@ -62,6 +96,8 @@ pub struct Daemon {
     pub netlink: Netlink,
     pub datapath: Datapath,
     pub dns: DnsServers,
+    /// Conntrack entries counted by the last GC pass (None before it).
+    pub ct_entries: Option<usize>,
 }
 
 impl Daemon {
@@ -71,12 +107,12 @@ impl Daemon {
         refuse_lost_state(&config)?;
         let store = Store::open(&config.state_dir)?;
         let netlink = Netlink::current()?;
-        let mut datapath = Datapath::load(&config.bpffs)?;
+        let mut datapath = Datapath::load(&config.bpffs, config.ct_max_flows)?;
         host::enable_forwarding()?;
         datapath.set_config(DatapathConfig {
             host_netns_cookie: host::netns_cookie()?,
-            nat_port_min: NAT_PORTS.0,
-            nat_port_max: NAT_PORTS.1,
+            nat_port_min: u32::from(config.nat_ports.min),
+            nat_port_max: u32::from(config.nat_ports.max),
         })?;
         netns::prepare_dir(&config.netns_dir)?;
         let mut daemon = Self {
@@ -85,6 +121,7 @@ impl Daemon {
             netlink,
             datapath,
             dns: DnsServers::default(),
+            ct_entries: None,
         };
         daemon.ensure_networks().await?;
         for net in daemon.store.networks()? {
@@ -147,12 +184,7 @@ impl Daemon {
 
     async fn execute(&mut self, request: Request) -> Result<Value> {
         match request {
-            Request::Status => Ok(json!({
-                "version": env!("CARGO_PKG_VERSION"),
-                "state_dir": self.config.state_dir,
-                "bpffs": self.config.bpffs,
-                "containers": self.store.containers()?.len(),
-            })),
+            Request::Status => self.status_json(),
             Request::ContainerAdd(spec) => {
                 let rec = self.container_add(&spec).await?;
                 self.container_json(&rec).await
@@ -202,8 +234,9 @@ impl Daemon {
                 let record = self.portmap_rm(&spec)?;
                 Ok(portmap::records_json(&[record]))
             }
-            Request::ConntrackLs => {
-                Conntrack::open(&self.config.bpffs)?.list(&self.config.ct_timeouts)
+            // Streamed by the server, outside the daemon lock.
+            Request::ConntrackLs { .. } => {
+                anyhow::bail!("conntrack ls is served by the socket server")
             }
             Request::Stats => self.stats_json(),
             Request::Down => self.down().await.map(|()| json!({ "down": true })),
@@ -216,6 +249,46 @@ impl Daemon {
             out.push(self.container_json(&rec).await?);
         }
         Ok(Value::Array(out))
+    }
+
+    fn status_json(&self) -> Result<Value> {
+        let stats = self.datapath.stats()?;
+        let counter = |index: StatIndex| {
+            stats
+                .iter()
+                .find(|(i, _)| *i == index)
+                .map_or(0, |(_, c)| c.packets)
+        };
+        let max_entries = u64::from(self.config.ct_max_flows) * 2;
+        Ok(json!({
+            "version": env!("CARGO_PKG_VERSION"),
+            "state_dir": self.config.state_dir,
+            "bpffs": self.config.bpffs,
+            "containers": self.store.containers()?.len(),
+            "conntrack": {
+                "entries": self.ct_entries,
+                "max_entries": max_entries,
+                "max_flows": self.config.ct_max_flows,
+                "drop_ct_full": counter(StatIndex::DropCtFull),
+                "drop_no_port": counter(StatIndex::DropNoPort),
+            },
+        }))
+    }
+
+    /// The endpoint addresses (network order) of a container, for
+    /// `conntrack ls --container`.
+    pub fn container_addrs(&self, name: &str) -> Result<Vec<u32>> {
+        let rec = self.container(name)?;
+        if rec.endpoints.is_empty() {
+            anyhow::bail!(
+                "container {name} has no address of its own (network mode host, none or container:): its flows cannot be told apart; use --port or list all flows"
+            );
+        }
+        Ok(rec
+            .endpoints
+            .iter()
+            .map(|ep| u32::from(ep.ip).to_be())
+            .collect())
     }
 
     fn stats_json(&self) -> Result<Value> {
@@ -313,4 +386,23 @@ fn remove_leftovers(state_dir: &Path, bpffs: &Path) -> Result<()> {
     let _ = std::fs::remove_dir(state_dir);
     info!("everything netd created is removed");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::NatPorts;
+
+    #[test]
+    fn nat_ports_parse() {
+        assert_eq!(
+            "40000-40003".parse::<NatPorts>(),
+            Ok(NatPorts {
+                min: 40000,
+                max: 40003
+            })
+        );
+        for bad in ["", "1024", "0-10", "10-9", "1-65536", "a-b"] {
+            assert!(bad.parse::<NatPorts>().is_err(), "{bad}");
+        }
+    }
 }
