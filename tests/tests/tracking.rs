@@ -130,6 +130,19 @@ for i in range(n):
     s.sendto(pkt, (dst, 0))
 "#;
 
+/// `SRC DST DPORT N`: N UDP datagrams from SRC (the sender's own address)
+/// to DST:DPORT, each from another source port or address pair: N flows.
+const UDP_FLOOD: &str = r#"
+import socket, struct, sys
+src, dst, dport, n = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
+pkt = bytearray(struct.pack('!BBHHHBBH4s4s', 0x45, 0, 28, 0, 0, 64, 17, 0, socket.inet_aton(src), socket.inet_aton(dst))
+                + struct.pack('!HHHH', 0, dport, 8, 0))
+for i in range(n):
+    struct.pack_into('!HH', pkt, 20, 1024 + i % 64000, dport + i // 64000)
+    s.sendto(pkt, (dst, 0))
+"#;
+
 fn craft(ns: &str, args: &[&str]) {
     let mut cmd = vec!["python3", "-c", CRAFT];
     cmd.extend_from_slice(args);
@@ -317,6 +330,36 @@ fn established_flows_survive_a_flood_that_fills_the_table() {
     assert_eq!(entries, 4, "assured entries:\n{assured}");
     // And a new connection gets in.
     Client::start(&tb, 8091, 45012, "fin").finish();
+}
+
+#[test]
+fn a_flooding_container_does_not_starve_the_others() {
+    let tb = Testbed::with_daemon_args(&["--ct-max", "1024"]);
+    let c1 = tb.add("c1"); // 172.17.0.2, the flood
+    let c2 = tb.add("c2"); // 172.17.0.3
+    let ext = tb.ext();
+    let _outside = echo_server(&tb, &ext, 9000);
+    let live = Client::start_in(&tb, &c2, EXT, 9000, 45020, "fin", "0.0.0.0");
+    // 30,000 new UDP flows from c1, 15 times what a tier holds.
+    let snat = tb.counter("snat");
+    in_ns_ok(
+        &c1,
+        &[
+            "python3",
+            "-c",
+            UDP_FLOOD,
+            "172.17.0.2",
+            EXT,
+            "7000",
+            "30000",
+        ],
+    );
+    wait_until("the flood to be masqueraded", WAIT, || {
+        tb.counter("snat") >= snat + 29_000
+    });
+    // c2's live connection goes on, and a new one of c2 gets in.
+    live.finish();
+    Client::start_in(&tb, &c2, EXT, 9000, 45021, "fin", "0.0.0.0").finish();
 }
 
 // ---------------------------------------------------------------------------
