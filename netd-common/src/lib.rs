@@ -19,9 +19,11 @@ pub mod map_names {
     pub const HOST_ADDRS: &str = "NETD_HOST_ADDRS";
     pub const VETHS: &str = "NETD_VETHS";
     pub const CT_ASSURED: &str = "NETD_CT_ASSURED";
+    pub const FRAGS: &str = "NETD_FRAGS";
     /// Every map the daemon pins, in one list.
-    pub const ALL: [&str; 9] = [
+    pub const ALL: [&str; 10] = [
         STATS, ENDPOINTS, PORTMAPS, CONNTRACK, CONFIG, BRIDGES, HOST_ADDRS, VETHS, CT_ASSURED,
+        FRAGS,
     ];
     /// The two conntrack tables: new, unanswered and closing flows (LRU),
     /// and answered flows (never evicted). A flow's two entries are in one.
@@ -175,6 +177,29 @@ pub struct VethValue {
     /// The endpoint's MAC: the only Ethernet source allowed.
     pub mac: [u8; 6],
     pub pad: [u8; 2],
+}
+
+/// A fragmented IPv4 datagram, as its fragments carry it: only the first
+/// fragment has the ports, so they are remembered by the IP id (Cilium's
+/// fragment map) and every later fragment is translated like the first.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct FragKey {
+    pub src_ip: u32,
+    pub dst_ip: u32,
+    /// The IP identification (network order).
+    pub id: u16,
+    pub proto: u8,
+    pub pad: u8,
+}
+
+/// The ports of a fragmented datagram (network order; ICMP echo: the id in
+/// the tuple's position).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FragValue {
+    pub src_port: u16,
+    pub dst_port: u16,
 }
 
 /// Per-socket storage of a host socket the connect/sendmsg hooks pointed at
@@ -354,6 +379,8 @@ mod pod {
     unsafe impl aya::Pod for CtValue {}
     unsafe impl aya::Pod for BridgeValue {}
     unsafe impl aya::Pod for VethValue {}
+    unsafe impl aya::Pod for FragKey {}
+    unsafe impl aya::Pod for FragValue {}
     unsafe impl aya::Pod for DatapathConfig {}
     unsafe impl aya::Pod for SockOrigin {}
 }

@@ -91,7 +91,10 @@ fn closed(mine: u8, other: u8) -> bool {
 /// answered with SYN-ACKs, and must stay evictable. Closing (an RST, or a
 /// FIN each way) makes a flow evictable again.
 /// Err(Full): the assured table is full, the flow stays in the LRU.
-#[inline(always)]
+/// Not inlined: its copies of both entries would otherwise sit in the
+/// programs' own stack frame, which the verifier limits (with the calls
+/// below it) to 512 bytes.
+#[inline(never)]
 pub fn settle(key: &CtKey, entry: &Entry, pkt: &Packet) -> Result<(), Refused> {
     // SAFETY: a pointer from a map lookup, valid for this program run.
     let value = unsafe { *entry.value };

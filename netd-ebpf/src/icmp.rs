@@ -75,12 +75,12 @@ fn parse_inner(ctx: &TcContext, pkt: &Packet) -> Option<Inner> {
 
 /// Translates an ICMP error about a tracked flow. Returns the new outer
 /// destination to deliver to, or None when the error is not about a flow
-/// netd translates (the packet is left untouched). `receiver`: the error
-/// comes from this container, which may only report on packets it
-/// received itself (not forge errors about another container's flow).
-pub fn translate_error(ctx: &mut TcContext, pkt: &Packet, receiver: Option<u32>) -> Option<u32> {
+/// netd translates (the packet is left untouched). `receiver`, unless 0:
+/// the error comes from this container, which may only report on packets
+/// it received itself (not forge errors about another container's flow).
+pub fn translate_error(ctx: &mut TcContext, pkt: &Packet, receiver: u32) -> Option<u32> {
     let inner = parse_inner(ctx, pkt)?;
-    if receiver.is_some_and(|ip| ip != inner.tuple.dst_ip) {
+    if receiver != 0 && receiver != inner.tuple.dst_ip {
         return None;
     }
     let r = inner.tuple.reversed();

@@ -6,6 +6,7 @@
 mod antispoof;
 mod conntrack;
 mod exposure;
+mod frag;
 mod icmp;
 mod maps;
 mod packet;
@@ -162,8 +163,8 @@ fn untranslatable(ctx: &mut TcContext, t: &CtKey, from: From) -> i32 {
 #[inline(always)]
 fn icmp_error(ctx: &mut TcContext, pkt: &Packet, from: From) -> i32 {
     let receiver = match from {
-        From::Outside => None,
-        From::Container(me) => Some(me.ip),
+        From::Outside => 0,
+        From::Container(me) => me.ip,
     };
     match icmp::translate_error(ctx, pkt, receiver) {
         Some(dst_ip) => {
@@ -251,6 +252,10 @@ fn refused(pkt: &Packet, why: Refused) -> i32 {
 /// port), and the TTL allows one more hop. Err is the verdict.
 #[inline(always)]
 fn may_start(pkt: &Packet, from: From) -> Result<(), i32> {
+    // A later fragment belongs to its first fragment's flow or to none.
+    if !pkt.has_l4 {
+        return Err(drop(StatIndex::DropUntranslatable, pkt.len));
+    }
     if pkt.tuple.proto == IPPROTO_TCP && !conntrack::is_syn(pkt) {
         return Err(drop(StatIndex::DropInvalid, pkt.len));
     }

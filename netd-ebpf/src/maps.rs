@@ -6,8 +6,8 @@ use aya_ebpf::{
     macros::btf_map,
 };
 use netd_common::{
-    BridgeValue, Counter, CtKey, CtValue, DatapathConfig, EndpointValue, PortMapKey, PortMapValue,
-    StatIndex, VethValue,
+    BridgeValue, Counter, CtKey, CtValue, DatapathConfig, EndpointValue, FragKey, FragValue,
+    PortMapKey, PortMapValue, StatIndex, VethValue,
 };
 
 /// Per-CPU counters indexed by `StatIndex`.
@@ -37,6 +37,11 @@ pub static NETD_CONNTRACK: LruHashMap<CtKey, CtValue, 262144> = LruHashMap::new(
 /// nothing evicts them.
 #[btf_map]
 pub static NETD_CT_ASSURED: HashMap<CtKey, CtValue, 262144> = HashMap::new();
+
+/// The ports of fragmented datagrams in flight, by (addresses, IP id,
+/// protocol). An LRU: entries are needed only until the last fragment.
+#[btf_map]
+pub static NETD_FRAGS: LruHashMap<FragKey, FragValue, 8192> = LruHashMap::new();
 
 /// Bridges of netd networks by ifindex.
 #[btf_map]

@@ -6,7 +6,9 @@ use aya_ebpf::{
     bindings::{BPF_F_MARK_MANGLED_0, BPF_F_PSEUDO_HDR},
     programs::TcContext,
 };
-use netd_common::{CtKey, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP};
+use netd_common::{CtKey, FragValue, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP};
+
+use crate::frag;
 
 pub const ETH_HLEN: usize = 14;
 const ETH_P_IP: u16 = 0x0800;
@@ -22,6 +24,9 @@ pub struct Packet {
     pub l4: usize,
     /// Bytes from the L4 header to the end of the IP packet.
     pub l4_len: usize,
+    /// False for a later fragment: the ports come from its first fragment
+    /// (`frag`), and there is no L4 header to rewrite.
+    pub has_l4: bool,
     /// The flow tuple (network order); see `CtKey` for ICMP.
     pub tuple: CtKey,
     /// TCP flags byte (0 for other protocols).
@@ -157,18 +162,16 @@ fn header_checksum_ok(ctx: &TcContext, ip: &Ipv4Hdr) -> bool {
 }
 
 /// Parses Ethernet + IPv4 + TCP/UDP/ICMP. Headers are read in place; if
-/// they are not all in the linear area, they are pulled in once.
+/// they are not all in the linear area, they are pulled in first (one
+/// parse, not a retry: a second inlined copy of the parser would double
+/// the programs' stack frame, which the verifier limits).
 #[inline(always)]
 pub fn parse(ctx: &mut TcContext) -> Result<Packet, Skip> {
-    match parse_linear(ctx) {
-        Err(Skip::Malformed) => {
-            // Maybe just not linear: pull the headers in and look again.
-            let want = ETH_HLEN + 60 + L4_PEEK;
-            let _ = ctx.pull_data(want.min(ctx.len() as usize) as u32);
-            parse_linear(ctx)
-        }
-        other => other,
+    let want = (ETH_HLEN + 60 + L4_PEEK).min(ctx.len() as usize);
+    if ctx.data_end() - ctx.data() < want {
+        let _ = ctx.pull_data(want as u32);
     }
+    parse_linear(ctx)
 }
 
 #[inline(always)]
@@ -191,19 +194,21 @@ fn parse_linear(ctx: &TcContext) -> Result<Packet, Skip> {
         n if n < ihl || n > frame => return Err(Skip::Malformed),
         n => n,
     };
-    // Fragments carry no (or only a partial) L4 header.
-    if u16::from_be(ip.frag_off) & 0x3fff != 0
-        || !matches!(ip.proto, IPPROTO_TCP | IPPROTO_UDP | IPPROTO_ICMP)
-    {
-        return Err(Skip::Untranslatable {
-            src_ip: ip.src,
-            dst_ip: ip.dst,
-        });
+    let untranslatable = Skip::Untranslatable {
+        src_ip: ip.src,
+        dst_ip: ip.dst,
+    };
+    if !matches!(ip.proto, IPPROTO_TCP | IPPROTO_UDP | IPPROTO_ICMP) {
+        return Err(untranslatable);
     }
+    let frag_off = u16::from_be(ip.frag_off);
+    let more_fragments = frag_off & 0x2000 != 0;
+    let later_fragment = frag_off & 0x1fff != 0;
     let l4 = ETH_HLEN + ihl;
     let mut pkt = Packet {
         l4,
         l4_len: ip_len - ihl,
+        has_l4: !later_fragment,
         tuple: CtKey {
             src_ip: ip.src,
             dst_ip: ip.dst,
@@ -217,12 +222,28 @@ fn parse_linear(ctx: &TcContext) -> Result<Packet, Skip> {
         icmp_type: 0,
         len: ctx.len(),
     };
-    parse_l4(ctx, &mut pkt)?;
+    if later_fragment {
+        // No L4 header here: the first fragment's ports, if it was seen.
+        let ports = frag::ports(ip.src, ip.dst, ip.id, ip.proto).ok_or(untranslatable)?;
+        pkt.tuple.src_port = ports.src_port;
+        pkt.tuple.dst_port = ports.dst_port;
+        return Ok(pkt);
+    }
+    parse_l4(ctx, &mut pkt, more_fragments)?;
+    if more_fragments {
+        let ports = FragValue {
+            src_port: pkt.tuple.src_port,
+            dst_port: pkt.tuple.dst_port,
+        };
+        frag::remember(ip.src, ip.dst, ip.id, ip.proto, ports);
+    }
     Ok(pkt)
 }
 
+/// `first_fragment`: the IP payload is only the start of the datagram (the
+/// UDP length covers all of it).
 #[inline(always)]
-fn parse_l4(ctx: &TcContext, pkt: &mut Packet) -> Result<(), Skip> {
+fn parse_l4(ctx: &TcContext, pkt: &mut Packet, first_fragment: bool) -> Result<(), Skip> {
     // UDP and ICMP headers are 8 bytes: read only what each protocol has.
     match pkt.tuple.proto {
         IPPROTO_TCP => {
@@ -241,9 +262,10 @@ fn parse_l4(ctx: &TcContext, pkt: &mut Packet) -> Result<(), Skip> {
         }
         IPPROTO_UDP => {
             let h: [u8; 8] = read(ctx, pkt.l4).ok_or(Skip::Malformed)?;
-            // The UDP length covers its header and fits the IP payload.
+            // The UDP length covers its header and fits the IP payload
+            // (the whole datagram's, for a first fragment).
             let udp_len = usize::from(u16::from_be_bytes([h[4], h[5]]));
-            if udp_len < 8 || udp_len > pkt.l4_len {
+            if udp_len < 8 || (udp_len > pkt.l4_len && !first_fragment) {
                 return Err(Skip::Malformed);
             }
             pkt.tuple.src_port = u16::from_ne_bytes([h[0], h[1]]);
@@ -281,7 +303,7 @@ pub fn set_ip(ctx: &mut TcContext, pkt: &Packet, off: usize, old: u32, new: u32)
         return Ok(());
     }
     let (csum_off, flags) = l4_csum(pkt);
-    if pkt.tuple.proto != IPPROTO_ICMP {
+    if pkt.tuple.proto != IPPROTO_ICMP && pkt.has_l4 {
         ctx.l4_csum_replace(
             csum_off,
             u64::from(old),
@@ -305,7 +327,7 @@ pub fn set_port(
     old: u16,
     new: u16,
 ) -> Result<(), ()> {
-    if old == new {
+    if old == new || !pkt.has_l4 {
         return Ok(());
     }
     let off = match (pkt.tuple.proto, dst) {

@@ -143,6 +143,26 @@ for i in range(n):
     s.sendto(pkt, (dst, 0))
 "#;
 
+/// A UDP echo on ADDR:PORT that logs "LEN PEERIP" per datagram.
+const BIG_ECHO: &str = r#"
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind((sys.argv[1], int(sys.argv[2])))
+while True:
+    data, peer = s.recvfrom(65535)
+    print(len(data), peer[0], flush=True)
+    s.sendto(data, peer)
+"#;
+
+/// Sends one datagram of N bytes to HOST:PORT; prints the answer's length.
+const BIG_ASK: &str = r#"
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.settimeout(5)
+s.sendto(b'x' * int(sys.argv[3]), (sys.argv[1], int(sys.argv[2])))
+print(len(s.recv(65535)))
+"#;
+
 fn craft(ns: &str, args: &[&str]) {
     let mut cmd = vec!["python3", "-c", CRAFT];
     cmd.extend_from_slice(args);
@@ -404,6 +424,36 @@ fn gre_from_a_container_never_leaves_with_its_address() {
         listener.log()
     );
     assert!(listener.try_wait().is_none(), "{}", listener.log());
+}
+
+#[test]
+fn fragmented_udp_is_translated_both_ways() {
+    let tb = Testbed::new();
+    let c1 = tb.add_with("c1", &["-p", "5353:5353/udp"]);
+    let ext = tb.ext();
+    // A 4000-byte datagram is three fragments on these 1500-byte links.
+    // Out and back: masqueraded, and the fragmented answer comes back.
+    let log = tb.tmp().join("big-ext.log");
+    let mut outside = Bg::spawn(&ext, &["python3", "-c", BIG_ECHO, EXT, "7100"], &log);
+    outside.wait_listening(&ext, "udp", 7100);
+    let answer = in_ns_ok(&c1, &["python3", "-c", BIG_ASK, EXT, "7100", "4000"]);
+    assert_eq!(answer.trim(), "4000");
+    assert!(
+        outside.log().contains(&format!("4000 {HOST}")),
+        "{}",
+        outside.log()
+    );
+    // In: to the published port (DNAT, the client's address kept) and back.
+    let log = tb.tmp().join("big-c1.log");
+    let mut inside = Bg::spawn(&c1, &["python3", "-c", BIG_ECHO, "0.0.0.0", "5353"], &log);
+    inside.wait_listening(&c1, "udp", 5353);
+    let answer = in_ns_ok(&ext, &["python3", "-c", BIG_ASK, HOST, "5353", "4000"]);
+    assert_eq!(answer.trim(), "4000");
+    assert!(
+        inside.log().contains(&format!("4000 {EXT}")),
+        "{}",
+        inside.log()
+    );
 }
 
 // ---------------------------------------------------------------------------
