@@ -20,10 +20,11 @@ pub mod map_names {
     pub const VETHS: &str = "NETD_VETHS";
     pub const CT_ASSURED: &str = "NETD_CT_ASSURED";
     pub const FRAGS: &str = "NETD_FRAGS";
+    pub const SERVICES: &str = "NETD_SERVICES";
     /// Every map the daemon pins, in one list.
-    pub const ALL: [&str; 10] = [
+    pub const ALL: [&str; 11] = [
         STATS, ENDPOINTS, PORTMAPS, CONNTRACK, CONFIG, BRIDGES, HOST_ADDRS, VETHS, CT_ASSURED,
-        FRAGS,
+        FRAGS, SERVICES,
     ];
     /// The two conntrack tables: new, unanswered and closing flows (LRU),
     /// and answered flows (never evicted). A flow's two entries are in one.
@@ -355,6 +356,21 @@ pub struct PortMapKey {
     pub pad: u8,
 }
 
+/// A container's published port (what some `PortMapValue` points at):
+/// datagrams from it without a flow are replies whose flow is gone, never
+/// new MASQUERADE flows (that would send them out from the container's own
+/// port).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct ServiceKey {
+    /// Container address (network order).
+    pub container_ip: u32,
+    /// Container port (network order).
+    pub container_port: u16,
+    pub proto: u8,
+    pub pad: u8,
+}
+
 /// Published-port target.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -380,6 +396,7 @@ mod pod {
     unsafe impl aya::Pod for BridgeValue {}
     unsafe impl aya::Pod for VethValue {}
     unsafe impl aya::Pod for FragKey {}
+    unsafe impl aya::Pod for ServiceKey {}
     unsafe impl aya::Pod for FragValue {}
     unsafe impl aya::Pod for DatapathConfig {}
     unsafe impl aya::Pod for SockOrigin {}

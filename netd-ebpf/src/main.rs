@@ -19,8 +19,8 @@ use aya_ebpf::{
     programs::TcContext,
 };
 use netd_common::{
-    CtKey, IPPROTO_TCP, IPPROTO_UDP, PortMapKey, PortMapValue, StatIndex, VethValue, ct_dir,
-    ct_kind, net_flags,
+    CtKey, IPPROTO_TCP, IPPROTO_UDP, PortMapKey, PortMapValue, ServiceKey, StatIndex, VethValue,
+    ct_dir, ct_kind, net_flags,
 };
 
 use crate::{
@@ -259,10 +259,29 @@ fn may_start(pkt: &Packet, from: From) -> Result<(), i32> {
     if pkt.tuple.proto == IPPROTO_TCP && !conntrack::is_syn(pkt) {
         return Err(drop(StatIndex::DropInvalid, pkt.len));
     }
+    if let From::Container(_) = from
+        && pkt.tuple.proto == IPPROTO_UDP
+        && from_published_port(pkt)
+    {
+        return Err(drop(StatIndex::DropInvalid, pkt.len));
+    }
     if pkt.ttl <= 1 {
         return Err(ttl_expired(pkt, from));
     }
     Ok(())
+}
+
+/// A datagram from a container's published UDP port: the reply of a flow
+/// whose entry is gone (it expired while the service took its time).
+#[inline(always)]
+fn from_published_port(pkt: &Packet) -> bool {
+    let key = ServiceKey {
+        container_ip: pkt.tuple.src_ip,
+        container_port: pkt.tuple.src_port,
+        proto: pkt.tuple.proto,
+        pad: 0,
+    };
+    maps::NETD_SERVICES.get_ptr(&key).is_some()
 }
 
 /// A packet of a known flow: apply the flow's translation and deliver.

@@ -7,7 +7,7 @@ use aya_ebpf::{
 };
 use netd_common::{
     BridgeValue, Counter, CtKey, CtValue, DatapathConfig, EndpointValue, FragKey, FragValue,
-    PortMapKey, PortMapValue, StatIndex, VethValue,
+    PortMapKey, PortMapValue, ServiceKey, StatIndex, VethValue,
 };
 
 /// Per-CPU counters indexed by `StatIndex`.
@@ -37,6 +37,10 @@ pub static NETD_CONNTRACK: LruHashMap<CtKey, CtValue, 262144> = LruHashMap::new(
 /// nothing evicts them.
 #[btf_map]
 pub static NETD_CT_ASSURED: HashMap<CtKey, CtValue, 262144> = HashMap::new();
+
+/// The container side of every published port (value: 1).
+#[btf_map]
+pub static NETD_SERVICES: HashMap<ServiceKey, u32, 65536> = HashMap::new();
 
 /// The ports of fragmented datagrams in flight, by (addresses, IP id,
 /// protocol). An LRU: entries are needed only until the last fragment.

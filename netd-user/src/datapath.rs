@@ -21,8 +21,8 @@ use aya::{
     },
 };
 use netd_common::{
-    BridgeValue, Counter, DatapathConfig, EndpointValue, PortMapKey, PortMapValue, StatIndex,
-    VethValue, map_names,
+    BridgeValue, Counter, DatapathConfig, EndpointValue, PortMapKey, PortMapValue, ServiceKey,
+    StatIndex, VethValue, map_names,
 };
 use nix::{
     fcntl::{Flock, FlockArg},
@@ -273,6 +273,27 @@ impl Datapath {
             }
         }
         first_error.map_or(Ok(()), |e| Err(e.context("removing a published port")))
+    }
+
+    /// Makes `NETD_SERVICES` hold exactly `services`.
+    pub fn sync_services(
+        &mut self,
+        services: &std::collections::HashSet<ServiceKey>,
+    ) -> Result<()> {
+        let mut map = self.hash::<ServiceKey, u32>(map_names::SERVICES)?;
+        let stale: Vec<ServiceKey> = map
+            .keys()
+            .filter_map(Result::ok)
+            .filter(|k| !services.contains(k))
+            .collect();
+        for key in stale {
+            ignore_missing(map.remove(&key)).context("removing a published service")?;
+        }
+        for key in services {
+            map.insert(key, 1, 0)
+                .context("adding a published service to the datapath")?;
+        }
+        Ok(())
     }
 
     /// Every published-port entry in the kernel.

@@ -15,7 +15,7 @@ use crate::{
     hostports::{self, HostSocket},
     state::PortMapRecord,
 };
-use netd_common::{IPPROTO_TCP, IPPROTO_UDP, PortMapKey, PortMapValue};
+use netd_common::{IPPROTO_TCP, IPPROTO_UDP, PortMapKey, PortMapValue, ServiceKey};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -288,6 +288,7 @@ impl Daemon {
             return Err(e);
         }
         self.store.put_portmaps(&records)?;
+        self.sync_services()?;
         for rec in &records {
             info!(mapping = %rec.mapping, container = %rec.container, "port published");
         }
@@ -422,6 +423,7 @@ impl Daemon {
             .collect();
         self.datapath.remove_portmaps(&keys)?;
         self.store.delete_portmaps(records)?;
+        self.sync_services()?;
         for rec in records {
             info!(mapping = %rec.mapping, "port unpublished");
         }
@@ -453,7 +455,26 @@ impl Daemon {
             .filter(|k| !entries.iter().any(|(e, _)| e == k))
             .collect();
         self.datapath.remove_portmaps(&stale)?;
-        self.datapath.insert_portmaps(&entries)
+        self.datapath.insert_portmaps(&entries)?;
+        self.sync_services()
+    }
+
+    /// Makes the datapath's set of published container ports follow the
+    /// stored mappings (several mappings may point at one port).
+    fn sync_services(&mut self) -> Result<()> {
+        let services = self
+            .store
+            .portmaps()?
+            .iter()
+            .flat_map(|r| r.mapping.entries().collect::<Vec<_>>())
+            .map(|(key, value)| ServiceKey {
+                container_ip: value.container_ip,
+                container_port: value.container_port,
+                proto: key.proto,
+                pad: 0,
+            })
+            .collect();
+        self.datapath.sync_services(&services)
     }
 }
 

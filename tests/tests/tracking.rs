@@ -388,17 +388,28 @@ fn a_flooding_container_does_not_starve_the_others() {
 #[test]
 fn a_reply_without_its_flow_is_not_masqueraded() {
     let tb = Testbed::new();
-    let c1 = tb.add_with("c1", &["-p", "8091:80"]);
+    let c1 = tb.add_with("c1", &["-p", "8091:80", "-p", "5353:5353/udp"]);
     let ext = tb.ext();
-    let (segs, invalid) = (snmp(&ext, "Tcp", "InSegs"), tb.counter("drop_invalid"));
-    // What a published service sends when its flow's entry is gone.
+    let udp_in = || snmp(&ext, "Udp", "InDatagrams") + snmp(&ext, "Udp", "NoPorts");
+    let (segs, datagrams) = (snmp(&ext, "Tcp", "InSegs"), udp_in());
+    let invalid = tb.counter("drop_invalid");
+    // What a published service sends when its flow's entry is gone: TCP
+    // segments from port 80, a datagram from the published UDP port.
     for flags in ["SA", "A", "FA"] {
         craft(&c1, &["tcp", "172.17.0.2", EXT, "80", "45003", flags, "99"]);
     }
+    let reply = "import socket; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); \
+                 s.bind(('0.0.0.0', 5353)); s.sendto(b'late answer', ('198.18.0.2', 45004))";
+    in_ns_ok(&c1, &["python3", "-c", reply]);
     wait_until("the orphan replies to be dropped", WAIT, || {
-        tb.counter("drop_invalid") >= invalid + 3
+        tb.counter("drop_invalid") >= invalid + 4
     });
-    assert_eq!(snmp(&ext, "Tcp", "InSegs"), segs, "a reply left the host");
+    assert_eq!(
+        snmp(&ext, "Tcp", "InSegs"),
+        segs,
+        "a TCP reply left the host"
+    );
+    assert_eq!(udp_in(), datagrams, "a UDP reply left the host");
 }
 
 #[test]
