@@ -9,12 +9,16 @@
 //! was sent by R's source itself (else, e.g. from a router on the path,
 //! it keeps its source); and I becomes T reversed.
 
-use aya_ebpf::programs::TcContext;
+use aya_ebpf::{
+    bindings::{BPF_F_RECOMPUTE_CSUM, TC_ACT_SHOT},
+    helpers::generated::{bpf_redirect, bpf_skb_change_tail},
+    programs::TcContext,
+};
 use netd_common::{CtKey, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP};
 
 use crate::{
     conntrack,
-    packet::{IP_DST_OFF, IP_SRC_OFF, Packet},
+    packet::{ETH_HLEN, IP_DST_OFF, IP_SRC_OFF, Packet},
 };
 
 const ICMP_DEST_UNREACH: u8 = 3;
@@ -150,4 +154,73 @@ fn rewrite_inner(ctx: &mut TcContext, pkt: &Packet, inner: &Inner, want: &CtKey)
         }
     }
     Ok(())
+}
+
+/// ICMP time exceeded in transit (RFC 792): what a router sends back for a
+/// packet whose TTL runs out on it.
+const ICMP_TIME_EXCEEDED_CODE_TTL: u8 = 0;
+/// What the answer quotes: the IP header (20 bytes) and 8 bytes beyond it.
+const QUOTE: usize = 28;
+/// Ethernet + IP + ICMP + quote.
+const ANSWER_LEN: usize = ETH_HLEN + 20 + ICMP_HLEN + QUOTE;
+
+/// Turns the packet in `ctx` (arrived from outside with a TTL that runs out
+/// here) into the ICMP time exceeded answer from `host` (the address it was
+/// sent to) and sends it back out of the interface it came in on, as a
+/// router does. The quote is the packet as it arrived, before any
+/// translation. Not inlined: its buffers stay out of the programs' frame.
+#[inline(never)]
+pub fn time_exceeded(ctx: &mut TcContext, client: u32, host: u32) -> i32 {
+    // Fixed-size loads: the helper's length must be a known constant.
+    let (Ok(quote), Ok(macs)) = (ctx.load::<[u8; QUOTE]>(ETH_HLEN), ctx.load::<[u8; 12]>(0)) else {
+        return TC_ACT_SHOT;
+    };
+    // SAFETY: the skb pointer the kernel handed us.
+    let resized = unsafe { bpf_skb_change_tail(ctx.skb.skb, ANSWER_LEN as u32, 0) };
+    if resized != 0 {
+        return TC_ACT_SHOT;
+    }
+    let mut answer = [0u8; ANSWER_LEN];
+    // Ethernet: back where it came from.
+    answer[..6].copy_from_slice(&macs[6..12]);
+    answer[6..12].copy_from_slice(&macs[..6]);
+    answer[12..14].copy_from_slice(&0x0800u16.to_be_bytes());
+    // IPv4 header.
+    let ip = ETH_HLEN;
+    answer[ip] = 0x45;
+    answer[ip + 2..ip + 4].copy_from_slice(&((ANSWER_LEN - ETH_HLEN) as u16).to_be_bytes());
+    answer[ip + 8] = 64; // TTL
+    answer[ip + 9] = IPPROTO_ICMP;
+    answer[ip + 12..ip + 16].copy_from_slice(&host.to_ne_bytes());
+    answer[ip + 16..ip + 20].copy_from_slice(&client.to_ne_bytes());
+    let ip_sum = checksum(&answer[ip..ip + 20]);
+    answer[ip + 10..ip + 12].copy_from_slice(&ip_sum.to_be_bytes());
+    // ICMP header and quote.
+    let icmp = ip + 20;
+    answer[icmp] = ICMP_TIME_EXCEEDED;
+    answer[icmp + 1] = ICMP_TIME_EXCEEDED_CODE_TTL;
+    answer[icmp + ICMP_HLEN..].copy_from_slice(&quote);
+    let icmp_sum = checksum(&answer[icmp..]);
+    answer[icmp + 2..icmp + 4].copy_from_slice(&icmp_sum.to_be_bytes());
+    if ctx
+        .store(0, &answer, u64::from(BPF_F_RECOMPUTE_CSUM))
+        .is_err()
+    {
+        return TC_ACT_SHOT;
+    }
+    // SAFETY: the skb pointer the kernel handed us.
+    let ifindex = unsafe { (*ctx.skb.skb).ifindex };
+    unsafe { bpf_redirect(ifindex, 0) as i32 }
+}
+
+/// The Internet checksum of `bytes` (even length), big-endian.
+#[inline(always)]
+fn checksum(bytes: &[u8]) -> u16 {
+    let mut sum: u32 = 0;
+    for pair in bytes.chunks_exact(2) {
+        sum += u32::from(u16::from_be_bytes([pair[0], pair[1]]));
+    }
+    sum = (sum & 0xffff) + (sum >> 16);
+    sum = (sum & 0xffff) + (sum >> 16);
+    !(sum as u16)
 }

@@ -223,15 +223,17 @@ fn rewrite_failed() -> i32 {
     drop(StatIndex::DropMalformed, 0)
 }
 
-/// A packet whose TTL runs out on a path netd routes. From a container,
-/// the stack gets it as it is and answers with ICMP time exceeded from the
-/// host, as a router does (traceroute shows the host); from outside it is
-/// dropped, since the stack would take it for the host itself.
+/// A packet whose TTL runs out on a path netd routes: the host answers
+/// with ICMP time exceeded, as a router does. From a container, the stack
+/// gets the packet as it is and answers (traceroute from a container shows
+/// the host); from outside, eBPF answers (the stack would take the packet
+/// for the host itself). Counted either way as `drop_ttl`.
 #[inline(always)]
-fn ttl_expired(pkt: &Packet, from: From) -> i32 {
+fn ttl_expired(ctx: &mut TcContext, pkt: &Packet, from: From) -> i32 {
+    count(StatIndex::DropTtl, pkt.len);
     match from {
         From::Container(_) => TC_ACT_UNSPEC,
-        From::Outside => drop(StatIndex::DropTtl, pkt.len),
+        From::Outside => icmp::time_exceeded(ctx, pkt.tuple.src_ip, pkt.tuple.dst_ip),
     }
 }
 
@@ -251,7 +253,7 @@ fn refused(pkt: &Packet, why: Refused) -> i32 {
 /// which must not become a new flow and leave with the container's
 /// port), and the TTL allows one more hop. Err is the verdict.
 #[inline(always)]
-fn may_start(pkt: &Packet, from: From) -> Result<(), i32> {
+fn may_start(ctx: &mut TcContext, pkt: &Packet, from: From) -> Result<(), i32> {
     // A later fragment belongs to its first fragment's flow or to none.
     if !pkt.has_l4 {
         return Err(drop(StatIndex::DropUntranslatable, pkt.len));
@@ -266,7 +268,7 @@ fn may_start(pkt: &Packet, from: From) -> Result<(), i32> {
         return Err(drop(StatIndex::DropInvalid, pkt.len));
     }
     if pkt.ttl <= 1 {
-        return Err(ttl_expired(pkt, from));
+        return Err(ttl_expired(ctx, pkt, from));
     }
     Ok(())
 }
@@ -288,7 +290,7 @@ fn from_published_port(pkt: &Packet) -> bool {
 #[inline(always)]
 fn forward_tracked(ctx: &mut TcContext, pkt: &Packet, entry: Entry, from: From) -> i32 {
     if pkt.ttl <= 1 {
-        return ttl_expired(pkt, from);
+        return ttl_expired(ctx, pkt, from);
     }
     let ct = entry.value;
     // SAFETY: map value pointer, valid for this run.
@@ -316,7 +318,7 @@ fn forward_tracked(ctx: &mut TcContext, pkt: &Packet, entry: Entry, from: From) 
 /// First packet to a published port from outside.
 #[inline(always)]
 fn dnat(ctx: &mut TcContext, pkt: &Packet, target: &PortMapValue) -> i32 {
-    if let Err(verdict) = may_start(pkt, From::Outside) {
+    if let Err(verdict) = may_start(ctx, pkt, From::Outside) {
         return verdict;
     }
     let t = CtKey {
@@ -352,7 +354,7 @@ fn hairpin(ctx: &mut TcContext, pkt: &Packet, target: &PortMapValue, me: &VethVa
             return drop(StatIndex::DropPolicy, pkt.len);
         }
     }
-    if let Err(verdict) = may_start(pkt, From::Container(me)) {
+    if let Err(verdict) = may_start(ctx, pkt, From::Container(me)) {
         return verdict;
     }
     let mut t = CtKey {
@@ -412,7 +414,7 @@ fn masquerade(ctx: &mut TcContext, pkt: &Packet, me: &VethValue) -> i32 {
         Ok(route) => route,
         Err(verdict) => return verdict,
     };
-    if let Err(verdict) = may_start(pkt, From::Container(me)) {
+    if let Err(verdict) = may_start(ctx, pkt, From::Container(me)) {
         return verdict;
     }
     let t = CtKey {

@@ -163,6 +163,30 @@ s.sendto(b'x' * int(sys.argv[3]), (sys.argv[1], int(sys.argv[2])))
 print(len(s.recv(65535)))
 "#;
 
+/// Sends a UDP datagram with TTL 1 to HOST:PORT from 198.18.0.2 and waits
+/// for the ICMP time exceeded; prints "FROM QUOTED_DST QUOTED_DPORT OURS".
+const TTL_PROBE: &str = r#"
+import socket, struct, sys
+host, port = sys.argv[1], int(sys.argv[2])
+r = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
+r.settimeout(5)
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+u.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, 1)
+u.bind(('198.18.0.2', 0))
+sport = u.getsockname()[1]
+u.sendto(b'probe', (host, port))
+while True:
+    data, peer = r.recvfrom(2000)
+    icmp = data[(data[0] & 15) * 4:]
+    if icmp[0] != 11:
+        continue
+    inner = icmp[8:]
+    ihl = (inner[0] & 15) * 4
+    isport, idport = struct.unpack('!HH', inner[ihl:ihl + 4])
+    print(peer[0], socket.inet_ntoa(inner[16:20]), idport, isport == sport, flush=True)
+    break
+"#;
+
 fn craft(ns: &str, args: &[&str]) {
     let mut cmd = vec!["python3", "-c", CRAFT];
     cmd.extend_from_slice(args);
@@ -505,8 +529,12 @@ fn routed_paths_take_one_hop_and_expiring_packets_get_time_exceeded() {
         "{}",
         inner.log()
     );
-    // A TTL that runs out at the host: the host answers, as a router does
-    // (traceroute from a container shows the host as the first hop).
+    // A TTL that runs out at the host, from outside: the host answers, as a
+    // router does, quoting the packet as it was sent (before DNAT).
+    let answer = in_ns_ok(&ext, &["python3", "-c", TTL_PROBE, HOST, "5353"]);
+    assert_eq!(answer.trim(), format!("{HOST} {HOST} 5353 True"));
+    // And from a container (traceroute from it shows the host as the first
+    // hop).
     let ping = in_ns(&c1, &["ping", "-c1", "-W2", "-t1", EXT]);
     let out = String::from_utf8_lossy(&ping.stdout);
     assert!(
