@@ -76,13 +76,14 @@ fn port_exhaustion_shows_in_status_and_log() {
         tb.log().contains("for want of a free MASQUERADE port")
     });
     let ct = status(&tb)["conntrack"].clone();
-    assert_eq!(ct["max_entries"], 2048, "--ct-max 1024 flows: {ct}");
+    // Two tables (new and assured flows) of 2 × 1024 entries.
+    assert_eq!(ct["max_entries"], 4096, "--ct-max 1024 flows: {ct}");
     wait_until("status to count the conntrack entries", WAIT, || {
         status(&tb)["conntrack"]["entries"].as_u64() >= Some(10)
     });
     let text = tb.netd_ok(&["status"]);
     assert!(
-        text.contains("/2048 entries") && text.contains("drop_no_port"),
+        text.contains("/4096 entries") && text.contains("drop_no_port"),
         "status text must show the fill level and drops:\n{text}"
     );
 }
@@ -90,14 +91,15 @@ fn port_exhaustion_shows_in_status_and_log() {
 #[test]
 fn ct_max_sizes_the_map_and_a_resize_is_refused() {
     let mut tb = Testbed::with_daemon_args(&["--ct-max", "1024"]);
-    let pin = tb.bpffs().join("NETD_CONNTRACK");
-    let out = std::process::Command::new("bpftool")
-        .args(["map", "show", "pinned"])
-        .arg(&pin)
-        .output()
-        .expect("run bpftool");
-    let shown = String::from_utf8_lossy(&out.stdout);
-    assert!(shown.contains("max_entries 2048"), "{shown}");
+    for table in ["NETD_CONNTRACK", "NETD_CT_ASSURED"] {
+        let out = std::process::Command::new("bpftool")
+            .args(["map", "show", "pinned"])
+            .arg(tb.bpffs().join(table))
+            .output()
+            .expect("run bpftool");
+        let shown = String::from_utf8_lossy(&out.stdout);
+        assert!(shown.contains("max_entries 2048"), "{table}: {shown}");
+    }
     tb.stop();
     tb.set_daemon_args(&["--ct-max", "4096"]);
     assert!(!tb.start_fails().success());

@@ -24,7 +24,8 @@ pub fn status(ctx: &Ctx) -> Result<()> {
     Ok(())
 }
 
-/// "conntrack: 1200/262144 entries (0.5%), drop_ct_full 0, drop_no_port 0".
+/// "conntrack: 1200/524288 entries (0.2%), drop_ct_full 0, drop_no_port 0"
+/// (entries of both tables, new and assured flows).
 fn conntrack_line(ct: &Value) -> String {
     let max = ct["max_entries"].as_u64().unwrap_or(0);
     let fill = match ct["entries"].as_u64() {

@@ -259,7 +259,8 @@ impl Daemon {
                 .find(|(i, _)| *i == index)
                 .map_or(0, |(_, c)| c.packets)
         };
-        let max_entries = u64::from(self.config.ct_max_flows) * 2;
+        // Two entries per flow, in two tables (new and assured flows).
+        let max_entries = u64::from(self.config.ct_max_flows) * 2 * 2;
         Ok(json!({
             "version": env!("CARGO_PKG_VERSION"),
             "state_dir": self.config.state_dir,
