@@ -1,6 +1,7 @@
 //! The datapaths under test, each built on a fresh testbed: netd (the real
-//! daemon and CLI), Docker's iptables rules (minimal and full), the
-//! nftables equivalent, plain routing without NAT, and the host itself.
+//! daemon and CLI), optionally a second netd binary as the baseline of an
+//! A/B, Docker's iptables rules (minimal and full), the nftables
+//! equivalent, plain routing without NAT, and the host itself.
 
 use std::{
     fmt, fs,
@@ -25,6 +26,11 @@ const LOAD_LIMIT: Duration = Duration::from_secs(120);
 pub enum Kind {
     /// The netd daemon and CLI (eBPF datapath).
     Netd,
+    /// Another netd binary (`--baseline-bin`), set up exactly like netd.
+    /// Not selectable by name: only `--baseline-bin` adds it, as the binary
+    /// is what makes it a datapath.
+    #[value(skip)]
+    NetdBaseline,
     /// Docker's NAT rules: DNAT, MASQUERADE, FORWARD accepts.
     Iptables,
     /// Docker's full per-port rule set (filter ACCEPT, hairpin MASQUERADE).
@@ -50,12 +56,26 @@ impl Kind {
     pub fn name(self) -> &'static str {
         match self {
             Kind::Netd => "netd",
+            Kind::NetdBaseline => "netd-baseline",
             Kind::Iptables => "iptables",
             Kind::DockerFull => "docker-full",
             Kind::Nftables => "nftables",
             Kind::Routed => "routed",
             Kind::Host => "host",
         }
+    }
+
+    /// Name in the report's tables and the plot's legend.
+    pub fn title(self) -> &'static str {
+        match self {
+            Kind::NetdBaseline => "netd (baseline)",
+            _ => self.name(),
+        }
+    }
+
+    /// Whether the datapath runs a netd daemon (and so takes a binary).
+    pub fn is_netd(self) -> bool {
+        matches!(self, Kind::Netd | Kind::NetdBaseline)
     }
 
     /// Whether the datapath publishes ports (and so has a port-count test).
@@ -66,7 +86,7 @@ impl Kind {
 
 impl fmt::Display for Kind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
+        f.write_str(self.title())
     }
 }
 
@@ -89,10 +109,12 @@ pub struct Bed {
 }
 
 impl Bed {
+    /// `netd_bin`: the binary of `kind` if it runs netd (see
+    /// `Kind::is_netd`), ignored otherwise.
     pub fn up(kind: Kind, netd_bin: &Path) -> Result<Self> {
         let topo = Topology::new()?;
         let daemon = match kind {
-            Kind::Netd => Some(netd_containers(&topo, netd_bin)?),
+            _ if kind.is_netd() => Some(netd_containers(&topo, netd_bin)?),
             Kind::Host => None,
             _ => {
                 plumb(&topo)?;

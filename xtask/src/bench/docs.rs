@@ -18,6 +18,7 @@ pub fn meta(plan: &Plan, bin: &Path, load_start: &str, elapsed: Duration) -> Met
         machine: machine(),
         tools: tools(),
         binary: binary(bin),
+        baseline: plan.baseline_bin.as_deref().map(binary),
         date: first_line("date", &["-u", "+%Y-%m-%d %H:%M UTC"]),
         plan: plan.describe(),
         load: format!("{load_start} → {}", loadavg()),

@@ -1,16 +1,17 @@
 //! `cargo xtask bench`: netd against Docker's iptables rules, nftables,
 //! plain routing and the host itself, side by side on the standard testbed
 //! (docs/testbed.md), plus netd's control plane, memory and per-program
-//! cost. Writes `target/bench/report.md`, `results.json` and
+//! cost; with `--baseline-bin`, also netd against a previous binary. Writes `target/bench/report.md`, `results.json` and
 //! `conn-rate.svg`; `--update-docs` also refreshes BENCHMARKS.md.
 //!
 //! Module map: `testbed` (namespaces, daemon), `datapath` (the six
-//! datapaths), `rules` (iptables/nftables rule text), `measure` (servers,
+//! datapaths and the baseline netd), `rules` (iptables/nftables rule text), `measure` (servers,
 //! wrk, iperf3, CPU), `suite` (one datapath's tests), `control`, `memory`,
 //! `profile`, `bpf` (bpftool, run-time stats), `results`, `stats`,
-//! `report`, `plot`, `docs`, `procs` (bounded child processes),
+//! `report`, `baseline` (the A/B section of the report), `plot`, `docs`, `procs` (bounded child processes),
 //! `interrupt` (Ctrl-C → clean unwind).
 
+mod baseline;
 mod bpf;
 mod control;
 mod datapath;
@@ -69,6 +70,10 @@ pub struct BenchArgs {
     /// Benchmark this netd binary instead of building one (release).
     #[arg(long, value_name = "PATH")]
     netd_bin: Option<PathBuf>,
+    /// Also benchmark this netd binary, as datapath netd-baseline in every
+    /// repeat beside the others, and report netd's ratios against it.
+    #[arg(long, value_name = "PATH")]
+    baseline_bin: Option<PathBuf>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug, ValueEnum)]
@@ -93,17 +98,25 @@ pub struct Plan {
     flows: u32,
     kinds: Vec<Kind>,
     parts: Vec<Part>,
+    /// The netd binary of `Kind::NetdBaseline`, if it is in `kinds`.
+    baseline_bin: Option<PathBuf>,
 }
 
 impl Plan {
     fn from(args: &BenchArgs) -> Self {
         let secs = args.secs.unwrap_or(if args.quick { 2 } else { 4 });
         let pick = |v: &[Kind]| {
-            if v.is_empty() {
+            let mut kinds = if v.is_empty() {
                 Kind::ALL.to_vec()
             } else {
                 v.to_vec()
+            };
+            // An A/B only holds within one run (sequential runs drift by
+            // ±5 %), so the baseline is one more datapath of every repeat.
+            if args.baseline_bin.is_some() {
+                kinds.push(Kind::NetdBaseline);
             }
+            kinds
         };
         Plan {
             repeats: args.repeats.unwrap_or(if args.quick { 1 } else { 3 }),
@@ -117,11 +130,23 @@ impl Plan {
             } else {
                 args.parts.clone()
             },
+            baseline_bin: args.baseline_bin.clone(),
         }
     }
 
     fn has(&self, part: Part) -> bool {
         self.parts.contains(&part)
+    }
+
+    /// The netd binary `kind` runs: `netd_bin` but for the baseline.
+    fn bin_for<'a>(&'a self, kind: Kind, netd_bin: &'a Path) -> Result<&'a Path> {
+        match kind {
+            Kind::NetdBaseline => self
+                .baseline_bin
+                .as_deref()
+                .context("netd-baseline needs --baseline-bin"),
+            _ => Ok(netd_bin),
+        }
     }
 
     /// Seconds of each of the six connection-rate runs: half the time of
@@ -176,6 +201,12 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     cmd::ensure_root("the benchmark creates network namespaces and loads eBPF")?;
     crate::setup::setup_bench()?;
     missing_tools()?;
+    if let Some(base) = &args.baseline_bin
+        && !base.is_file()
+    {
+        // Fail now, not after the first repeats' minutes.
+        bail!("--baseline-bin {}: no such file", base.display());
+    }
     let bin = match &args.netd_bin {
         Some(bin) => bin.clone(),
         None => tasks::build(true)?,
@@ -221,7 +252,7 @@ fn dataplane(plan: &Plan, bin: &Path, samples: &mut Samples) -> Result<()> {
             let kind = plan.kinds[(i + r as usize) % n];
             println!("==> repeat {}/{}: {kind}", r + 1, plan.repeats);
             let t = Instant::now();
-            suite::run(kind, plan, bin, r, samples)?;
+            suite::run(kind, plan, plan.bin_for(kind, bin)?, r, samples)?;
             println!("    ({:.1} s)", t.elapsed().as_secs_f64());
         }
     }

@@ -17,6 +17,8 @@ const SIZE: (u32, u32) = (860, 520);
 fn color(kind: Kind) -> RGBColor {
     match kind {
         Kind::Netd => RGBColor(0xd6, 0x27, 0x28),
+        // netd's red, lighter: the same daemon, the other binary.
+        Kind::NetdBaseline => RGBColor(0xff, 0x98, 0x96),
         Kind::Iptables => RGBColor(0x1f, 0x77, 0xb4),
         Kind::DockerFull => RGBColor(0x94, 0x67, 0xbd),
         Kind::Nftables => RGBColor(0x2c, 0xa0, 0x2c),
@@ -149,7 +151,7 @@ fn draw_series(chart: &mut Chart<'_, '_>, kind: Kind, pts: &[Point]) -> DrawResu
     }
     chart
         .draw_series(LineSeries::new(line, c.stroke_width(2)))?
-        .label(kind.name())
+        .label(kind.title())
         .legend(legend);
     chart.draw_series(pts.iter().map(|p| Circle::new((p.x, p.med), 4, c.filled())))?;
     chart.draw_series(

@@ -1,9 +1,11 @@
 //! The markdown report: targets, the data-plane table (medians, spread,
-//! same-run ratios), control plane, memory and netd's program costs.
+//! same-run ratios), netd against the baseline binary (if benched),
+//! control plane, memory and netd's program costs.
 
 use std::fmt::Write as _;
 
 use super::{
+    baseline,
     datapath::Kind,
     results::{Control, Memory, Metric, PORT_STEPS, Profile, Samples},
     stats::{Summary, median},
@@ -15,6 +17,8 @@ pub struct Meta {
     pub machine: String,
     pub tools: String,
     pub binary: String,
+    /// The `--baseline-bin` binary, if any.
+    pub baseline: Option<String>,
     pub date: String,
     pub plan: String,
     pub load: String,
@@ -41,7 +45,7 @@ struct Target {
     met: Option<bool>,
 }
 
-fn verdict(met: Option<bool>) -> &'static str {
+pub fn verdict(met: Option<bool>) -> &'static str {
     match met {
         Some(true) => "MET",
         Some(false) => "MISSED",
@@ -55,6 +59,7 @@ impl Report<'_> {
         self.header(&mut md);
         self.targets_table(&mut md);
         self.data_table(&mut md);
+        baseline::section(self.kinds, self.samples, &mut md);
         self.control_table(&mut md);
         self.memory_table(&mut md);
         self.profile_table(&mut md);
@@ -66,6 +71,9 @@ impl Report<'_> {
         let _ = writeln!(md, "- Machine: {}", m.machine);
         let _ = writeln!(md, "- Tools: {}", m.tools);
         let _ = writeln!(md, "- netd binary: {}", m.binary);
+        if let Some(base) = &m.baseline {
+            let _ = writeln!(md, "- Baseline netd binary: {base}");
+        }
         let _ = writeln!(md, "- Date: {}; run took {:.0} s", m.date, m.elapsed_s);
         let _ = writeln!(md, "- Command: `{}`", m.command);
         let _ = writeln!(md, "- Plan: {}", m.plan);
