@@ -26,9 +26,10 @@ pub mod map_names {
         STATS, ENDPOINTS, PORTMAPS, CONNTRACK, CONFIG, BRIDGES, HOST_ADDRS, VETHS, CT_ASSURED,
         FRAGS, SERVICES,
     ];
-    /// The two conntrack tables: new, unanswered and closing flows (LRU),
-    /// and answered flows (never evicted). A flow's two entries are in one.
-    pub const CT_TABLES: [&str; 2] = [CONNTRACK, CT_ASSURED];
+    /// The two conntrack tables: assured flows (never evicted) and new flows
+    /// (LRU). An assured flow may still have (stale) copies in the LRU: the
+    /// assured entry wins, so it comes first.
+    pub const CT_TABLES: [&str; 2] = [CT_ASSURED, CONNTRACK];
 }
 
 pub const IPPROTO_ICMP: u8 = 1;

@@ -3,12 +3,11 @@
 //! keyed by T reversed and holds the original tuple reversed. Every packet
 //! of either direction is then one lookup and one rewrite.
 //!
-//! Two tables, and a flow's two entries are in one of them. New flows go
-//! into `NETD_CONNTRACK`, an LRU: a flood of new flows evicts only its own
-//! kind (unanswered and closing flows), as Linux's early drop does. The
-//! first reply moves a flow to `NETD_CT_ASSURED`, a plain hash that nothing
-//! evicts; closing (an RST, or a FIN each way) moves it back. The GC
-//! expires both. Inserts never overwrite: a new flow whose reply tuple is
+//! Two tables. New flows go into `NETD_CONNTRACK`, an LRU: a flood of new
+//! flows evicts only its own kind (unanswered flows), as Linux's early drop
+//! does. An assured flow (see `settle`) is copied to `NETD_CT_ASSURED`, a
+//! plain hash that nothing evicts and that lookups try first; its LRU
+//! copies age out. The GC expires flows in both. Inserts never overwrite: a new flow whose reply tuple is
 //! another flow's, in either table, is refused (`Refused::Clash`), as Linux
 //! conntrack drops it.
 //!
@@ -78,58 +77,44 @@ pub fn other_key(key: &CtKey, value: &CtValue) -> CtKey {
     value.translated(key.proto).reversed()
 }
 
-/// A flow whose connection closed: an RST, or a FIN in each direction.
-#[inline(always)]
-fn closed(mine: u8, other: u8) -> bool {
-    (mine | other) & ct_tcp::RST != 0 || mine & other & ct_tcp::FIN != 0
-}
-
-/// Moves a flow between tables after a packet updated its entry `key`. A
-/// flow is assured (as Linux's IPS_ASSURED) when its originator sends
-/// again after an answer: the handshake's final ACK for TCP, a second
-/// datagram for UDP. An answer alone is not enough: a SYN flood is
-/// answered with SYN-ACKs, and must stay evictable. Closing (an RST, or a
-/// FIN each way) makes a flow evictable again.
-/// Err(Full): the assured table is full, the flow stays in the LRU.
+/// Makes a flow assured after a packet updated its entry `key`: when its
+/// originator sends again after an answer (the handshake's final ACK for
+/// TCP, a second datagram for UDP), as Linux's IPS_ASSURED. An answer alone
+/// is not enough: a SYN flood is answered with SYN-ACKs, and must stay
+/// evictable. Err(Full): the assured table is full, the flow stays in the
+/// LRU.
+///
+/// Each connection costs few map writes this way (the datapath's new
+/// connections/s depend on it): the flow is copied, not moved (the LRU's
+/// copies age out; lookups find the assured one first), and a closed flow
+/// stays assured until the GC collects it (the closing timeout).
 /// Not inlined: its copies of both entries would otherwise sit in the
 /// programs' own stack frame, which the verifier limits (with the calls
 /// below it) to 512 bytes.
 #[inline(never)]
 pub fn settle(key: &CtKey, entry: &Entry, pkt: &Packet) -> Result<(), Refused> {
+    if entry.tier != Tier::New || is_syn(pkt) {
+        return Ok(());
+    }
     // SAFETY: a pointer from a map lookup, valid for this program run.
     let value = unsafe { *entry.value };
     let closing = value.tcp_flags & (ct_tcp::FIN | ct_tcp::RST) != 0;
-    match entry.tier {
-        Tier::New if value.direction == ct_dir::ORIGINAL && !closing && !is_syn(pkt) => {
-            let other = other_key(key, &value);
-            let Some(peer) = NETD_CONNTRACK.get_ptr(&other) else {
-                return Ok(()); // half a flow (evicted meanwhile): the GC's
-            };
-            // SAFETY: as above.
-            let peer = unsafe { *peer };
-            if peer.packets == 0 || peer.tcp_flags & (ct_tcp::FIN | ct_tcp::RST) != 0 {
-                return Ok(());
-            }
-            promote(key, &value, &other, &peer)
-        }
-        Tier::Assured if closing => {
-            let other = other_key(key, &value);
-            let Some(peer) = NETD_CT_ASSURED.get_ptr(&other) else {
-                return Ok(());
-            };
-            // SAFETY: as above.
-            let peer = unsafe { *peer };
-            if closed(value.tcp_flags, peer.tcp_flags) {
-                demote(key, &value, &other, &peer);
-            }
-            Ok(())
-        }
-        _ => Ok(()),
+    if value.direction != ct_dir::ORIGINAL || closing {
+        return Ok(());
     }
+    let other = other_key(key, &value);
+    let Some(peer) = NETD_CONNTRACK.get_ptr(&other) else {
+        return Ok(()); // half a flow (evicted meanwhile): the GC's
+    };
+    // SAFETY: as above.
+    let peer = unsafe { *peer };
+    if peer.packets == 0 || peer.tcp_flags & (ct_tcp::FIN | ct_tcp::RST) != 0 {
+        return Ok(());
+    }
+    promote(key, &value, &other, &peer)
 }
 
-/// NETD_CONNTRACK -> NETD_CT_ASSURED, both entries (inserted first, so a
-/// packet on another CPU always finds the flow in one table).
+/// Copies both entries of a flow to NETD_CT_ASSURED.
 #[inline(always)]
 fn promote(key: &CtKey, value: &CtValue, other: &CtKey, peer: &CtValue) -> Result<(), Refused> {
     if NETD_CT_ASSURED
@@ -145,18 +130,7 @@ fn promote(key: &CtKey, value: &CtValue, other: &CtKey, peer: &CtValue) -> Resul
         let _ = NETD_CT_ASSURED.remove(other);
         return Err(Refused::Full);
     }
-    let _ = NETD_CONNTRACK.remove(key);
-    let _ = NETD_CONNTRACK.remove(other);
     Ok(())
-}
-
-/// NETD_CT_ASSURED -> NETD_CONNTRACK, both entries.
-#[inline(always)]
-fn demote(key: &CtKey, value: &CtValue, other: &CtKey, peer: &CtValue) {
-    let _ = NETD_CONNTRACK.insert(other, peer, 0);
-    let _ = NETD_CONNTRACK.insert(key, value, 0);
-    let _ = NETD_CT_ASSURED.remove(key);
-    let _ = NETD_CT_ASSURED.remove(other);
 }
 
 /// TCP flag bits of the wire header.

@@ -195,7 +195,8 @@ pub struct GcPass {
 /// beside the daemon's request handling without sharing (or locking) its
 /// map handles.
 pub struct Conntrack {
-    /// `map_names::CT_TABLES`: new flows (LRU) and assured flows.
+    /// `map_names::CT_TABLES`: assured flows, then new flows (LRU), whose
+    /// copies of assured flows are stale and never shown.
     tables: Vec<HashMap<MapData, CtKey, CtValue>>,
 }
 
@@ -227,8 +228,11 @@ impl Conntrack {
     fn flows(&self) -> Result<(usize, Vec<Flow>)> {
         let mut reader = self.reader();
         let mut entries = std::collections::HashMap::new();
-        while let Some(batch) = reader.next_batch()? {
-            entries.extend(batch);
+        while let Some((_, batch)) = reader.next_batch()? {
+            for (key, value) in batch {
+                // The assured table is read first, and its entry wins.
+                entries.entry(key).or_insert(value);
+            }
         }
         let flows = entries
             .iter()
@@ -269,11 +273,16 @@ impl Conntrack {
         filter: &Filter,
         timeouts: &Timeouts,
     ) -> Result<Option<Vec<Value>>> {
-        let Some(batch) = reader.next_batch()? else {
+        let Some((table, batch)) = reader.next_batch()? else {
             return Ok(None);
         };
         let now = now_ns()?;
-        let local: std::collections::HashMap<CtKey, CtValue> = batch.into_iter().collect();
+        let assured = &self.tables[0];
+        let local: std::collections::HashMap<CtKey, CtValue> = batch
+            .into_iter()
+            // An LRU copy of an assured flow is stale: the assured one shows.
+            .filter(|(key, _)| table == 0 || assured.get(key, 0).is_err())
+            .collect();
         let lookup = |k: &CtKey| {
             local
                 .get(k)
@@ -341,20 +350,26 @@ const BATCH: usize = 4096;
 /// few syscalls for 100,000s of entries, where iterating (aya 0.14 has no
 /// batch API) costs two per entry.
 pub struct BatchReader<'a> {
-    /// The tables still to walk, the current one first.
     fds: Vec<BorrowedFd<'a>>,
+    /// The table being walked (index into `fds`).
+    current: usize,
     token: Option<u64>,
 }
 
 impl<'a> BatchReader<'a> {
-    fn new(mut fds: Vec<BorrowedFd<'a>>) -> Self {
-        fds.reverse(); // popped from the end
-        Self { fds, token: None }
+    fn new(fds: Vec<BorrowedFd<'a>>) -> Self {
+        Self {
+            fds,
+            current: 0,
+            token: None,
+        }
     }
 
-    /// The next batch of up to [`BATCH`] entries; `None` at the end.
-    pub fn next_batch(&mut self) -> Result<Option<Vec<(CtKey, CtValue)>>> {
-        let Some(fd) = self.fds.last().copied() else {
+    /// The next batch of up to [`BATCH`] entries, with the index of the
+    /// table it is from; `None` at the end.
+    pub fn next_batch(&mut self) -> Result<Option<(usize, Vec<(CtKey, CtValue)>)>> {
+        let table = self.current;
+        let Some(fd) = self.fds.get(table).copied() else {
             return Ok(None);
         };
         let mut keys = vec![CtKey::default(); BATCH];
@@ -387,14 +402,14 @@ impl<'a> BatchReader<'a> {
                 return Err(err).context("BPF_MAP_LOOKUP_BATCH on the conntrack map");
             }
             // This table is done: the next one starts afresh.
-            self.fds.pop();
+            self.current += 1;
             self.token = None;
         } else {
             self.token = Some(next);
         }
         keys.truncate(n);
         values.truncate(n);
-        Ok(Some(keys.into_iter().zip(values).collect()))
+        Ok(Some((table, keys.into_iter().zip(values).collect())))
     }
 }
 
