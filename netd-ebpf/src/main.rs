@@ -24,7 +24,7 @@ use netd_common::{
 };
 
 use crate::{
-    conntrack::{Entry, Refused},
+    conntrack::{Entry, Refused, Tier},
     maps::{NETD_ENDPOINTS, NETD_HOST_ADDRS, NETD_PORTMAPS, NETD_VETHS, config, count},
     packet::{IP_DST_OFF, IP_SRC_OFF, Packet, Skip, decrement_ttl, parse, set_ip, set_port},
     route::{Route, deliver, fib_lookup},
@@ -298,7 +298,9 @@ fn forward_tracked(ctx: &mut TcContext, pkt: &Packet, entry: Entry, from: From) 
     if conntrack::touch(ct, pkt) {
         conntrack::reset_tcp(&t.reversed());
     }
-    if conntrack::settle(&pkt.tuple, &entry, pkt).is_err() {
+    // Only a new flow's packets can make it assured: assured flows (most
+    // packets) skip the out-of-line call.
+    if entry.tier == Tier::New && conntrack::settle(&pkt.tuple, &entry, pkt).is_err() {
         count(StatIndex::DropCtFull, pkt.len);
     }
     if translate(ctx, pkt, &t).is_err() {

@@ -27,14 +27,15 @@ pub static NETD_VETHS: HashMap<u32, VethValue, 65536> = HashMap::new();
 #[btf_map]
 pub static NETD_PORTMAPS: HashMap<PortMapKey, PortMapValue, 65536> = HashMap::new();
 
-/// Connection tracking of new, unanswered and closing flows, two entries
-/// per flow (original and reply). An LRU: a flood of new flows evicts its
-/// own kind, never an answered flow, which lives in `NETD_CT_ASSURED`.
+/// Connection tracking of new and unanswered flows, two entries per flow
+/// (original and reply). An LRU: a flood of new flows evicts only its own
+/// kind, never an assured flow, which `NETD_CT_ASSURED` holds (the copies
+/// left here are stale and age out).
 #[btf_map]
 pub static NETD_CONNTRACK: LruHashMap<CtKey, CtValue, 262144> = LruHashMap::new();
 
-/// Answered flows (a reply was seen), until they close: a plain hash, so
-/// nothing evicts them.
+/// Assured flows (the originator spoke again after an answer), until the GC
+/// expires them: a plain hash, so nothing evicts them.
 #[btf_map]
 pub static NETD_CT_ASSURED: HashMap<CtKey, CtValue, 262144> = HashMap::new();
 

@@ -344,14 +344,17 @@ pub fn set_port(
 /// TTL and protocol share a 16-bit word of the header.
 const IP_TTL_OFF: usize = ETH_HLEN + 8;
 
-/// Routing: one hop less. The caller checked that the TTL is above 1.
+/// Routing: one hop less. The caller checked that the TTL is above 1. The
+/// header checksum is updated in place (RFC 1624: the TTL/protocol word
+/// drops by 0x0100, so the checksum rises by it, end-around carry), with no
+/// helper call: it runs for every routed packet.
 #[inline(always)]
 pub fn decrement_ttl(ctx: &mut TcContext, pkt: &Packet) -> Result<(), ()> {
-    let old: u16 = u16::from_ne_bytes([pkt.ttl, pkt.tuple.proto]);
-    let new: u16 = u16::from_ne_bytes([pkt.ttl.wrapping_sub(1), pkt.tuple.proto]);
-    ctx.l3_csum_replace(IP_CSUM_OFF, u64::from(old), u64::from(new), 2)
-        .map_err(|_| ())?;
-    write(ctx, IP_TTL_OFF, pkt.ttl.wrapping_sub(1))
+    let csum: u16 = read(ctx, IP_CSUM_OFF).ok_or(())?;
+    let mut sum = u32::from(u16::from_be(csum)) + 0x0100;
+    sum = (sum & 0xffff) + (sum >> 16);
+    write(ctx, IP_TTL_OFF, pkt.ttl.wrapping_sub(1))?;
+    write(ctx, IP_CSUM_OFF, (sum as u16).to_be())
 }
 
 /// Sets the Ethernet destination and source.

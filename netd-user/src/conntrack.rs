@@ -346,6 +346,9 @@ const BPF_MAP_LOOKUP_BATCH: nix::libc::c_long = 24;
 /// Entries per `bpf()` call.
 const BATCH: usize = 4096;
 
+/// Entries as one `BPF_MAP_LOOKUP_BATCH` returns them.
+pub type Batch = Vec<(CtKey, CtValue)>;
+
 /// Walks the tables, one after the other, with `BPF_MAP_LOOKUP_BATCH`: a
 /// few syscalls for 100,000s of entries, where iterating (aya 0.14 has no
 /// batch API) costs two per entry.
@@ -367,7 +370,7 @@ impl<'a> BatchReader<'a> {
 
     /// The next batch of up to [`BATCH`] entries, with the index of the
     /// table it is from; `None` at the end.
-    pub fn next_batch(&mut self) -> Result<Option<(usize, Vec<(CtKey, CtValue)>)>> {
+    pub fn next_batch(&mut self) -> Result<Option<(usize, Batch)>> {
         let table = self.current;
         let Some(fd) = self.fds.get(table).copied() else {
             return Ok(None);
