@@ -13,6 +13,7 @@
 
 pub mod cleanup;
 mod process;
+pub mod scripts;
 mod testbed;
 pub mod topology;
 mod traffic;

@@ -235,18 +235,7 @@ fn down_without_a_daemon_cleans_up_from_state() {
     let mut tb = Testbed::new();
     let (c1, c2) = (tb.add("c1"), tb.add("c2"));
     tb.kill9();
-    let out = Command::new("nsenter")
-        .arg(format!("--net=/run/netns/{}", tb.host()))
-        .arg(netd_bin())
-        .arg("--socket")
-        .arg(tb.socket())
-        .arg("down")
-        .arg("--state-dir")
-        .arg(tb.state_dir())
-        .arg("--bpffs")
-        .arg(tb.bpffs())
-        .output()
-        .expect("run netd down");
+    let out = tb.down_offline();
     assert!(out.status.success(), "offline down failed: {out:?}");
     assert_all_removed(&tb, &[&c1, &c2]);
     // A second time there is nothing to remove: one clear error line.

@@ -13,7 +13,9 @@ use std::{
     time::Duration,
 };
 
-use netd_tests::{Bg, Testbed, in_ns, in_ns_ok, netd_bin, netns_exists, wait_until};
+use netd_tests::{
+    Bg, Testbed, in_ns, in_ns_ok, netd_bin, netns_exists, scripts::FAKE_UPSTREAM, wait_until,
+};
 use serde_json::{Value, json};
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -1120,22 +1122,6 @@ fn embedded_dns_answers_while_upstream_is_slow() {
     );
 }
 
-/// A DNS server for the ext namespace that answers every A query with
-/// 198.18.0.77: stands in for the upstream resolver.
-const FAKE_UPSTREAM: &str = r#"
-import socket
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-s.bind(("198.18.0.2", 53))
-while True:
-    q, peer = s.recvfrom(512)
-    end = 12
-    while q[end] != 0:
-        end += q[end] + 1
-    question = q[12:end + 5]
-    answer = b"\xc0\x0c\x00\x01\x00\x01\x00\x00\x00\x3c\x00\x04" + bytes([198, 18, 0, 77])
-    s.sendto(q[:2] + b"\x81\x80\x00\x01\x00\x01\x00\x00\x00\x00" + question + answer, peer)
-"#;
-
 #[test]
 fn embedded_dns_forwards_unknown_names_upstream() {
     let tb = Testbed::new(); // the harness passes --dns-upstream 198.18.0.2
@@ -1160,7 +1146,7 @@ fn embedded_dns_forwards_unknown_names_upstream() {
     assert_eq!(resolves(&c1, &r1, None, &c1), "172.18.0.2");
 }
 
-/// [`FAKE_UPSTREAM`] on another address with another answer.
+/// `FAKE_UPSTREAM` on another address with another answer.
 fn fake_upstream_at(bind: &str, answer_last_octet: u8) -> String {
     FAKE_UPSTREAM
         .replace("(\"198.18.0.2\", 53)", &format!("(\"{bind}\", 53)"))

@@ -7,7 +7,9 @@
 use std::time::Duration;
 
 use netd_tests::{
-    Bg, HttpServer, Testbed, curl, curl_ok, in_ns, in_ns_ok, udp_exchange, wait_until,
+    Bg, HttpServer, Testbed, curl, curl_ok, in_ns, in_ns_ok,
+    scripts::{FAKE_UPSTREAM, with_packet_helpers},
+    udp_exchange, wait_until,
 };
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -17,16 +19,8 @@ const EXT: &str = "198.18.0.2";
 /// Sends three copies of a UDP datagram or TCP SYN with any source:
 /// `KIND SRC DST DPORT [IFACE DSTMAC SRCMAC]`. Without IFACE it goes out of
 /// a raw IP socket (the kernel routes it); with it, as a whole Ethernet
-/// frame on IFACE (any MAC, any destination).
+/// frame on IFACE (any MAC, any destination). Run with the packet helpers.
 const SEND: &str = r#"
-import socket, struct, sys
-def csum(b):
-    if len(b) % 2:
-        b += b'\0'
-    s = sum(struct.unpack('!%dH' % (len(b) // 2), b))
-    while s >> 16:
-        s = (s & 0xffff) + (s >> 16)
-    return ~s & 0xffff
 kind, src, dst, dport = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
 s, d = socket.inet_aton(src), socket.inet_aton(dst)
 if kind == 'udp':
@@ -68,24 +62,10 @@ r = s.recv(4096)
 print(r[3] & 0x0f, struct.unpack('!H', r[6:8])[0])
 "#;
 
-/// Answers every A query with 198.18.0.77 (an upstream resolver in ext).
-const FAKE_UPSTREAM: &str = r#"
-import socket
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-s.bind(("198.18.0.2", 53))
-while True:
-    q, peer = s.recvfrom(512)
-    end = 12
-    while q[end] != 0:
-        end += q[end] + 1
-    question = q[12:end + 5]
-    answer = b"\xc0\x0c\x00\x01\x00\x01\x00\x00\x00\x3c\x00\x04" + bytes([198, 18, 0, 77])
-    s.sendto(q[:2] + b"\x81\x80\x00\x01\x00\x01\x00\x00\x00\x00" + question + answer, peer)
-"#;
-
 /// Runs [`SEND`] in `ns`.
 fn send(ns: &str, args: &[&str]) {
-    let mut cmd = vec!["python3", "-c", SEND];
+    let script = with_packet_helpers(SEND);
+    let mut cmd = vec!["python3", "-c", &script];
     cmd.extend_from_slice(args);
     in_ns_ok(ns, &cmd);
 }

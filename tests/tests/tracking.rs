@@ -6,7 +6,7 @@
 
 use std::{fs, time::Duration};
 
-use netd_tests::{Bg, Testbed, in_ns, in_ns_ok, wait_until};
+use netd_tests::{Bg, Testbed, in_ns, in_ns_ok, scripts::with_packet_helpers, wait_until};
 use serde_json::Value;
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -20,14 +20,6 @@ const EXT: &str = "198.18.0.2";
 ///   (WHAT: csum, totlen, udplen, doff) through AF_PACKET;
 /// - `gre DST`: three GRE packets (IP protocol 47) from a raw socket.
 const CRAFT: &str = r#"
-import socket, struct, sys
-def csum(b):
-    if len(b) % 2:
-        b += b'\0'
-    s = sum(struct.unpack('!%dH' % (len(b) // 2), b))
-    while s >> 16:
-        s = (s & 0xffff) + (s >> 16)
-    return ~s & 0xffff
 def ip(src, dst, proto, l4, tot=None, bad_csum=False):
     h = struct.pack('!BBHHHBBH4s4s', 0x45, 0, tot or 20 + len(l4), 0x4242, 0, 64, proto, 0,
                     socket.inet_aton(src), socket.inet_aton(dst))
@@ -188,7 +180,8 @@ while True:
 "#;
 
 fn craft(ns: &str, args: &[&str]) {
-    let mut cmd = vec!["python3", "-c", CRAFT];
+    let script = with_packet_helpers(CRAFT);
+    let mut cmd = vec!["python3", "-c", &script];
     cmd.extend_from_slice(args);
     in_ns_ok(ns, &cmd);
 }
