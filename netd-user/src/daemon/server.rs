@@ -161,7 +161,7 @@ impl DropWatch {
         self.seen = Some((ct_full, no_port));
         self.warned_at = Some(now);
         Some(format!(
-            "new flows dropped: {new_full} because the conntrack table is full (drop_ct_full total {ct_full}; raise --ct-max or shorten the timeouts), {new_port} for want of a free MASQUERADE port (drop_no_port total {no_port}; widen --nat-ports)"
+            "new flows dropped: {new_full} because the conntrack table is full (drop_ct_full total {ct_full}: new flows dropped, or answered ones left evictable; raise --ct-max or shorten the timeouts), {new_port} for want of a free MASQUERADE port (drop_no_port total {no_port}; widen --nat-ports)"
         ))
     }
 }
