@@ -4,7 +4,9 @@
 //! flowing while the daemon is stopped or restarting.
 
 use std::{
+    collections::HashSet,
     fs,
+    hash::Hash,
     io::ErrorKind,
     net::Ipv4Addr,
     path::{Path, PathBuf},
@@ -102,7 +104,7 @@ impl Datapath {
     }
 
     /// Removes pinned veth links whose veth is not in `owned`.
-    pub fn unpin_orphan_veth_links(&self, owned: &std::collections::HashSet<String>) -> Result<()> {
+    pub fn unpin_orphan_veth_links(&self, owned: &HashSet<String>) -> Result<()> {
         let dir = self.bpffs.join("links");
         let entries = fs::read_dir(&dir).with_context(|| format!("listing {}", dir.display()))?;
         for entry in entries.flatten() {
@@ -237,20 +239,9 @@ impl Datapath {
 
     /// Makes the host-address map hold exactly `addrs`.
     pub fn sync_host_addrs(&mut self, addrs: &[Ipv4Addr]) -> Result<()> {
-        let mut map = self.hash::<u32, u32>(map_names::HOST_ADDRS)?;
-        let wanted: Vec<u32> = addrs.iter().map(|ip| u32::from(*ip).to_be()).collect();
-        let stale: Vec<u32> = map
-            .keys()
-            .filter_map(Result::ok)
-            .filter(|k| !wanted.contains(k))
-            .collect();
-        for key in stale {
-            ignore_missing(map.remove(&key))?;
-        }
-        for key in wanted {
-            map.insert(key, 1, 0).context("adding a host address")?;
-        }
-        Ok(())
+        let wanted = addrs.iter().map(|ip| u32::from(*ip).to_be()).collect();
+        self.sync_set(map_names::HOST_ADDRS, &wanted)
+            .context("syncing the host addresses")
     }
 
     pub fn insert_portmaps(&mut self, entries: &[(PortMapKey, PortMapValue)]) -> Result<()> {
@@ -276,22 +267,24 @@ impl Datapath {
     }
 
     /// Makes `NETD_SERVICES` hold exactly `services`.
-    pub fn sync_services(
-        &mut self,
-        services: &std::collections::HashSet<ServiceKey>,
-    ) -> Result<()> {
-        let mut map = self.hash::<ServiceKey, u32>(map_names::SERVICES)?;
-        let stale: Vec<ServiceKey> = map
+    pub fn sync_services(&mut self, services: &HashSet<ServiceKey>) -> Result<()> {
+        self.sync_set(map_names::SERVICES, services)
+            .context("syncing the published services")
+    }
+
+    /// Makes the set-like map `name` (key -> 1) hold exactly `wanted`.
+    fn sync_set<K: Pod + Eq + Hash>(&mut self, name: &str, wanted: &HashSet<K>) -> Result<()> {
+        let mut map = self.hash::<K, u32>(name)?;
+        let stale: Vec<K> = map
             .keys()
             .filter_map(Result::ok)
-            .filter(|k| !services.contains(k))
+            .filter(|k| !wanted.contains(k))
             .collect();
         for key in stale {
-            ignore_missing(map.remove(&key)).context("removing a published service")?;
+            ignore_missing(map.remove(&key))?;
         }
-        for key in services {
-            map.insert(key, 1, 0)
-                .context("adding a published service to the datapath")?;
+        for key in wanted {
+            map.insert(key, 1, 0)?;
         }
         Ok(())
     }
