@@ -20,7 +20,9 @@ mod traffic;
 
 pub use process::{in_ns, in_ns_ok, netd_at, netd_bin, wait_until};
 pub use testbed::{Snapshot, Testbed};
-pub use traffic::{Bg, HttpServer, bpftool_dump, curl, curl_ok, in_ns_for, udp_exchange};
+pub use traffic::{
+    Bg, HttpServer, bpftool_dump, curl, curl_ok, in_ns_for, mac_of, snmp, udp_exchange,
+};
 
 /// The error line of a failed CLI call: asserts a non-zero exit and exactly
 /// one stderr line starting with `error: `.

@@ -14,7 +14,7 @@ use serde_json::Value;
 
 use crate::{
     Testbed,
-    process::{assert_success, in_ns, run, wait_until},
+    process::{assert_success, in_ns, in_ns_ok, run, wait_until},
 };
 
 /// How long a server may take to start listening.
@@ -305,4 +305,30 @@ fn json_array(value: Value, what: &str) -> Vec<Value> {
         Value::Array(items) => items,
         other => panic!("{what}: not an array: {other}"),
     }
+}
+
+/// A counter of `/proc/net/snmp` in `ns`, e.g. ("Ip", "InReceives"): every
+/// IPv4 packet the namespace's stack received, whatever became of it.
+pub fn snmp(ns: &str, group: &str, field: &str) -> u64 {
+    let text = in_ns_ok(ns, &["cat", "/proc/net/snmp"]);
+    let prefix = format!("{group}:");
+    let rows: Vec<&str> = text.lines().filter(|l| l.starts_with(&prefix)).collect();
+    let (Some(names), Some(values)) = (rows.first(), rows.get(1)) else {
+        panic!("no {group} rows in /proc/net/snmp of {ns}:\n{text}");
+    };
+    let index = names
+        .split_whitespace()
+        .position(|n| n == field)
+        .unwrap_or_else(|| panic!("no {group} {field} in {ns}"));
+    values
+        .split_whitespace()
+        .nth(index)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("bad {group} {field} in {ns}:\n{text}"))
+}
+
+/// The MAC of `dev` in namespace `ns`.
+pub fn mac_of(ns: &str, dev: &str) -> String {
+    let out = in_ns_ok(ns, &["cat", &format!("/sys/class/net/{dev}/address")]);
+    out.trim().to_owned()
 }

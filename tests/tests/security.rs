@@ -7,9 +7,9 @@
 use std::time::Duration;
 
 use netd_tests::{
-    Bg, HttpServer, Testbed, curl, curl_ok, in_ns, in_ns_ok,
+    Bg, HttpServer, Testbed, curl, curl_ok, in_ns, in_ns_ok, mac_of,
     scripts::{FAKE_UPSTREAM, with_packet_helpers},
-    udp_exchange, wait_until,
+    snmp, udp_exchange, wait_until,
 };
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -70,26 +70,6 @@ fn send(ns: &str, args: &[&str]) {
     in_ns_ok(ns, &cmd);
 }
 
-/// A counter of `/proc/net/snmp` in `ns`, e.g. ("Ip", "InReceives"): every
-/// IPv4 packet the namespace's stack received, whatever became of it.
-fn snmp(ns: &str, group: &str, field: &str) -> u64 {
-    let text = in_ns_ok(ns, &["cat", "/proc/net/snmp"]);
-    let prefix = format!("{group}:");
-    let rows: Vec<&str> = text.lines().filter(|l| l.starts_with(&prefix)).collect();
-    let (Some(names), Some(values)) = (rows.first(), rows.get(1)) else {
-        panic!("no {group} rows in /proc/net/snmp of {ns}:\n{text}");
-    };
-    let index = names
-        .split_whitespace()
-        .position(|n| n == field)
-        .unwrap_or_else(|| panic!("no {group} {field} in {ns}"));
-    values
-        .split_whitespace()
-        .nth(index)
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("bad {group} {field} in {ns}:\n{text}"))
-}
-
 /// TCP segments and UDP datagrams that reached `ns`'s stack, good or bad
 /// (ICMP and IGMP are left out: the kernel sends those on its own).
 fn ip_in(ns: &str) -> u64 {
@@ -112,12 +92,6 @@ fn create_net(tb: &Testbed, args: &[&str]) {
     let mut all = vec!["network", "create"];
     all.extend_from_slice(args);
     tb.netd_ok(&all);
-}
-
-/// The MAC of `dev` in namespace `ns`.
-fn mac_of(ns: &str, dev: &str) -> String {
-    let out = in_ns_ok(ns, &["cat", &format!("/sys/class/net/{dev}/address")]);
-    out.trim().to_owned()
 }
 
 fn web(tb: &Testbed, ns: &str, port: u16, tag: &str) -> HttpServer {

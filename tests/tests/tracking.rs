@@ -6,7 +6,9 @@
 
 use std::{fs, time::Duration};
 
-use netd_tests::{Bg, Testbed, in_ns, in_ns_ok, scripts::with_packet_helpers, wait_until};
+use netd_tests::{
+    Bg, Testbed, in_ns, in_ns_ok, mac_of, scripts::with_packet_helpers, snmp, wait_until,
+};
 use serde_json::Value;
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -253,27 +255,6 @@ fn state_of(tb: &Testbed, sport: u16, port: u16) -> String {
     let flow = flow_from(tb, sport, port);
     let state = flow.as_ref().and_then(|f| f["state"].as_str());
     state.unwrap_or("none").to_owned()
-}
-
-fn snmp(ns: &str, group: &str, field: &str) -> u64 {
-    let text = in_ns_ok(ns, &["cat", "/proc/net/snmp"]);
-    let prefix = format!("{group}:");
-    let rows: Vec<&str> = text.lines().filter(|l| l.starts_with(&prefix)).collect();
-    let index = rows[0]
-        .split_whitespace()
-        .position(|n| n == field)
-        .unwrap_or_else(|| panic!("no {group} {field}"));
-    rows[1]
-        .split_whitespace()
-        .nth(index)
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("bad {group} {field}:\n{text}"))
-}
-
-fn mac_of(ns: &str, dev: &str) -> String {
-    in_ns_ok(ns, &["cat", &format!("/sys/class/net/{dev}/address")])
-        .trim()
-        .to_owned()
 }
 
 // ---------------------------------------------------------------------------
