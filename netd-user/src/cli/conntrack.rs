@@ -28,7 +28,7 @@ pub fn run(cmd: ConntrackCommand, ctx: &Ctx) -> Result<()> {
             // its column widths, so they are gathered here.
             let mut flows = Vec::new();
             let request = Request::ConntrackLs { container, port };
-            crate::client::call_stream(&ctx.socket, &request, |flow| {
+            crate::api::client::call_stream(&ctx.socket, &request, |flow| {
                 flows.push(flow);
                 Ok(())
             })?;

@@ -1,11 +1,113 @@
 //! `netd container add|ls|inspect|rm`.
 
-use anyhow::Result;
-use clap::Subcommand;
+use std::net::{IpAddr, Ipv4Addr};
+
+use anyhow::{Result, anyhow};
+use clap::{Args, Subcommand};
 use serde_json::Value;
 
 use super::{Ctx, columns, field, table};
-use crate::api::{ContainerSpec, Request};
+use crate::{
+    api::{Request, portspec},
+    engine::{
+        model::DEFAULT_NETWORK,
+        requests::{ContainerAdd, EndpointRequest, SandboxRequest},
+    },
+};
+
+/// What `container add` asks for, as typed on the command line.
+#[derive(Debug, Clone, Default, Args)]
+pub struct ContainerSpec {
+    /// Container name: [a-zA-Z0-9][a-zA-Z0-9_.-]*, at most 64 characters.
+    pub name: String,
+    /// Network to attach to, or a mode: host, none, container:NAME.
+    #[arg(long, default_value = DEFAULT_NETWORK)]
+    pub network: String,
+    /// Address to use instead of the next free one.
+    #[arg(long)]
+    pub ip: Option<Ipv4Addr>,
+    /// Publish a port: [HOSTIP:]HOSTPORT[-END]:CONTAINERPORT[-END][/tcp|/udp].
+    #[arg(short = 'p', long = "publish", value_name = "SPEC")]
+    pub publish: Vec<String>,
+    /// Publish even over host ports a host process listens on (it loses
+    /// them to the container).
+    #[arg(long)]
+    pub force_publish: bool,
+    /// Hostname written to the generated hosts file.
+    #[arg(long)]
+    pub hostname: Option<String>,
+    /// DNS server for the generated resolv.conf (repeatable).
+    #[arg(long = "dns", value_name = "IP")]
+    pub dns: Vec<Ipv4Addr>,
+    /// Extra hosts entry NAME:IP (repeatable).
+    #[arg(long = "add-host", value_name = "NAME:IP")]
+    pub add_host: Vec<String>,
+}
+
+impl ContainerSpec {
+    /// The engine's request: the mode string, `-p` and `--add-host`
+    /// parsed here, at the front door.
+    fn request(self) -> Result<ContainerAdd> {
+        let (sandbox, endpoint) = match self.network.as_str() {
+            "host" => (SandboxRequest::Host, None),
+            "none" => (SandboxRequest::Isolated, None),
+            other => match other.strip_prefix("container:") {
+                Some(target) => (
+                    SandboxRequest::Shared {
+                        container: target.into(),
+                    },
+                    None,
+                ),
+                None => (
+                    SandboxRequest::Create,
+                    Some(EndpointRequest {
+                        network: other.into(),
+                        id: None,
+                        ifname: Some("eth0".into()),
+                        ip: self.ip.map(IpAddr::V4),
+                        peer_on_host: false,
+                    }),
+                ),
+            },
+        };
+        if self.ip.is_some() && endpoint.is_none() {
+            anyhow::bail!(
+                "--ip needs a network: containers in mode {} get no address of their own",
+                self.network
+            );
+        }
+        Ok(ContainerAdd {
+            name: self.name,
+            id: None,
+            sandbox,
+            endpoint,
+            publish: self
+                .publish
+                .iter()
+                .map(|p| portspec::parse_publish(p))
+                .collect::<Result<_>>()?,
+            force_publish: self.force_publish,
+            hostname: self.hostname,
+            dns: self.dns.into_iter().map(IpAddr::V4).collect(),
+            extra_hosts: self
+                .add_host
+                .iter()
+                .map(|h| parse_extra_host(h))
+                .collect::<Result<_>>()?,
+        })
+    }
+}
+
+/// `--add-host NAME:IP` (the engine checks NAME).
+fn parse_extra_host(spec: &str) -> Result<(String, IpAddr)> {
+    let (name, ip) = spec
+        .rsplit_once(':')
+        .ok_or_else(|| anyhow!("bad --add-host {spec:?}: use NAME:IP"))?;
+    let ip = ip
+        .parse::<Ipv4Addr>()
+        .map_err(|_| anyhow!("bad --add-host {spec:?}: {ip:?} is not an IPv4 address"))?;
+    Ok((name.into(), IpAddr::V4(ip)))
+}
 
 #[derive(Subcommand, Debug)]
 pub enum ContainerCommand {
@@ -22,7 +124,7 @@ pub enum ContainerCommand {
 pub fn run(cmd: ContainerCommand, ctx: &Ctx) -> Result<()> {
     match cmd {
         ContainerCommand::Add(spec) => {
-            let value = ctx.call(&Request::ContainerAdd(spec))?;
+            let value = ctx.call(&Request::ContainerAdd(spec.request()?))?;
             ctx.print(&value, |v| field(v, "name"));
         }
         ContainerCommand::Ls => {
@@ -50,4 +152,45 @@ fn list_table(value: &Value) -> String {
         &["NAME", "NETWORK", "IP", "MAC", "HOST VETH", "STATUS"],
         rows,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn extra_hosts_parse() {
+        assert_eq!(
+            parse_extra_host("db:10.0.0.5").unwrap(),
+            ("db".to_string(), "10.0.0.5".parse().unwrap())
+        );
+        assert!(parse_extra_host("db").is_err());
+        assert!(parse_extra_host("db:x").is_err());
+    }
+
+    #[test]
+    fn modes_become_sandboxes() {
+        let spec = |network: &str| ContainerSpec {
+            name: "c".into(),
+            network: network.into(),
+            ..ContainerSpec::default()
+        };
+        assert_eq!(
+            spec("host").request().unwrap().sandbox,
+            SandboxRequest::Host
+        );
+        assert_eq!(
+            spec("none").request().unwrap().sandbox,
+            SandboxRequest::Isolated
+        );
+        assert_eq!(
+            spec("container:web").request().unwrap().sandbox,
+            SandboxRequest::Shared {
+                container: "web".into()
+            }
+        );
+        let bridged = spec("mynet").request().unwrap();
+        assert_eq!(bridged.sandbox, SandboxRequest::Create);
+        assert_eq!(bridged.endpoint.unwrap().network, "mynet");
+    }
 }

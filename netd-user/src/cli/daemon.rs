@@ -11,10 +11,9 @@ use std::time::Duration;
 use tracing::warn;
 
 use crate::{
-    address_pool::AddressPool,
-    conntrack::Timeouts,
-    daemon::{self, CT_MAX_DEFAULT, CT_MAX_LIMIT, CT_MAX_MIN, DaemonConfig, NatPorts},
-    host,
+    engine::{EngineConfig, address_pool::AddressPool},
+    kernel::{conntrack::Timeouts, host},
+    server::{self, CT_MAX_DEFAULT, CT_MAX_LIMIT, CT_MAX_MIN, DaemonConfig, NatPorts},
 };
 
 #[derive(Args, Debug)]
@@ -88,13 +87,15 @@ pub fn run(args: DaemonArgs, socket: &Path) -> Result<()> {
         state_dir: absolute(&args.state_dir)?,
         bpffs: absolute(&args.bpffs)?,
         socket: absolute(socket)?,
-        netns_dir: absolute(&args.netns_dir)?,
-        bridge: args.bridge,
-        default_subnet: args.default_subnet,
-        address_pools: if args.address_pools.is_empty() {
-            AddressPool::defaults()
-        } else {
-            args.address_pools
+        engine: EngineConfig {
+            netns_dir: absolute(&args.netns_dir)?,
+            default_bridge: args.bridge,
+            default_subnet: args.default_subnet.into(),
+            address_pools: if args.address_pools.is_empty() {
+                AddressPool::defaults()
+            } else {
+                args.address_pools
+            },
         },
         uplinks: args.uplinks,
         ct_timeouts: Timeouts {
@@ -108,7 +109,7 @@ pub fn run(args: DaemonArgs, socket: &Path) -> Result<()> {
         ct_max_flows: args.ct_max,
         nat_ports: args.nat_ports,
         ct_gc_interval: Duration::from_secs(args.ct_gc_interval),
-        dns_upstreams: args.dns_upstreams,
+        dns_upstreams: args.dns_upstreams.into_iter().map(Into::into).collect(),
     };
     // Before any thread exists (see the function).
     if host::join_host_mount_namespace()? {
@@ -121,5 +122,5 @@ pub fn run(args: DaemonArgs, socket: &Path) -> Result<()> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    runtime.block_on(daemon::run(config))
+    runtime.block_on(server::run(config))
 }

@@ -9,7 +9,7 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 
 use super::Ctx;
-use crate::{api::Request, netns};
+use crate::{api::Request, kernel::netns};
 
 #[derive(Args, Debug)]
 pub struct ExecArgs {

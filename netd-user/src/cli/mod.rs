@@ -14,7 +14,7 @@ use anyhow::Result;
 use clap::{Parser, Subcommand, ValueEnum};
 use serde_json::Value;
 
-use crate::{api::Request, client};
+use crate::api::{Request, client};
 
 #[derive(Parser, Debug)]
 #[command(

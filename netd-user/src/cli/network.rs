@@ -1,13 +1,75 @@
 //! `netd network create|ls|inspect|rm|connect|disconnect`.
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 
 use anyhow::Result;
-use clap::Subcommand;
+use clap::{Args, Subcommand, ValueEnum};
+use ipnetwork::Ipv4Network;
 use serde_json::Value;
 
 use super::{Ctx, field, items, table};
-use crate::api::{NetworkSpec, Request};
+use crate::{
+    api::Request,
+    engine::{
+        model::GatewayMode,
+        requests::{EndpointRequest, NetworkCreate},
+    },
+};
+
+/// What `network create` asks for, as typed on the command line.
+#[derive(Debug, Clone, Args)]
+pub struct NetworkSpec {
+    /// Network name: [a-zA-Z0-9][a-zA-Z0-9_.-]*, at most 64 characters.
+    pub name: String,
+    /// Subnet (default: the next free subnet of the daemon's default
+    /// address pools; without --default-address-pool, the next free /16
+    /// from 172.18.0.0).
+    #[arg(long)]
+    pub subnet: Option<Ipv4Network>,
+    /// Gateway address (default: the subnet's first address).
+    #[arg(long)]
+    pub gateway: Option<Ipv4Addr>,
+    /// No MASQUERADE and no default route: containers reach only each other.
+    #[arg(long)]
+    pub internal: bool,
+    /// Bridge device name (default br-<id prefix>).
+    #[arg(long)]
+    pub bridge: Option<String>,
+    /// nat: MASQUERADE, and from outside only published ports get in;
+    /// routed: no NAT, hosts that route the subnet here reach the
+    /// containers directly (Docker's gateway_mode_ipv4).
+    #[arg(long, value_enum, default_value_t = Mode::Nat)]
+    pub gateway_mode: Mode,
+    /// Use the existing bridge named by --bridge. netd adds the gateway
+    /// address to it and never deletes it.
+    #[arg(long, requires = "bridge")]
+    pub adopt_bridge: bool,
+}
+
+/// `--gateway-mode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Mode {
+    Nat,
+    Routed,
+}
+
+impl NetworkSpec {
+    fn request(self) -> NetworkCreate {
+        NetworkCreate {
+            name: self.name,
+            id: None,
+            subnet: self.subnet.map(Into::into),
+            gateway: self.gateway.map(IpAddr::V4),
+            internal: self.internal,
+            bridge: self.bridge,
+            gateway_mode: match self.gateway_mode {
+                Mode::Nat => GatewayMode::Nat,
+                Mode::Routed => GatewayMode::Routed,
+            },
+            adopt_bridge: self.adopt_bridge,
+        }
+    }
+}
 
 #[derive(Subcommand, Debug)]
 pub enum NetworkCommand {
@@ -33,7 +95,7 @@ pub enum NetworkCommand {
 pub fn run(cmd: NetworkCommand, ctx: &Ctx) -> Result<()> {
     match cmd {
         NetworkCommand::Create(spec) => {
-            let value = ctx.call(&Request::NetworkCreate(spec))?;
+            let value = ctx.call(&Request::NetworkCreate(spec.request()))?;
             ctx.print(&value, |v| field(v, "Id"));
         }
         NetworkCommand::Ls => {
@@ -53,10 +115,16 @@ pub fn run(cmd: NetworkCommand, ctx: &Ctx) -> Result<()> {
             container,
             ip,
         } => {
-            let value = ctx.call(&Request::NetworkConnect {
+            let endpoint = EndpointRequest {
                 network,
+                id: None,
+                ifname: None,
+                ip: ip.map(IpAddr::V4),
+                peer_on_host: false,
+            };
+            let value = ctx.call(&Request::NetworkConnect {
                 container,
-                ip,
+                endpoint,
             })?;
             ctx.print(&value, |v| field(v, "name"));
         }

@@ -5,7 +5,7 @@ use clap::Subcommand;
 use serde_json::Value;
 
 use super::{Ctx, columns, field, items, table};
-use crate::api::Request;
+use crate::api::{Request, portspec};
 
 #[derive(Subcommand, Debug)]
 pub enum PortmapCommand {
@@ -26,10 +26,14 @@ pub enum PortmapCommand {
 pub fn run(cmd: PortmapCommand, ctx: &Ctx) -> Result<()> {
     let (value, listing) = match cmd {
         PortmapCommand::Add { spec, force } => {
-            (ctx.call(&Request::PortmapAdd { spec, force })?, false)
+            let mappings = vec![portspec::parse_mapping(&spec)?];
+            (ctx.call(&Request::PortmapAdd { mappings, force })?, false)
         }
         PortmapCommand::Ls => (ctx.call(&Request::PortmapLs)?, true),
-        PortmapCommand::Rm { spec } => (ctx.call(&Request::PortmapRm { spec })?, false),
+        PortmapCommand::Rm { spec } => {
+            let selector = portspec::parse_selector(&spec)?;
+            (ctx.call(&Request::PortmapRm { selector })?, false)
+        }
     };
     ctx.print(&value, |v| if listing { list_table(v) } else { specs(v) });
     Ok(())

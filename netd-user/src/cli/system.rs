@@ -7,7 +7,11 @@ use clap::Args;
 use serde_json::Value;
 
 use super::{Ctx, table};
-use crate::{api::Request, client::DaemonNotRunning, state::DbFile};
+use crate::{
+    api::{Request, client::DaemonNotRunning},
+    engine::store::redb::DbFile,
+    kernel::datapath,
+};
 
 pub fn status(ctx: &Ctx) -> Result<()> {
     let value = ctx.call(&Request::Status)?;
@@ -82,9 +86,7 @@ pub fn down(args: DownArgs, ctx: &Ctx) -> Result<()> {
     match ctx.call(&Request::Down) {
         Ok(_) => {}
         Err(e) if e.is::<DaemonNotRunning>() => {
-            if DbFile::of(&args.state_dir) == DbFile::Missing
-                && !crate::datapath::has_pins(&args.bpffs)
-            {
+            if DbFile::of(&args.state_dir) == DbFile::Missing && !datapath::has_pins(&args.bpffs) {
                 bail!(
                     "no daemon answers on {} and {} holds no netd state: nothing to remove (pass --state-dir/--bpffs if the daemon used others)",
                     ctx.socket.display(),
@@ -99,7 +101,7 @@ pub fn down(args: DownArgs, ctx: &Ctx) -> Result<()> {
                 .enable_all()
                 .build()
                 .context("starting the async runtime")?;
-            runtime.block_on(crate::daemon::down_offline(
+            runtime.block_on(crate::server::down_offline(
                 &args.state_dir,
                 &args.bpffs,
                 &args.netns_dir,

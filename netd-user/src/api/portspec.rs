@@ -1,0 +1,201 @@
+//! Docker's port syntax, parsed at the front door into the engine's typed
+//! mappings: `-p [HOSTIP:]HOSTPORT[-END]:CPORT[-END][/proto]`, and
+//! `portmap add` with the container address in the middle.
+
+use std::net::IpAddr;
+
+use anyhow::{Context, Result, anyhow, bail};
+
+use crate::engine::{
+    model::{ANY_V4, PortMapping, PortRange, Proto},
+    requests::Publish,
+};
+
+fn split_proto(spec: &str) -> Result<(&str, Proto)> {
+    match spec.rsplit_once('/') {
+        None => Ok((spec, Proto::Tcp)),
+        Some((rest, "tcp")) => Ok((rest, Proto::Tcp)),
+        Some((rest, "udp")) => Ok((rest, Proto::Udp)),
+        Some((_, other)) => bail!("invalid protocol {other:?}: use tcp or udp"),
+    }
+}
+
+fn parse_ip(s: &str) -> Result<IpAddr> {
+    s.parse::<std::net::Ipv4Addr>()
+        .map(IpAddr::V4)
+        .map_err(|_| anyhow!("invalid IPv4 address {s:?}"))
+}
+
+/// `START[-END]`, ports 1-65535.
+pub fn parse_range(s: &str) -> Result<PortRange> {
+    let port = |p: &str| -> Result<u16> {
+        match p.parse::<u16>() {
+            Ok(0) | Err(_) => bail!("invalid port {p:?}: use a number from 1 to 65535"),
+            Ok(n) => Ok(n),
+        }
+    };
+    let (start, end) = match s.split_once('-') {
+        Some((a, b)) => (port(a)?, port(b)?),
+        None => (port(s)?, port(s)?),
+    };
+    if end < start {
+        bail!("invalid port range {s}: the end is below the start");
+    }
+    Ok(PortRange { start, end })
+}
+
+fn check_lengths(host: PortRange, container: PortRange) -> Result<()> {
+    if host.count() != container.count() {
+        bail!("host ports {host} and container ports {container} are ranges of different lengths");
+    }
+    Ok(())
+}
+
+/// `[HOSTIP:]HOSTPORT[-END]:CONTAINER_IP:CPORT[-END][/tcp|/udp]`.
+pub fn parse_mapping(spec: &str) -> Result<PortMapping> {
+    let parsed = (|| -> Result<PortMapping> {
+        let (addr, proto) = split_proto(spec)?;
+        let parts: Vec<&str> = addr.split(':').collect();
+        let (host_ip, hp, cip, cp) = match parts.as_slice() {
+            [hp, cip, cp] => (ANY_V4, *hp, *cip, *cp),
+            [hip, hp, cip, cp] => (parse_ip(hip)?, *hp, *cip, *cp),
+            _ => bail!("wrong number of ':'-separated fields"),
+        };
+        let host_ports = parse_range(hp)?;
+        let container_ip = parse_ip(cip)?;
+        let container_ports = parse_range(cp)?;
+        check_lengths(host_ports, container_ports)?;
+        Ok(PortMapping {
+            host_ip,
+            host_ports,
+            container_ip,
+            container_ports,
+            proto,
+        })
+    })();
+    parsed.with_context(|| format!("bad port mapping {spec:?} (expected [HOSTIP:]HOSTPORT[-END]:CONTAINER_IP:PORT[-END][/tcp|/udp])"))
+}
+
+/// Docker's `-p [HOSTIP:]HOSTPORT[-END]:CPORT[-END][/tcp|/udp]`.
+pub fn parse_publish(spec: &str) -> Result<Publish> {
+    let parsed = (|| -> Result<Publish> {
+        let (addr, proto) = split_proto(spec)?;
+        let parts: Vec<&str> = addr.split(':').collect();
+        let (host_ip, hp, cp) = match parts.as_slice() {
+            [hp, cp] => (ANY_V4, *hp, *cp),
+            [hip, hp, cp] => (parse_ip(hip)?, *hp, *cp),
+            _ => bail!("wrong number of ':'-separated fields"),
+        };
+        let host_ports = parse_range(hp)?;
+        let container_ports = parse_range(cp)?;
+        check_lengths(host_ports, container_ports)?;
+        Ok(Publish {
+            host_ip,
+            host_ports,
+            container_ports,
+            proto,
+        })
+    })();
+    parsed.with_context(|| {
+        format!("bad -p {spec:?} (expected [HOSTIP:]HOSTPORT[-END]:CONTAINERPORT[-END][/tcp|/udp])")
+    })
+}
+
+/// What `portmap rm` names: a full mapping (which must match exactly) or
+/// just its host side, `[HOSTIP:]HOSTPORT[-END][/proto]`.
+pub fn parse_selector(spec: &str) -> Result<crate::engine::requests::PortSelector> {
+    use crate::engine::requests::PortSelector;
+    if let Ok(mapping) = parse_mapping(spec) {
+        return Ok(PortSelector::Exact(mapping));
+    }
+    let parsed = (|| -> Result<PortMapping> {
+        let (addr, proto) = split_proto(spec)?;
+        let (host_ip, ports) = match addr.rsplit_once(':') {
+            Some((ip, ports)) => (parse_ip(ip)?, ports),
+            None => (ANY_V4, addr),
+        };
+        let host_ports = parse_range(ports)?;
+        Ok(PortMapping {
+            host_ip,
+            host_ports,
+            container_ip: ANY_V4,
+            container_ports: host_ports,
+            proto,
+        })
+    })();
+    parsed
+        .map(|m| PortSelector::HostSide(m.host_side()))
+        .with_context(|| format!("bad port mapping {spec:?} (expected [HOSTIP:]HOSTPORT[-END]:CONTAINER_IP:PORT[-END][/tcp|/udp] or [HOSTIP:]HOSTPORT[-END][/tcp|/udp])"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::Ipv4Addr;
+
+    #[test]
+    fn parses_the_readme_example() {
+        let m = parse_mapping("8088:172.17.0.2:80").unwrap();
+        assert_eq!(m.host_ip, ANY_V4);
+        assert_eq!(m.host_ports, PortRange::single(8088));
+        assert_eq!(m.container_ip, IpAddr::V4(Ipv4Addr::new(172, 17, 0, 2)));
+        assert_eq!(m.container_ports, PortRange::single(80));
+        assert_eq!(m.proto, Proto::Tcp);
+        assert_eq!(m.to_string(), "8088:172.17.0.2:80/tcp");
+    }
+
+    #[test]
+    fn parses_host_ip_ranges_and_udp() {
+        let m = parse_mapping("198.18.0.1:5000-5002:172.17.0.3:6000-6002/udp").unwrap();
+        assert_eq!(m.host_ip, IpAddr::V4(Ipv4Addr::new(198, 18, 0, 1)));
+        assert_eq!(m.proto, Proto::Udp);
+        assert_eq!(
+            m.host_ports,
+            PortRange {
+                start: 5000,
+                end: 5002
+            }
+        );
+    }
+
+    #[test]
+    fn parses_docker_publish() {
+        let p = parse_publish("127.0.0.1:8080:80/udp").unwrap();
+        assert_eq!(p.host_ip, IpAddr::V4(Ipv4Addr::LOCALHOST));
+        assert_eq!(p.proto, Proto::Udp);
+        assert!(parse_publish("8080:80").is_ok());
+        assert!(parse_publish("8080").is_err());
+    }
+
+    #[test]
+    fn rejects_bad_specs() {
+        for bad in [
+            "",
+            "8088",
+            "8088:80",
+            "0:172.17.0.2:80",
+            "70000:172.17.0.2:80",
+            "8088:172.17.0.2:80/sctp",
+            "8088-8090:172.17.0.2:80",
+            "8090-8088:172.17.0.2:80-82",
+            "x:172.17.0.2:80",
+            "8088:1.2.3:80",
+        ] {
+            assert!(parse_mapping(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn selectors_take_a_host_side_or_a_full_mapping() {
+        use crate::engine::requests::PortSelector;
+        assert_eq!(
+            parse_selector("8088/udp").unwrap(),
+            PortSelector::HostSide("8088/udp".into())
+        );
+        assert!(matches!(
+            parse_selector("8088:172.17.0.2:80").unwrap(),
+            PortSelector::Exact(_)
+        ));
+        assert!(parse_selector("x").is_err());
+    }
+}

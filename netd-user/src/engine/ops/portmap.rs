@@ -1,0 +1,285 @@
+//! Published ports: conflict rules (other mappings, internal networks,
+//! host addresses, host listeners) and the datapath entries, one per port
+//! of a range.
+
+use std::{collections::HashSet, net::SocketAddr};
+
+use tracing::info;
+
+use super::lookup::{no_such_container, refuse_internal};
+use crate::engine::{
+    Engine,
+    error::{Error, Remedy, Result},
+    events::Event,
+    kernel::{PortEntry, Service},
+    model::{Container, Endpoint, PortMap, PortMapping},
+    requests::{PortSelector, Publish},
+    store::{Change, State},
+};
+
+/// One datapath entry per port of the mapping's range.
+pub(super) fn entries(mapping: &PortMapping) -> impl Iterator<Item = PortEntry> + '_ {
+    (0..mapping.host_ports.count()).map(move |i| {
+        let offset = i as u16;
+        PortEntry {
+            host_ip: mapping.host_ip,
+            host_port: mapping.host_ports.start + offset,
+            proto: mapping.proto,
+            container_ip: mapping.container_ip,
+            container_port: mapping.container_ports.start + offset,
+        }
+    })
+}
+
+/// Refuses mappings that clash with published ports or with each other.
+fn check_conflicts(state: &State, mappings: &[PortMapping]) -> Result<()> {
+    let mut taken: Vec<&PortMapping> = state.portmaps.values().map(|p| &p.mapping).collect();
+    for mapping in mappings {
+        if let Some(other) = taken.iter().find(|t| t.conflicts_with(mapping)) {
+            return Err(Error::conflict(format!(
+                "port mapping {mapping} conflicts with existing mapping {other}: host port {} is already published; pick another host port or remove the other mapping",
+                mapping.host_side()
+            )));
+        }
+        taken.push(mapping);
+    }
+    Ok(())
+}
+
+/// `-p` of a container being added, on its endpoint `ep`.
+pub(super) fn plan_publish(
+    state: &State,
+    c: &Container,
+    ep: &Endpoint,
+    publish: &[Publish],
+) -> Result<Vec<PortMap>> {
+    let mappings: Vec<PortMapping> = publish
+        .iter()
+        .map(|p| PortMapping {
+            host_ip: p.host_ip,
+            host_ports: p.host_ports,
+            container_ip: ep.ip,
+            container_ports: p.container_ports,
+            proto: p.proto,
+        })
+        .collect();
+    check_conflicts(state, &mappings)?;
+    Ok(mappings
+        .into_iter()
+        .map(|mapping| PortMap {
+            mapping,
+            container: c.id.clone(),
+        })
+        .collect())
+}
+
+/// Mappings to addresses of containers netd manages, checked against the
+/// published ports and the containers' networks.
+fn plan_mappings(state: &State, mappings: Vec<PortMapping>) -> Result<Vec<PortMap>> {
+    check_conflicts(state, &mappings)?;
+    mappings
+        .into_iter()
+        .map(|mapping| {
+            let owner = state.containers.values().find_map(|c| {
+                c.endpoints
+                    .iter()
+                    .find(|e| e.ip == mapping.container_ip)
+                    .map(|e| (c, e))
+            });
+            let Some((c, ep)) = owner else {
+                return Err(Error::not_found(format!(
+                    "no container has address {}: publish ports of a container netd manages",
+                    mapping.container_ip
+                ))
+                .with_remedy(Remedy::ListContainers));
+            };
+            refuse_internal(state, &ep.network)?;
+            Ok(PortMap {
+                mapping,
+                container: c.id.clone(),
+            })
+        })
+        .collect()
+}
+
+impl Engine {
+    pub fn portmaps(&self) -> Vec<PortMap> {
+        self.read(|s| s.portmaps.values().cloned().collect())
+    }
+
+    /// Publishes `mappings` (all or none). `force`: publish even over a
+    /// port a host process listens on.
+    pub async fn publish(&self, mappings: Vec<PortMapping>, force: bool) -> Result<Vec<PortMap>> {
+        let _guard = self.lock().await;
+        let records = self.read(|s| plan_mappings(s, mappings))?;
+        self.check_host_side(&records, force).await?;
+        self.insert_ports(&records)?;
+        let changes = records.iter().cloned().map(Change::PutPortmap).collect();
+        if let Err(e) = self.commit(changes) {
+            let _ = self.remove_ports(&records);
+            return Err(e);
+        }
+        self.sync_services()?;
+        for p in &records {
+            info!(mapping = %p.mapping, container = %p.container, "port published");
+        }
+        self.emit(Event::PortsPublished(records.clone()));
+        Ok(records)
+    }
+
+    /// Unpublishes the mapping `selector` names.
+    pub async fn unpublish(&self, selector: &PortSelector) -> Result<PortMap> {
+        let _guard = self.lock().await;
+        let found = self.read(|s| {
+            s.portmaps
+                .values()
+                .find(|p| match selector {
+                    PortSelector::Exact(m) => &p.mapping == m,
+                    PortSelector::HostSide(side) => &p.mapping.host_side() == side,
+                })
+                .cloned()
+        });
+        let Some(record) = found else {
+            let what = match selector {
+                PortSelector::Exact(m) => m.to_string(),
+                PortSelector::HostSide(side) => side.clone(),
+            };
+            return Err(Error::not_found(format!("no port mapping {what} exists"))
+                .with_remedy(Remedy::ListPortmaps));
+        };
+        self.unpublish_records(std::slice::from_ref(&record))?;
+        Ok(record)
+    }
+
+    /// The published ports of a container, by name.
+    pub fn portmaps_of(&self, name: &str) -> Result<Vec<PortMap>> {
+        let c = self
+            .read(|s| s.container_named(name).cloned())
+            .ok_or_else(|| no_such_container(name))?;
+        Ok(self.read(|s| {
+            s.portmaps
+                .values()
+                .filter(|p| p.container == c.id)
+                .cloned()
+                .collect()
+        }))
+    }
+
+    /// The host side of new mappings: the host address must be one of the
+    /// host's (or loopback, or any), and, unless `force`, no process of the
+    /// host may be listening on the port (it would silently lose it).
+    pub(super) async fn check_host_side(&self, records: &[PortMap], force: bool) -> Result<()> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        let host_addrs = self.kernel().links.host_addresses().await?;
+        for p in records {
+            let ip = p.mapping.host_ip;
+            if !ip.is_unspecified() && !ip.is_loopback() && !host_addrs.contains(&ip) {
+                return Err(Error::invalid(format!(
+                    "host address {ip} in {} is not an address of this host: use one of its addresses, a loopback address, or none for all of them",
+                    p.mapping
+                )));
+            }
+        }
+        if force {
+            return Ok(());
+        }
+        let sockets = self.kernel().host.listening_sockets()?;
+        for p in records {
+            if let Some(socket) = sockets.iter().find(|s| p.mapping.takes_from(s)) {
+                return Err(Error::conflict(format!(
+                    "host port {}/{} is in use by a process on the host (listening on {}): publishing it would take it away from that process; stop it, pick another host port, or take the port anyway",
+                    socket.port,
+                    p.mapping.proto,
+                    SocketAddr::new(socket.addr, socket.port)
+                ))
+                .with_remedy(Remedy::ForcePublish));
+            }
+        }
+        Ok(())
+    }
+
+    /// Datapath entries of `records`; all or none.
+    pub(super) fn insert_ports(&self, records: &[PortMap]) -> Result<()> {
+        let entries: Vec<PortEntry> = records.iter().flat_map(|p| entries(&p.mapping)).collect();
+        if let Err(e) = self.kernel().datapath.insert_ports(&entries) {
+            let _ = self.kernel().datapath.remove_ports(&entries);
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    pub(super) fn remove_ports(&self, records: &[PortMap]) -> Result<()> {
+        let entries: Vec<PortEntry> = records.iter().flat_map(|p| entries(&p.mapping)).collect();
+        self.kernel().datapath.remove_ports(&entries)
+    }
+
+    /// Removes mappings from the datapath and the records.
+    pub(super) fn unpublish_records(&self, records: &[PortMap]) -> Result<()> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        self.remove_ports(records)?;
+        let changes = records
+            .iter()
+            .map(|p| Change::DeletePortmap(p.mapping.host_side()))
+            .collect();
+        self.commit(changes)?;
+        self.sync_services()?;
+        for p in records {
+            info!(mapping = %p.mapping, "port unpublished");
+        }
+        self.emit(Event::PortsUnpublished(records.to_vec()));
+        Ok(())
+    }
+
+    /// Makes the datapath's set of published container ports follow the
+    /// records (several mappings may point at one port).
+    pub(super) fn sync_services(&self) -> Result<()> {
+        let services: HashSet<Service> = self.read(|s| {
+            s.portmaps
+                .values()
+                .flat_map(|p| entries(&p.mapping).collect::<Vec<_>>())
+                .map(|e| Service {
+                    container_ip: e.container_ip,
+                    container_port: e.container_port,
+                    proto: e.proto,
+                })
+                .collect()
+        });
+        self.kernel().datapath.sync_services(&services)
+    }
+
+    /// Makes the kernel's port entries equal to the records (after a
+    /// restart, or a map that was recreated).
+    pub(super) fn reconcile_ports(&self) -> Result<()> {
+        let wanted: Vec<PortEntry> = self.read(|s| {
+            s.portmaps
+                .values()
+                .flat_map(|p| entries(&p.mapping).collect::<Vec<_>>())
+                .collect()
+        });
+        let stale: Vec<PortEntry> = self
+            .kernel()
+            .datapath
+            .port_keys()?
+            .into_iter()
+            .filter(|(ip, port, proto)| {
+                !wanted
+                    .iter()
+                    .any(|w| w.host_ip == *ip && w.host_port == *port && w.proto == *proto)
+            })
+            .map(|(host_ip, host_port, proto)| PortEntry {
+                host_ip,
+                host_port,
+                proto,
+                container_ip: host_ip,
+                container_port: 0,
+            })
+            .collect();
+        self.kernel().datapath.remove_ports(&stale)?;
+        self.kernel().datapath.insert_ports(&wanted)?;
+        self.sync_services()
+    }
+}

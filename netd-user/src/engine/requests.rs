@@ -1,0 +1,117 @@
+//! The engine's typed inputs: what a front door asks for, already parsed
+//! (no option strings, no `-p` syntax). They are also the wire form of the
+//! socket API (serde), so the CLI sends them as they are.
+
+use std::{net::IpAddr, path::PathBuf};
+
+use ipnetwork::IpNetwork;
+use serde::{Deserialize, Serialize};
+
+use super::model::{GatewayMode, PortMapping, PortRange, Proto};
+
+/// `network create`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct NetworkCreate {
+    pub name: String,
+    /// The caller's id for it (Docker's network id); default: a new one.
+    #[serde(default)]
+    pub id: Option<String>,
+    /// Default: the next free subnet of the address pools.
+    #[serde(default)]
+    pub subnet: Option<IpNetwork>,
+    /// Default: the subnet's first host address.
+    #[serde(default)]
+    pub gateway: Option<IpAddr>,
+    #[serde(default)]
+    pub internal: bool,
+    /// Bridge device name; default `br-<id prefix>`.
+    #[serde(default)]
+    pub bridge: Option<String>,
+    #[serde(default)]
+    pub gateway_mode: GatewayMode,
+    /// Use the existing bridge named by `bridge`.
+    #[serde(default)]
+    pub adopt_bridge: bool,
+}
+
+/// Where a new container's namespace comes from.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum SandboxRequest {
+    /// netd creates a namespace (named after the container) and attaches
+    /// it to `endpoint`'s network.
+    Create,
+    /// netd creates a namespace with only `lo` (`--network none`).
+    Isolated,
+    /// A runtime's namespace, by path (CNI's `CNI_NETNS`).
+    Given { path: PathBuf },
+    /// The host's namespace.
+    Host,
+    /// Another container's namespace, by name.
+    Shared { container: String },
+    /// No namespace netd sees: the runtime moves the interfaces itself.
+    Runtime,
+}
+
+/// An endpoint to create on a network.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct EndpointRequest {
+    pub network: String,
+    /// The caller's id for it (Docker's endpoint id).
+    #[serde(default)]
+    pub id: Option<String>,
+    /// Interface name inside the container; default the next free ethN.
+    #[serde(default)]
+    pub ifname: Option<String>,
+    /// A fixed address instead of the next free one.
+    #[serde(default)]
+    pub ip: Option<IpAddr>,
+    /// Leave the container side on the host for the runtime to move.
+    #[serde(default)]
+    pub peer_on_host: bool,
+}
+
+/// A `-p`: the container side's address is the container's own.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Publish {
+    /// Unspecified: every host address.
+    pub host_ip: IpAddr,
+    pub host_ports: PortRange,
+    pub container_ports: PortRange,
+    pub proto: Proto,
+}
+
+/// `container add`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ContainerAdd {
+    pub name: String,
+    /// The caller's id (CNI's container id); default: a new one.
+    #[serde(default)]
+    pub id: Option<String>,
+    pub sandbox: SandboxRequest,
+    /// The first endpoint (eth0), for sandboxes that take endpoints.
+    #[serde(default)]
+    pub endpoint: Option<EndpointRequest>,
+    #[serde(default)]
+    pub publish: Vec<Publish>,
+    /// Publish even over host ports a host process listens on.
+    #[serde(default)]
+    pub force_publish: bool,
+    /// Default: the id's first 12 digits.
+    #[serde(default)]
+    pub hostname: Option<String>,
+    #[serde(default)]
+    pub dns: Vec<IpAddr>,
+    #[serde(default)]
+    pub extra_hosts: Vec<(String, IpAddr)>,
+}
+
+/// Which published mapping `unpublish` removes.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum PortSelector {
+    /// Exactly this mapping.
+    Exact(PortMapping),
+    /// The mapping with this host side (`PortMapping::host_side`).
+    HostSide(String),
+}

@@ -1,0 +1,316 @@
+//! The engine's logic against in-memory fakes of the store and the
+//! kernel: IPAM, conflicts, rollback when a step fails, reconcile
+//! decisions, events. No root needed.
+
+use std::{net::IpAddr, path::PathBuf, sync::Arc};
+
+use super::{
+    Engine, EngineConfig,
+    address_pool::AddressPool,
+    error::{ErrorKind, Remedy},
+    events::Event,
+    fake::FakeKernel,
+    kernel::LinkKind,
+    model::{ContainerId, Phase, Placement, PortRange, Proto},
+    requests::{ContainerAdd, EndpointRequest, NetworkCreate, Publish, SandboxRequest},
+    store::{Change, Store, memory::MemoryStore},
+};
+
+fn config() -> EngineConfig {
+    EngineConfig {
+        netns_dir: PathBuf::from("/fake/netns"),
+        default_bridge: "netd0".into(),
+        default_subnet: "172.17.0.0/16".parse().unwrap(),
+        address_pools: AddressPool::defaults(),
+    }
+}
+
+/// A store shared between the engine and the test.
+#[derive(Clone, Default)]
+struct SharedStore(Arc<MemoryStore>);
+
+impl Store for SharedStore {
+    fn load(&self) -> super::error::Result<super::store::State> {
+        self.0.load()
+    }
+    fn commit(&self, changes: &[Change]) -> super::error::Result<()> {
+        self.0.commit(changes)
+    }
+}
+
+async fn engine_with(kernel: &FakeKernel, store: &SharedStore) -> Engine {
+    Engine::start(config(), Box::new(store.clone()), kernel.kernel(), vec![])
+        .await
+        .unwrap()
+}
+
+fn add(name: &str) -> ContainerAdd {
+    ContainerAdd {
+        name: name.into(),
+        id: None,
+        sandbox: SandboxRequest::Create,
+        endpoint: Some(EndpointRequest {
+            network: "bridge".into(),
+            id: None,
+            ifname: None,
+            ip: None,
+            peer_on_host: false,
+        }),
+        publish: vec![],
+        force_publish: false,
+        hostname: None,
+        dns: vec![],
+        extra_hosts: vec![],
+    }
+}
+
+fn publish(port: u16) -> Publish {
+    Publish {
+        host_ip: "0.0.0.0".parse().unwrap(),
+        host_ports: PortRange::single(port),
+        container_ports: PortRange::single(80),
+        proto: Proto::Tcp,
+    }
+}
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+#[tokio::test]
+async fn start_makes_the_default_network_and_its_bridge() {
+    let (kernel, store) = (FakeKernel::default(), SharedStore::default());
+    let engine = engine_with(&kernel, &store).await;
+    let net = engine.network("bridge").unwrap();
+    assert_eq!(net.gateway, ip("172.17.0.1"));
+    assert!(kernel.with(|w| w.links.get("netd0").map(|l| l.1)) == Some(LinkKind::Bridge));
+    assert!(!net.adopted_bridge);
+}
+
+#[tokio::test]
+async fn addresses_are_handed_out_in_order_and_reused() {
+    let (kernel, store) = (FakeKernel::default(), SharedStore::default());
+    let engine = engine_with(&kernel, &store).await;
+    let a = engine.add_container(add("a")).await.unwrap();
+    let b = engine.add_container(add("b")).await.unwrap();
+    assert_eq!(a.endpoints[0].ip, ip("172.17.0.2"));
+    assert_eq!(b.endpoints[0].ip, ip("172.17.0.3"));
+    assert_eq!(a.endpoints[0].ifname, "eth0");
+    engine.remove_container("a").await.unwrap();
+    let c = engine.add_container(add("c")).await.unwrap();
+    assert_eq!(c.endpoints[0].ip, ip("172.17.0.2"));
+    assert!(kernel.with(|w| w.endpoints.contains_key(&ip("172.17.0.3"))));
+}
+
+#[tokio::test]
+async fn a_failing_step_leaves_nothing_behind() {
+    for step in [
+        "netns_create",
+        "add_veth",
+        "configure_interface",
+        "attach_veth",
+        "insert_ports",
+    ] {
+        let (kernel, store) = (FakeKernel::default(), SharedStore::default());
+        let engine = engine_with(&kernel, &store).await;
+        let links_before = kernel.with(|w| w.links.len());
+        kernel.with(|w| w.fail = Some(step));
+        let mut req = add("a");
+        req.publish = vec![publish(8080)];
+        let err = engine.add_container(req).await.unwrap_err();
+        assert_eq!(err.kind, ErrorKind::Kernel, "{step}: {err}");
+        kernel.with(|w| {
+            assert!(w.namespaces.is_empty(), "{step}: namespace left");
+            assert!(w.endpoints.is_empty(), "{step}: datapath entry left");
+            assert!(w.attached.is_empty(), "{step}: program left");
+            assert!(w.ports.is_empty(), "{step}: published port left");
+            assert_eq!(w.links.len(), links_before, "{step}: link left");
+        });
+        assert!(engine.containers().is_empty(), "{step}: record left");
+        assert!(store.load().unwrap().containers.is_empty());
+        assert!(engine.portmaps().is_empty());
+    }
+}
+
+#[tokio::test]
+async fn a_failing_commit_leaves_nothing_behind() {
+    let (kernel, store) = (FakeKernel::default(), SharedStore::default());
+    let engine = engine_with(&kernel, &store).await;
+    store.0.fail_next_commit();
+    let err = engine.add_container(add("a")).await.unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Store);
+    assert!(engine.containers().is_empty());
+    assert!(kernel.with(|w| w.namespaces.is_empty() && w.endpoints.is_empty()));
+}
+
+#[tokio::test]
+async fn conflicts_are_refused_with_their_kind() {
+    let (kernel, store) = (FakeKernel::default(), SharedStore::default());
+    let engine = engine_with(&kernel, &store).await;
+    let mut first = add("a");
+    first.publish = vec![publish(8080)];
+    engine.add_container(first).await.unwrap();
+    let mut clash = add("b");
+    clash.publish = vec![publish(8080)];
+    let err = engine.add_container(clash).await.unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Conflict, "{err}");
+    assert!(engine.container("b").is_err());
+    let err = engine.add_container(add("a")).await.unwrap_err();
+    assert_eq!(err.kind, ErrorKind::AlreadyExists);
+    let mut fixed = add("c");
+    fixed.endpoint.as_mut().unwrap().ip = Some(ip("172.17.0.2"));
+    let err = engine.add_container(fixed).await.unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Conflict, "{err}");
+    let err = engine.container("nope").unwrap_err();
+    assert_eq!(
+        (err.kind, err.remedy),
+        (ErrorKind::NotFound, Some(Remedy::ListContainers))
+    );
+}
+
+#[tokio::test]
+async fn host_listeners_need_force() {
+    let (kernel, store) = (FakeKernel::default(), SharedStore::default());
+    kernel.with(|w| {
+        w.listening.push(super::model::HostSocket {
+            addr: ip("0.0.0.0"),
+            port: 2222,
+            proto: Proto::Tcp,
+        })
+    });
+    let engine = engine_with(&kernel, &store).await;
+    let mut req = add("a");
+    req.publish = vec![publish(2222)];
+    let err = engine.add_container(req.clone()).await.unwrap_err();
+    assert_eq!(err.remedy, Some(Remedy::ForcePublish), "{err}");
+    assert!(engine.containers().is_empty());
+    req.force_publish = true;
+    engine.add_container(req).await.unwrap();
+    assert_eq!(engine.portmaps().len(), 1);
+}
+
+#[tokio::test]
+async fn networks_in_use_stay_and_adopted_bridges_are_never_deleted() {
+    let (kernel, store) = (FakeKernel::default(), SharedStore::default());
+    let engine = engine_with(&kernel, &store).await;
+    let net = engine
+        .create_network(NetworkCreate {
+            name: "app".into(),
+            ..NetworkCreate::default()
+        })
+        .await
+        .unwrap();
+    let mut req = add("a");
+    req.endpoint.as_mut().unwrap().network = "app".into();
+    let a = engine.add_container(req).await.unwrap();
+    assert_eq!(a.endpoints[0].ip, ip("172.18.0.2"));
+    let err = engine.remove_network("app").await.unwrap_err();
+    assert_eq!(err.kind, ErrorKind::InUse);
+    engine.remove_container("a").await.unwrap();
+    engine.remove_network("app").await.unwrap();
+    assert!(kernel.with(|w| !w.links.contains_key(&net.bridge)));
+
+    kernel.with(|w| {
+        w.links
+            .insert("br-mine".into(), (900, LinkKind::Bridge, None));
+    });
+    let mine = NetworkCreate {
+        name: "mine".into(),
+        bridge: Some("br-mine".into()),
+        ..NetworkCreate::default()
+    };
+    let err = engine.create_network(mine.clone()).await.unwrap_err();
+    assert_eq!(err.remedy, Some(Remedy::AdoptBridge));
+    let adopted = engine
+        .create_network(NetworkCreate {
+            adopt_bridge: true,
+            ..mine
+        })
+        .await
+        .unwrap();
+    assert!(adopted.adopted_bridge);
+    engine.remove_network("mine").await.unwrap();
+    assert!(kernel.with(|w| w.links.contains_key("br-mine")));
+}
+
+#[tokio::test]
+async fn interrupted_adds_are_rolled_back_at_start() {
+    let (kernel, store) = (FakeKernel::default(), SharedStore::default());
+    let engine = engine_with(&kernel, &store).await;
+    let a = engine.add_container(add("a")).await.unwrap();
+    // As a crash between the `Creating` commit and the `Ready` one leaves it.
+    let mut half = a.clone();
+    half.phase = Phase::Creating;
+    half.id = ContainerId("half".into());
+    half.name = "half".into();
+    store.commit(&[Change::PutContainer(half)]).unwrap();
+    drop(engine);
+    let engine = engine_with(&kernel, &store).await;
+    assert!(engine.container("half").is_err());
+    assert!(engine.container("a").is_ok());
+}
+
+#[tokio::test]
+async fn runtime_sandboxes_get_the_peer_on_the_host() {
+    let (kernel, store) = (FakeKernel::default(), SharedStore::default());
+    let engine = engine_with(&kernel, &store).await;
+    let mut req = add("docker-ep");
+    req.id = Some("sandbox-1".into());
+    req.sandbox = SandboxRequest::Runtime;
+    let ep = req.endpoint.as_mut().unwrap();
+    ep.peer_on_host = true;
+    ep.id = Some("ep-1".into());
+    let c = engine.add_container(req).await.unwrap();
+    let Placement::OnHost { peer } = &c.endpoints[0].placement else {
+        panic!("peer not on the host: {:?}", c.endpoints[0].placement);
+    };
+    assert!(kernel.with(|w| w.links.contains_key(peer)));
+    assert_eq!(c.id.0, "sandbox-1");
+    assert_eq!(c.endpoints[0].id.as_deref(), Some("ep-1"));
+    // netd never deletes a namespace it did not make.
+    engine.remove_container("docker-ep").await.unwrap();
+}
+
+#[tokio::test]
+async fn given_namespaces_are_used_and_never_deleted() {
+    let (kernel, store) = (FakeKernel::default(), SharedStore::default());
+    let path = PathBuf::from("/var/run/netns/cni-1234");
+    kernel.with(|w| w.namespaces.insert(path.clone()));
+    let engine = engine_with(&kernel, &store).await;
+    let mut req = add("pod");
+    req.sandbox = SandboxRequest::Given { path: path.clone() };
+    engine.add_container(req).await.unwrap();
+    assert!(kernel.with(|w| w.inside.contains(&(path.clone(), "eth0".into()))));
+    engine.remove_container("pod").await.unwrap();
+    assert!(kernel.with(|w| w.namespaces.contains(&path)));
+}
+
+#[tokio::test]
+async fn mutations_emit_events() {
+    let (kernel, store) = (FakeKernel::default(), SharedStore::default());
+    let engine = engine_with(&kernel, &store).await;
+    let mut events = engine.subscribe();
+    let mut req = add("a");
+    req.publish = vec![publish(8080)];
+    engine.add_container(req).await.unwrap();
+    assert!(matches!(events.try_recv(), Ok(Event::ContainerAdded(c)) if c.name == "a"));
+    assert!(matches!(events.try_recv(), Ok(Event::PortsPublished(p)) if p.len() == 1));
+    engine.remove_container("a").await.unwrap();
+    assert!(matches!(events.try_recv(), Ok(Event::PortsUnpublished(_))));
+    assert!(matches!(events.try_recv(), Ok(Event::ContainerRemoved(_))));
+}
+
+#[tokio::test]
+async fn a_removal_commits_once() {
+    let (kernel, store) = (FakeKernel::default(), SharedStore::default());
+    let engine = engine_with(&kernel, &store).await;
+    let mut req = add("a");
+    req.publish = vec![publish(8080), publish(8081)];
+    engine.add_container(req).await.unwrap();
+    let before = store.0.commits();
+    engine.remove_container("a").await.unwrap();
+    assert_eq!(store.0.commits(), before + 1);
+    let state = store.load().unwrap();
+    assert!(state.containers.is_empty() && state.portmaps.is_empty());
+    assert!(kernel.with(|w| w.ports.is_empty() && w.services.is_empty()));
+}
