@@ -13,7 +13,9 @@ use serde::{Deserialize, Serialize};
 use crate::engine::{
     error::ErrorKind,
     model::PortMapping,
-    requests::{ContainerAdd, EndpointRequest, NetworkCreate, PortSelector},
+    requests::{
+        ContainerAdd, ContainerRef, EndpointRef, EndpointRequest, NetworkCreate, PortSelector,
+    },
 };
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -23,10 +25,10 @@ pub enum Request {
     ContainerAdd(ContainerAdd),
     ContainerLs,
     ContainerInspect {
-        name: String,
+        container: ContainerRef,
     },
     ContainerRm {
-        name: String,
+        container: ContainerRef,
     },
     NetworkCreate(NetworkCreate),
     NetworkLs,
@@ -37,12 +39,12 @@ pub enum Request {
         name: String,
     },
     NetworkConnect {
-        container: String,
+        container: ContainerRef,
         endpoint: EndpointRequest,
     },
     NetworkDisconnect {
-        network: String,
-        container: String,
+        container: ContainerRef,
+        endpoint: EndpointRef,
     },
     PortmapAdd {
         mappings: Vec<PortMapping>,

@@ -76,19 +76,28 @@ pub fn parse_mapping(spec: &str) -> Result<PortMapping> {
     parsed.with_context(|| format!("bad port mapping {spec:?} (expected [HOSTIP:]HOSTPORT[-END]:CONTAINER_IP:PORT[-END][/tcp|/udp])"))
 }
 
-/// Docker's `-p [HOSTIP:]HOSTPORT[-END]:CPORT[-END][/tcp|/udp]`.
+/// Docker's `-p [[HOSTIP:]HOSTPORT[-END]:]CPORT[-END][/tcp|/udp]`; no (or
+/// an empty) host port leaves it to netd (host port 0).
 pub fn parse_publish(spec: &str) -> Result<Publish> {
     let parsed = (|| -> Result<Publish> {
         let (addr, proto) = split_proto(spec)?;
         let parts: Vec<&str> = addr.split(':').collect();
         let (host_ip, hp, cp) = match parts.as_slice() {
+            [cp] => (ANY_V4, "", *cp),
             [hp, cp] => (ANY_V4, *hp, *cp),
             [hip, hp, cp] => (parse_ip(hip)?, *hp, *cp),
             _ => bail!("wrong number of ':'-separated fields"),
         };
-        let host_ports = parse_range(hp)?;
         let container_ports = parse_range(cp)?;
-        check_lengths(host_ports, container_ports)?;
+        // No host port: netd picks free ones (Docker's `-p 80`).
+        let host_ports = if hp.is_empty() {
+            PortRange { start: 0, end: 0 }
+        } else {
+            parse_range(hp)?
+        };
+        if host_ports.start != 0 {
+            check_lengths(host_ports, container_ports)?;
+        }
         Ok(Publish {
             host_ip,
             host_ports,
@@ -164,7 +173,13 @@ mod tests {
         assert_eq!(p.host_ip, IpAddr::V4(Ipv4Addr::LOCALHOST));
         assert_eq!(p.proto, Proto::Udp);
         assert!(parse_publish("8080:80").is_ok());
-        assert!(parse_publish("8080").is_err());
+        let open = parse_publish("127.0.0.1::80-81").unwrap();
+        assert_eq!(open.host_ports.start, 0);
+        assert_eq!(
+            parse_publish("80").unwrap().container_ports,
+            PortRange::single(80)
+        );
+        assert!(parse_publish("80:").is_err());
     }
 
     #[test]

@@ -11,7 +11,7 @@ use crate::{
     api::{Request, portspec},
     engine::{
         model::DEFAULT_NETWORK,
-        requests::{ContainerAdd, EndpointRequest, SandboxRequest},
+        requests::{ContainerAdd, ContainerRef, EndpointRequest, SandboxRequest},
     },
 };
 
@@ -132,11 +132,15 @@ pub fn run(cmd: ContainerCommand, ctx: &Ctx) -> Result<()> {
             ctx.print(&value, list_table);
         }
         ContainerCommand::Inspect { name } => {
-            let value = ctx.call(&Request::ContainerInspect { name })?;
+            let value = ctx.call(&Request::ContainerInspect {
+                container: ContainerRef::Name(name),
+            })?;
             println!("{}", serde_json::to_string_pretty(&value)?);
         }
         ContainerCommand::Rm { name } => {
-            ctx.call(&Request::ContainerRm { name: name.clone() })?;
+            ctx.call(&Request::ContainerRm {
+                container: ContainerRef::Name(name.clone()),
+            })?;
             ctx.print(&Value::String(name.clone()), |_| name);
         }
     }

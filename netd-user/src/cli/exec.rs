@@ -9,7 +9,7 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 
 use super::Ctx;
-use crate::{api::Request, kernel::netns};
+use crate::{api::Request, engine::requests::ContainerRef, kernel::netns};
 
 #[derive(Args, Debug)]
 pub struct ExecArgs {
@@ -22,7 +22,7 @@ pub struct ExecArgs {
 
 pub fn run(args: ExecArgs, ctx: &Ctx) -> Result<i32> {
     let container = ctx.call(&Request::ContainerInspect {
-        name: args.name.clone(),
+        container: ContainerRef::Name(args.name.clone()),
     })?;
     let Some(path) = container["netns"].as_str().map(PathBuf::from) else {
         bail!("the daemon did not report a namespace for {}", args.name);

@@ -12,7 +12,7 @@ use crate::{
     api::Request,
     engine::{
         model::GatewayMode,
-        requests::{EndpointRequest, NetworkCreate},
+        requests::{ContainerRef, EndpointRef, EndpointRequest, NetworkCreate},
     },
 };
 
@@ -123,13 +123,16 @@ pub fn run(cmd: NetworkCommand, ctx: &Ctx) -> Result<()> {
                 peer_on_host: false,
             };
             let value = ctx.call(&Request::NetworkConnect {
-                container,
+                container: ContainerRef::Name(container),
                 endpoint,
             })?;
             ctx.print(&value, |v| field(v, "name"));
         }
         NetworkCommand::Disconnect { network, container } => {
-            let value = ctx.call(&Request::NetworkDisconnect { network, container })?;
+            let value = ctx.call(&Request::NetworkDisconnect {
+                container: ContainerRef::Name(container),
+                endpoint: EndpointRef::Network(network),
+            })?;
             ctx.print(&value, |v| field(v, "name"));
         }
     }

@@ -20,7 +20,7 @@ use super::{
         Datapath, DatapathBridge, DatapathEndpoint, Host, Kernel, LinkKind, Links, Namespaces,
         PortEntry, Service,
     },
-    model::{HostSocket, Proto},
+    model::{HostSocket, PortRange, Proto},
 };
 
 /// What the fake kernel holds.
@@ -42,6 +42,10 @@ pub struct World {
     next_index: u32,
     /// A step whose next call fails ("add_veth", "attach_veth", ...).
     pub fail: Option<&'static str>,
+    /// When set, `add_veth` waits for it (a slow kernel step).
+    pub gate: Option<Arc<tokio::sync::Notify>>,
+    /// `add_veth` is waiting at the gate.
+    pub waiting: bool,
 }
 
 #[derive(Clone, Default)]
@@ -215,6 +219,10 @@ impl Links for FakeKernel {
         netns: Option<&Path>,
     ) -> Result<u32> {
         self.step("add_veth")?;
+        if let Some(gate) = self.with(|w| w.gate.clone()) {
+            self.with(|w| w.waiting = true);
+            gate.notified().await;
+        }
         Ok(self.with(|w| {
             match netns {
                 Some(ns) => {
@@ -282,5 +290,12 @@ impl Namespaces for FakeKernel {
 impl Host for FakeKernel {
     fn listening_sockets(&self) -> Result<Vec<HostSocket>> {
         Ok(self.with(|w| w.listening.clone()))
+    }
+
+    fn ephemeral_ports(&self) -> Result<PortRange> {
+        Ok(PortRange {
+            start: 49152,
+            end: 49159,
+        })
     }
 }

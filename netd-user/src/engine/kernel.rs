@@ -13,7 +13,7 @@ use netd_common::{Counter, StatIndex};
 
 use super::{
     error::Result,
-    model::{HostSocket, Proto},
+    model::{HostSocket, PortRange, Proto},
 };
 
 /// A published port entry: one host port to one container port.
@@ -151,6 +151,9 @@ pub trait Namespaces: Send + Sync {
 pub trait Host: Send + Sync {
     /// Listening TCP and bound UDP sockets of host processes.
     fn listening_sockets(&self) -> Result<Vec<HostSocket>>;
+    /// Where a published port whose host port is left open is taken
+    /// from (the host's ephemeral range, as Docker does).
+    fn ephemeral_ports(&self) -> Result<PortRange>;
 }
 
 /// The kernel side, as the engine holds it.

@@ -115,3 +115,23 @@ pub enum PortSelector {
     /// The mapping with this host side (`PortMapping::host_side`).
     HostSide(String),
 }
+
+/// A container, by the name netd knows it by or by its id (a runtime's
+/// own id: CNI's container id, Docker's sandbox id).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ContainerRef {
+    Name(String),
+    Id(String),
+}
+
+/// One endpoint of a container: by its network, by its interface name
+/// inside the container (CNI's `CNI_IFNAME`), or by the caller's id for it
+/// (Docker's endpoint id).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum EndpointRef {
+    Network(String),
+    Ifname(String),
+    Id(String),
+}

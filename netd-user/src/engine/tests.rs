@@ -12,7 +12,9 @@ use super::{
     fake::FakeKernel,
     kernel::LinkKind,
     model::{ContainerId, Phase, Placement, PortRange, Proto},
-    requests::{ContainerAdd, EndpointRequest, NetworkCreate, Publish, SandboxRequest},
+    requests::{
+        ContainerAdd, ContainerRef, EndpointRequest, NetworkCreate, Publish, SandboxRequest,
+    },
     store::{Change, Store, memory::MemoryStore},
 };
 
@@ -73,6 +75,10 @@ fn publish(port: u16) -> Publish {
     }
 }
 
+fn by_name(name: &str) -> ContainerRef {
+    ContainerRef::Name(name.into())
+}
+
 fn ip(s: &str) -> IpAddr {
     s.parse().unwrap()
 }
@@ -96,7 +102,7 @@ async fn addresses_are_handed_out_in_order_and_reused() {
     assert_eq!(a.endpoints[0].ip, ip("172.17.0.2"));
     assert_eq!(b.endpoints[0].ip, ip("172.17.0.3"));
     assert_eq!(a.endpoints[0].ifname, "eth0");
-    engine.remove_container("a").await.unwrap();
+    engine.remove_container(&by_name("a")).await.unwrap();
     let c = engine.add_container(add("c")).await.unwrap();
     assert_eq!(c.endpoints[0].ip, ip("172.17.0.2"));
     assert!(kernel.with(|w| w.endpoints.contains_key(&ip("172.17.0.3"))));
@@ -206,7 +212,7 @@ async fn networks_in_use_stay_and_adopted_bridges_are_never_deleted() {
     assert_eq!(a.endpoints[0].ip, ip("172.18.0.2"));
     let err = engine.remove_network("app").await.unwrap_err();
     assert_eq!(err.kind, ErrorKind::InUse);
-    engine.remove_container("a").await.unwrap();
+    engine.remove_container(&by_name("a")).await.unwrap();
     engine.remove_network("app").await.unwrap();
     assert!(kernel.with(|w| !w.links.contains_key(&net.bridge)));
 
@@ -268,7 +274,10 @@ async fn runtime_sandboxes_get_the_peer_on_the_host() {
     assert_eq!(c.id.0, "sandbox-1");
     assert_eq!(c.endpoints[0].id.as_deref(), Some("ep-1"));
     // netd never deletes a namespace it did not make.
-    engine.remove_container("docker-ep").await.unwrap();
+    engine
+        .remove_container(&by_name("docker-ep"))
+        .await
+        .unwrap();
 }
 
 #[tokio::test]
@@ -281,7 +290,7 @@ async fn given_namespaces_are_used_and_never_deleted() {
     req.sandbox = SandboxRequest::Given { path: path.clone() };
     engine.add_container(req).await.unwrap();
     assert!(kernel.with(|w| w.inside.contains(&(path.clone(), "eth0".into()))));
-    engine.remove_container("pod").await.unwrap();
+    engine.remove_container(&by_name("pod")).await.unwrap();
     assert!(kernel.with(|w| w.namespaces.contains(&path)));
 }
 
@@ -295,7 +304,7 @@ async fn mutations_emit_events() {
     engine.add_container(req).await.unwrap();
     assert!(matches!(events.try_recv(), Ok(Event::ContainerAdded(c)) if c.name == "a"));
     assert!(matches!(events.try_recv(), Ok(Event::PortsPublished(p)) if p.len() == 1));
-    engine.remove_container("a").await.unwrap();
+    engine.remove_container(&by_name("a")).await.unwrap();
     assert!(matches!(events.try_recv(), Ok(Event::PortsUnpublished(_))));
     assert!(matches!(events.try_recv(), Ok(Event::ContainerRemoved(_))));
 }
@@ -308,9 +317,94 @@ async fn a_removal_commits_once() {
     req.publish = vec![publish(8080), publish(8081)];
     engine.add_container(req).await.unwrap();
     let before = store.0.commits();
-    engine.remove_container("a").await.unwrap();
+    engine.remove_container(&by_name("a")).await.unwrap();
     assert_eq!(store.0.commits(), before + 1);
     let state = store.load().unwrap();
     assert!(state.containers.is_empty() && state.portmaps.is_empty());
     assert!(kernel.with(|w| w.ports.is_empty() && w.services.is_empty()));
+}
+
+#[tokio::test]
+async fn open_host_ports_are_picked_from_the_ephemeral_range() {
+    let (kernel, store) = (FakeKernel::default(), SharedStore::default());
+    kernel.with(|w| {
+        w.listening.push(super::model::HostSocket {
+            addr: ip("0.0.0.0"),
+            port: 49152,
+            proto: Proto::Tcp,
+        })
+    });
+    let engine = engine_with(&kernel, &store).await;
+    let mut req = add("a");
+    req.publish = vec![
+        Publish {
+            host_ports: PortRange { start: 0, end: 0 },
+            ..publish(1)
+        },
+        Publish {
+            host_ports: PortRange { start: 0, end: 0 },
+            container_ports: PortRange { start: 81, end: 83 },
+            ..publish(1)
+        },
+    ];
+    engine.add_container(req).await.unwrap();
+    let mut ports: Vec<_> = engine
+        .portmaps()
+        .into_iter()
+        .map(|p| p.mapping.host_ports)
+        .collect();
+    ports.sort_by_key(|p| p.start);
+    assert_eq!(
+        ports,
+        vec![
+            PortRange {
+                start: 49153,
+                end: 49153
+            },
+            PortRange {
+                start: 49154,
+                end: 49156
+            }
+        ]
+    );
+    let mut more = add("b");
+    more.publish = vec![Publish {
+        host_ports: PortRange { start: 0, end: 0 },
+        container_ports: PortRange { start: 1, end: 4 },
+        ..publish(1)
+    }];
+    let err = engine.add_container(more).await.unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Exhausted, "{err}");
+}
+
+#[tokio::test]
+async fn reads_do_not_wait_for_a_slow_mutation() {
+    let (kernel, store) = (FakeKernel::default(), SharedStore::default());
+    let engine = engine_with(&kernel, &store).await;
+    engine.add_container(add("a")).await.unwrap();
+    let gate = Arc::new(tokio::sync::Notify::new());
+    kernel.with(|w| w.gate = Some(gate.clone()));
+    let slow = tokio::spawn({
+        let engine = engine.clone();
+        async move { engine.add_container(add("b")).await }
+    });
+    for _ in 0..1000 {
+        if kernel.with(|w| w.waiting) {
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    assert!(
+        kernel.with(|w| w.waiting),
+        "the add never reached the kernel"
+    );
+    // The add holds the mutation lock; reads answer regardless, and see
+    // the half-made container as such.
+    assert_eq!(engine.container("b").unwrap().phase, Phase::Creating);
+    assert!(engine.container("a").is_ok());
+    assert!(engine.network("bridge").is_ok());
+    assert!(engine.stats().is_ok());
+    gate.notify_one();
+    slow.await.unwrap().unwrap();
+    assert_eq!(engine.container("b").unwrap().phase, Phase::Ready);
 }

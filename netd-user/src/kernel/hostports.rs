@@ -13,12 +13,26 @@ use std::{
 
 use anyhow::{Context, Result};
 
-use crate::engine::model::{HostSocket, Proto};
+use crate::engine::model::{HostSocket, PortRange, Proto};
 
 /// `TCP_LISTEN` and `TCP_CLOSE` (an unconnected, bound UDP socket) in the
 /// `st` column.
 const TCP_LISTEN: u8 = 0x0a;
 const UDP_UNCONNECTED: u8 = 0x07;
+
+/// `net.ipv4.ip_local_port_range`: where Docker takes a host port that
+/// `-p CONTAINERPORT` leaves open.
+pub fn ephemeral_range() -> Result<PortRange> {
+    let path = "/proc/sys/net/ipv4/ip_local_port_range";
+    let text = fs::read_to_string(path).with_context(|| format!("reading {path}"))?;
+    let mut fields = text.split_whitespace().map(str::parse::<u16>);
+    match (fields.next(), fields.next()) {
+        (Some(Ok(start)), Some(Ok(end))) if start > 0 && start <= end => {
+            Ok(PortRange { start, end })
+        }
+        _ => anyhow::bail!("{path} holds {text:?}, not two ports"),
+    }
+}
 
 /// The host's listening sockets, netd's own left out.
 pub fn listening() -> Result<Vec<HostSocket>> {

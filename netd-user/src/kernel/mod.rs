@@ -17,7 +17,7 @@ use std::{path::Path, sync::Arc};
 use crate::engine::{
     error::{KernelContext, Result},
     kernel::{Host, Kernel, Namespaces},
-    model::HostSocket,
+    model::{HostSocket, PortRange},
 };
 
 /// Namespaces as iproute2 keeps them (`/run/netns/NAME` bind mounts).
@@ -47,6 +47,10 @@ pub struct ProcNet;
 impl Host for ProcNet {
     fn listening_sockets(&self) -> Result<Vec<HostSocket>> {
         hostports::listening().kernel()
+    }
+
+    fn ephemeral_ports(&self) -> Result<PortRange> {
+        hostports::ephemeral_range().kernel()
     }
 }
 

@@ -285,13 +285,14 @@ async fn execute(request: Request, daemon: &Daemon) -> Result<Value, Failure> {
             }
             Value::Array(out)
         }
-        Request::ContainerInspect { name } => {
-            let c = engine.container(&name)?;
+        Request::ContainerInspect { container } => {
+            let c = engine.find_container(&container)?;
             container_json(daemon, &c).await?
         }
-        Request::ContainerRm { name } => {
-            engine.remove_container(&name).await?;
-            json!({ "removed": name })
+        Request::ContainerRm { container } => {
+            let c = engine.find_container(&container)?;
+            engine.remove_container(&container).await?;
+            json!({ "removed": c.name, "id": c.id.0 })
         }
         Request::NetworkCreate(req) => {
             let net = engine.create_network(req).await?;
@@ -310,8 +311,11 @@ async fn execute(request: Request, daemon: &Daemon) -> Result<Value, Failure> {
             let c = engine.connect(&container, endpoint).await?;
             container_json(daemon, &c).await?
         }
-        Request::NetworkDisconnect { network, container } => {
-            let c = engine.disconnect(&container, &network).await?;
+        Request::NetworkDisconnect {
+            container,
+            endpoint,
+        } => {
+            let c = engine.disconnect(&container, &endpoint).await?;
             container_json(daemon, &c).await?
         }
         Request::PortmapAdd { mappings, force } => {

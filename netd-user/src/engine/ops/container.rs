@@ -18,7 +18,7 @@ use crate::engine::{
     events::Event,
     ids::random_id,
     model::{Container, ContainerId, Endpoint, NameConfig, Owner, Phase, PortMap, Sandbox},
-    requests::{ContainerAdd, SandboxRequest},
+    requests::{ContainerAdd, ContainerRef, SandboxRequest},
     store::{Change, State},
     validate,
 };
@@ -39,6 +39,28 @@ impl Engine {
         self.read(|s| s.containers.get(id).cloned())
     }
 
+    /// A container by name or id.
+    pub fn find_container(&self, r: &ContainerRef) -> Result<Container> {
+        match r {
+            ContainerRef::Name(name) => self.container(name),
+            ContainerRef::Id(id) => self
+                .container_by_id(&ContainerId(id.clone()))
+                .ok_or_else(|| no_such_container(id)),
+        }
+    }
+
+    /// The container and endpoint with the caller's endpoint id.
+    pub fn endpoint_by_id(&self, id: &str) -> Option<(Container, Endpoint)> {
+        self.read(|s| {
+            s.containers.values().find_map(|c| {
+                c.endpoints
+                    .iter()
+                    .find(|e| e.id.as_deref() == Some(id))
+                    .map(|e| (c.clone(), e.clone()))
+            })
+        })
+    }
+
     /// Every container, by name.
     pub fn containers(&self) -> Vec<Container> {
         let mut all: Vec<Container> = self.read(|s| s.containers.values().cloned().collect());
@@ -55,7 +77,8 @@ impl Engine {
 
     pub async fn add_container(&self, req: ContainerAdd) -> Result<Container> {
         let _guard = self.lock().await;
-        let plan = self.read(|s| plan_container(s, self.config(), &req))?;
+        let mut plan = self.read(|s| plan_container(s, self.config(), &req))?;
+        self.assign_host_ports(&mut plan.ports)?;
         if let Some(path) = plan.container.sandbox.owned_netns()
             && self.kernel().netns.exists(path)
         {
@@ -105,9 +128,10 @@ impl Engine {
         self.sync_services()
     }
 
-    pub async fn remove_container(&self, name: &str) -> Result<()> {
+    pub async fn remove_container(&self, r: &ContainerRef) -> Result<()> {
         let _guard = self.lock().await;
-        let container = self.container(name)?;
+        let container = self.find_container(r)?;
+        let name = container.name.as_str();
         let shares_it = Sandbox::Shared {
             container: name.into(),
         };
@@ -126,7 +150,7 @@ impl Engine {
         }
         self.teardown_container(&container, super::teardown::Teardown::Release)
             .await?;
-        info!(container = name, "container removed");
+        info!(container = %container.name, "container removed");
         Ok(())
     }
 

@@ -17,7 +17,7 @@ use crate::engine::{
     ids::random_id,
     ipam,
     model::{Container, Endpoint, Placement, Sandbox},
-    requests::EndpointRequest,
+    requests::{ContainerRef, EndpointRef, EndpointRequest},
     store::{Change, State},
 };
 
@@ -102,11 +102,18 @@ impl Engine {
             .await
     }
 
-    /// `network connect`: a new endpoint for a running container.
-    pub async fn connect(&self, container: &str, req: EndpointRequest) -> Result<Container> {
+    /// `network connect`: a new endpoint for a running container (for a
+    /// sandbox only the runtime sees, with the peer left on the host).
+    pub async fn connect(&self, r: &ContainerRef, req: EndpointRequest) -> Result<Container> {
         let _guard = self.lock().await;
-        let mut c = self.container(container)?;
-        if !matches!(c.sandbox, Sandbox::Netns { .. }) {
+        let mut c = self.find_container(r)?;
+        let container = c.name.clone();
+        let fits = match c.sandbox {
+            Sandbox::Netns { .. } => true,
+            Sandbox::Runtime => req.peer_on_host,
+            _ => false,
+        };
+        if !fits {
             return Err(Error::invalid(format!(
                 "container {container} has no network namespace of its own to connect (mode {})",
                 c.sandbox.mode_name()
@@ -143,16 +150,29 @@ impl Engine {
         Ok(c)
     }
 
-    /// `network disconnect`: removes the container's endpoint on `network`.
-    pub async fn disconnect(&self, container: &str, network: &str) -> Result<Container> {
+    /// `network disconnect`: removes one endpoint of a container.
+    pub async fn disconnect(&self, r: &ContainerRef, which: &EndpointRef) -> Result<Container> {
         let _guard = self.lock().await;
-        self.network(network)?;
-        let mut c = self.container(container)?;
-        let Some(pos) = c.endpoints.iter().position(|e| e.network == network) else {
-            return Err(Error::not_found(format!(
-                "container {container} is not connected to network {network}"
-            )));
+        if let EndpointRef::Network(network) = which {
+            self.network(network)?;
+        }
+        let mut c = self.find_container(r)?;
+        let container = c.name.clone();
+        let found = c.endpoints.iter().position(|e| match which {
+            EndpointRef::Network(n) => &e.network == n,
+            EndpointRef::Ifname(n) => &e.ifname == n,
+            EndpointRef::Id(id) => e.id.as_ref() == Some(id),
+        });
+        let Some(pos) = found else {
+            return Err(Error::not_found(match which {
+                EndpointRef::Network(n) => {
+                    format!("container {container} is not connected to network {n}")
+                }
+                EndpointRef::Ifname(n) => format!("container {container} has no interface {n}"),
+                EndpointRef::Id(id) => format!("container {container} has no endpoint {id}"),
+            }));
         };
+        let network = c.endpoints[pos].network.clone();
         let ep = c.endpoints[pos].clone();
         let stale: Vec<_> = self.read(|s| {
             s.portmaps

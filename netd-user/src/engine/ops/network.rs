@@ -24,6 +24,12 @@ impl Engine {
             .ok_or_else(|| no_such_network(name))
     }
 
+    /// A network by its id (Docker names networks by id).
+    pub fn network_by_id(&self, id: &str) -> Result<Network> {
+        self.read(|s| s.networks.values().find(|n| n.id == id).cloned())
+            .ok_or_else(|| no_such_network(id))
+    }
+
     pub fn networks(&self) -> Vec<Network> {
         self.read(|s| s.networks.values().cloned().collect())
     }

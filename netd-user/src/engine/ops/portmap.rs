@@ -12,7 +12,7 @@ use crate::engine::{
     error::{Error, Remedy, Result},
     events::Event,
     kernel::{PortEntry, Service},
-    model::{Container, Endpoint, PortMap, PortMapping},
+    model::{Container, Endpoint, HostSocket, PortMap, PortMapping, PortRange},
     requests::{PortSelector, Publish},
     store::{Change, State},
 };
@@ -34,7 +34,8 @@ pub(super) fn entries(mapping: &PortMapping) -> impl Iterator<Item = PortEntry> 
 /// Refuses mappings that clash with published ports or with each other.
 fn check_conflicts(state: &State, mappings: &[PortMapping]) -> Result<()> {
     let mut taken: Vec<&PortMapping> = state.portmaps.values().map(|p| &p.mapping).collect();
-    for mapping in mappings {
+    // Open host ports are picked later, among free ones.
+    for mapping in mappings.iter().filter(|m| m.host_ports.start != 0) {
         if let Some(other) = taken.iter().find(|t| t.conflicts_with(mapping)) {
             return Err(Error::conflict(format!(
                 "port mapping {mapping} conflicts with existing mapping {other}: host port {} is already published; pick another host port or remove the other mapping",
@@ -42,6 +43,50 @@ fn check_conflicts(state: &State, mappings: &[PortMapping]) -> Result<()> {
             )));
         }
         taken.push(mapping);
+    }
+    Ok(())
+}
+
+/// Host ports for mappings that leave theirs open (host port 0, as
+/// Docker's `-p 80`): the lowest run of free ports in `range` that no
+/// mapping and no host process holds.
+pub(super) fn assign_host_ports(
+    state: &State,
+    records: &mut [PortMap],
+    range: PortRange,
+    sockets: &[HostSocket],
+) -> Result<()> {
+    for i in 0..records.len() {
+        if records[i].mapping.host_ports.start != 0 {
+            continue;
+        }
+        let len = records[i].mapping.container_ports.count();
+        let taken: Vec<&PortMapping> = state
+            .portmaps
+            .values()
+            .map(|p| &p.mapping)
+            .chain(records.iter().map(|r| &r.mapping))
+            .collect();
+        let last_start = u32::from(range.end).saturating_sub(len - 1);
+        let found = (u32::from(range.start)..=last_start).find_map(|start| {
+            let mut candidate = records[i].mapping.clone();
+            candidate.host_ports = PortRange {
+                start: start as u16,
+                end: (start + len - 1) as u16,
+            };
+            let free = !taken.iter().any(|t| t.conflicts_with(&candidate))
+                && !sockets.iter().any(|s| candidate.takes_from(s));
+            free.then_some(candidate.host_ports)
+        });
+        match found {
+            Some(ports) => records[i].mapping.host_ports = ports,
+            None => {
+                return Err(Error::exhausted(format!(
+                    "no free host port in {}-{} for {}: publish on a given host port",
+                    range.start, range.end, records[i].mapping.container_ports
+                )));
+            }
+        }
     }
     Ok(())
 }
@@ -111,7 +156,8 @@ impl Engine {
     /// port a host process listens on.
     pub async fn publish(&self, mappings: Vec<PortMapping>, force: bool) -> Result<Vec<PortMap>> {
         let _guard = self.lock().await;
-        let records = self.read(|s| plan_mappings(s, mappings))?;
+        let mut records = self.read(|s| plan_mappings(s, mappings))?;
+        self.assign_host_ports(&mut records)?;
         self.check_host_side(&records, force).await?;
         self.insert_ports(&records)?;
         let changes = records.iter().cloned().map(Change::PutPortmap).collect();
@@ -163,6 +209,16 @@ impl Engine {
                 .cloned()
                 .collect()
         }))
+    }
+
+    /// Fills in the host ports that mappings leave open.
+    pub(super) fn assign_host_ports(&self, records: &mut [PortMap]) -> Result<()> {
+        if records.iter().all(|r| r.mapping.host_ports.start != 0) {
+            return Ok(());
+        }
+        let range = self.kernel().host.ephemeral_ports()?;
+        let sockets = self.kernel().host.listening_sockets()?;
+        self.read(|s| assign_host_ports(s, records, range, &sockets))
     }
 
     /// The host side of new mappings: the host address must be one of the
