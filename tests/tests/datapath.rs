@@ -170,6 +170,43 @@ fn published_port_reaches_container_with_client_address() {
 }
 
 #[test]
+fn an_open_host_port_is_picked_from_the_ephemeral_range() {
+    let tb = Testbed::new();
+    // Docker's `-p 80`: netd picks the host port.
+    let c1 = tb.add_with("c1", &["-p", "80"]);
+    let maps = tb.portmaps();
+    assert_eq!(maps.len(), 1, "portmap ls: {maps:?}");
+    let port: u16 = maps[0]["host_port"]
+        .as_str()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("one host port, not a range: {}", maps[0]));
+    let range = in_ns_ok(
+        &tb.host(),
+        &["cat", "/proc/sys/net/ipv4/ip_local_port_range"],
+    );
+    let bounds: Vec<u16> = range
+        .split_whitespace()
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    assert!(
+        bounds.len() == 2 && (bounds[0]..=bounds[1]).contains(&port),
+        "host port {port} outside the ephemeral range {range}"
+    );
+    let server = web(&tb, &c1, 80, "c1");
+    let body = curl_ok(&tb.ext(), &format!("http://{EXT}:{port}/id.txt"));
+    assert_eq!(body, server.body);
+    // A second open port gets another host port.
+    let c2 = tb.add_with("c2", &["-p", "80"]);
+    let ports: Vec<String> = tb
+        .portmaps()
+        .iter()
+        .map(|m| m["host_port"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(ports.len(), 2, "{ports:?}");
+    assert_ne!(ports[0], ports[1], "{c2} got {c1}'s host port");
+}
+
+#[test]
 fn published_udp_port_and_port_range() {
     let tb = Testbed::new();
     let c1 = tb.add_with("c1", &["-p", "5353:5353/udp", "-p", "7000-7002:8000-8002"]);
