@@ -292,6 +292,12 @@ async fn given_namespaces_are_used_and_never_deleted() {
     assert!(kernel.with(|w| w.inside.contains(&(path.clone(), "eth0".into()))));
     engine.remove_container(&by_name("pod")).await.unwrap();
     assert!(kernel.with(|w| w.namespaces.contains(&path)));
+    let mut missing = add("ghost");
+    missing.sandbox = SandboxRequest::Given {
+        path: "/var/run/netns/gone".into(),
+    };
+    let err = engine.add_container(missing).await.unwrap_err();
+    assert_eq!(err.kind, ErrorKind::InvalidInput, "{err}");
 }
 
 #[tokio::test]

@@ -78,6 +78,17 @@ impl Engine {
     pub async fn add_container(&self, req: ContainerAdd) -> Result<Container> {
         let _guard = self.lock().await;
         let mut plan = self.read(|s| plan_container(s, self.config(), &req))?;
+        if let Sandbox::Netns {
+            path,
+            owner: Owner::Runtime,
+        } = &plan.container.sandbox
+            && !self.kernel().netns.is_mounted(path)
+        {
+            return Err(Error::invalid(format!(
+                "no network namespace is mounted at {}: give the path of the container's namespace",
+                path.display()
+            )));
+        }
         self.assign_host_ports(&mut plan.ports)?;
         if let Some(path) = plan.container.sandbox.owned_netns()
             && self.kernel().netns.exists(path)
