@@ -25,6 +25,11 @@ const PACKAGES: &[&str] = &[
     "util-linux",
     "procps",
     "python3",
+    // The CNI plugin's tests (tests/tests/cni.rs): podman 4.3 with its CNI backend, the reference plugins to chain after netd, a runtime and a static busybox for the rootfs.
+    "podman",
+    "containernetworking-plugins",
+    "runc",
+    "busybox-static",
 ];
 
 /// What only `cargo xtask bench` needs: its HTTP client and server. Kept
