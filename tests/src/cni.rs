@@ -374,3 +374,176 @@ fn ulimit_hard_nofile() -> u64 {
         .unwrap_or(20000)
         .min(20000)
 }
+
+// ---------------------------------------------------------------------------
+// containerd (Debian's 1.6) and `ctr run --cni`
+
+/// A containerd in the testbed's host namespace with a private root,
+/// state, socket and config (the CRI plugin off). `ctr run --cni` reads
+/// its CNI config from /etc/cni/net.d and its plugins from /opt/cni/bin or
+/// /usr/lib/cni, fixed paths: [`Containerd::run_cni`] runs ctr in a private
+/// mount namespace with the test's dirs mounted over those, so nothing of
+/// the machine's changes. Drop kills the tasks, then containerd (by PID).
+pub struct Containerd {
+    dir: PathBuf,
+    host: String,
+    daemon: Option<std::process::Child>,
+    pub rootfs: PathBuf,
+    pub conf_dir: PathBuf,
+    bin: PathBuf,
+}
+
+impl Containerd {
+    pub fn start(tb: &Testbed) -> Containerd {
+        let dir = tb.tmp().join("containerd");
+        let (bin, conf_dir, rootfs) = (dir.join("cni-bin"), dir.join("net.d"), dir.join("rootfs"));
+        for d in [&bin, &conf_dir, &rootfs.join("bin"), &rootfs.join("www")] {
+            fs::create_dir_all(d).unwrap_or_else(|e| panic!("mkdir {}: {e}", d.display()));
+        }
+        tb.netd_ok(&[
+            "cni",
+            "install",
+            "--dir",
+            &bin.to_string_lossy(),
+            "--from",
+            &cni_bin().to_string_lossy(),
+        ]);
+        fs::copy("/bin/busybox", rootfs.join("bin/busybox")).expect("copy busybox");
+        for applet in APPLETS {
+            symlink("busybox", rootfs.join("bin").join(applet)).expect("link an applet");
+        }
+        fs::write(rootfs.join("www/index.html"), INDEX).expect("write index.html");
+        let address = dir.join("containerd.sock");
+        let config = format!(
+            "version = 2\nroot = \"{root}\"\nstate = \"{state}\"\ndisabled_plugins = [\"io.containerd.grpc.v1.cri\"]\n[grpc]\n  address = \"{address}\"\n[ttrpc]\n  address = \"{address}.ttrpc\"\n",
+            root = dir.join("root").display(),
+            state = dir.join("state").display(),
+            address = address.display(),
+        );
+        fs::write(dir.join("config.toml"), config).expect("write containerd config");
+        let log = fs::File::create(dir.join("containerd.log")).expect("containerd log");
+        let daemon = Command::new("nsenter")
+            .arg(format!("--net=/run/netns/{}", tb.host()))
+            .arg("containerd")
+            .arg("--config")
+            .arg(dir.join("config.toml"))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("dup log"))
+            .stderr(log)
+            .spawn()
+            .expect("start containerd");
+        let ctrd = Containerd {
+            dir,
+            host: tb.host(),
+            daemon: Some(daemon),
+            rootfs,
+            conf_dir,
+            bin,
+        };
+        wait_until("containerd to answer", Duration::from_secs(30), || {
+            ctrd.ctr(&["version"]).status.success()
+        });
+        ctrd
+    }
+
+    /// `ctr -a SOCKET ARGS...` in the host namespace (bounded in time).
+    pub fn ctr(&self, args: &[&str]) -> Output {
+        let mut cmd = Command::new("timeout");
+        cmd.arg("60")
+            .arg("nsenter")
+            .arg(format!("--net=/run/netns/{}", self.host))
+            .arg("ctr")
+            .arg("-a")
+            .arg(self.dir.join("containerd.sock"))
+            .args(args);
+        run(&mut cmd)
+    }
+
+    /// Writes the one conflist `ctr --cni` loads.
+    pub fn conflist(&self, name: &str, plugins: Value) {
+        let list = json!({"cniVersion": "1.0.0", "name": name, "plugins": plugins});
+        fs::write(self.conf_dir.join("10-netd.conflist"), list.to_string())
+            .expect("write conflist");
+    }
+
+    /// `ctr run --rm --cni --rootfs R ID CMD...` in the foreground of a
+    /// background process (ctr calls the plugins itself: ADD before the
+    /// task starts, DEL when it ends), in a private mount namespace whose
+    /// CNI dirs are the test's.
+    pub fn run_cni(&self, id: &str, cmd: &[&str]) -> crate::Bg {
+        let script = format!(
+            "set -e; mount --bind {conf} /etc/cni/net.d; mount --bind {bin} /usr/lib/cni; \
+             mount -t tmpfs tmpfs /opt; mkdir -p /opt/cni/bin; mount --bind {bin} /opt/cni/bin; \
+             exec nsenter --net=/run/netns/{host} ctr -a {sock} run --rm --cni --rootfs {rootfs} {id} \"$@\"",
+            conf = self.conf_dir.display(),
+            bin = self.bin.display(),
+            host = self.host,
+            sock = self.dir.join("containerd.sock").display(),
+            rootfs = self.rootfs.display(),
+        );
+        // The reference plugins stay reachable through the test's bin dir.
+        for plugin in ["loopback", "tuning", "bandwidth"] {
+            let target = self.bin.join(plugin);
+            if !target.exists() {
+                let _ = fs::copy(Path::new(REFERENCE_PLUGINS).join(plugin), target);
+            }
+        }
+        let mut command = Command::new("unshare");
+        command
+            .args(["-m", "--propagation", "private", "sh", "-c", &script, "sh"])
+            .args(cmd);
+        crate::Bg::command(
+            &format!("ctr run --cni {id}"),
+            command,
+            &self.dir.join(format!("ctr-{id}.log")),
+        )
+    }
+
+    /// The task's PID (0 while there is none).
+    pub fn task_pid(&self, id: &str) -> u32 {
+        let out = self.ctr(&["task", "ls"]);
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(id))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for Containerd {
+    fn drop(&mut self) {
+        let out = self.ctr(&["task", "ls", "-q"]);
+        for id in String::from_utf8_lossy(&out.stdout).lines() {
+            let _ = self.ctr(&["task", "kill", "-s", "SIGKILL", id]);
+            let _ = self.ctr(&["task", "rm", "-f", id]);
+        }
+        let out = self.ctr(&["container", "ls", "-q"]);
+        for id in String::from_utf8_lossy(&out.stdout).lines() {
+            let _ = self.ctr(&["container", "rm", id]);
+        }
+        if let Some(mut daemon) = self.daemon.take() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &daemon.id().to_string()])
+                .status();
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            while matches!(daemon.try_wait(), Ok(None)) && std::time::Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = daemon.kill();
+            let _ = daemon.wait();
+        }
+        let mounts = fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+        let dir = self.dir.to_string_lossy().into_owned();
+        let mut ours: Vec<&str> = mounts
+            .lines()
+            .filter_map(|l| l.split_whitespace().nth(1))
+            .filter(|m| m.starts_with(&dir))
+            .collect();
+        ours.sort_by_key(|m| std::cmp::Reverse(m.len()));
+        for m in ours {
+            let _ = Command::new("umount").arg("-l").arg(m).status();
+        }
+        let _ = fs::remove_dir_all(&self.dir);
+    }
+}

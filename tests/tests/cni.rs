@@ -731,3 +731,85 @@ fn podman_containers_on_two_netd_networks_are_isolated() {
     pm.ok(&["rm", "-f", "-t", "0", &c1, &c2, &c3]);
     assert!(tb.ls().is_empty());
 }
+
+// ---------------------------------------------------------------------------
+// containerd 1.6 (Debian) with `ctr run --cni`.
+
+#[test]
+fn containerd_ctr_run_cni_attaches_masquerades_and_detaches_through_netd() {
+    let tb = Testbed::new();
+    let net = network(&tb, "cn", "198.19.1.0/24");
+    let ctrd = netd_tests::cni::Containerd::start(&tb);
+    ctrd.conflist(
+        &net,
+        json!([{"type": "netd", "network": net, "socket": tb.socket()}]),
+    );
+    let id = tb.name("ctr1");
+    let mut task = ctrd.run_cni(&id, &["/bin/httpd", "-f", "-p", "80", "-h", "/www"]);
+
+    // ctr names the CNI container <namespace>-<id>.
+    let cni_id = format!("default-{id}");
+    let mut info = Value::Null;
+    wait_until("ctr's container in netd", WAIT, || {
+        if let Some(status) = task.try_wait() {
+            panic!("ctr run exited ({status}): {}", task.log());
+        }
+        let list = tb.netd_json(&["container", "ls"]);
+        match list
+            .as_array()
+            .and_then(|l| l.iter().find(|c| c["id"] == cni_id.as_str()))
+        {
+            Some(c) => {
+                info = c.clone();
+                true
+            }
+            None => false,
+        }
+    });
+    wait_until("the task to run", WAIT, || ctrd.task_pid(&id) != 0);
+    let pid = ctrd.task_pid(&id);
+    assert_eq!(info["netns"], format!("/proc/{pid}/ns/net"));
+    assert_eq!(info["interfaces"][0]["name"], "eth0");
+    assert_eq!(info["status"], "running");
+    let ip = info["ip"].as_str().unwrap().to_owned();
+    assert_eq!(ip, "198.19.1.2");
+    let veth = info["host_veth"].as_str().unwrap().to_owned();
+
+    // The host reaches the container's httpd; the container reaches ext
+    // through MASQUERADE.
+    let mut body = String::new();
+    wait_until("httpd in the ctr container", WAIT, || {
+        let out = curl(&tb.host(), &format!("http://{ip}/index.html"));
+        body = String::from_utf8_lossy(&out.stdout).into_owned();
+        out.status.success()
+    });
+    assert_eq!(body, INDEX);
+    let server = HttpServer::start(&tb.ext(), 8000, &tb.tmp().join("ext-www"), "ext-server");
+    let exec = ctrd.ctr(&[
+        "task",
+        "exec",
+        "--exec-id",
+        "wget1",
+        &id,
+        "/bin/wget",
+        "-qO-",
+        "http://198.18.0.2:8000/id.txt",
+    ]);
+    assert!(exec.status.success(), "{exec:?}");
+    assert_eq!(String::from_utf8_lossy(&exec.stdout).trim(), "ext-server");
+    server.wait_client("198.18.0.1");
+    assert_no_firewall_rules(&tb);
+
+    // The task ends: ctr's DEL removes the container from netd.
+    let killed = ctrd.ctr(&["task", "kill", "-s", "SIGKILL", &id]);
+    assert!(killed.status.success(), "{killed:?}");
+    task.wait(WAIT);
+    wait_until("netd to drop ctr's container", WAIT, || {
+        !tb.netd_json(&["container", "ls"])
+            .as_array()
+            .is_some_and(|l| l.iter().any(|c| c["id"] == cni_id.as_str()))
+    });
+    wait_until("the host veth to go", WAIT, || {
+        tb.host_link(&veth).is_none()
+    });
+}

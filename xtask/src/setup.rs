@@ -25,8 +25,11 @@ const PACKAGES: &[&str] = &[
     "util-linux",
     "procps",
     "python3",
-    // The CNI plugin's tests (tests/tests/cni.rs): podman 4.3 with its CNI backend, the reference plugins to chain after netd, a runtime and a static busybox for the rootfs.
+    // The CNI plugin's tests (tests/tests/cni.rs): podman 4.3 with its CNI
+    // backend and containerd's `ctr run --cni`, the reference plugins to
+    // chain after netd, runc, and a static busybox for the rootfs.
     "podman",
+    "containerd",
     "containernetworking-plugins",
     "runc",
     "busybox-static",
