@@ -655,6 +655,12 @@ fn podman_publishes_masquerades_and_removes_through_netd() {
         ]),
         "198.19.1.2"
     );
+    // ... and finds it by podman's id, which `container ls` shows.
+    let by_id = tb.netd_json(&["container", "inspect", &id[..12]]);
+    assert_eq!(by_id["name"], web.as_str());
+    let ls = tb.netd_ok(&["container", "ls"]);
+    let row = ls.lines().find(|l| l.contains(&web)).unwrap_or_default();
+    assert!(row.starts_with(&id[..12]) && row.contains("eth0"), "{ls}");
     let veth = info["host_veth"].as_str().unwrap().to_owned();
     let maps = tb.portmaps();
     assert_eq!(maps.len(), 1);
