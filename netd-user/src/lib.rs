@@ -7,10 +7,12 @@
 //! - `services`: what follows the engine's events (DNS, name files);
 //! - `api`: the socket API's wire types, client and rendering;
 //! - `server`: the daemon (socket server, start, upkeep);
-//! - `cli`: the `netd` command line, a client of the socket API.
+//! - `cli`: the `netd` command line, a client of the socket API;
+//! - `cni`: the CNI plugin (`netd-cni`), another client of it.
 
 pub mod api;
 pub mod cli;
+pub mod cni;
 pub mod engine;
 pub mod kernel;
 pub mod server;

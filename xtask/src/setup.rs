@@ -25,6 +25,14 @@ const PACKAGES: &[&str] = &[
     "util-linux",
     "procps",
     "python3",
+    // The CNI plugin's tests (tests/tests/cni.rs): podman 4.3 with its CNI
+    // backend and containerd's `ctr run --cni`, the reference plugins to
+    // chain after netd, runc, and a static busybox for the rootfs.
+    "podman",
+    "containerd",
+    "containernetworking-plugins",
+    "runc",
+    "busybox-static",
 ];
 
 /// What only `cargo xtask bench` needs: its HTTP client and server. Kept

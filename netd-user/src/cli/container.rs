@@ -6,7 +6,7 @@ use anyhow::{Result, anyhow};
 use clap::{Args, Subcommand};
 use serde_json::Value;
 
-use super::{Ctx, columns, field, table};
+use super::{Ctx, columns, field, items, table};
 use crate::{
     api::{Request, portspec},
     engine::{
@@ -115,9 +115,10 @@ pub enum ContainerCommand {
     Add(ContainerSpec),
     /// List containers.
     Ls,
-    /// Show one container as JSON.
+    /// Show one container as JSON (by name, or by id: a runtime's
+    /// container id, or its first 12 or more characters).
     Inspect { name: String },
-    /// Remove a container's namespace, veth and address.
+    /// Remove a container's namespace, veth and address (by name or id).
     Rm { name: String },
 }
 
@@ -133,13 +134,13 @@ pub fn run(cmd: ContainerCommand, ctx: &Ctx) -> Result<()> {
         }
         ContainerCommand::Inspect { name } => {
             let value = ctx.call(&Request::ContainerInspect {
-                container: ContainerRef::Name(name),
+                container: resolve(ctx, &name)?,
             })?;
             println!("{}", serde_json::to_string_pretty(&value)?);
         }
         ContainerCommand::Rm { name } => {
             ctx.call(&Request::ContainerRm {
-                container: ContainerRef::Name(name.clone()),
+                container: resolve(ctx, &name)?,
             })?;
             ctx.print(&Value::String(name.clone()), |_| name);
         }
@@ -150,12 +151,52 @@ pub fn run(cmd: ContainerCommand, ctx: &Ctx) -> Result<()> {
 fn list_table(value: &Value) -> String {
     let rows = columns(
         value,
-        &["name", "network", "ip", "mac", "host_veth", "status"],
-    );
+        &["id", "name", "network", "ip", "mac", "host_veth", "status"],
+    )
+    .into_iter()
+    .zip(items(value))
+    .map(|(mut row, item)| {
+        // Docker's short id; the interface that carries the address (a
+        // CNI runtime's CNI_IFNAME).
+        row[0] = row[0].chars().take(12).collect();
+        let ifname = field(&item["interfaces"][0], "name");
+        row.insert(3, ifname);
+        row
+    })
+    .collect();
     table(
-        &["NAME", "NETWORK", "IP", "MAC", "HOST VETH", "STATUS"],
+        &[
+            "CONTAINER ID",
+            "NAME",
+            "NETWORK",
+            "IFNAME",
+            "IP",
+            "MAC",
+            "HOST VETH",
+            "STATUS",
+        ],
         rows,
     )
+}
+
+/// A container by name, else by id or a prefix of at least 12 characters
+/// of one id (what `ls` shows); unknown ones go to the daemon by name, for
+/// its error.
+fn resolve(ctx: &Ctx, name_or_id: &str) -> Result<ContainerRef> {
+    let list = ctx.call(&Request::ContainerLs)?;
+    let all = items(&list);
+    if all.iter().any(|c| field(c, "name") == name_or_id) {
+        return Ok(ContainerRef::Name(name_or_id.into()));
+    }
+    let ids: Vec<String> = all
+        .iter()
+        .map(|c| field(c, "id"))
+        .filter(|id| id == name_or_id || (name_or_id.len() >= 12 && id.starts_with(name_or_id)))
+        .collect();
+    Ok(match ids.as_slice() {
+        [id] => ContainerRef::Id(id.clone()),
+        _ => ContainerRef::Name(name_or_id.into()),
+    })
 }
 
 #[cfg(test)]
