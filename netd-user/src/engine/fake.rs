@@ -32,6 +32,8 @@ pub struct World {
     pub namespaces: BTreeSet<PathBuf>,
     /// (namespace, interface) pairs created inside namespaces.
     pub inside: BTreeSet<(PathBuf, String)>,
+    /// host veth -> where its peer is (namespace, name).
+    pub pairs: BTreeMap<String, (Option<PathBuf>, String)>,
     pub endpoints: BTreeMap<IpAddr, DatapathEndpoint>,
     pub attached: BTreeSet<String>,
     pub bridges: BTreeMap<u32, DatapathBridge>,
@@ -196,7 +198,19 @@ impl Links for FakeKernel {
     }
 
     async fn delete_link(&self, name: &str) -> Result<()> {
-        self.with(|w| w.links.remove(name));
+        self.with(|w| {
+            w.links.remove(name);
+            // A veth's peer goes with it.
+            match w.pairs.remove(name) {
+                Some((Some(ns), peer)) => {
+                    w.inside.remove(&(ns, peer));
+                }
+                Some((None, peer)) => {
+                    w.links.remove(&peer);
+                }
+                None => {}
+            }
+        });
         Ok(())
     }
 
@@ -223,17 +237,23 @@ impl Links for FakeKernel {
             self.with(|w| w.waiting = true);
             gate.notified().await;
         }
-        Ok(self.with(|w| {
+        self.with(|w| {
             match netns {
                 Some(ns) => {
-                    w.inside.insert((ns.to_path_buf(), peer.into()));
+                    if !w.inside.insert((ns.to_path_buf(), peer.into())) {
+                        return Err(Error::kernel(format!(
+                            "creating veth pair {host}/{peer}: File exists"
+                        )));
+                    }
                 }
                 None => {
                     Self::add_link(w, peer, LinkKind::Veth, None);
                 }
             }
-            Self::add_link(w, host, LinkKind::Veth, Some(bridge))
-        }))
+            w.pairs
+                .insert(host.into(), (netns.map(Path::to_path_buf), peer.into()));
+            Ok(Self::add_link(w, host, LinkKind::Veth, Some(bridge)))
+        })
     }
 
     async fn host_addresses(&self) -> Result<Vec<IpAddr>> {

@@ -292,6 +292,10 @@ async fn given_namespaces_are_used_and_never_deleted() {
     assert!(kernel.with(|w| w.inside.contains(&(path.clone(), "eth0".into()))));
     engine.remove_container(&by_name("pod")).await.unwrap();
     assert!(kernel.with(|w| w.namespaces.contains(&path)));
+    // The runtime may reuse its namespace and the interface name at once.
+    let mut again = add("pod");
+    again.sandbox = SandboxRequest::Given { path: path.clone() };
+    engine.add_container(again).await.unwrap();
     let mut missing = add("ghost");
     missing.sandbox = SandboxRequest::Given {
         path: "/var/run/netns/gone".into(),

@@ -16,8 +16,9 @@ use crate::engine::{
 pub(super) enum Teardown {
     /// `container rm`: stop at the first failure, keeping the record so
     /// that the removal can be retried; the container is gone for every
-    /// observer at once (datapath entries, namespace), its interfaces are
-    /// deleted in the background (they wait for RCU grace periods).
+    /// observer at once (datapath entries, namespace); the interfaces in a
+    /// namespace netd deletes go in the background (they wait for RCU
+    /// grace periods).
     Release,
     /// Rollback, repair and `down`: every step runs whatever the one
     /// before did, interfaces are deleted before returning, and the record
@@ -47,10 +48,15 @@ impl Engine {
                 .collect::<Vec<_>>()
         });
         step(self.remove_ports(&ports))?;
+        // Interfaces go in the background only when their namespace goes
+        // too: in a runtime's namespace, the runtime may reuse the name at
+        // once (a CNI DEL followed by an ADD).
+        let background = how == Teardown::Release && c.sandbox.owned_netns().is_some();
         for ep in &c.endpoints {
-            let result = match how {
-                Teardown::Release => self.release_endpoint(ep),
-                Teardown::Now => self.teardown_endpoint(ep).await,
+            let result = if background {
+                self.release_endpoint(ep)
+            } else {
+                self.teardown_endpoint(ep).await
             };
             step(result)?;
         }
