@@ -260,6 +260,12 @@ fn insert_new(key: &CtKey, value: &CtValue) -> Result<(), Refused> {
     if NETD_CT_ASSURED.get_ptr(key).is_some() {
         return Err(Refused::Clash);
     }
+    insert_lru(key, value)
+}
+
+/// Inserts into the LRU without replacing an entry there.
+#[inline(always)]
+fn insert_lru(key: &CtKey, value: &CtValue) -> Result<(), Refused> {
     match NETD_CONNTRACK.insert(key, value, u64::from(BPF_NOEXIST)) {
         Ok(()) => Ok(()),
         Err(e) if e == -EEXIST => Err(Refused::Clash),
@@ -269,11 +275,15 @@ fn insert_new(key: &CtKey, value: &CtValue) -> Result<(), Refused> {
 
 /// Inserts the ORIGINAL entry once the REPLY one is in; on failure (another
 /// CPU created the same flow meanwhile, or the table filled up) the REPLY
-/// entry is taken back, so no half flow stays behind.
+/// entry is taken back, so no half flow stays behind. Its key is the
+/// packet's own tuple, which `lookup` just missed in both tables; only the
+/// LRU can have gained it since (another CPU creating the same flow), and
+/// the insert there does not overwrite: no second look in
+/// `NETD_CT_ASSURED`, which only ever gets a flow out of the LRU.
 #[inline(always)]
 fn insert_original(pkt: &Packet, t: &CtKey, kind: u8) -> Result<(), Refused> {
     let original = entry(t, kind, ct_dir::ORIGINAL, pkt);
-    insert_new(&pkt.tuple, &original).inspect_err(|_| {
+    insert_lru(&pkt.tuple, &original).inspect_err(|_| {
         let _ = NETD_CONNTRACK.remove(&t.reversed());
     })
 }

@@ -167,11 +167,28 @@ fn header_checksum_ok(ctx: &TcContext, ip: &Ipv4Hdr) -> bool {
 /// the programs' stack frame, which the verifier limits).
 #[inline(always)]
 pub fn parse(ctx: &mut TcContext) -> Result<Packet, Skip> {
-    let want = (ETH_HLEN + 60 + L4_PEEK).min(ctx.len() as usize);
-    if ctx.data_end() - ctx.data() < want {
-        let _ = ctx.pull_data(want as u32);
+    let len = ctx.len() as usize;
+    if ctx.data_end() - ctx.data() < headers_len(ctx).min(len) {
+        let _ = ctx.pull_data((ETH_HLEN + 60 + L4_PEEK).min(len) as u32);
     }
     parse_linear(ctx)
+}
+
+/// How much of the packet the parser reads: up to the first `L4_PEEK`
+/// bytes past the IP header. Only that needs to be linear: pulling more
+/// (a TCP segment's payload sits in page fragments, and the skb of a
+/// sent segment is a clone) makes `bpf_skb_pull_data` copy the head. The
+/// header length is read afresh (volatile), so that this branch does not
+/// split the parser's paths by its range (see `header_checksum_ok`).
+#[inline(always)]
+fn headers_len(ctx: &TcContext) -> usize {
+    let (start, end) = (ctx.data(), ctx.data_end());
+    if start + ETH_HLEN + 1 > end {
+        return ETH_HLEN + 60 + L4_PEEK;
+    }
+    // SAFETY: in bounds, checked just above.
+    let ver_ihl = unsafe { core::ptr::read_volatile((start + ETH_HLEN) as *const u8) };
+    ETH_HLEN + usize::from(ver_ihl & 0x0f) * 4 + L4_PEEK
 }
 
 #[inline(always)]
