@@ -31,7 +31,7 @@ macro_rules! maps {
         const DECLARED: &[&str] = &[$(stringify!($name)),*];
         const _: () = assert!(
             DECLARED.len() == ALL.len(),
-            "netd_common::names::maps::ALL names a map the datapath does not declare",
+            "netd_common::names::maps::ALL and the maps declared here differ in number",
         );
     };
 }
