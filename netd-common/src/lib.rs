@@ -7,30 +7,105 @@
 //! in the packet, so the datapath compares them without swapping.
 #![no_std]
 
-/// Names of the pinned maps under the bpffs dir. The eBPF statics carry the
-/// same names (BTF map names are the static's identifier).
-pub mod map_names {
-    pub const STATS: &str = "NETD_STATS";
-    pub const ENDPOINTS: &str = "NETD_ENDPOINTS";
-    pub const PORTMAPS: &str = "NETD_PORTMAPS";
-    pub const CONNTRACK: &str = "NETD_CONNTRACK";
-    pub const CONFIG: &str = "NETD_CONFIG";
-    pub const BRIDGES: &str = "NETD_BRIDGES";
-    pub const HOST_ADDRS: &str = "NETD_HOST_ADDRS";
-    pub const VETHS: &str = "NETD_VETHS";
-    pub const CT_ASSURED: &str = "NETD_CT_ASSURED";
-    pub const FRAGS: &str = "NETD_FRAGS";
-    pub const SERVICES: &str = "NETD_SERVICES";
-    /// Every map the daemon pins, in one list.
-    pub const ALL: [&str; 11] = [
-        STATS, ENDPOINTS, PORTMAPS, CONNTRACK, CONFIG, BRIDGES, HOST_ADDRS, VETHS, CT_ASSURED,
-        FRAGS, SERVICES,
-    ];
-    /// The two conntrack tables: assured flows (never evicted) and new flows
-    /// (LRU). An assured flow may still have (stale) copies in the LRU: the
-    /// assured entry wins, so it comes first.
-    pub const CT_TABLES: [&str; 2] = [CT_ASSURED, CONNTRACK];
+/// Names of the maps and programs, one list for both sides: the eBPF
+/// statics and functions carry these names (a map's BTF name is its
+/// static's identifier, a program's its function's), which `netd-ebpf`
+/// checks at compile time against the lists here, and `netd-user` loads,
+/// pins and attaches by them.
+pub mod names {
+    /// Names of the maps, pinned under the bpffs dir.
+    pub mod maps {
+        pub const STATS: &str = "NETD_STATS";
+        pub const ENDPOINTS: &str = "NETD_ENDPOINTS";
+        pub const PORTMAPS: &str = "NETD_PORTMAPS";
+        pub const CONNTRACK: &str = "NETD_CONNTRACK";
+        pub const CONFIG: &str = "NETD_CONFIG";
+        pub const BRIDGES: &str = "NETD_BRIDGES";
+        pub const HOST_ADDRS: &str = "NETD_HOST_ADDRS";
+        pub const VETHS: &str = "NETD_VETHS";
+        pub const CT_ASSURED: &str = "NETD_CT_ASSURED";
+        pub const FRAGS: &str = "NETD_FRAGS";
+        pub const SERVICES: &str = "NETD_SERVICES";
+        pub const SOCK_ORIGIN: &str = "NETD_SOCK_ORIGIN";
+        /// Every map of the object, all pinned by the daemon. A map the
+        /// eBPF side declares must be in it (checked when `netd-ebpf`
+        /// compiles).
+        pub const ALL: [&str; 12] = [
+            STATS,
+            ENDPOINTS,
+            PORTMAPS,
+            CONNTRACK,
+            CONFIG,
+            BRIDGES,
+            HOST_ADDRS,
+            VETHS,
+            CT_ASSURED,
+            FRAGS,
+            SERVICES,
+            SOCK_ORIGIN,
+        ];
+        /// The two conntrack tables: assured flows (never evicted) and new
+        /// flows (LRU). An assured flow may still have (stale) copies in the
+        /// LRU: the assured entry wins, so it comes first.
+        pub const CT_TABLES: [&str; 2] = [CT_ASSURED, CONNTRACK];
+    }
+
+    /// Names of the programs, by attach point.
+    pub mod programs {
+        /// tcx ingress of the uplink(s).
+        pub const UPLINK_INGRESS: &str = "netd_uplink_ingress";
+        /// tcx ingress of a container's host-side veth.
+        pub const FROM_CONTAINER: &str = "netd_from_container";
+        /// The tc classifiers.
+        pub const CLASSIFIERS: [&str; 2] = [UPLINK_INGRESS, FROM_CONTAINER];
+        /// cgroup socket hooks (host-local access to published ports).
+        pub const CONNECT4: &str = "netd_connect4";
+        pub const SENDMSG4: &str = "netd_sendmsg4";
+        pub const GETPEERNAME4: &str = "netd_getpeername4";
+        pub const RECVMSG4: &str = "netd_recvmsg4";
+        pub const SOCK_HOOKS: [&str; 4] = [CONNECT4, SENDMSG4, GETPEERNAME4, RECVMSG4];
+        /// Every program of the object.
+        pub const ALL: [&str; 6] = [
+            UPLINK_INGRESS,
+            FROM_CONTAINER,
+            CONNECT4,
+            SENDMSG4,
+            GETPEERNAME4,
+            RECVMSG4,
+        ];
+    }
+
+    /// `a == b`, usable in constants (the eBPF side's name checks).
+    pub const fn same(a: &str, b: &str) -> bool {
+        let (a, b) = (a.as_bytes(), b.as_bytes());
+        if a.len() != b.len() {
+            return false;
+        }
+        let mut i = 0;
+        while i < a.len() {
+            if a[i] != b[i] {
+                return false;
+            }
+            i += 1;
+        }
+        true
+    }
+
+    /// `name` is one of `list`, usable in constants.
+    pub const fn listed(name: &str, list: &[&str]) -> bool {
+        let mut i = 0;
+        while i < list.len() {
+            if same(name, list[i]) {
+                return true;
+            }
+            i += 1;
+        }
+        false
+    }
 }
+
+/// The map names under their former path (`names::maps`).
+pub use names::maps as map_names;
 
 pub const IPPROTO_ICMP: u8 = 1;
 pub const IPPROTO_TCP: u8 = 6;

@@ -11,15 +11,14 @@
 //! another flow's, in either table, is refused (`Refused::Clash`), as Linux
 //! conntrack drops it.
 //!
+//! Creating a flow (the translation, the port choice) is `nat`'s.
+//!
 //! TCP state is tracked per direction like Linux conntrack does in spirit:
 //! an RST or FIN counts only near the sequence number the sender is at,
 //! and a SYN starts the flow anew once the old connection on that tuple
 //! closed.
 
-use aya_ebpf::{
-    bindings::BPF_NOEXIST,
-    helpers::{bpf_get_prandom_u32, bpf_ktime_get_coarse_ns},
-};
+use aya_ebpf::{bindings::BPF_NOEXIST, helpers::bpf_ktime_get_coarse_ns};
 use netd_common::{CtKey, CtValue, IPPROTO_TCP, ct_dir, ct_tcp};
 
 use crate::{
@@ -27,8 +26,6 @@ use crate::{
     packet::Packet,
 };
 
-/// Attempts at finding a free MASQUERADE port before giving up.
-const PORT_TRIES: u32 = 32;
 const EEXIST: i32 = 17;
 
 /// Why a new flow was not created.
@@ -37,7 +34,7 @@ pub enum Refused {
     Full,
     /// Its reply tuple belongs to another flow.
     Clash,
-    /// No free MASQUERADE port.
+    /// No free MASQUERADE port (`nat::create_with_port`).
     NoPort,
 }
 
@@ -229,8 +226,9 @@ pub fn reset_tcp(key: &CtKey) {
     }
 }
 
+/// A new flow's entry for `direction`, translating to `t`.
 #[inline(always)]
-fn entry(t: &CtKey, kind: u8, direction: u8, pkt: &Packet) -> CtValue {
+pub fn new_entry(t: &CtKey, kind: u8, direction: u8, pkt: &Packet) -> CtValue {
     let original = direction == ct_dir::ORIGINAL;
     let tcp = original && pkt.tuple.proto == IPPROTO_TCP;
     CtValue {
@@ -256,10 +254,16 @@ fn entry(t: &CtKey, kind: u8, direction: u8, pkt: &Packet) -> CtValue {
 
 /// Inserts a new entry; never replaces one, in either table.
 #[inline(always)]
-fn insert_new(key: &CtKey, value: &CtValue) -> Result<(), Refused> {
+pub fn insert_new(key: &CtKey, value: &CtValue) -> Result<(), Refused> {
     if NETD_CT_ASSURED.get_ptr(key).is_some() {
         return Err(Refused::Clash);
     }
+    insert_lru(key, value)
+}
+
+/// Inserts into the LRU without replacing an entry there.
+#[inline(always)]
+fn insert_lru(key: &CtKey, value: &CtValue) -> Result<(), Refused> {
     match NETD_CONNTRACK.insert(key, value, u64::from(BPF_NOEXIST)) {
         Ok(()) => Ok(()),
         Err(e) if e == -EEXIST => Err(Refused::Clash),
@@ -269,52 +273,15 @@ fn insert_new(key: &CtKey, value: &CtValue) -> Result<(), Refused> {
 
 /// Inserts the ORIGINAL entry once the REPLY one is in; on failure (another
 /// CPU created the same flow meanwhile, or the table filled up) the REPLY
-/// entry is taken back, so no half flow stays behind.
+/// entry is taken back, so no half flow stays behind. Its key is the
+/// packet's own tuple, which `lookup` just missed in both tables; only the
+/// LRU can have gained it since (another CPU creating the same flow), and
+/// the insert there does not overwrite: no second look in
+/// `NETD_CT_ASSURED`, which only ever gets a flow out of the LRU.
 #[inline(always)]
-fn insert_original(pkt: &Packet, t: &CtKey, kind: u8) -> Result<(), Refused> {
-    let original = entry(t, kind, ct_dir::ORIGINAL, pkt);
-    insert_new(&pkt.tuple, &original).inspect_err(|_| {
+pub fn insert_original(pkt: &Packet, t: &CtKey, kind: u8) -> Result<(), Refused> {
+    let original = new_entry(t, kind, ct_dir::ORIGINAL, pkt);
+    insert_lru(&pkt.tuple, &original).inspect_err(|_| {
         let _ = NETD_CONNTRACK.remove(&t.reversed());
     })
-}
-
-/// Creates a flow whose translation is fully known (DNAT).
-#[inline(always)]
-pub fn create(pkt: &Packet, t: &CtKey, kind: u8) -> Result<(), Refused> {
-    let reply = entry(&pkt.tuple.reversed(), kind, ct_dir::REPLY, pkt);
-    insert_new(&t.reversed(), &reply)?;
-    insert_original(pkt, t, kind)
-}
-
-/// Creates a flow whose source port (ICMP: echo id) is to be chosen: the
-/// original port if its REPLY tuple is free, else a random one in
-/// [min, max]. The REPLY entry is inserted with NOEXIST, which is what
-/// makes the choice collision-free, also between CPUs racing for a port.
-/// Returns the translated tuple.
-#[inline(always)]
-pub fn create_with_port(
-    pkt: &Packet,
-    t: &CtKey,
-    kind: u8,
-    min: u32,
-    max: u32,
-) -> Result<CtKey, Refused> {
-    let reply = entry(&pkt.tuple.reversed(), kind, ct_dir::REPLY, pkt);
-    let span = max.saturating_sub(min) + 1;
-    let mut port = u16::from_be(pkt.tuple.src_port);
-    let mut chosen = *t;
-    for _ in 0..PORT_TRIES {
-        chosen.src_port = port.to_be();
-        match insert_new(&chosen.reversed(), &reply) {
-            Ok(()) => {
-                insert_original(pkt, &chosen, kind)?;
-                return Ok(chosen);
-            }
-            Err(Refused::Clash) => {}
-            Err(other) => return Err(other),
-        }
-        let random = unsafe { bpf_get_prandom_u32() };
-        port = (min + random % span) as u16;
-    }
-    Err(Refused::NoPort)
 }

@@ -5,15 +5,14 @@
 //! network is routed (`net_flags::ROUTED`, Docker's
 //! `gateway_mode_ipv4=routed`).
 
-use aya_ebpf::programs::TcContext;
 use netd_common::net_flags;
 
-use crate::{maps::NETD_ENDPOINTS, packet::ipv4_dst};
+use crate::{ctx::PacketCtx, maps::NETD_ENDPOINTS, packet::ipv4_dst};
 
 /// True for an IPv4 packet (any protocol, fragments included) addressed to
 /// a container whose network does not accept direct access.
 #[inline(always)]
-pub fn to_unexposed_container(ctx: &mut TcContext) -> bool {
+pub fn to_unexposed_container<C: PacketCtx>(ctx: &mut C) -> bool {
     let Some(dst) = ipv4_dst(ctx) else {
         return false;
     };

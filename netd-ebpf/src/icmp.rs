@@ -18,7 +18,8 @@ use netd_common::{CtKey, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP};
 
 use crate::{
     conntrack,
-    packet::{ETH_HLEN, IP_DST_OFF, IP_SRC_OFF, Packet},
+    ctx::PacketCtx,
+    packet::{ETH_HLEN, IP_CSUM_OFF, IP_DST_OFF, IP_SRC_OFF, Packet},
 };
 
 const ICMP_DEST_UNREACH: u8 = 3;
@@ -42,7 +43,7 @@ struct Inner {
     tuple: CtKey,
 }
 
-fn parse_inner(ctx: &TcContext, pkt: &Packet) -> Option<Inner> {
+fn parse_inner<C: PacketCtx>(ctx: &C, pkt: &Packet) -> Option<Inner> {
     let ip = pkt.l4 + ICMP_HLEN;
     let ver_ihl: u8 = ctx.load(ip).ok()?;
     let ihl = usize::from(ver_ihl & 0x0f) * 4;
@@ -82,7 +83,7 @@ fn parse_inner(ctx: &TcContext, pkt: &Packet) -> Option<Inner> {
 /// netd translates (the packet is left untouched). `receiver`, unless 0:
 /// the error comes from this container, which may only report on packets
 /// it received itself (not forge errors about another container's flow).
-pub fn translate_error(ctx: &mut TcContext, pkt: &Packet, receiver: u32) -> Option<u32> {
+pub fn translate_error<C: PacketCtx>(ctx: &mut C, pkt: &Packet, receiver: u32) -> Option<u32> {
     let inner = parse_inner(ctx, pkt)?;
     if receiver != 0 && receiver != inner.tuple.dst_ip {
         return None;
@@ -103,42 +104,38 @@ pub fn translate_error(ctx: &mut TcContext, pkt: &Packet, receiver: u32) -> Opti
 }
 
 /// Outer address: only the IP checksum covers it (ICMP has no pseudo-header).
-fn rewrite_outer_ip(ctx: &mut TcContext, off: usize, old: u32, new: u32) -> Result<(), ()> {
+fn rewrite_outer_ip<C: PacketCtx>(ctx: &mut C, off: usize, old: u32, new: u32) -> Result<(), ()> {
     if old == new {
         return Ok(());
     }
-    ctx.l3_csum_replace(
-        crate::packet::IP_CSUM_OFF,
-        u64::from(old),
-        u64::from(new),
-        4,
-    )
-    .map_err(|_| ())?;
-    ctx.store(off, &new, 0).map_err(|_| ())
+    ctx.l3_csum_replace(IP_CSUM_OFF, u64::from(old), u64::from(new), 4)?;
+    ctx.store(off, &new, 0)
 }
 
 /// Rewrites the embedded header to `want`, keeping the embedded IP
 /// checksum and the outer ICMP checksum (which covers it all) right. The
 /// embedded L4 checksum is left alone: it may be truncated away, and no
 /// receiver checks it.
-fn rewrite_inner(ctx: &mut TcContext, pkt: &Packet, inner: &Inner, want: &CtKey) -> Result<(), ()> {
+fn rewrite_inner<C: PacketCtx>(
+    ctx: &mut C,
+    pkt: &Packet,
+    inner: &Inner,
+    want: &CtKey,
+) -> Result<(), ()> {
     let icmp_csum = pkt.l4 + 2;
-    let old_ip_csum: u16 = ctx.load(inner.ip + 10).map_err(|_| ())?;
+    let old_ip_csum: u16 = ctx.load(inner.ip + 10)?;
     for (off, old, new) in [
         (inner.ip + 12, inner.tuple.src_ip, want.src_ip),
         (inner.ip + 16, inner.tuple.dst_ip, want.dst_ip),
     ] {
         if old != new {
-            ctx.l3_csum_replace(inner.ip + 10, u64::from(old), u64::from(new), 4)
-                .map_err(|_| ())?;
-            ctx.l4_csum_replace(icmp_csum, u64::from(old), u64::from(new), 4)
-                .map_err(|_| ())?;
-            ctx.store(off, &new, 0).map_err(|_| ())?;
+            ctx.l3_csum_replace(inner.ip + 10, u64::from(old), u64::from(new), 4)?;
+            ctx.l4_csum_replace(icmp_csum, u64::from(old), u64::from(new), 4)?;
+            ctx.store(off, &new, 0)?;
         }
     }
-    let new_ip_csum: u16 = ctx.load(inner.ip + 10).map_err(|_| ())?;
-    ctx.l4_csum_replace(icmp_csum, u64::from(old_ip_csum), u64::from(new_ip_csum), 2)
-        .map_err(|_| ())?;
+    let new_ip_csum: u16 = ctx.load(inner.ip + 10)?;
+    ctx.l4_csum_replace(icmp_csum, u64::from(old_ip_csum), u64::from(new_ip_csum), 2)?;
     let (src_off, dst_off) = match inner.tuple.proto {
         IPPROTO_ICMP => (inner.l4 + 4, inner.l4 + 4),
         _ => (inner.l4, inner.l4 + 2),
@@ -148,9 +145,8 @@ fn rewrite_inner(ctx: &mut TcContext, pkt: &Packet, inner: &Inner, want: &CtKey)
         (dst_off, inner.tuple.dst_port, want.dst_port),
     ] {
         if old != new {
-            ctx.l4_csum_replace(icmp_csum, u64::from(old), u64::from(new), 2)
-                .map_err(|_| ())?;
-            ctx.store(off, &new, 0).map_err(|_| ())?;
+            ctx.l4_csum_replace(icmp_csum, u64::from(old), u64::from(new), 2)?;
+            ctx.store(off, &new, 0)?;
         }
     }
     Ok(())

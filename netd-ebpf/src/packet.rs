@@ -1,14 +1,13 @@
-//! Parsing and rewriting IPv4 packets through the skb helpers: every load
-//! and store is bounds-checked by the kernel, so the verifier has nothing
-//! to prove about packet pointers and IP options need no special casing.
+//! Parsing and rewriting IPv4 packets, over any [`PacketCtx`]. Headers
+//! are read and written in place (direct packet access, bounds-checked
+//! against `data_end`); checksums are updated with the context's
+//! incremental helpers, which keep them right for CHECKSUM_PARTIAL
+//! packets.
 
-use aya_ebpf::{
-    bindings::{BPF_F_MARK_MANGLED_0, BPF_F_PSEUDO_HDR},
-    programs::TcContext,
-};
+use aya_ebpf::bindings::{BPF_F_MARK_MANGLED_0, BPF_F_PSEUDO_HDR};
 use netd_common::{CtKey, FragValue, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP};
 
-use crate::frag;
+use crate::{ctx::PacketCtx, frag};
 
 pub const ETH_HLEN: usize = 14;
 const ETH_P_IP: u16 = 0x0800;
@@ -75,7 +74,7 @@ const L4_PEEK: usize = 14;
 /// `data_end`, no helper call. None when the bytes are not in the linear
 /// part of the skb (or not there at all).
 #[inline(always)]
-pub fn read<T: Copy>(ctx: &TcContext, off: usize) -> Option<T> {
+pub fn read<T: Copy>(ctx: &impl PacketCtx, off: usize) -> Option<T> {
     let start = ctx.data();
     let end = ctx.data_end();
     if start + off + core::mem::size_of::<T>() > end {
@@ -89,7 +88,7 @@ pub fn read<T: Copy>(ctx: &TcContext, off: usize) -> Option<T> {
 /// pointers do not survive helpers that may move data (the checksum
 /// helpers among them), so each write takes them afresh.
 #[inline(always)]
-fn write<T: Copy>(ctx: &TcContext, off: usize, v: T) -> Result<(), ()> {
+fn write<T: Copy>(ctx: &impl PacketCtx, off: usize, v: T) -> Result<(), ()> {
     let start = ctx.data();
     let end = ctx.data_end();
     if start + off + core::mem::size_of::<T>() > end {
@@ -110,7 +109,7 @@ pub fn is_loopback(ip: u32) -> bool {
 /// The destination of an IPv4 packet, whatever its protocol (fragments
 /// included); None for other ethertypes.
 #[inline(always)]
-pub fn ipv4_dst(ctx: &mut TcContext) -> Option<u32> {
+pub fn ipv4_dst<C: PacketCtx>(ctx: &mut C) -> Option<u32> {
     let eth_proto: u16 = read(ctx, 12)?;
     if u16::from_be(eth_proto) != ETH_P_IP {
         return None;
@@ -119,7 +118,7 @@ pub fn ipv4_dst(ctx: &mut TcContext) -> Option<u32> {
         return Some(dst);
     }
     let want = (IP_DST_OFF + 4) as u32;
-    if ctx.len() < want || ctx.pull_data(want).is_err() {
+    if ctx.len() < want || ctx.pull(want).is_err() {
         return None;
     }
     read(ctx, IP_DST_OFF)
@@ -129,7 +128,7 @@ pub fn ipv4_dst(ctx: &mut TcContext) -> Option<u32> {
 /// header's 16-bit words folds to 0xffff (in either byte order). The fixed
 /// 20 bytes are summed from the copy already read.
 #[inline(always)]
-fn header_checksum_ok(ctx: &TcContext, ip: &Ipv4Hdr) -> bool {
+fn header_checksum_ok<C: PacketCtx>(ctx: &C, ip: &Ipv4Hdr) -> bool {
     // SAFETY: Ipv4Hdr is 20 bytes of plain integers with no padding.
     let words: [u16; 10] = unsafe { core::mem::transmute(*ip) };
     let mut sum: u32 = words.iter().map(|&w| u32::from(w)).sum();
@@ -166,16 +165,33 @@ fn header_checksum_ok(ctx: &TcContext, ip: &Ipv4Hdr) -> bool {
 /// parse, not a retry: a second inlined copy of the parser would double
 /// the programs' stack frame, which the verifier limits).
 #[inline(always)]
-pub fn parse(ctx: &mut TcContext) -> Result<Packet, Skip> {
-    let want = (ETH_HLEN + 60 + L4_PEEK).min(ctx.len() as usize);
-    if ctx.data_end() - ctx.data() < want {
-        let _ = ctx.pull_data(want as u32);
+pub fn parse<C: PacketCtx>(ctx: &mut C) -> Result<Packet, Skip> {
+    let len = ctx.len() as usize;
+    if ctx.data_end() - ctx.data() < headers_len(ctx).min(len) {
+        let _ = ctx.pull((ETH_HLEN + 60 + L4_PEEK).min(len) as u32);
     }
     parse_linear(ctx)
 }
 
+/// How much of the packet the parser reads: up to the first `L4_PEEK`
+/// bytes past the IP header. Only that needs to be linear: pulling more
+/// (a TCP segment's payload sits in page fragments, and the skb of a
+/// sent segment is a clone) makes `bpf_skb_pull_data` copy the head. The
+/// header length is read afresh (volatile), so that this branch does not
+/// split the parser's paths by its range (see `header_checksum_ok`).
 #[inline(always)]
-fn parse_linear(ctx: &TcContext) -> Result<Packet, Skip> {
+fn headers_len<C: PacketCtx>(ctx: &C) -> usize {
+    let (start, end) = (ctx.data(), ctx.data_end());
+    if start + ETH_HLEN + 1 > end {
+        return ETH_HLEN + 60 + L4_PEEK;
+    }
+    // SAFETY: in bounds, checked just above.
+    let ver_ihl = unsafe { core::ptr::read_volatile((start + ETH_HLEN) as *const u8) };
+    ETH_HLEN + usize::from(ver_ihl & 0x0f) * 4 + L4_PEEK
+}
+
+#[inline(always)]
+fn parse_linear<C: PacketCtx>(ctx: &C) -> Result<Packet, Skip> {
     let eth_proto: u16 = read(ctx, 12).ok_or(Skip::NotNat)?;
     if u16::from_be(eth_proto) != ETH_P_IP {
         return Err(Skip::NotNat);
@@ -243,7 +259,7 @@ fn parse_linear(ctx: &TcContext) -> Result<Packet, Skip> {
 /// `first_fragment`: the IP payload is only the start of the datagram (the
 /// UDP length covers all of it).
 #[inline(always)]
-fn parse_l4(ctx: &TcContext, pkt: &mut Packet, first_fragment: bool) -> Result<(), Skip> {
+fn parse_l4<C: PacketCtx>(ctx: &C, pkt: &mut Packet, first_fragment: bool) -> Result<(), Skip> {
     // UDP and ICMP headers are 8 bytes: read only what each protocol has.
     match pkt.tuple.proto {
         IPPROTO_TCP => {
@@ -298,7 +314,13 @@ fn l4_csum(pkt: &Packet) -> (usize, u64) {
 /// Rewrites the IPv4 address at `off` (IP_SRC_OFF / IP_DST_OFF), fixing the
 /// IP checksum and the L4 pseudo-header checksum (ICMP has none).
 #[inline(always)]
-pub fn set_ip(ctx: &mut TcContext, pkt: &Packet, off: usize, old: u32, new: u32) -> Result<(), ()> {
+pub fn set_ip<C: PacketCtx>(
+    ctx: &mut C,
+    pkt: &Packet,
+    off: usize,
+    old: u32,
+    new: u32,
+) -> Result<(), ()> {
     if old == new {
         return Ok(());
     }
@@ -309,19 +331,17 @@ pub fn set_ip(ctx: &mut TcContext, pkt: &Packet, off: usize, old: u32, new: u32)
             u64::from(old),
             u64::from(new),
             flags | u64::from(BPF_F_PSEUDO_HDR) | 4,
-        )
-        .map_err(|_| ())?;
+        )?;
     }
-    ctx.l3_csum_replace(IP_CSUM_OFF, u64::from(old), u64::from(new), 4)
-        .map_err(|_| ())?;
+    ctx.l3_csum_replace(IP_CSUM_OFF, u64::from(old), u64::from(new), 4)?;
     write(ctx, off, new)
 }
 
 /// Rewrites a port (or the ICMP echo id) and the L4 checksum. `dst` picks
 /// the destination port; ICMP has one id field for both roles.
 #[inline(always)]
-pub fn set_port(
-    ctx: &mut TcContext,
+pub fn set_port<C: PacketCtx>(
+    ctx: &mut C,
     pkt: &Packet,
     dst: bool,
     old: u16,
@@ -336,8 +356,7 @@ pub fn set_port(
         (_, true) => pkt.l4 + 2,
     };
     let (csum_off, flags) = l4_csum(pkt);
-    ctx.l4_csum_replace(csum_off, u64::from(old), u64::from(new), flags | 2)
-        .map_err(|_| ())?;
+    ctx.l4_csum_replace(csum_off, u64::from(old), u64::from(new), flags | 2)?;
     write(ctx, off, new)
 }
 
@@ -349,7 +368,7 @@ const IP_TTL_OFF: usize = ETH_HLEN + 8;
 /// drops by 0x0100, so the checksum rises by it, end-around carry), with no
 /// helper call: it runs for every routed packet.
 #[inline(always)]
-pub fn decrement_ttl(ctx: &mut TcContext, pkt: &Packet) -> Result<(), ()> {
+pub fn decrement_ttl<C: PacketCtx>(ctx: &mut C, pkt: &Packet) -> Result<(), ()> {
     let csum: u16 = read(ctx, IP_CSUM_OFF).ok_or(())?;
     let mut sum = u32::from(u16::from_be(csum)) + 0x0100;
     sum = (sum & 0xffff) + (sum >> 16);
@@ -359,7 +378,7 @@ pub fn decrement_ttl(ctx: &mut TcContext, pkt: &Packet) -> Result<(), ()> {
 
 /// Sets the Ethernet destination and source.
 #[inline(always)]
-pub fn set_macs(ctx: &mut TcContext, dst: &[u8; 6], src: &[u8; 6]) -> Result<(), ()> {
+pub fn set_macs<C: PacketCtx>(ctx: &mut C, dst: &[u8; 6], src: &[u8; 6]) -> Result<(), ()> {
     write(ctx, 0, *dst)?;
     write(ctx, 6, *src)
 }

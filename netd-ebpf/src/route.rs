@@ -1,6 +1,7 @@
 //! Delivery after translation: straight into a container's namespace with
 //! `bpf_redirect_peer`, or out of the host through the FIB and the
-//! neighbour table (`bpf_redirect` / `bpf_redirect_neigh`).
+//! neighbour table (`bpf_redirect` / `bpf_redirect_neigh`). The FIB lookup
+//! works on any packet context; the redirects are tc's.
 
 use core::{mem, ptr};
 
@@ -14,10 +15,7 @@ use aya_ebpf::{
 };
 use netd_common::{CtKey, EndpointValue, StatIndex};
 
-use crate::{
-    maps::{NETD_ENDPOINTS, count},
-    packet::set_macs,
-};
+use crate::{ctx::PacketCtx, maps::NETD_ENDPOINTS, packet::set_macs, stats::count};
 
 const AF_INET: u8 = 2;
 
@@ -58,7 +56,7 @@ pub fn to_endpoint(ctx: &mut TcContext, ep: &EndpointValue) -> i32 {
 /// Routes `t` like a forwarded packet arriving on this device would be.
 /// None: the destination is local, unreachable, or forwarding is off.
 #[inline(always)]
-pub fn fib_lookup(ctx: &TcContext, t: &CtKey) -> Option<Route> {
+pub fn fib_lookup<C: PacketCtx>(ctx: &C, t: &CtKey) -> Option<Route> {
     // SAFETY: plain-old-data struct the helper fills in.
     let mut params: FibParams = unsafe { mem::zeroed() };
     params.family = AF_INET;
@@ -66,12 +64,12 @@ pub fn fib_lookup(ctx: &TcContext, t: &CtKey) -> Option<Route> {
     params.sport = t.src_port;
     params.dport = t.dst_port;
     params.__bindgen_anon_1.tot_len = 0;
-    params.ifindex = unsafe { (*ctx.skb.skb).ifindex };
+    params.ifindex = ctx.ifindex();
     params.__bindgen_anon_3.ipv4_src = t.src_ip;
     params.__bindgen_anon_4.ipv4_dst = t.dst_ip;
     let rc = unsafe {
         bpf_fib_lookup(
-            ctx.skb.skb.cast(),
+            ctx.as_ptr(),
             &mut params,
             mem::size_of::<FibParams>() as i32,
             u32::from(BPF_FIB_LOOKUP_SRC),

@@ -41,16 +41,11 @@ use crate::engine::{
 
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/netd"));
 
-const PROG_UPLINK_INGRESS: &str = "netd_uplink_ingress";
-const PROG_FROM_CONTAINER: &str = "netd_from_container";
-const CLASSIFIERS: [&str; 2] = [PROG_UPLINK_INGRESS, PROG_FROM_CONTAINER];
+const PROG_UPLINK_INGRESS: &str = netd_common::names::programs::UPLINK_INGRESS;
+const PROG_FROM_CONTAINER: &str = netd_common::names::programs::FROM_CONTAINER;
+const CLASSIFIERS: [&str; 2] = netd_common::names::programs::CLASSIFIERS;
 /// Socket hooks for host-local access to published ports.
-const SOCK_HOOKS: [&str; 4] = [
-    "netd_connect4",
-    "netd_sendmsg4",
-    "netd_getpeername4",
-    "netd_recvmsg4",
-];
+const SOCK_HOOKS: [&str; 4] = netd_common::names::programs::SOCK_HOOKS;
 const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
 
 /// The loaded object. Map and program handles need `&mut Ebpf`; the lock

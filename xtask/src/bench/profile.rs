@@ -1,6 +1,9 @@
-//! Where netd's CPU goes in the connection-rate test: BPF run-time stats
-//! (run count and time per program) over one wrk run, next to the machine's
-//! total CPU per connection.
+//! Where netd's CPU goes: BPF run-time stats (run count and time per
+//! program) over a connection-rate run and a keep-alive run, next to the
+//! machine's total CPU per request. With `--baseline-bin`, the baseline
+//! binary is profiled the same way in every repeat, the order alternating,
+//! so its programs' ns/run can be set against netd's: a per-program A/B
+//! that other load on the machine disturbs far less than the rates do.
 
 use std::path::Path;
 
@@ -9,13 +12,39 @@ use anyhow::{Context, Result};
 use super::{
     Plan, bpf,
     datapath::{Bed, Kind},
-    measure::Servers,
-    results::{Profile, ProgCost},
+    interrupt,
+    measure::{Http, Servers},
+    results::{ProfTest, Profile, ProfileRun, ProgCost},
     suite,
 };
 
 pub fn run(netd_bin: &Path, plan: &Plan) -> Result<Profile> {
-    let mut bed = Bed::up(Kind::Netd, netd_bin)?;
+    let mut kinds = vec![Kind::Netd];
+    if plan.baseline_bin.is_some() {
+        kinds.push(Kind::NetdBaseline);
+    }
+    let mut runs = Vec::new();
+    for r in 0..plan.repeats {
+        for i in 0..kinds.len() {
+            interrupt::check()?;
+            let kind = kinds[(i + r as usize) % kinds.len()];
+            println!("==> profile {}/{}: {kind}", r + 1, plan.repeats);
+            profile_bed(kind, plan.bin_for(kind, netd_bin)?, plan, r, &mut runs)?;
+        }
+    }
+    Ok(Profile { runs })
+}
+
+/// One fresh testbed of `kind`: a connection-rate run, then a keep-alive
+/// run, each with its own counter deltas.
+fn profile_bed(
+    kind: Kind,
+    bin: &Path,
+    plan: &Plan,
+    repeat: u32,
+    out: &mut Vec<ProfileRun>,
+) -> Result<()> {
+    let mut bed = Bed::up(kind, bin)?;
     let _servers = Servers::start(&bed)?;
     let bpffs = bed
         .daemon()
@@ -23,10 +52,38 @@ pub fn run(netd_bin: &Path, plan: &Plan) -> Result<Profile> {
         .bpffs()
         .to_path_buf();
     let _stats = bpf::enable_stats()?;
-    let before = bpf::link_progs(&bpffs)?;
-    let http = suite::conn_rate(&mut bed, plan)?;
-    let after = bpf::link_progs(&bpffs)?;
-    let progs = after
+    for test in [ProfTest::Conn, ProfTest::KeepAlive] {
+        let before = bpf::link_progs(&bpffs)?;
+        let http = match test {
+            ProfTest::Conn => suite::conn_rate(&mut bed, plan)?,
+            ProfTest::KeepAlive => suite::keep_alive(&bed, plan)?,
+        };
+        let after = bpf::link_progs(&bpffs)?;
+        let run = ProfileRun {
+            kind,
+            repeat,
+            test,
+            rate: http.rate,
+            cpu_us_per_req: http.cpu_us_per_req,
+            progs: deltas(&before, &after, &http),
+        };
+        for p in &run.progs {
+            println!(
+                "    {:<11} {:<10} {:<22} {:>6.2} runs/req {:>6.0} ns/run",
+                kind.name(),
+                test.name(),
+                p.name,
+                p.runs_per_req,
+                p.ns_per_run
+            );
+        }
+        out.push(run);
+    }
+    Ok(())
+}
+
+fn deltas(before: &[bpf::ProgRun], after: &[bpf::ProgRun], http: &Http) -> Vec<ProgCost> {
+    after
         .iter()
         .filter_map(|a| {
             let b = before.iter().find(|b| b.id == a.id)?;
@@ -37,13 +94,8 @@ pub fn run(netd_bin: &Path, plan: &Plan) -> Result<Profile> {
                 name: a.name.clone(),
                 runs,
                 ns_per_run: ns as f64 / runs as f64,
-                runs_per_conn: runs as f64 / http.requests,
+                runs_per_req: runs as f64 / http.requests.max(1.0),
             })
         })
-        .collect();
-    Ok(Profile {
-        conn_per_s: http.rate,
-        cpu_us_per_conn: http.cpu_us_per_req,
-        progs,
-    })
+        .collect()
 }

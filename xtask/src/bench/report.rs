@@ -7,7 +7,9 @@ use std::fmt::Write as _;
 use super::{
     baseline,
     datapath::Kind,
-    results::{Control, Memory, Metric, PORT_STEPS, Profile, Samples},
+    results::{
+        Control, Memory, Metric, PORT_STEPS, ProfTest, Profile, ProfileRun, ProgCost, Samples,
+    },
     stats::{Summary, median},
 };
 
@@ -300,28 +302,180 @@ impl Report<'_> {
         let Some(p) = self.profile else {
             return;
         };
+        let kinds: Vec<Kind> = [Kind::Netd, Kind::NetdBaseline]
+            .into_iter()
+            .filter(|k| p.runs.iter().any(|r| r.kind == *k))
+            .collect();
+        let ab = kinds.len() == 2;
+        let repeats = p.runs.iter().map(|r| r.repeat + 1).max().unwrap_or(0);
         let _ = writeln!(
             md,
-            "### netd program cost in the connection-rate test\n\nBPF run-time stats \
-             (BPF_ENABLE_STATS, on only for this extra run): {:.0} conn/s, {:.1} µs of machine CPU \
-             per connection in total.\n",
-            p.conn_per_s, p.cpu_us_per_conn
+            "### netd program cost\n\nBPF run-time stats (BPF_ENABLE_STATS, on only for these \
+             extra runs), {repeats} repeat(s){}: a connection-rate run and a keep-alive run \
+             (50 connections) per testbed. Medians over the repeats{}; µs/req is runs/req × \
+             ns/run, against the machine's total CPU per request.\n",
+            if ab {
+                " of netd and the baseline binary, the order alternating"
+            } else {
+                ""
+            },
+            if ab {
+                "; new/base is the median of the per-repeat ratios of ns/run, min–max in brackets"
+            } else {
+                ", min–max in brackets"
+            }
         );
-        md.push_str("| program | attached through (pinned links) | runs/conn | ns/run | µs/conn |\n| --- | --- | ---: | ---: | ---: |\n");
-        let mut total = 0.0;
-        for prog in &p.progs {
-            let us = prog.runs_per_conn * prog.ns_per_run / 1000.0;
-            total += us;
+        for test in ProfTest::ALL {
+            profile_test(p, test, &kinds, md);
+        }
+    }
+}
+
+/// The median (min–max) over repeats of `f` for `kind`'s runs of `test`.
+fn prof_summary(
+    p: &Profile,
+    kind: Kind,
+    test: ProfTest,
+    f: impl Fn(&ProfileRun) -> Option<f64>,
+) -> Option<Summary> {
+    let v: Vec<f64> = p
+        .runs
+        .iter()
+        .filter(|r| r.kind == kind && r.test == test)
+        .filter_map(f)
+        .collect();
+    Summary::of(v).ok()
+}
+
+fn prog_of<'a>(run: &'a ProfileRun, name: &str) -> Option<&'a ProgCost> {
+    run.progs.iter().find(|c| c.name == name)
+}
+
+/// µs of all programs per request of one run.
+fn prog_total(run: &ProfileRun) -> f64 {
+    run.progs
+        .iter()
+        .map(|c| c.runs_per_req * c.ns_per_run / 1000.0)
+        .sum()
+}
+
+/// Per-repeat ratios netd/baseline of `f` over `test`'s runs.
+fn prof_ratio(
+    p: &Profile,
+    test: ProfTest,
+    f: impl Fn(&ProfileRun) -> Option<f64>,
+) -> Option<Summary> {
+    let mut v = Vec::new();
+    for new in p
+        .runs
+        .iter()
+        .filter(|r| r.kind == Kind::Netd && r.test == test)
+    {
+        let base = p
+            .runs
+            .iter()
+            .find(|r| r.kind == Kind::NetdBaseline && r.test == test && r.repeat == new.repeat);
+        if let (Some(a), Some(b)) = (f(new), base.and_then(&f)) {
+            v.push(a / b);
+        }
+    }
+    Summary::of(v).ok()
+}
+
+fn profile_test(p: &Profile, test: ProfTest, kinds: &[Kind], md: &mut String) {
+    let mut names: Vec<&str> = Vec::new();
+    for run in p.runs.iter().filter(|r| r.test == test) {
+        for c in &run.progs {
+            if !names.contains(&c.name.as_str()) {
+                names.push(&c.name);
+            }
+        }
+    }
+    let med =
+        |s: Option<Summary>, d: usize| s.map_or("-".to_owned(), |s| format!("{:.*}", d, s.median));
+    let spread = |s: Option<Summary>, d: usize| s.map_or("-".to_owned(), |s| cell_text(&s, d));
+    let rates: Vec<String> = kinds
+        .iter()
+        .map(|&k| {
+            format!(
+                "{}: {} req/s, {} µs of CPU per request",
+                k.title(),
+                med(prof_summary(p, k, test, |r| Some(r.rate)), 0),
+                med(prof_summary(p, k, test, |r| Some(r.cpu_us_per_req)), 1)
+            )
+        })
+        .collect();
+    let _ = writeln!(md, "**{}** ({}).\n", test.name(), rates.join("; "));
+    if kinds.len() == 2 {
+        md.push_str(
+            "| program | runs/req | runs/req (baseline) | ns/run | ns/run (baseline) | new/base ns/run | µs/req | µs/req (baseline) |\n\
+             | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n",
+        );
+    } else {
+        md.push_str("| program | runs/req | ns/run | µs/req |\n| --- | ---: | ---: | ---: |\n");
+    }
+    for name in names {
+        let runs = |k| {
+            med(
+                prof_summary(p, k, test, |r| prog_of(r, name).map(|c| c.runs_per_req)),
+                2,
+            )
+        };
+        let ns = |k| prof_summary(p, k, test, |r| prog_of(r, name).map(|c| c.ns_per_run));
+        let us = |k| {
+            med(
+                prof_summary(p, k, test, |r| {
+                    prog_of(r, name).map(|c| c.runs_per_req * c.ns_per_run / 1000.0)
+                }),
+                2,
+            )
+        };
+        if kinds.len() == 2 {
+            let ratio = prof_ratio(p, test, |r| prog_of(r, name).map(|c| c.ns_per_run));
             let _ = writeln!(
                 md,
-                "| {} | {} | {:.2} | {:.0} | {:.2} |",
-                prog.name, prog.links, prog.runs_per_conn, prog.ns_per_run, us
+                "| {name} | {} | {} | {} | {} | {} | {} | {} |",
+                runs(Kind::Netd),
+                runs(Kind::NetdBaseline),
+                med(ns(Kind::Netd), 0),
+                med(ns(Kind::NetdBaseline), 0),
+                spread(ratio, 3),
+                us(Kind::Netd),
+                us(Kind::NetdBaseline)
+            );
+        } else {
+            let _ = writeln!(
+                md,
+                "| {name} | {} | {} | {} |",
+                runs(Kind::Netd),
+                spread(ns(Kind::Netd), 0),
+                us(Kind::Netd)
             );
         }
-        let share = total * 100.0 / p.cpu_us_per_conn.max(f64::MIN_POSITIVE);
+    }
+    let total = |k| prof_summary(p, k, test, |r| Some(prog_total(r)));
+    let share = |k| {
+        prof_summary(p, k, test, |r| {
+            Some(prog_total(r) * 100.0 / r.cpu_us_per_req.max(f64::MIN_POSITIVE))
+        })
+    };
+    if kinds.len() == 2 {
+        let ratio = prof_ratio(p, test, |r| Some(prog_total(r)));
         let _ = writeln!(
             md,
-            "| total | | | | {total:.2} ({share:.1} % of the CPU per connection) |\n"
+            "| total | | | | | {} | {} ({} %) | {} ({} %) |\n",
+            spread(ratio, 3),
+            med(total(Kind::Netd), 2),
+            med(share(Kind::Netd), 1),
+            med(total(Kind::NetdBaseline), 2),
+            med(share(Kind::NetdBaseline), 1)
+        );
+    } else {
+        let _ = writeln!(
+            md,
+            "| total | | | {} ({} % of the CPU per request) |\n",
+            med(total(Kind::Netd), 2),
+            med(share(Kind::Netd), 1)
         );
     }
 }

@@ -213,11 +213,43 @@ pub struct MapMem {
     pub bytes_memlock: u64,
 }
 
-/// Run time of netd's programs during a connection-rate test.
+/// Run time of netd's programs: one `ProfileRun` per (binary, repeat,
+/// test).
 #[derive(Serialize)]
 pub struct Profile {
-    pub conn_per_s: f64,
-    pub cpu_us_per_conn: f64,
+    pub runs: Vec<ProfileRun>,
+}
+
+/// The test a profile run measured.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ProfTest {
+    /// New connections (`Connection: close`): per-connection and
+    /// per-packet work.
+    Conn,
+    /// 50 keep-alive connections: per-packet work of established flows.
+    KeepAlive,
+}
+
+impl ProfTest {
+    pub const ALL: [ProfTest; 2] = [ProfTest::Conn, ProfTest::KeepAlive];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            ProfTest::Conn => "conn-rate",
+            ProfTest::KeepAlive => "keep-alive",
+        }
+    }
+}
+
+#[derive(Serialize)]
+pub struct ProfileRun {
+    pub kind: Kind,
+    pub repeat: u32,
+    pub test: ProfTest,
+    /// Requests (= connections for `Conn`) per second.
+    pub rate: f64,
+    pub cpu_us_per_req: f64,
     pub progs: Vec<ProgCost>,
 }
 
@@ -228,5 +260,6 @@ pub struct ProgCost {
     pub name: String,
     pub runs: u64,
     pub ns_per_run: f64,
-    pub runs_per_conn: f64,
+    /// Runs per request (per connection in the connection-rate test).
+    pub runs_per_req: f64,
 }

@@ -124,6 +124,11 @@ pub fn conn_rate(bed: &mut Bed, plan: &Plan) -> Result<Http> {
     Ok(Http::combine(&parts))
 }
 
+/// Requests/s over 50 keep-alive connections for `plan.http_secs`.
+pub fn keep_alive(bed: &Bed, plan: &Plan) -> Result<Http> {
+    http(bed, HttpMode::KeepAlive, plan)
+}
+
 fn tcp(bed: &Bed, what: &str, client: &str, to: &Target, secs: u32) -> Result<Tcp> {
     let result = measure::iperf(client, to, secs)
         .with_context(|| format!("iperf3 {what} on {}", bed.kind))?;

@@ -1,0 +1,59 @@
+//! Published ports: what a (host address, port, protocol) maps to, for
+//! both the tc programs (packets to a host address) and the socket hooks
+//! (host processes connecting to one).
+
+use netd_common::{IPPROTO_TCP, IPPROTO_UDP, PortMapKey, PortMapValue};
+
+use crate::{
+    maps::{NETD_HOST_ADDRS, NETD_PORTMAPS},
+    packet::{Packet, is_loopback},
+};
+
+/// Who asks: a host process through the socket hooks, or a packet.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Asker {
+    /// A host process: a loopback address reaches the mappings bound to
+    /// it and the wildcard ones (`-p 8080:80` answers on 127.0.0.1 too).
+    HostSocket,
+    /// A packet from another host or a container: a mapping bound to a
+    /// loopback address is for the host's own sockets only, never for
+    /// packets (moby#45610).
+    Packet,
+}
+
+/// The published port `ip:port/proto` is, if any: an exact (host ip,
+/// port) mapping, or a wildcard one when `ip` is one of the host's own
+/// addresses (or, for a host socket, a loopback one).
+#[inline(always)]
+pub fn lookup(ip: u32, port: u16, proto: u8, asker: Asker) -> Option<PortMapValue> {
+    if proto != IPPROTO_TCP && proto != IPPROTO_UDP {
+        return None;
+    }
+    let loopback = is_loopback(ip);
+    if loopback && asker == Asker::Packet {
+        return None;
+    }
+    let mut key = PortMapKey {
+        host_ip: ip,
+        host_port: port,
+        proto,
+        pad: 0,
+    };
+    if let Some(v) = NETD_PORTMAPS.get_ptr(key) {
+        // SAFETY: map value pointer, valid for this run.
+        return Some(unsafe { *v });
+    }
+    if !loopback {
+        NETD_HOST_ADDRS.get_ptr(ip)?;
+    }
+    key.host_ip = 0;
+    // SAFETY: as above.
+    NETD_PORTMAPS.get_ptr(key).map(|v| unsafe { *v })
+}
+
+/// The published port a new TCP/UDP flow is addressed to, if any.
+#[inline(always)]
+pub fn of_packet(pkt: &Packet) -> Option<PortMapValue> {
+    let t = &pkt.tuple;
+    lookup(t.dst_ip, t.dst_port, t.proto, Asker::Packet)
+}
