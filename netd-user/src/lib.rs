@@ -11,6 +11,7 @@
 
 pub mod api;
 pub mod cli;
+pub mod docker;
 pub mod engine;
 pub mod kernel;
 pub mod server;

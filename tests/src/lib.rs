@@ -12,6 +12,7 @@
 //! [`HttpServer`], [`curl`] and [`udp_exchange`] are the usual traffic.
 
 pub mod cleanup;
+pub mod docker;
 mod process;
 pub mod scripts;
 mod testbed;

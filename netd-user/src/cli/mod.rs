@@ -3,6 +3,7 @@
 mod conntrack;
 mod container;
 mod daemon;
+mod docker;
 mod exec;
 mod network;
 mod portmap;
@@ -62,6 +63,9 @@ pub enum Command {
     /// Inspect connection tracking.
     #[command(subcommand)]
     Conntrack(conntrack::ConntrackCommand),
+    /// Docker on netd: what Docker's CLI cannot show of a plugin.
+    #[command(subcommand)]
+    Docker(docker::DockerCommand),
     /// Run a command inside a container's network namespace.
     Exec(exec::ExecArgs),
     /// Show the datapath's packet counters.
@@ -84,6 +88,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Network(cmd) => network::run(cmd, &ctx).map(|()| 0),
         Command::Portmap(cmd) => portmap::run(cmd, &ctx).map(|()| 0),
         Command::Conntrack(cmd) => conntrack::run(cmd, &ctx).map(|()| 0),
+        Command::Docker(cmd) => docker::run(cmd, &ctx).map(|()| 0),
         Command::Exec(args) => exec::run(args, &ctx),
         Command::Stats => system::stats(&ctx).map(|()| 0),
         Command::Down(args) => system::down(args, &ctx).map(|()| 0),
