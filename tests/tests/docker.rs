@@ -8,7 +8,7 @@ use std::time::Duration;
 use netd_tests::{
     HttpServer, Testbed, curl, curl_ok,
     docker::{DockerBed, USR},
-    in_ns, in_ns_ok, udp_exchange, wait_until,
+    in_ns, in_ns_ok, wait_until,
 };
 
 const HOST: &str = "198.18.0.1";
@@ -162,7 +162,215 @@ const UDP_ONCE: &str = "import socket, sys\n\
     s.sendto(sys.argv[3].encode(), (sys.argv[1], int(sys.argv[2])))\n\
     print(s.recv(65535).decode(), end='')\n";
 
-#[allow(dead_code)]
-fn unused() {
-    let _ = udp_exchange;
+/// The flows in netd's table that involve `ip`.
+fn flows_of(bed: &Testbed, ip: &str) -> usize {
+    bed.conntrack()
+        .iter()
+        .filter(|f| f.to_string().contains(&format!("\"{ip}:")))
+        .count()
+}
+
+/// netd's containers (Docker endpoints), by name.
+fn netd_containers(bed: &Testbed) -> Vec<String> {
+    bed.ls().into_keys().collect()
+}
+
+#[test]
+fn networks_are_isolated_and_internal_has_no_way_out() {
+    let d = DockerBed::new();
+    let bed = &d.bed;
+    d.network("n1", &[]);
+    d.network(
+        "n2",
+        &["--subnet", "198.19.2.0/24", "--gateway", "198.19.2.254"],
+    );
+    d.network("n3", &["--internal"]);
+    d.run_d("a1", &["--network", "n1"], &["sleep", "3600"]);
+    d.run_d("a2", &["--network", "n1"], &["sleep", "3600"]);
+    d.run_d("b1", &["--network", "n2"], &["sleep", "3600"]);
+    d.run_d("c1", &["--network", "n3"], &["sleep", "3600"]);
+    d.run_d("c2", &["--network", "n3"], &["sleep", "3600"]);
+    for c in ["a1", "a2", "b1", "c1", "c2"] {
+        d.wait_running(c);
+    }
+    // --subnet and --gateway were honoured.
+    let b1 = d.ip_on("b1", "n2");
+    assert!(b1.starts_with("198.19.2."), "b1 got {b1}");
+    let route = d.exec_ok("b1", &["ip", "route"]);
+    assert!(route.contains("default via 198.19.2.254"), "{route}");
+    // Same network: reachable; across networks: not.
+    d.exec_ok("a1", &["ping", "-c1", "-W2", &d.ip_on("a2", "n1")]);
+    assert!(!d.exec("a1", &["ping", "-c1", "-W1", &b1]).status.success());
+    assert!(
+        !d.exec("b1", &["ping", "-c1", "-W1", &d.ip_on("a1", "n1")])
+            .status
+            .success()
+    );
+    // Internal: its containers reach each other, nothing outside.
+    d.exec_ok("c1", &["ping", "-c1", "-W2", &d.ip_on("c2", "n3")]);
+    let route = d.exec_ok("c1", &["ip", "route"]);
+    assert!(
+        !route.contains("default"),
+        "an internal network got a default route: {route}"
+    );
+    assert!(!d.exec("c1", &["ping", "-c1", "-W1", EXT]).status.success());
+    let server = HttpServer::start(&bed.ext(), 8000, &bed.tmp().join("ext-http"), "ext");
+    let url = format!("http://{EXT}:8000/id.txt");
+    assert!(!d.exec("c1", &["wget", "-qO-", &url]).status.success());
+    assert_eq!(d.exec_ok("a1", &["wget", "-qO-", &url]), "ext");
+    assert!(
+        server.clients().iter().all(|c| c == HOST),
+        "{:?}",
+        server.clients()
+    );
+    // No docker_gwbridge: every container has one interface besides lo.
+    let links = d.exec_ok("a1", &["ip", "-o", "link"]);
+    assert_eq!(links.lines().count(), 2, "{links}");
+    let host_links = bed.host_links();
+    assert!(!host_links.contains("docker_gwbridge"), "{host_links:?}");
+    assert_no_netfilter(bed);
+}
+
+#[test]
+fn rm_stop_start_and_network_rm_leave_exactly_what_they_should() {
+    let d = DockerBed::new();
+    let bed = &d.bed;
+    let net = d.network("n1", &[]);
+    d.run_d(
+        "web",
+        &["--network", "n1", "-p", "8080:80"],
+        &["sh", "-c", HTTPD],
+    );
+    d.wait_running("web");
+    let ip = d.ip_on("web", "n1");
+    let url = format!("http://{HOST}:8080/index.html");
+    wait_until("web to answer", WAIT, || {
+        curl(&bed.ext(), &url).status.success()
+    });
+    assert!(flows_of(bed, &ip) > 0, "no flow of {ip}");
+    assert_eq!(bed.host_veths().len(), 1);
+
+    // stop: the endpoint goes (veth, mapping, flows); start: it comes back.
+    d.docker_ok(&["stop", "-t", "1", "web"]);
+    wait_until("web's veth to go", WAIT, || bed.host_veths().is_empty());
+    assert!(bed.portmaps().is_empty(), "{:?}", bed.portmaps());
+    assert_eq!(flows_of(bed, &ip), 0, "flows of a stopped container");
+    assert!(netd_containers(bed).is_empty());
+    d.docker_ok(&["start", "web"]);
+    d.wait_running("web");
+    wait_until("web to answer again", WAIT, || {
+        curl(&bed.ext(), &url).status.success()
+    });
+    assert_eq!(bed.portmaps().len(), 1);
+    assert_eq!(netd_containers(bed).len(), 1);
+
+    // rm -f: nothing of it is left.
+    let ip = d.ip_on("web", "n1");
+    d.docker_ok(&["rm", "-f", "web"]);
+    wait_until("web's veth to go", WAIT, || bed.host_veths().is_empty());
+    assert!(bed.portmaps().is_empty());
+    assert_eq!(flows_of(bed, &ip), 0, "flows of a removed container");
+    assert!(netd_containers(bed).is_empty());
+    assert!(!curl(&bed.ext(), &url).status.success());
+
+    // network rm: the netd network and its bridge go.
+    let bridge = format!("br-{}", &net[..12]);
+    assert!(bed.host_link(&bridge).is_some(), "no bridge {bridge}");
+    d.docker_ok(&["network", "rm", "n1"]);
+    let nets = bed.netd_json(&["network", "ls"]);
+    assert!(!nets.to_string().contains(&net), "{nets}");
+    assert!(bed.host_link(&bridge).is_none(), "bridge {bridge} left");
+    // Its subnet is free again for the next network.
+    let again = d.network("n2", &[]);
+    let subnet = d.docker_ok(&[
+        "network",
+        "inspect",
+        "-f",
+        "{{range .IPAM.Config}}{{.Subnet}}{{end}}",
+        &again,
+    ]);
+    assert_eq!(subnet, "172.18.0.0/16");
+}
+
+#[test]
+fn netd_restarts_and_kill9_keep_traffic_and_cleanup_follows() {
+    let mut d = DockerBed::new();
+    d.network("n1", &[]);
+    d.run_d(
+        "web",
+        &["--network", "n1", "-p", "8080:80"],
+        &["sh", "-c", HTTPD],
+    );
+    d.run_d(
+        "gone",
+        &["--network", "n1", "-p", "8081:80"],
+        &["sh", "-c", HTTPD],
+    );
+    d.wait_running("web");
+    d.wait_running("gone");
+    let url = format!("http://{HOST}:8080/index.html");
+    let ext = d.bed.ext();
+    wait_until("web to answer", WAIT, || curl(&ext, &url).status.success());
+
+    // Stopped: traffic continues; back up: a later rm cleans up.
+    d.bed.stop();
+    assert_eq!(curl_ok(&ext, &url).trim(), "hello from busybox");
+    d.bed.restart();
+    assert_eq!(curl_ok(&ext, &url).trim(), "hello from busybox");
+
+    // Killed: traffic continues; Docker removes a container meanwhile
+    // (its DeleteEndpoint fails); the next start removes what is left.
+    let gone_ip = d.ip_on("gone", "n1");
+    d.bed.kill9();
+    assert_eq!(curl_ok(&ext, &url).trim(), "hello from busybox");
+    let _ = d.docker(&["rm", "-f", "gone"]);
+    d.bed.restart();
+    assert_eq!(curl_ok(&ext, &url).trim(), "hello from busybox");
+    wait_until("the leftover endpoint to be removed", WAIT, || {
+        netd_containers(&d.bed).len() == 1 && d.bed.host_veths().len() == 1
+    });
+    let maps = d.bed.portmap_specs();
+    assert_eq!(maps.len(), 1, "{maps:?}");
+    assert_eq!(flows_of(&d.bed, &gone_ip), 0);
+    assert!(!curl(&ext, &format!("http://{HOST}:8081/")).status.success());
+
+    // A later docker rm cleans up through the restarted netd.
+    d.docker_ok(&["rm", "-f", "web"]);
+    wait_until("web's veth to go", WAIT, || d.bed.host_veths().is_empty());
+    assert!(d.bed.portmaps().is_empty());
+    assert!(netd_containers(&d.bed).is_empty());
+    // And a new container starts on the restarted netd.
+    d.run_d(
+        "web2",
+        &["--network", "n1", "-p", "8080:80"],
+        &["sh", "-c", HTTPD],
+    );
+    d.wait_running("web2");
+    wait_until("web2 to answer", WAIT, || curl(&ext, &url).status.success());
+}
+
+#[test]
+fn dockerd_restart_brings_containers_back_on_netd() {
+    let mut d = DockerBed::new();
+    d.network("n1", &[]);
+    d.run_d(
+        "web",
+        &["--network", "n1", "-p", "8080:80", "--restart", "always"],
+        &["sh", "-c", HTTPD],
+    );
+    d.wait_running("web");
+    let url = format!("http://{HOST}:8080/index.html");
+    let ext = d.bed.ext();
+    wait_until("web to answer", WAIT, || curl(&ext, &url).status.success());
+    d.stop_dockerd();
+    d.start_dockerd();
+    d.wait_running("web");
+    wait_until("web to answer after dockerd's restart", WAIT, || {
+        curl(&ext, &url).status.success()
+    });
+    // One endpoint: the old one was deleted when dockerd stopped it.
+    assert_eq!(netd_containers(&d.bed).len(), 1);
+    assert_eq!(d.bed.host_veths().len(), 1);
+    assert_eq!(d.bed.portmaps().len(), 1);
+    assert_no_netfilter(&d.bed);
 }

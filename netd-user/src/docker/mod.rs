@@ -14,6 +14,7 @@
 mod driver;
 mod ipam;
 pub mod options;
+mod reconcile;
 mod wire;
 
 use std::{fs, os::unix::fs::PermissionsExt, path::Path};
@@ -65,6 +66,7 @@ pub async fn bind(socket: &Path) -> Result<UnixListener> {
 
 /// Serves the plugin API until the process ends.
 pub async fn serve(listener: UnixListener, engine: Engine) {
+    reconcile::reconcile(&engine).await;
     let app = Router::new().fallback(dispatch).with_state(engine);
     info!("Docker network and IPAM plugin ready");
     if let Err(e) = axum::serve(listener, app).await {
