@@ -25,6 +25,10 @@ const PACKAGES: &[&str] = &[
     "util-linux",
     "procps",
     "python3",
+    // The Docker plugin's tests: a real dockerd (Debian's docker.io 20.10;
+    // no service starts without systemd) and a busybox for the image.
+    "docker.io",
+    "busybox-static",
 ];
 
 /// What only `cargo xtask bench` needs: its HTTP client and server. Kept
