@@ -8,11 +8,13 @@
 //! - `api`: the socket API's wire types, client and rendering;
 //! - `server`: the daemon (socket server, start, upkeep);
 //! - `cli`: the `netd` command line, a client of the socket API;
-//! - `cni`: the CNI plugin (`netd-cni`), another client of it.
+//! - `cni`: the CNI plugin (`netd-cni`), another client of it;
+//! - `docker`: the Docker network and IPAM plugin the daemon serves.
 
 pub mod api;
 pub mod cli;
 pub mod cni;
+pub mod docker;
 pub mod engine;
 pub mod kernel;
 pub mod server;

@@ -13,6 +13,7 @@
 
 pub mod cleanup;
 pub mod cni;
+pub mod docker;
 mod process;
 pub mod scripts;
 mod testbed;

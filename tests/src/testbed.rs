@@ -251,12 +251,27 @@ impl Testbed {
             // (nothing answers there): traffic stays inside the testbed.
             .args(["--dns-upstream", "198.18.0.2"])
             .args(&self.daemon_args)
+            .args(self.no_docker_plugin())
             .env("RUST_LOG", "debug")
             .env_remove("NETD_SOCKET")
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("dup log"))
             .stderr(log);
         self.daemon = Some(cmd.spawn().expect("spawn nsenter netd daemon"));
+    }
+
+    /// The Docker plugin is on by default and its socket directory is
+    /// global to the machine: off unless a test names its own plugin.
+    fn no_docker_plugin(&self) -> Vec<&'static str> {
+        if self
+            .daemon_args
+            .iter()
+            .any(|a| a.starts_with("--docker-plugin"))
+        {
+            Vec::new()
+        } else {
+            vec!["--docker-plugin", "none"]
+        }
     }
 
     fn wait_ready(&mut self) {

@@ -32,6 +32,9 @@ const PACKAGES: &[&str] = &[
     "containerd",
     "containernetworking-plugins",
     "runc",
+    // The Docker plugin's tests: a real dockerd (Debian's docker.io 20.10;
+    // no service starts without systemd) and a busybox for the image.
+    "docker.io",
     "busybox-static",
 ];
 

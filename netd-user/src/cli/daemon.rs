@@ -77,6 +77,14 @@ pub struct DaemonArgs {
     /// default: the host's resolvers from /etc/resolv.conf.
     #[arg(long = "dns-upstream", value_name = "IP")]
     pub dns_upstreams: Vec<std::net::Ipv4Addr>,
+    /// Serve Docker's network and IPAM plugin API under this name
+    /// (`docker network create -d NAME --ipam-driver NAME`), on
+    /// <docker-plugin-dir>/NAME.sock; `none` turns it off.
+    #[arg(long, value_name = "NAME", default_value = "netd")]
+    pub docker_plugin: String,
+    /// Where Docker looks for plugin sockets.
+    #[arg(long, value_name = "DIR", default_value = crate::docker::PLUGIN_DIR)]
+    pub docker_plugin_dir: PathBuf,
 }
 
 pub fn run(args: DaemonArgs, socket: &Path) -> Result<()> {
@@ -110,6 +118,7 @@ pub fn run(args: DaemonArgs, socket: &Path) -> Result<()> {
         nat_ports: args.nat_ports,
         ct_gc_interval: Duration::from_secs(args.ct_gc_interval),
         dns_upstreams: args.dns_upstreams.into_iter().map(Into::into).collect(),
+        docker_plugin: docker_plugin(&args.docker_plugin, &args.docker_plugin_dir)?,
     };
     // Before any thread exists (see the function).
     if host::join_host_mount_namespace()? {
@@ -123,4 +132,23 @@ pub fn run(args: DaemonArgs, socket: &Path) -> Result<()> {
         .build()
         .context("starting the async runtime")?;
     runtime.block_on(server::run(config))
+}
+
+/// `--docker-plugin NAME`: the socket path, or None for `none`.
+fn docker_plugin(name: &str, dir: &Path) -> Result<Option<PathBuf>> {
+    if name == "none" || name.is_empty() {
+        return Ok(None);
+    }
+    let valid = name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        && !name.starts_with('.');
+    if !valid {
+        anyhow::bail!(
+            "invalid --docker-plugin {name:?}: a plugin name is letters, digits, '-', '_' and '.' (or none to turn the plugin off)"
+        );
+    }
+    let dir =
+        std::path::absolute(dir).with_context(|| format!("resolving path {}", dir.display()))?;
+    Ok(Some(crate::docker::socket_path(&dir, name)))
 }

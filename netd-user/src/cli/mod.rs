@@ -4,6 +4,7 @@ mod cni;
 mod conntrack;
 mod container;
 mod daemon;
+mod docker;
 mod exec;
 mod network;
 mod portmap;
@@ -66,6 +67,9 @@ pub enum Command {
     /// The CNI plugin: `netd cni install [--dir /opt/cni/bin]`.
     #[command(subcommand)]
     Cni(cni::CniCommand),
+    /// Docker on netd: what Docker's CLI cannot show of a plugin.
+    #[command(subcommand)]
+    Docker(docker::DockerCommand),
     /// Run a command inside a container's network namespace.
     Exec(exec::ExecArgs),
     /// Show the datapath's packet counters.
@@ -89,6 +93,7 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Portmap(cmd) => portmap::run(cmd, &ctx).map(|()| 0),
         Command::Conntrack(cmd) => conntrack::run(cmd, &ctx).map(|()| 0),
         Command::Cni(cmd) => cni::run(cmd).map(|()| 0),
+        Command::Docker(cmd) => docker::run(cmd, &ctx).map(|()| 0),
         Command::Exec(args) => exec::run(args, &ctx),
         Command::Stats => system::stats(&ctx).map(|()| 0),
         Command::Down(args) => system::down(args, &ctx).map(|()| 0),

@@ -362,6 +362,25 @@ impl fmt::Display for PortMapping {
     }
 }
 
+/// An address pool a runtime's IPAM asked for (Docker's
+/// `IpamDriver.RequestPool`), before and while a network uses it: its
+/// subnet and the addresses handed out of it and not released yet. The
+/// runtime is the one that knows which addresses it holds (Docker calls
+/// `ReleaseAddress` for each), so they are recorded here, not derived
+/// from endpoints.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct AddressPoolLease {
+    /// The caller's handle for it: the subnet in CIDR form.
+    pub id: String,
+    pub subnet: IpNetwork,
+    /// The address handed out as the gateway, if one was.
+    #[serde(default)]
+    pub gateway: Option<IpAddr>,
+    /// Every address handed out and not released, the gateway included.
+    #[serde(default)]
+    pub addresses: std::collections::BTreeSet<IpAddr>,
+}
+
 /// A published mapping and the container it belongs to (removed with it).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct PortMap {

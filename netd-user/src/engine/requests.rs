@@ -135,3 +135,14 @@ pub enum EndpointRef {
     Ifname(String),
     Id(String),
 }
+
+/// What an address request is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AddressUse {
+    /// The network's gateway (Docker's `RequestAddressType`
+    /// `com.docker.network.gateway`).
+    Gateway,
+    /// An endpoint's (or an auxiliary) address.
+    Host,
+}

@@ -263,6 +263,25 @@ impl Conntrack {
         })
     }
 
+    /// Deletes every flow with one of `ips` (network order) in either
+    /// tuple: the flows of a removed container, which must not outlive it
+    /// (its address may be handed out again). Returns how many went.
+    pub fn forget(&mut self, ips: &[u32]) -> Result<usize> {
+        let filter = Filter {
+            ips: Some(ips.to_vec()),
+            port: None,
+        };
+        let (_, flows) = self.flows()?;
+        let gone: Vec<Flow> = flows.into_iter().filter(|f| f.matches(&filter)).collect();
+        for flow in &gone {
+            for table in &mut self.tables {
+                let _ = table.remove(&flow.key);
+                let _ = table.remove(&flow.reply_key);
+            }
+        }
+        Ok(gone.len())
+    }
+
     /// The flows of the next batch of the table that pass `filter`, as
     /// JSON; `None` when the table is exhausted. Each batch is paired on
     /// its own, with a map lookup for a partner in another batch, so a

@@ -57,6 +57,9 @@ pub struct DaemonConfig {
     /// Where the embedded DNS forwards names it does not know (empty: the
     /// host's resolvers).
     pub dns_upstreams: Vec<IpAddr>,
+    /// The Docker plugin's socket (`/run/docker/plugins/<name>.sock`);
+    /// None: no Docker plugin.
+    pub docker_plugin: Option<PathBuf>,
 }
 
 #[cfg(test)]

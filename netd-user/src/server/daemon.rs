@@ -15,7 +15,7 @@ use super::{config::DaemonConfig, down::refuse_lost_state};
 use crate::{
     engine::{Engine, events::Observer, kernel::Kernel, store::redb::RedbStore},
     kernel::{self, datapath::BpfDatapath, host, netlink::Netlink, netns},
-    services::{dns::DnsServers, namefiles::NameFiles},
+    services::{dns::DnsServers, flows::FlowSweeper, namefiles::NameFiles},
 };
 
 pub struct Daemon {
@@ -43,7 +43,8 @@ impl Daemon {
         attach_host(&config, &datapath).await?;
         let names = Arc::new(NameFiles::new(&config.state_dir));
         let dns = Arc::new(DnsServers::new(config.dns_upstreams.clone()));
-        let observers: Vec<Arc<dyn Observer>> = vec![names.clone(), dns];
+        let flows = Arc::new(FlowSweeper::new(config.bpffs.clone()));
+        let observers: Vec<Arc<dyn Observer>> = vec![names.clone(), dns, flows];
         let engine = start_engine(&config, kernel, observers).await?;
         info!(
             state_dir = %config.state_dir.display(),

@@ -47,8 +47,14 @@ pub async fn run(config: DaemonConfig) -> Result<()> {
     let _lock = lock_state_dir(&config.state_dir)?;
     refuse_if_socket_live(&config.socket).await?;
     let socket = config.socket.clone();
+    let plugin_socket = config.docker_plugin.clone();
     let daemon = Arc::new(Daemon::start(config).await?);
     let listener = bind(&socket)?;
+    if let Some(path) = &plugin_socket {
+        let plugin = crate::docker::bind(path).await?;
+        tokio::spawn(crate::docker::serve(plugin, daemon.engine.clone()));
+        info!(socket = %path.display(), "Docker plugin listening");
+    }
     tokio::spawn(maintain::maintain(daemon.clone()));
     tokio::spawn(maintain::follow_host_addresses(daemon.clone()));
     info!(socket = %socket.display(), "netd daemon ready");
@@ -69,6 +75,9 @@ pub async fn run(config: DaemonConfig) -> Result<()> {
         }
     };
     let _ = fs::remove_file(&socket);
+    if let Some(path) = &plugin_socket {
+        let _ = fs::remove_file(path);
+    }
     if let Some(dir) = socket.parent() {
         let _ = fs::remove_dir(dir); // only if empty: it may not be ours alone
     }

@@ -7,6 +7,7 @@ mod container;
 mod endpoint;
 mod lookup;
 mod network;
+mod pool;
 mod portmap;
 mod reconcile;
 mod system;

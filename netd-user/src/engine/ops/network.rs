@@ -127,11 +127,28 @@ pub(super) fn plan_network(
             "an internal network cannot have a routed gateway: internal and routed contradict each other (an internal network has no way out); drop one of them",
         ));
     }
-    let taken: Vec<_> = state.networks.values().map(|n| n.subnet).collect();
+    // Subnets held by a runtime's IPAM are taken too, except by the
+    // network made on exactly that subnet (Docker's CreateNetwork).
+    let taken: Vec<_> = state
+        .networks
+        .values()
+        .map(|n| n.subnet)
+        .chain(state.pools.values().map(|p| p.subnet))
+        .collect();
     let subnet = match req.subnet {
         Some(subnet) => check_subnet(subnet)?,
         None => next_free_subnet(pools, &taken)?,
     };
+    if let Some(pool) = state
+        .pools
+        .values()
+        .find(|p| p.subnet != subnet && overlaps(p.subnet, subnet))
+    {
+        return Err(Error::conflict(format!(
+            "subnet {subnet} overlaps address pool {} of a Docker network: pick a subnet that does not",
+            pool.subnet
+        )));
+    }
     if let Some(other) = state.networks.values().find(|n| overlaps(n.subnet, subnet)) {
         return Err(Error::conflict(format!(
             "subnet {subnet} overlaps network {} ({}): pick a subnet that does not",

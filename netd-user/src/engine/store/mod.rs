@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 
 use super::{
     error::Result,
-    model::{Container, ContainerId, Network, PortMap},
+    model::{AddressPoolLease, Container, ContainerId, Network, PortMap},
 };
 
 /// Everything netd records.
@@ -23,6 +23,8 @@ pub struct State {
     pub containers: BTreeMap<ContainerId, Container>,
     /// By host side (`PortMapping::host_side`).
     pub portmaps: BTreeMap<String, PortMap>,
+    /// Address pools a runtime's IPAM holds, by id.
+    pub pools: BTreeMap<String, AddressPoolLease>,
 }
 
 impl State {
@@ -52,6 +54,12 @@ impl State {
                 Change::DeletePortmap(key) => {
                     self.portmaps.remove(key);
                 }
+                Change::PutPool(p) => {
+                    self.pools.insert(p.id.clone(), p.clone());
+                }
+                Change::DeletePool(id) => {
+                    self.pools.remove(id);
+                }
             }
         }
     }
@@ -67,6 +75,9 @@ pub enum Change {
     PutPortmap(PortMap),
     /// By host side.
     DeletePortmap(String),
+    PutPool(AddressPoolLease),
+    /// By id.
+    DeletePool(String),
 }
 
 pub trait Store: Send + Sync {

@@ -4,8 +4,10 @@
 //! old or the new state of an operation, never part of it.
 //!
 //! Schema 2 (this one): `networks` by name, `containers` by id, `portmaps`
-//! by host side (naming their container by id), `meta` holding
-//! `schema = 2`. Schema 1 (no `meta`) had containers keyed by name and
+//! by host side (naming their container by id), `pools` (address pools a
+//! runtime's IPAM holds) by id, `meta` holding `schema = 2`. `pools` came
+//! later within schema 2: it is created on open and an older netd ignores
+//! it. Schema 1 (no `meta`) had containers keyed by name and
 //! port mappings naming their container; it is converted on open.
 
 use std::{
@@ -29,6 +31,7 @@ use crate::engine::{
 const NETWORKS: TableDefinition<&str, &[u8]> = TableDefinition::new("networks");
 const CONTAINERS: TableDefinition<&str, &[u8]> = TableDefinition::new("containers");
 const PORTMAPS: TableDefinition<&str, &[u8]> = TableDefinition::new("portmaps");
+const POOLS: TableDefinition<&str, &[u8]> = TableDefinition::new("pools");
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 
 pub const SCHEMA: u64 = 2;
@@ -118,6 +121,9 @@ impl Store for RedbStore {
             for (key, p) in rows(&txn.open_table(PORTMAPS)?)? {
                 state.portmaps.insert(key, p);
             }
+            for (key, p) in rows(&txn.open_table(POOLS)?)? {
+                state.pools.insert(key, p);
+            }
             Ok(state)
         })
         .map_err(Error::store)
@@ -133,6 +139,7 @@ impl Store for RedbStore {
                 let mut networks = txn.open_table(NETWORKS)?;
                 let mut containers = txn.open_table(CONTAINERS)?;
                 let mut portmaps = txn.open_table(PORTMAPS)?;
+                let mut pools = txn.open_table(POOLS)?;
                 for change in changes {
                     match change {
                         Change::PutNetwork(n) => {
@@ -152,6 +159,12 @@ impl Store for RedbStore {
                         }
                         Change::DeletePortmap(key) => {
                             portmaps.remove(key.as_str())?;
+                        }
+                        Change::PutPool(p) => {
+                            pools.insert(p.id.as_str(), json(p)?.as_slice())?;
+                        }
+                        Change::DeletePool(id) => {
+                            pools.remove(id.as_str())?;
                         }
                     }
                 }
@@ -204,6 +217,7 @@ fn prepare(db: &Database) -> anyhow::Result<()> {
     txn.open_table(NETWORKS)?;
     txn.open_table(CONTAINERS)?;
     txn.open_table(PORTMAPS)?;
+    txn.open_table(POOLS)?;
     if !had_meta && had_records {
         convert_schema_1(&txn)?;
         info!("state database converted from schema 1 to {SCHEMA}");

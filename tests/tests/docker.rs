@@ -1,0 +1,376 @@
+//! Docker on netd's plugin: a real dockerd (Debian's docker.io 20.10) in
+//! the testbed's host namespace with `--iptables=false
+//! --userland-proxy=false --bridge=none`, containers from a busybox image,
+//! real traffic from the ext namespace (../shared/docs/engines.md).
+
+use std::time::Duration;
+
+use netd_tests::{
+    HttpServer, Testbed, curl, curl_ok,
+    docker::{DockerBed, USR},
+    in_ns, in_ns_ok, wait_until,
+};
+
+const HOST: &str = "198.18.0.1";
+const EXT: &str = "198.18.0.2";
+const WAIT: Duration = Duration::from_secs(15);
+
+/// busybox httpd in the foreground, logging clients to stderr (`-v`).
+const HTTPD: &str = "httpd -f -v -p 80 -h /www";
+
+/// No netfilter rule in the host namespace and no docker-proxy anywhere.
+fn assert_no_netfilter(bed: &Testbed) {
+    let ipt = in_ns_ok(&bed.host(), &["iptables-save"]);
+    let rules: Vec<&str> = ipt
+        .lines()
+        .filter(|l| l.starts_with('-') || l.starts_with(':') && !l.contains("ACCEPT [0:0]"))
+        .filter(|l| l.starts_with('-'))
+        .collect();
+    assert!(
+        rules.is_empty(),
+        "iptables rules in the host namespace:\n{ipt}"
+    );
+    let nft = in_ns_ok(&bed.host(), &["nft", "list", "ruleset"]);
+    assert!(
+        !nft.lines().any(|l| l.trim_start().starts_with("chain")
+            || l.contains(" dnat ")
+            || l.contains("masquerade")),
+        "nftables rules in the host namespace:\n{nft}"
+    );
+    let procs = std::process::Command::new("ps")
+        .args(["-eo", "comm"])
+        .output()
+        .expect("ps");
+    assert!(
+        !String::from_utf8_lossy(&procs.stdout)
+            .lines()
+            .any(|c| c.trim() == "docker-proxy"),
+        "a docker-proxy runs"
+    );
+}
+
+#[test]
+fn published_ports_masquerade_names_and_no_netfilter() {
+    let d = DockerBed::new();
+    let bed = &d.bed;
+    let net = d.network("n1", &[]);
+    assert!(!net.is_empty());
+    // The netd network behind it carries Docker's network id.
+    let nets = bed.netd_json(&["network", "ls"]);
+    assert!(
+        nets.as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n["Id"].as_str() == Some(net.as_str())),
+        "no netd network with Docker's id {net}: {nets}"
+    );
+
+    d.run_d(
+        "web",
+        &[
+            "--network",
+            "n1",
+            "-p",
+            "8080:80",
+            "-p",
+            "9000-9001:9000-9001/udp",
+            "-p",
+            "80",
+            USR[0],
+            USR[1],
+        ],
+        &[
+            "sh",
+            "-c",
+            &format!("{HTTPD} & /usr/bin/python3 /udp-echo.py 9000 9001 & wait"),
+        ],
+    );
+    d.wait_running("web");
+    let web_ip = d.ip_on("web", "n1");
+    assert!(!web_ip.is_empty(), "web has no address on n1");
+
+    // TCP from outside to a published port; the container sees ext.
+    let url = format!("http://{HOST}:8080/index.html");
+    wait_until("web's httpd to answer", WAIT, || {
+        curl(&bed.ext(), &url).status.success()
+    });
+    assert_eq!(curl_ok(&bed.ext(), &url).trim(), "hello from busybox");
+    wait_until("httpd to log ext's address", WAIT, || {
+        let logs = d.docker(&["logs", "web"]);
+        String::from_utf8_lossy(&logs.stderr).contains(EXT)
+            || String::from_utf8_lossy(&logs.stdout).contains(EXT)
+    });
+
+    // The UDP range answers on both ports.
+    for port in [9000, 9001] {
+        let payload = format!("ping-{port}");
+        let mut got = String::new();
+        wait_until(&format!("UDP echo on {port}"), WAIT, || {
+            let out = in_ns(
+                &bed.ext(),
+                &["python3", "-c", UDP_ONCE, HOST, &port.to_string(), &payload],
+            );
+            got = String::from_utf8_lossy(&out.stdout).into_owned();
+            got == payload
+        });
+    }
+
+    // `-p 80`: the host port netd picked, shown by netd, reachable.
+    let ports = d.netd_ports("web");
+    let picked = ports
+        .lines()
+        .filter(|l| l.starts_with("80/tcp -> 0.0.0.0:"))
+        .map(|l| l.rsplit(':').next().unwrap().to_string())
+        .find(|p| p != "8080")
+        .unwrap_or_else(|| panic!("no ephemeral port for 80/tcp in:\n{ports}"));
+    assert!(ports.contains("9000/udp -> 0.0.0.0:9000"), "{ports}");
+    assert!(ports.contains("9001/udp -> 0.0.0.0:9001"), "{ports}");
+    let body = curl_ok(&bed.ext(), &format!("http://{HOST}:{picked}/index.html"));
+    assert_eq!(body.trim(), "hello from busybox");
+    // netd's listings name Docker's endpoint.
+    let endpoint = d.endpoint_on("web", "n1");
+    let maps = bed.portmaps();
+    assert!(
+        maps.iter()
+            .any(|m| m["container_id"].as_str() == Some(endpoint.as_str())),
+        "portmap ls does not show endpoint {endpoint}: {maps:?}"
+    );
+
+    // Out: the container reaches ext's server as 198.18.0.1.
+    let server = HttpServer::start(&bed.ext(), 8000, &bed.tmp().join("ext-http"), "ext");
+    let got = d.exec_ok(
+        "web",
+        &["wget", "-qO-", &format!("http://{EXT}:8000/id.txt")],
+    );
+    assert_eq!(got, "ext");
+    server.wait_client(HOST);
+
+    // A second container reaches the first by address and by name.
+    d.run_d("peer", &["--network", "n1"], &["sleep", "3600"]);
+    d.wait_running("peer");
+    d.exec_ok("peer", &["ping", "-c1", "-W2", &web_ip]);
+    let by_name = d.exec_ok("peer", &["wget", "-qO-", "http://web/index.html"]);
+    assert_eq!(by_name, "hello from busybox");
+
+    assert_no_netfilter(bed);
+}
+
+/// One UDP datagram and its answer (2 s).
+const UDP_ONCE: &str = "import socket, sys\n\
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
+    s.settimeout(2)\n\
+    s.sendto(sys.argv[3].encode(), (sys.argv[1], int(sys.argv[2])))\n\
+    print(s.recv(65535).decode(), end='')\n";
+
+/// The flows in netd's table that involve `ip`.
+fn flows_of(bed: &Testbed, ip: &str) -> usize {
+    bed.conntrack()
+        .iter()
+        .filter(|f| f.to_string().contains(&format!("\"{ip}:")))
+        .count()
+}
+
+/// netd's containers (Docker endpoints), by name.
+fn netd_containers(bed: &Testbed) -> Vec<String> {
+    bed.ls().into_keys().collect()
+}
+
+#[test]
+fn networks_are_isolated_and_internal_has_no_way_out() {
+    let d = DockerBed::new();
+    let bed = &d.bed;
+    d.network("n1", &[]);
+    d.network(
+        "n2",
+        &["--subnet", "198.19.2.0/24", "--gateway", "198.19.2.254"],
+    );
+    d.network("n3", &["--internal"]);
+    d.run_d("a1", &["--network", "n1"], &["sleep", "3600"]);
+    d.run_d("a2", &["--network", "n1"], &["sleep", "3600"]);
+    d.run_d("b1", &["--network", "n2"], &["sleep", "3600"]);
+    d.run_d("c1", &["--network", "n3"], &["sleep", "3600"]);
+    d.run_d("c2", &["--network", "n3"], &["sleep", "3600"]);
+    for c in ["a1", "a2", "b1", "c1", "c2"] {
+        d.wait_running(c);
+    }
+    // --subnet and --gateway were honoured.
+    let b1 = d.ip_on("b1", "n2");
+    assert!(b1.starts_with("198.19.2."), "b1 got {b1}");
+    let route = d.exec_ok("b1", &["ip", "route"]);
+    assert!(route.contains("default via 198.19.2.254"), "{route}");
+    // Same network: reachable; across networks: not.
+    d.exec_ok("a1", &["ping", "-c1", "-W2", &d.ip_on("a2", "n1")]);
+    assert!(!d.exec("a1", &["ping", "-c1", "-W1", &b1]).status.success());
+    assert!(
+        !d.exec("b1", &["ping", "-c1", "-W1", &d.ip_on("a1", "n1")])
+            .status
+            .success()
+    );
+    // Internal: its containers reach each other, nothing outside.
+    d.exec_ok("c1", &["ping", "-c1", "-W2", &d.ip_on("c2", "n3")]);
+    let route = d.exec_ok("c1", &["ip", "route"]);
+    assert!(
+        !route.contains("default"),
+        "an internal network got a default route: {route}"
+    );
+    assert!(!d.exec("c1", &["ping", "-c1", "-W1", EXT]).status.success());
+    let server = HttpServer::start(&bed.ext(), 8000, &bed.tmp().join("ext-http"), "ext");
+    let url = format!("http://{EXT}:8000/id.txt");
+    assert!(!d.exec("c1", &["wget", "-qO-", &url]).status.success());
+    assert_eq!(d.exec_ok("a1", &["wget", "-qO-", &url]), "ext");
+    assert!(
+        server.clients().iter().all(|c| c == HOST),
+        "{:?}",
+        server.clients()
+    );
+    // No docker_gwbridge: every container has one interface besides lo.
+    let links = d.exec_ok("a1", &["ip", "-o", "link"]);
+    assert_eq!(links.lines().count(), 2, "{links}");
+    let host_links = bed.host_links();
+    assert!(!host_links.contains("docker_gwbridge"), "{host_links:?}");
+    assert_no_netfilter(bed);
+}
+
+#[test]
+fn rm_stop_start_and_network_rm_leave_exactly_what_they_should() {
+    let d = DockerBed::new();
+    let bed = &d.bed;
+    let net = d.network("n1", &[]);
+    d.run_d(
+        "web",
+        &["--network", "n1", "-p", "8080:80"],
+        &["sh", "-c", HTTPD],
+    );
+    d.wait_running("web");
+    let ip = d.ip_on("web", "n1");
+    let url = format!("http://{HOST}:8080/index.html");
+    wait_until("web to answer", WAIT, || {
+        curl(&bed.ext(), &url).status.success()
+    });
+    assert!(flows_of(bed, &ip) > 0, "no flow of {ip}");
+    assert_eq!(bed.host_veths().len(), 1);
+
+    // stop: the endpoint goes (veth, mapping, flows); start: it comes back.
+    d.docker_ok(&["stop", "-t", "1", "web"]);
+    wait_until("web's veth to go", WAIT, || bed.host_veths().is_empty());
+    assert!(bed.portmaps().is_empty(), "{:?}", bed.portmaps());
+    assert_eq!(flows_of(bed, &ip), 0, "flows of a stopped container");
+    assert!(netd_containers(bed).is_empty());
+    d.docker_ok(&["start", "web"]);
+    d.wait_running("web");
+    wait_until("web to answer again", WAIT, || {
+        curl(&bed.ext(), &url).status.success()
+    });
+    assert_eq!(bed.portmaps().len(), 1);
+    assert_eq!(netd_containers(bed).len(), 1);
+
+    // rm -f: nothing of it is left.
+    let ip = d.ip_on("web", "n1");
+    d.docker_ok(&["rm", "-f", "web"]);
+    wait_until("web's veth to go", WAIT, || bed.host_veths().is_empty());
+    assert!(bed.portmaps().is_empty());
+    assert_eq!(flows_of(bed, &ip), 0, "flows of a removed container");
+    assert!(netd_containers(bed).is_empty());
+    assert!(!curl(&bed.ext(), &url).status.success());
+
+    // network rm: the netd network and its bridge go.
+    let bridge = format!("br-{}", &net[..12]);
+    assert!(bed.host_link(&bridge).is_some(), "no bridge {bridge}");
+    d.docker_ok(&["network", "rm", "n1"]);
+    let nets = bed.netd_json(&["network", "ls"]);
+    assert!(!nets.to_string().contains(&net), "{nets}");
+    assert!(bed.host_link(&bridge).is_none(), "bridge {bridge} left");
+    // Its subnet is free again for the next network.
+    let again = d.network("n2", &[]);
+    let subnet = d.docker_ok(&[
+        "network",
+        "inspect",
+        "-f",
+        "{{range .IPAM.Config}}{{.Subnet}}{{end}}",
+        &again,
+    ]);
+    assert_eq!(subnet, "172.18.0.0/16");
+}
+
+#[test]
+fn netd_restarts_and_kill9_keep_traffic_and_cleanup_follows() {
+    let mut d = DockerBed::new();
+    d.network("n1", &[]);
+    d.run_d(
+        "web",
+        &["--network", "n1", "-p", "8080:80"],
+        &["sh", "-c", HTTPD],
+    );
+    d.run_d(
+        "gone",
+        &["--network", "n1", "-p", "8081:80"],
+        &["sh", "-c", HTTPD],
+    );
+    d.wait_running("web");
+    d.wait_running("gone");
+    let url = format!("http://{HOST}:8080/index.html");
+    let ext = d.bed.ext();
+    wait_until("web to answer", WAIT, || curl(&ext, &url).status.success());
+
+    // Stopped: traffic continues; back up: a later rm cleans up.
+    d.bed.stop();
+    assert_eq!(curl_ok(&ext, &url).trim(), "hello from busybox");
+    d.bed.restart();
+    assert_eq!(curl_ok(&ext, &url).trim(), "hello from busybox");
+
+    // Killed: traffic continues; Docker removes a container meanwhile
+    // (its DeleteEndpoint fails); the next start removes what is left.
+    let gone_ip = d.ip_on("gone", "n1");
+    d.bed.kill9();
+    assert_eq!(curl_ok(&ext, &url).trim(), "hello from busybox");
+    let _ = d.docker(&["rm", "-f", "gone"]);
+    d.bed.restart();
+    assert_eq!(curl_ok(&ext, &url).trim(), "hello from busybox");
+    wait_until("the leftover endpoint to be removed", WAIT, || {
+        netd_containers(&d.bed).len() == 1 && d.bed.host_veths().len() == 1
+    });
+    let maps = d.bed.portmap_specs();
+    assert_eq!(maps.len(), 1, "{maps:?}");
+    assert_eq!(flows_of(&d.bed, &gone_ip), 0);
+    assert!(!curl(&ext, &format!("http://{HOST}:8081/")).status.success());
+
+    // A later docker rm cleans up through the restarted netd.
+    d.docker_ok(&["rm", "-f", "web"]);
+    wait_until("web's veth to go", WAIT, || d.bed.host_veths().is_empty());
+    assert!(d.bed.portmaps().is_empty());
+    assert!(netd_containers(&d.bed).is_empty());
+    // And a new container starts on the restarted netd.
+    d.run_d(
+        "web2",
+        &["--network", "n1", "-p", "8080:80"],
+        &["sh", "-c", HTTPD],
+    );
+    d.wait_running("web2");
+    wait_until("web2 to answer", WAIT, || curl(&ext, &url).status.success());
+}
+
+#[test]
+fn dockerd_restart_brings_containers_back_on_netd() {
+    let mut d = DockerBed::new();
+    d.network("n1", &[]);
+    d.run_d(
+        "web",
+        &["--network", "n1", "-p", "8080:80", "--restart", "always"],
+        &["sh", "-c", HTTPD],
+    );
+    d.wait_running("web");
+    let url = format!("http://{HOST}:8080/index.html");
+    let ext = d.bed.ext();
+    wait_until("web to answer", WAIT, || curl(&ext, &url).status.success());
+    d.stop_dockerd();
+    d.start_dockerd();
+    d.wait_running("web");
+    wait_until("web to answer after dockerd's restart", WAIT, || {
+        curl(&ext, &url).status.success()
+    });
+    // One endpoint: the old one was deleted when dockerd stopped it.
+    assert_eq!(netd_containers(&d.bed).len(), 1);
+    assert_eq!(d.bed.host_veths().len(), 1);
+    assert_eq!(d.bed.portmaps().len(), 1);
+    assert_no_netfilter(&d.bed);
+}
