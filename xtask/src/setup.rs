@@ -41,7 +41,7 @@ const PACKAGES: &[&str] = &[
 /// What only `cargo xtask bench` needs: its HTTP client and server. Kept
 /// out of `setup` because installing nginx starts a web server on port 80
 /// on systemd hosts; the benchmark runs its own nginx inside a namespace.
-const BENCH_PACKAGES: &[&str] = &["wrk", "nginx"];
+const BENCH_PACKAGES: &[&str] = &["wrk", "nginx", "docker.io", "busybox-static"];
 
 const LLVM_BIN: &str = "/usr/lib/llvm-22/bin";
 

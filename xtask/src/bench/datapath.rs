@@ -9,7 +9,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use clap::ValueEnum;
 use serde::{Deserialize, Serialize};
 
@@ -219,30 +219,10 @@ impl Bed {
     /// and a reused tuple is a conntrack hit in netd but a re-created entry
     /// (rules evaluated again) in netfilter.
     pub fn fresh_source(&mut self) -> Result<()> {
-        if self.sources >= 200 {
-            bail!("out of client source addresses");
-        }
-        let addr = format!("198.18.0.{}", 10 + self.sources);
+        let addr = self.topo.client_source(self.sources)?;
         self.sources += 1;
-        let ext = self.topo.ext();
-        ip(&[
-            "-n",
-            &ext,
-            "addr",
-            "add",
-            &format!("{addr}/24"),
-            "dev",
-            "ext0",
-        ])?;
-        let link = [
-            "dev", "ext0", "proto", "kernel", "scope", "link", "src", &addr,
-        ];
-        ip(&[
-            &["-n", &ext, "route", "replace", "198.18.0.0/24"][..],
-            &link,
-        ]
-        .concat())?;
         if self.kind == Kind::Routed {
+            let ext = self.topo.ext();
             let via = ["via", HOST_IP, "src", &addr];
             ip(&[&["-n", &ext, "route", "replace", rules::SUBNET][..], &via].concat())?;
         }

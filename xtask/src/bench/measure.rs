@@ -3,6 +3,7 @@
 
 use std::{
     fs,
+    path::Path,
     process::Stdio,
     thread,
     time::{Duration, Instant},
@@ -48,19 +49,20 @@ impl Servers {
 }
 
 fn nginx(bed: &Bed, ns: &str) -> Result<Background> {
-    let dir = bed.topo().tmp().join("nginx");
-    fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    nginx_in(&bed.topo().tmp().join("nginx"), ns, bed.http_listen_port())
+}
+
+/// nginx (see `nginx_conf`) in namespace `ns` on `port`, its files in `dir`.
+pub fn nginx_in(dir: &Path, ns: &str, port: u16) -> Result<Background> {
+    fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let conf = dir.join("nginx.conf");
-    fs::write(
-        &conf,
-        nginx_conf(&dir.to_string_lossy(), bed.http_listen_port()),
-    )
-    .with_context(|| format!("cannot write {}", conf.display()))?;
+    fs::write(&conf, nginx_conf(&dir.to_string_lossy(), port))
+        .with_context(|| format!("cannot write {}", conf.display()))?;
     let mut c = procs::in_ns_on(ns, Cpu::Server, "nginx");
     c.arg("-e")
         .arg(dir.join("error.log"))
         .arg("-p")
-        .arg(&dir)
+        .arg(dir)
         .arg("-c")
         .arg(&conf)
         .stdin(Stdio::null())
@@ -117,7 +119,7 @@ fn wait_listening(ns: &str, port: u16) -> Result<()> {
     .with_context(|| format!("nothing listens on port {port} in {ns}"))
 }
 
-fn wait_http(ns: &str, target: &Target) -> Result<()> {
+pub fn wait_http(ns: &str, target: &Target) -> Result<()> {
     let url = format!("http://{}:{}/", target.ip, target.port);
     poll(READY_TIMEOUT, || {
         let mut curl = procs::in_ns(ns, "curl");

@@ -9,12 +9,17 @@
 //! wrk, iperf3, CPU), `suite` (one datapath's tests), `control`, `memory`,
 //! `profile`, `bpf` (bpftool, run-time stats), `results`, `stats`,
 //! `report`, `baseline` (the A/B section of the report), `plot`, `docs`, `procs` (bounded child processes),
-//! `interrupt` (Ctrl-C → clean unwind).
+//! `interrupt` (Ctrl-C → clean unwind); the Docker section: `docker`
+//! (dockerd in a testbed), `docker_suite` (its measurements),
+//! `docker_report`.
 
 mod baseline;
 mod bpf;
 mod control;
 mod datapath;
+mod docker;
+mod docker_report;
+mod docker_suite;
 mod docs;
 mod interrupt;
 mod measure;
@@ -64,6 +69,14 @@ pub struct BenchArgs {
     /// Parts to run (comma-separated) [default: all].
     #[arg(long, value_enum, value_delimiter = ',')]
     parts: Vec<Part>,
+    /// Published port counts of the Docker section's `docker run` timing.
+    #[arg(long, value_delimiter = ',', default_value = "1,100,1000",
+          value_parser = clap::value_parser!(u32).range(1..=10000))]
+    docker_ports: Vec<u32>,
+    /// Ports published besides the measured one in the Docker section's
+    /// memory and connection-rate tests.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(0..=10000))]
+    docker_conn_ports: u32,
     /// Also write the report into BENCHMARKS.md and the plot to docs/bench/.
     #[arg(long)]
     update_docs: bool,
@@ -86,6 +99,9 @@ enum Part {
     Memory,
     /// netd's BPF program run times during the connection-rate test.
     Profile,
+    /// Docker on netd against Docker with iptables and docker-proxy:
+    /// `docker run -p` time, memory, new connections/s.
+    Docker,
 }
 
 /// What one run does.
@@ -100,6 +116,7 @@ pub struct Plan {
     parts: Vec<Part>,
     /// The netd binary of `Kind::NetdBaseline`, if it is in `kinds`.
     baseline_bin: Option<PathBuf>,
+    docker: docker_suite::DockerPlan,
 }
 
 impl Plan {
@@ -131,6 +148,12 @@ impl Plan {
                 args.parts.clone()
             },
             baseline_bin: args.baseline_bin.clone(),
+            docker: docker_suite::DockerPlan {
+                ports: args.docker_ports.clone(),
+                conn_ports: args.docker_conn_ports,
+                repeats: args.repeats.unwrap_or(if args.quick { 1 } else { 3 }),
+                secs,
+            },
         }
     }
 
@@ -157,6 +180,9 @@ impl Plan {
     }
 
     fn describe(&self) -> String {
+        if self.parts == [Part::Docker] {
+            return format!("Docker section only: {}", self.docker.describe());
+        }
         let kinds: Vec<&str> = self.kinds.iter().map(|k| k.name()).collect();
         format!(
             "{} repeat(s) of [{}], interleaved (each repeat runs every datapath in turn, \
@@ -182,6 +208,7 @@ struct Outcome {
     control: Option<Control>,
     memory: Option<Memory>,
     profile: Option<Profile>,
+    docker: Option<docker_suite::DockerResults>,
 }
 
 const TOOLS: &[&str] = &[
@@ -197,10 +224,22 @@ const TOOLS: &[&str] = &[
     "ss",
 ];
 
+/// The Docker section's (docker-proxy is found on dockerd's PATH).
+const DOCKER_TOOLS: &[&str] = &[
+    "/usr/sbin/dockerd",
+    "/usr/bin/docker",
+    "/usr/sbin/docker-proxy",
+    "busybox",
+    "iptables-save",
+];
+
 pub fn run(args: &BenchArgs) -> Result<()> {
     cmd::ensure_root("the benchmark creates network namespaces and loads eBPF")?;
     crate::setup::setup_bench()?;
-    missing_tools()?;
+    missing_tools(TOOLS)?;
+    if args.parts.is_empty() || args.parts.contains(&Part::Docker) {
+        missing_tools(DOCKER_TOOLS)?;
+    }
     if let Some(base) = &args.baseline_bin
         && !base.is_file()
     {
@@ -240,6 +279,10 @@ fn measure_all(plan: &Plan, bin: &Path) -> Result<Outcome> {
         println!("==> profile: netd program run times during the connection-rate test");
         out.profile = Some(profile::run(bin, plan)?);
     }
+    if plan.has(Part::Docker) {
+        println!("==> docker: {}", plan.docker.describe());
+        out.docker = Some(docker_suite::run(bin, &plan.docker)?);
+    }
     Ok(out)
 }
 
@@ -269,6 +312,7 @@ fn write_outputs(plan: &Plan, meta: &Meta, out: &Outcome, update_docs: bool) -> 
         control: out.control.as_ref(),
         memory: out.memory.as_ref(),
         profile: out.profile.as_ref(),
+        docker: out.docker.as_ref(),
     }
     .markdown();
     let svg = dir.join("conn-rate.svg");
@@ -312,8 +356,8 @@ fn write(path: &Path, text: &str) -> Result<()> {
     fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))
 }
 
-fn missing_tools() -> Result<()> {
-    let missing: Vec<&str> = TOOLS
+fn missing_tools(tools: &[&str]) -> Result<()> {
+    let missing: Vec<&str> = tools
         .iter()
         .copied()
         .filter(|t| {

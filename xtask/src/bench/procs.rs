@@ -193,12 +193,17 @@ impl Background {
     }
 
     fn stop(&mut self) {
+        self.stop_with_grace(TERM_GRACE);
+    }
+
+    /// SIGTERM, up to `grace` for the process to exit, then SIGKILL.
+    pub fn stop_with_grace(&mut self, grace: Duration) {
         let Some(mut child) = self.child.take() else {
             return;
         };
         if matches!(child.try_wait(), Ok(None)) {
             terminate(&child);
-            let deadline = Instant::now() + TERM_GRACE;
+            let deadline = Instant::now() + grace;
             while matches!(child.try_wait(), Ok(None)) && Instant::now() < deadline {
                 thread::sleep(POLL);
             }

@@ -7,6 +7,7 @@ use std::fmt::Write as _;
 use super::{
     baseline,
     datapath::Kind,
+    docker_suite::DockerResults,
     results::{
         Control, Memory, Metric, PORT_STEPS, ProfTest, Profile, ProfileRun, ProgCost, Samples,
     },
@@ -34,9 +35,10 @@ pub struct Report<'a> {
     pub control: Option<&'a Control>,
     pub memory: Option<&'a Memory>,
     pub profile: Option<&'a Profile>,
+    pub docker: Option<&'a DockerResults>,
 }
 
-const CONN_RATIO_TARGET: f64 = 1.3;
+pub const CONN_RATIO_TARGET: f64 = 1.3;
 const SCALE_TARGET: f64 = 0.95;
 const PORTMAP_10K_TARGET_MS: f64 = 1000.0;
 const CONTAINER_ADD_TARGET_MS: f64 = 30.0;
@@ -59,12 +61,20 @@ impl Report<'_> {
     pub fn markdown(&self) -> String {
         let mut md = String::new();
         self.header(&mut md);
-        self.targets_table(&mut md);
-        self.data_table(&mut md);
+        let data = !self.samples.samples.is_empty();
+        if data || self.control.is_some() {
+            self.targets_table(&mut md);
+        }
+        if data {
+            self.data_table(&mut md);
+        }
         baseline::section(self.kinds, self.samples, &mut md);
         self.control_table(&mut md);
         self.memory_table(&mut md);
         self.profile_table(&mut md);
+        if let Some(d) = self.docker {
+            d.markdown(&mut md);
+        }
         md
     }
 

@@ -65,6 +65,34 @@ impl Topology {
         format!("{}c{n}", self.prefix)
     }
 
+    /// Makes ext's clients use source address 198.18.0.(10 + n): see
+    /// `Bed::fresh_source`.
+    pub fn client_source(&self, n: u8) -> Result<String> {
+        if n >= 200 {
+            bail!("out of client source addresses");
+        }
+        let addr = format!("198.18.0.{}", 10 + n);
+        let ext = self.ext();
+        ip(&[
+            "-n",
+            &ext,
+            "addr",
+            "add",
+            &format!("{addr}/24"),
+            "dev",
+            "ext0",
+        ])?;
+        let link = [
+            "dev", "ext0", "proto", "kernel", "scope", "link", "src", &addr,
+        ];
+        ip(&[
+            &["-n", &ext, "route", "replace", "198.18.0.0/24"][..],
+            &link,
+        ]
+        .concat())?;
+        Ok(addr)
+    }
+
     fn build(&self) -> Result<()> {
         let (host, ext) = (self.host(), self.ext());
         for cmd in topology::ip_commands(&host, &ext) {
@@ -103,6 +131,11 @@ pub struct Daemon {
 
 impl Daemon {
     pub fn start(topo: &Topology, bin: &Path) -> Result<Self> {
+        Self::start_with(topo, bin, &[])
+    }
+
+    /// Like `start`, with more `netd daemon` arguments.
+    pub fn start_with(topo: &Topology, bin: &Path, extra: &[&str]) -> Result<Self> {
         let log = topo.tmp().join("daemon.log");
         let file = fs::File::create(&log).context("cannot create the daemon log")?;
         let bpffs = PathBuf::from("/sys/fs/bpf").join(topo.prefix());
@@ -117,6 +150,7 @@ impl Daemon {
             .arg(&bpffs)
             .arg("--socket")
             .arg(&socket)
+            .args(extra)
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(file.try_clone()?)
