@@ -31,8 +31,8 @@ pub(super) async fn call(engine: &Engine, method: &str, body: &[u8]) -> Answer {
         "NetworkDriver.CreateEndpoint" => create_endpoint(engine, parse(body)?).await,
         "NetworkDriver.DeleteEndpoint" => delete_endpoint(engine, parse(body)?).await,
         "NetworkDriver.EndpointOperInfo" => oper_info(engine, parse(body)?),
-        "NetworkDriver.Join" => join(engine, parse(body)?),
-        "NetworkDriver.Leave" => Ok(json!({})),
+        "NetworkDriver.Join" => join(engine, parse(body)?).await,
+        "NetworkDriver.Leave" => leave(engine, parse(body)?).await,
         "NetworkDriver.ProgramExternalConnectivity" => program(engine, parse(body)?).await,
         "NetworkDriver.RevokeExternalConnectivity" => revoke(engine, parse(body)?).await,
         "NetworkDriver.DiscoverNew" | "NetworkDriver.DiscoverDelete" => Ok(json!({})),
@@ -144,6 +144,16 @@ async fn delete_endpoint(engine: &Engine, req: wire::EndpointCall) -> Answer {
     }
 }
 
+/// `Leave`: the container end is out of the sandbox again.
+async fn leave(engine: &Engine, req: wire::EndpointCall) -> Answer {
+    let id = ContainerRef::Id(req.endpoint_id.clone());
+    match engine.place_sandbox(&id, None).await {
+        Ok(_) => Ok(json!({})),
+        Err(e) if e.kind == ErrorKind::NotFound => Ok(json!({})),
+        Err(e) => Err(e.into()),
+    }
+}
+
 fn oper_info(engine: &Engine, req: wire::EndpointCall) -> Answer {
     let Some((c, ep)) = engine.endpoint_by_id(&req.endpoint_id) else {
         return Ok(json!({ "Value": {} }));
@@ -162,7 +172,7 @@ fn oper_info(engine: &Engine, req: wire::EndpointCall) -> Answer {
     }}))
 }
 
-fn join(engine: &Engine, req: wire::Join) -> Answer {
+async fn join(engine: &Engine, req: wire::Join) -> Answer {
     let (c, ep) = engine.endpoint_by_id(&req.endpoint_id).ok_or_else(|| {
         Failure::Err(format!(
             "netd: no endpoint {}: it was never created or netd lost it; recreate the container",
@@ -176,6 +186,16 @@ fn join(engine: &Engine, req: wire::Join) -> Answer {
         )));
     };
     let net = engine.network(&ep.network)?;
+    // Where the container end goes: netd can then tell a live endpoint
+    // (its namespace there) from one Docker dropped while netd was away.
+    if !req.sandbox_key.is_empty() {
+        engine
+            .place_sandbox(
+                &ContainerRef::Id(c.id.0.clone()),
+                Some(req.sandbox_key.clone().into()),
+            )
+            .await?;
+    }
     info!(container = %c.name, sandbox = %req.sandbox_key, "Docker endpoint joined");
     // Always a gateway, except on an internal network (no way out): without
     // one Docker would attach the container to its own docker_gwbridge.

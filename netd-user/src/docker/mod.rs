@@ -66,7 +66,16 @@ pub async fn bind(socket: &Path) -> Result<UnixListener> {
 
 /// Serves the plugin API until the process ends.
 pub async fn serve(listener: UnixListener, engine: Engine) {
-    reconcile::reconcile(&engine).await;
+    let unjoined = reconcile::reconcile(&engine).await;
+    if !unjoined.is_empty() {
+        let engine = engine.clone();
+        tokio::spawn(async move {
+            // A grace period, not synchronisation: Docker retries a Join
+            // for about 15 s, then gives the endpoint up.
+            tokio::time::sleep(reconcile::JOIN_GRACE).await;
+            reconcile::sweep_unjoined(&engine, &unjoined).await;
+        });
+    }
     let app = Router::new().fallback(dispatch).with_state(engine);
     info!("Docker network and IPAM plugin ready");
     if let Err(e) = axum::serve(listener, app).await {

@@ -165,6 +165,45 @@ impl Engine {
         Ok(())
     }
 
+    /// Where a runtime put a container it wires itself: its namespace
+    /// once the runtime moved the interfaces in (Docker's `Join` gives
+    /// the path), none again when it took them out (`Leave`). Only
+    /// between those two: netd's own namespaces are netd's business.
+    pub async fn place_sandbox(
+        &self,
+        r: &ContainerRef,
+        netns: Option<PathBuf>,
+    ) -> Result<Container> {
+        let _guard = self.lock().await;
+        let mut c = self.find_container(r)?;
+        let movable = matches!(
+            c.sandbox,
+            Sandbox::Runtime
+                | Sandbox::Netns {
+                    owner: Owner::Runtime,
+                    ..
+                }
+        ) && c
+            .endpoints
+            .iter()
+            .all(|e| matches!(e.placement, crate::engine::model::Placement::OnHost { .. }));
+        if !movable {
+            return Err(Error::invalid(format!(
+                "container {}'s namespace is not its runtime's to place",
+                c.name
+            )));
+        }
+        c.sandbox = match netns {
+            Some(path) => Sandbox::Netns {
+                path,
+                owner: Owner::Runtime,
+            },
+            None => Sandbox::Runtime,
+        };
+        self.commit(vec![Change::PutContainer(c.clone())])?;
+        Ok(c)
+    }
+
     /// What is wrong with a container's plumbing, if anything.
     pub async fn container_problem(&self, c: &Container) -> Result<Option<String>> {
         if let Some(path) = self.netns_of(c)
