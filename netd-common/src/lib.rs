@@ -27,10 +27,11 @@ pub mod names {
         pub const FRAGS: &str = "NETD_FRAGS";
         pub const SERVICES: &str = "NETD_SERVICES";
         pub const SOCK_ORIGIN: &str = "NETD_SOCK_ORIGIN";
+        pub const VETHS6: &str = "NETD_VETHS6";
         /// Every map of the object, all pinned by the daemon. A map the
         /// eBPF side declares must be in it (checked when `netd-ebpf`
         /// compiles).
-        pub const ALL: [&str; 12] = [
+        pub const ALL: [&str; 13] = [
             STATS,
             ENDPOINTS,
             PORTMAPS,
@@ -43,6 +44,7 @@ pub mod names {
             FRAGS,
             SERVICES,
             SOCK_ORIGIN,
+            VETHS6,
         ];
         /// The two conntrack tables: assured flows (never evicted) and new
         /// flows (LRU). An assured flow may still have (stale) copies in the
@@ -256,6 +258,21 @@ pub struct VethValue {
     pub pad: [u8; 2],
 }
 
+/// `NETD_VETHS6`: the IPv6 side of a container veth's endpoint on a
+/// dual-stack network, by the host veth's ifindex. The only global IPv6
+/// source allowed in from that veth (link-local fe80::/10 and, for
+/// duplicate address detection, the unspecified address are always
+/// allowed); a veth without an entry may send link-local IPv6 only.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Veth6Value {
+    /// The endpoint's IPv6 address, as it sits in the packet.
+    pub ip6: [u8; 16],
+    /// The endpoint's network id.
+    pub network_id: u32,
+    pub pad: u32,
+}
+
 /// A fragmented IPv4 datagram, as its fragments carry it: only the first
 /// fragment has the ports, so they are remembered by the IP id (Cilium's
 /// fragment map) and every later fragment is translated like the first.
@@ -348,10 +365,13 @@ pub enum StatIndex {
     /// Dropped: TTL expired on a path eBPF routes (the host answers with
     /// ICMP time exceeded where the stack can).
     DropTtl = 15,
+    /// Dropped: a router advertisement from a container (only the host
+    /// routes for containers).
+    DropRouterAdvert = 16,
 }
 
 impl StatIndex {
-    pub const COUNT: u32 = 16;
+    pub const COUNT: u32 = 17;
     pub const ALL: [StatIndex; Self::COUNT as usize] = [
         StatIndex::FromContainer,
         StatIndex::ToContainer,
@@ -369,6 +389,7 @@ impl StatIndex {
         StatIndex::DropInvalid,
         StatIndex::DropUntranslatable,
         StatIndex::DropTtl,
+        StatIndex::DropRouterAdvert,
     ];
 
     pub const fn name(self) -> &'static str {
@@ -389,6 +410,7 @@ impl StatIndex {
             StatIndex::DropInvalid => "drop_invalid",
             StatIndex::DropUntranslatable => "drop_untranslatable",
             StatIndex::DropTtl => "drop_ttl",
+            StatIndex::DropRouterAdvert => "drop_ra",
         }
     }
 }
@@ -471,6 +493,7 @@ mod pod {
     unsafe impl aya::Pod for CtValue {}
     unsafe impl aya::Pod for BridgeValue {}
     unsafe impl aya::Pod for VethValue {}
+    unsafe impl aya::Pod for Veth6Value {}
     unsafe impl aya::Pod for FragKey {}
     unsafe impl aya::Pod for ServiceKey {}
     unsafe impl aya::Pod for FragValue {}

@@ -9,7 +9,7 @@ use aya_ebpf::{
 };
 use netd_common::{
     BridgeValue, Counter, CtKey, CtValue, DatapathConfig, EndpointValue, FragKey, FragValue,
-    PortMapKey, PortMapValue, ServiceKey, SockOrigin, StatIndex, VethValue,
+    PortMapKey, PortMapValue, ServiceKey, SockOrigin, StatIndex, Veth6Value, VethValue,
     names::{self, maps::ALL},
 };
 
@@ -46,6 +46,10 @@ maps! {
     /// The endpoint bound to each container veth, by the veth's ifindex: the
     /// source every packet from that veth must carry (anti-spoofing).
     NETD_VETHS: HashMap<u32, VethValue, 65536> = HashMap::new();
+
+    /// The IPv6 side of a dual-stack endpoint, by its host veth's ifindex:
+    /// the only global IPv6 source allowed in from that veth.
+    NETD_VETHS6: HashMap<u32, Veth6Value, 65536> = HashMap::new();
 
     /// Published ports: (host ip or 0, host port, proto) -> container ip:port.
     NETD_PORTMAPS: HashMap<PortMapKey, PortMapValue, 65536> = HashMap::new();

@@ -17,8 +17,9 @@ use crate::{
 #[classifier]
 pub fn netd_from_container(mut ctx: TcContext) -> i32 {
     count(StatIndex::FromContainer, ctx.len());
-    let Some(me) = antispoof::sender(&mut ctx) else {
-        return drop(StatIndex::DropSpoofed, ctx.len());
+    let me = match antispoof::sender(&mut ctx) {
+        Ok(me) => me,
+        Err(stat) => return drop(stat, ctx.len()),
     };
     let pkt = match tracked_or_parsed(&mut ctx, Ingress::Container(me)) {
         Ok(pkt) => pkt,

@@ -40,6 +40,9 @@ pub struct Service {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DatapathEndpoint {
     pub ip: IpAddr,
+    /// The IPv6 address on a dual-stack network: the only global IPv6
+    /// source allowed in from the veth.
+    pub ip6: Option<IpAddr>,
     pub mac: [u8; 6],
     pub veth_ifindex: u32,
     pub network_id: u32,
@@ -123,17 +126,20 @@ pub trait Links: Send + Sync {
     async fn default_route_link(&self) -> Result<String>;
     /// Inside `netns`: `lo` up.
     async fn loopback_up(&self, netns: &Path) -> Result<()>;
-    /// Inside `netns`: `ifname` up with `addr`, and the default route via
-    /// `gateway` if given.
+    /// Inside `netns`: `ifname` up with `addrs` (an IPv4 and, on a
+    /// dual-stack network, an IPv6 one), and a default route via each of
+    /// `gateways` (one per family).
     async fn configure_interface(
         &self,
         netns: &Path,
         ifname: &str,
-        addr: IpNetwork,
-        gateway: Option<IpAddr>,
+        addrs: &[IpNetwork],
+        gateways: &[IpAddr],
     ) -> Result<()>;
-    /// Inside `netns`: the default route via `gateway`, or none.
+    /// Inside `netns`: the IPv4 default route via `gateway`, or none.
     async fn replace_default_route(&self, netns: &Path, gateway: Option<IpAddr>) -> Result<()>;
+    /// Inside `netns`: the IPv6 default route via `gateway`, or none.
+    async fn replace_default_route6(&self, netns: &Path, gateway: Option<IpAddr>) -> Result<()>;
 }
 
 /// Named network namespaces (bind-mounted nsfs files).

@@ -25,7 +25,7 @@ use aya::{
 };
 use netd_common::{
     BridgeValue, Counter, DatapathConfig, EndpointValue, PortMapKey, PortMapValue, ServiceKey,
-    StatIndex, VethValue, map_names,
+    StatIndex, Veth6Value, VethValue, map_names,
 };
 use nix::{
     fcntl::{Flock, FlockArg},
@@ -239,7 +239,20 @@ impl Objects {
         ip: Ipv4Addr,
         value: EndpointValue,
         veth: VethValue,
+        veth6: Option<Veth6Value>,
     ) -> Result<()> {
+        match veth6 {
+            Some(v6) => self
+                .hash(map_names::VETHS6)?
+                .insert(value.ifindex, v6, 0)
+                .with_context(|| {
+                    format!("adding the IPv6 side of endpoint {ip} to the datapath")
+                })?,
+            None => {
+                let mut map = self.hash::<u32, Veth6Value>(map_names::VETHS6)?;
+                ignore_missing(map.remove(&value.ifindex))?;
+            }
+        }
         self.hash(map_names::VETHS)?
             .insert(value.ifindex, veth, 0)
             .with_context(|| format!("adding the veth of endpoint {ip} to the datapath"))?;
@@ -259,7 +272,11 @@ impl Objects {
             .hash::<u32, VethValue>(map_names::VETHS)
             .and_then(|mut map| ignore_missing(map.remove(&veth_ifindex)))
             .with_context(|| format!("removing the veth of endpoint {ip} from the datapath"));
-        by_ip.and(by_veth)
+        let by_veth6 = self
+            .hash::<u32, Veth6Value>(map_names::VETHS6)
+            .and_then(|mut map| ignore_missing(map.remove(&veth_ifindex)))
+            .with_context(|| format!("removing the IPv6 side of endpoint {ip} from the datapath"));
+        by_ip.and(by_veth).and(by_veth6)
     }
 
     pub fn set_bridge(&mut self, ifindex: u32, value: BridgeValue) -> Result<()> {
@@ -521,9 +538,25 @@ impl Datapath for BpfDatapath {
             pad: [0; 2],
         };
         let IpAddr::V4(ip) = ep.ip else {
-            return Err(EngineError::invalid("IPv6 endpoints are not supported yet"));
+            return Err(EngineError::invalid(
+                "an endpoint's first address must be IPv4 (its IPv6 one goes beside it)",
+            ));
         };
-        self.with(|o| o.set_endpoint(ip, value, veth)).kernel()
+        let veth6 = match ep.ip6 {
+            Some(IpAddr::V6(ip6)) => Some(Veth6Value {
+                ip6: ip6.octets(),
+                network_id: ep.network_id,
+                pad: 0,
+            }),
+            Some(IpAddr::V4(other)) => {
+                return Err(EngineError::invalid(format!(
+                    "{other} is not an IPv6 address"
+                )));
+            }
+            None => None,
+        };
+        self.with(|o| o.set_endpoint(ip, value, veth, veth6))
+            .kernel()
     }
 
     fn remove_endpoint(&self, ip: IpAddr, veth_ifindex: u32) -> EngineResult<()> {
