@@ -28,10 +28,15 @@ pub mod names {
         pub const SERVICES: &str = "NETD_SERVICES";
         pub const SOCK_ORIGIN: &str = "NETD_SOCK_ORIGIN";
         pub const VETHS6: &str = "NETD_VETHS6";
+        pub const ENDPOINTS6: &str = "NETD_ENDPOINTS6";
+        pub const CT6: &str = "NETD_CT6";
+        pub const PORTMAPS6: &str = "NETD_PORTMAPS6";
+        /// Per-CPU scratch room of the IPv6 path (eBPF-internal).
+        pub const SCRATCH6: &str = "NETD_SCRATCH6";
         /// Every map of the object, all pinned by the daemon. A map the
         /// eBPF side declares must be in it (checked when `netd-ebpf`
         /// compiles).
-        pub const ALL: [&str; 13] = [
+        pub const ALL: [&str; 17] = [
             STATS,
             ENDPOINTS,
             PORTMAPS,
@@ -45,6 +50,10 @@ pub mod names {
             SERVICES,
             SOCK_ORIGIN,
             VETHS6,
+            ENDPOINTS6,
+            CT6,
+            SCRATCH6,
+            PORTMAPS6,
         ];
         /// The two conntrack tables: assured flows (never evicted) and new
         /// flows (LRU). An assured flow may still have (stale) copies in the
@@ -273,6 +282,91 @@ pub struct Veth6Value {
     pub pad: u32,
 }
 
+/// `NETD_ENDPOINTS6`: a dual-stack endpoint by its IPv6 address (the key,
+/// 16 bytes as in the packet): where the datapath delivers to it.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Endpoint6Value {
+    /// The host-side veth's ifindex (bpf_redirect_peer target).
+    pub ifindex: u32,
+    pub network_id: u32,
+    /// `net_flags` bits of its network.
+    pub flags: u32,
+    pub mac: [u8; 6],
+    /// The bridge's MAC (the Ethernet source of delivered packets).
+    pub gw_mac: [u8; 6],
+}
+
+/// `NETD_PORTMAPS6` key: a published port on the host's IPv6 addresses
+/// (`host_ip` all zeroes: every one of them, the form `-p` on a
+/// dual-stack network publishes).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct PortMap6Key {
+    pub host_ip: [u8; 16],
+    /// Network order.
+    pub host_port: u16,
+    pub proto: u8,
+    pub pad: u8,
+}
+
+/// `NETD_PORTMAPS6` value: the container's IPv6 address and port.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PortMap6Value {
+    pub container_ip: [u8; 16],
+    /// Network order.
+    pub container_port: u16,
+    pub pad: u16,
+}
+
+/// `NETD_CT6` key: an IPv6 flow's tuple, as `CtKey` (ICMPv6 echo: the
+/// identifier is the source port of requests and the destination port of
+/// replies).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Ct6Key {
+    pub src_ip: [u8; 16],
+    pub dst_ip: [u8; 16],
+    pub src_port: u16,
+    pub dst_port: u16,
+    pub proto: u8,
+    pub pad: [u8; 3],
+}
+
+impl Ct6Key {
+    /// The tuple of the other direction.
+    pub const fn reversed(&self) -> Ct6Key {
+        Ct6Key {
+            src_ip: self.dst_ip,
+            dst_ip: self.src_ip,
+            src_port: self.dst_port,
+            dst_port: self.src_port,
+            proto: self.proto,
+            pad: [0; 3],
+        }
+    }
+}
+
+/// `NETD_CT6` value: the tuple a packet of this entry is rewritten to, as
+/// `CtValue` (two entries per flow, ORIGINAL and REPLY).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Ct6Value {
+    pub nat_src_ip: [u8; 16],
+    pub nat_dst_ip: [u8; 16],
+    pub nat_src_port: u16,
+    pub nat_dst_port: u16,
+    /// `ct_kind`.
+    pub kind: u8,
+    /// `ct_dir`.
+    pub direction: u8,
+    pub pad: [u8; 2],
+    pub last_seen_ns: u64,
+    pub packets: u64,
+    pub bytes: u64,
+}
+
 /// A fragmented IPv4 datagram, as its fragments carry it: only the first
 /// fragment has the ports, so they are remembered by the IP id (Cilium's
 /// fragment map) and every later fragment is translated like the first.
@@ -494,6 +588,11 @@ mod pod {
     unsafe impl aya::Pod for BridgeValue {}
     unsafe impl aya::Pod for VethValue {}
     unsafe impl aya::Pod for Veth6Value {}
+    unsafe impl aya::Pod for Endpoint6Value {}
+    unsafe impl aya::Pod for Ct6Key {}
+    unsafe impl aya::Pod for Ct6Value {}
+    unsafe impl aya::Pod for PortMap6Key {}
+    unsafe impl aya::Pod for PortMap6Value {}
     unsafe impl aya::Pod for FragKey {}
     unsafe impl aya::Pod for ServiceKey {}
     unsafe impl aya::Pod for FragValue {}

@@ -475,3 +475,257 @@ fn no_ip6tables_rules_and_the_v6_map_dumps_with_field_names() {
     assert!(dump.contains("\"ip6\""), "{dump}");
     assert!(dump.contains("\"network_id\""), "{dump}");
 }
+
+/// IPv6 between ext and host, as 198.18.0.0/15 is for IPv4: 2001:2::1 on
+/// the host's uplink, 2001:2::2 in ext, the host's IPv6 default route via
+/// ext.
+fn uplink6(tb: &Testbed) {
+    let (host, ext) = (tb.host(), tb.ext());
+    in_ns_ok(
+        &host,
+        &[
+            "ip",
+            "addr",
+            "add",
+            "2001:2::1/64",
+            "dev",
+            "uplink0",
+            "nodad",
+        ],
+    );
+    in_ns_ok(
+        &ext,
+        &["ip", "addr", "add", "2001:2::2/64", "dev", "ext0", "nodad"],
+    );
+    in_ns_ok(
+        &host,
+        &["ip", "-6", "route", "add", "default", "via", "2001:2::2"],
+    );
+}
+
+/// A TCP server on [::]:`port` in `ns` answering with the peer's address
+/// and port.
+fn who_port_server6(tb: &Testbed, ns: &str, port: u16) -> Bg {
+    let listen = format!("TCP6-LISTEN:{port},fork,reuseaddr");
+    let log = tb.tmp().join(format!("whoport6-{port}.log"));
+    Bg::server(
+        ns,
+        &[
+            "socat",
+            "-t5",
+            &listen,
+            "SYSTEM:echo $SOCAT_PEERADDR $SOCAT_PEERPORT",
+        ],
+        &log,
+        "tcp",
+        port,
+    )
+}
+
+#[test]
+fn v6_flows_to_the_outside_are_masqueraded() {
+    let tb = Testbed::new();
+    uplink6(&tb);
+    create_net(&tb, &["app", "--ipv6", "--subnet", "fd00:93::/64"]);
+    let c1 = tb.add_with("c1", &["--network", "app"]);
+    let c2 = tb.add_with("c2", &["--network", "app"]);
+    let snat = tb.counter("snat");
+
+    // TCP: the server outside sees the host's address, never the ULA one.
+    let _who = who_server6(&tb, &tb.ext(), 7300);
+    assert_eq!(ask6(&c1, "2001:2::2", 7300), "2001:2::1");
+    assert_eq!(ask6(&c2, "2001:2::2", 7300), "2001:2::1");
+    // ICMPv6 echo.
+    ping6(&c1, "2001:2::2");
+    // UDP.
+    let log = tb.tmp().join("udp6.log");
+    let _udp = Bg::server(
+        &tb.ext(),
+        &[
+            "socat",
+            "UDP6-RECVFROM:7302,fork",
+            "SYSTEM:echo $SOCAT_PEERADDR",
+        ],
+        &log,
+        "udp",
+        7302,
+    );
+    let got = in_ns_ok(
+        &c1,
+        &[
+            "sh",
+            "-c",
+            "echo hi | socat -t3 -T3 - UDP6:[2001:2::2]:7302",
+        ],
+    );
+    let got = got.trim().trim_start_matches('[').trim_end_matches(']');
+    assert_eq!(
+        got.parse::<std::net::Ipv6Addr>().ok(),
+        "2001:2::1".parse().ok(),
+        "{got}"
+    );
+    assert!(
+        tb.counter("snat") > snat,
+        "the eBPF MASQUERADE counted nothing"
+    );
+
+    // Two containers with the same source port to the same server: both
+    // answered, from distinct ports of the host.
+    let _ports = who_port_server6(&tb, &tb.ext(), 7301);
+    let from = |ns: &str| {
+        let target = "TCP6:[2001:2::2]:7301,sourceport=40000,reuseaddr";
+        let out = in_ns_ok(ns, &["socat", "-t5", "-T5", "-", target]);
+        let mut it = out.split_whitespace();
+        let addr = it.next().unwrap_or_default().to_owned();
+        let port = it.next().unwrap_or_default().to_owned();
+        (addr, port)
+    };
+    let (a1, p1) = from(&c1);
+    let (a2, p2) = from(&c2);
+    let host: std::net::Ipv6Addr = "2001:2::1".parse().unwrap();
+    for a in [&a1, &a2] {
+        let a = a.trim_start_matches('[').trim_end_matches(']');
+        assert_eq!(a.parse::<std::net::Ipv6Addr>().ok(), Some(host), "{a}");
+    }
+    assert_eq!(p1, "40000", "the first flow keeps its port");
+    assert_ne!(p1, p2, "both flows got the same host port");
+
+    // Still no IPv6 routing by the stack.
+    let fwd = in_ns_ok(
+        &tb.host(),
+        &["sysctl", "-n", "net.ipv6.conf.all.forwarding"],
+    );
+    assert_eq!(fwd.trim(), "0");
+}
+
+#[test]
+fn published_ports_answer_on_the_hosts_v6_address_with_the_client_kept() {
+    let tb = Testbed::new();
+    uplink6(&tb);
+    create_net(&tb, &["app", "--ipv6", "--subnet", "fd00:94::/64"]);
+    let web = tb.add_with(
+        "web",
+        &[
+            "--network",
+            "app",
+            "-p",
+            "8080:80",
+            "-p",
+            "5353:53/udp",
+            "-p",
+            "9000-9001:7000-7001",
+        ],
+    );
+    // HTTP on [::]:80 in the container.
+    let root = tb.tmp().join("www6");
+    std::fs::create_dir_all(&root).unwrap();
+    std::fs::write(root.join("id.txt"), format!("web6 {}\n", tb.p)).unwrap();
+    let root_s = root.to_string_lossy().into_owned();
+    let _http = Bg::server(
+        &web,
+        &[
+            "python3",
+            "-u",
+            "-m",
+            "http.server",
+            "80",
+            "--bind",
+            "::",
+            "--directory",
+            &root_s,
+        ],
+        &tb.tmp().join("http6.log"),
+        "tcp",
+        80,
+    );
+    let dnat = tb.counter("dnat");
+    let body = in_ns_ok(
+        &tb.ext(),
+        &[
+            "curl",
+            "-6",
+            "-sS",
+            "--max-time",
+            "5",
+            "http://[2001:2::1]:8080/id.txt",
+        ],
+    );
+    assert_eq!(body, format!("web6 {}\n", tb.p));
+    assert!(tb.counter("dnat") > dnat, "the eBPF DNAT counted nothing");
+    // The container saw the client's own address.
+    let who = who_server6(&tb, &web, 7000);
+    let _who2 = who_server6(&tb, &web, 7001);
+    assert_eq!(ask6(&tb.ext(), "2001:2::1", 9000), "2001:2::2");
+    assert_eq!(ask6(&tb.ext(), "2001:2::1", 9001), "2001:2::2");
+    drop(who);
+    // UDP.
+    let _udp = Bg::server(
+        &web,
+        &[
+            "socat",
+            "UDP6-RECVFROM:53,fork",
+            "SYSTEM:echo $SOCAT_PEERADDR",
+        ],
+        &tb.tmp().join("udp6-web.log"),
+        "udp",
+        53,
+    );
+    let got = in_ns_ok(
+        &tb.ext(),
+        &[
+            "sh",
+            "-c",
+            "echo hi | socat -t3 -T3 - UDP6:[2001:2::1]:5353",
+        ],
+    );
+    let got = got.trim().trim_start_matches('[').trim_end_matches(']');
+    assert_eq!(
+        got.parse::<std::net::Ipv6Addr>().ok(),
+        "2001:2::2".parse().ok(),
+        "{got}"
+    );
+    // The same -p publishes the IPv4 side as before.
+    let v4 = in_ns_ok(
+        &tb.ext(),
+        &[
+            "curl",
+            "-sS",
+            "--max-time",
+            "5",
+            "http://198.18.0.1:8080/id.txt",
+        ],
+    );
+    assert_eq!(v4, format!("web6 {}\n", tb.p));
+    // An unpublished port of the container's IPv6 address is not reachable
+    // from outside, even routed to it.
+    in_ns_ok(
+        &tb.ext(),
+        &[
+            "ip",
+            "-6",
+            "route",
+            "add",
+            "fd00:94::/64",
+            "via",
+            "2001:2::1",
+        ],
+    );
+    let unpublished = tb.counter("drop_unpublished");
+    let out = in_ns(
+        &tb.ext(),
+        &[
+            "curl",
+            "-6",
+            "-sS",
+            "--max-time",
+            "2",
+            "http://[fd00:94::2]:80/id.txt",
+        ],
+    );
+    assert!(!out.status.success(), "reached an unpublished port");
+    assert!(tb.counter("drop_unpublished") > unpublished);
+    // Removing the container removes the IPv6 mapping too.
+    tb.rm(&web);
+    let dump = bpftool_dump(&tb.bpffs().join("NETD_PORTMAPS6"));
+    assert!(!dump.contains("container_ip"), "{dump}");
+}

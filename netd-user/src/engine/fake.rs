@@ -100,7 +100,7 @@ impl Datapath for FakeKernel {
         Ok(())
     }
 
-    fn remove_endpoint(&self, ip: IpAddr, _veth_ifindex: u32) -> Result<()> {
+    fn remove_endpoint(&self, ip: IpAddr, _ip6: Option<IpAddr>, _veth_ifindex: u32) -> Result<()> {
         self.with(|w| w.endpoints.remove(&ip));
         Ok(())
     }

@@ -24,6 +24,10 @@ pub struct PortEntry {
     pub proto: Proto,
     pub container_ip: IpAddr,
     pub container_port: u16,
+    /// The container's IPv6 address when the mapping is on every host
+    /// address and the container is dual-stack: the port is published on
+    /// the host's IPv6 addresses too.
+    pub container_ip6: Option<IpAddr>,
 }
 
 /// A container port that a mapping publishes (its UDP orphans are
@@ -66,7 +70,7 @@ pub struct DatapathBridge {
 pub trait Datapath: Send + Sync {
     fn set_endpoint(&self, ep: &DatapathEndpoint) -> Result<()>;
     /// Removes both entries of an endpoint; absent ones are fine.
-    fn remove_endpoint(&self, ip: IpAddr, veth_ifindex: u32) -> Result<()>;
+    fn remove_endpoint(&self, ip: IpAddr, ip6: Option<IpAddr>, veth_ifindex: u32) -> Result<()>;
     /// Attaches the container program to a host veth (pinned link).
     fn attach_veth(&self, ifname: &str) -> Result<()>;
     /// Drops a veth's pinned link (detaching if it still exists).

@@ -588,3 +588,42 @@ async fn connect_moves_the_v6_default_route_with_the_v4_one() {
         .unwrap();
     assert_eq!(kernel.with(|w| w.routes6.get(&ns).cloned()), Some(None));
 }
+
+#[tokio::test]
+async fn the_default_network_follows_default_subnet6_while_empty() {
+    let (kernel, store) = (FakeKernel::default(), SharedStore::default());
+    let engine = engine_with(&kernel, &store).await;
+    assert_eq!(engine.network("bridge").unwrap().subnet6, None);
+    drop(engine);
+    let mut dual = config();
+    dual.default_subnet6 = Some("fd00:17::/64".parse().unwrap());
+    let start = |config: EngineConfig| {
+        Engine::start(config, Box::new(store.clone()), kernel.kernel(), vec![])
+    };
+    let engine = start(dual.clone()).await.unwrap();
+    let net = engine.network("bridge").unwrap();
+    assert_eq!(net.gateway6, Some(ip("fd00:17::1")));
+    let bridge_has = |addr: &str| {
+        kernel.with(|w| {
+            w.addresses
+                .iter()
+                .any(|(n, a)| n == "netd0" && a.to_string() == addr)
+        })
+    };
+    assert!(bridge_has("fd00:17::1/64"));
+    let a = engine.add_container(add("a")).await.unwrap();
+    assert_eq!(a.endpoints[0].ip6, Some(ip("fd00:17::2")));
+    drop(engine);
+    // With a container on it, the subnet stays.
+    let engine = start(config()).await.unwrap();
+    assert_eq!(
+        engine.network("bridge").unwrap().gateway6,
+        Some(ip("fd00:17::1"))
+    );
+    engine.remove_container(&by_name("a")).await.unwrap();
+    drop(engine);
+    // Empty again: the flag's absence turns IPv6 off.
+    let engine = start(config()).await.unwrap();
+    assert_eq!(engine.network("bridge").unwrap().subnet6, None);
+    assert!(!bridge_has("fd00:17::1/64"));
+}

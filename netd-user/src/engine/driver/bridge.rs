@@ -185,7 +185,7 @@ impl NetworkDriver for BridgeDriver {
         let datapath = &self.kernel.datapath;
         datapath.set_endpoint(&entry)?;
         if let Err(e) = datapath.attach_veth(&ep.host_veth) {
-            let _ = datapath.remove_endpoint(ep.ip, ep.host_ifindex);
+            let _ = datapath.remove_endpoint(ep.ip, ep.ip6, ep.host_ifindex);
             return Err(e);
         }
         Ok(())
@@ -195,7 +195,7 @@ impl NetworkDriver for BridgeDriver {
         // Every step runs, whatever the one before did.
         let datapath = &self.kernel.datapath;
         let detached = datapath.detach_veth(&ep.host_veth);
-        let removed = datapath.remove_endpoint(ep.ip, ep.host_ifindex);
+        let removed = datapath.remove_endpoint(ep.ip, ep.ip6, ep.host_ifindex);
         let deleted = self.kernel.links.delete_link(&ep.host_veth).await;
         detached.and(removed).and(deleted)
     }
@@ -203,7 +203,7 @@ impl NetworkDriver for BridgeDriver {
     fn release_endpoint(&self, ep: &Endpoint) -> Result<()> {
         self.kernel
             .datapath
-            .remove_endpoint(ep.ip, ep.host_ifindex)?;
+            .remove_endpoint(ep.ip, ep.ip6, ep.host_ifindex)?;
         let (datapath, links) = (self.kernel.datapath.clone(), self.kernel.links.clone());
         let veth = ep.host_veth.clone();
         tokio::spawn(async move {

@@ -5,7 +5,7 @@
 use std::net::IpAddr;
 
 use ipnetwork::IpNetwork;
-use tracing::info;
+use tracing::{info, warn};
 
 use super::lookup::no_such_network;
 use crate::engine::{
@@ -82,8 +82,8 @@ impl Engine {
 
     /// Creates the default network's record on first start.
     pub(super) async fn ensure_default_network(&self) -> Result<()> {
-        if self.read(|s| s.networks.contains_key(DEFAULT_NETWORK)) {
-            return Ok(());
+        if let Some(net) = self.read(|s| s.networks.get(DEFAULT_NETWORK).cloned()) {
+            return self.follow_default_subnet6(net).await;
         }
         let config = self.config();
         let subnet = config.default_subnet;
@@ -110,6 +110,38 @@ impl Engine {
             }
             net.adopted_bridge = true;
         }
+        self.commit(vec![Change::PutNetwork(net)])
+    }
+}
+
+impl Engine {
+    /// The default network takes the daemon's `--default-subnet6` (added,
+    /// changed or dropped) at start, as long as no container is on it:
+    /// addresses already handed out cannot move.
+    async fn follow_default_subnet6(&self, mut net: Network) -> Result<()> {
+        let wanted = self.config().default_subnet6;
+        if net.subnet6 == wanted {
+            return Ok(());
+        }
+        let attached = self.read(|s| {
+            s.containers
+                .values()
+                .any(|c| c.endpoint_on(DEFAULT_NETWORK).is_some())
+        });
+        if attached {
+            warn!(
+                from = ?net.subnet6.map(|s| s.to_string()),
+                to = ?wanted.map(|s| s.to_string()),
+                "the default network keeps its IPv6 subnet while containers are on it: remove them, then restart with the new --default-subnet6"
+            );
+            return Ok(());
+        }
+        if let Some(old) = net.gateway6 {
+            self.kernel().links.delete_address(&net.bridge, old).await?;
+        }
+        net.subnet6 = wanted;
+        net.gateway6 = wanted.map(first_host).transpose()?;
+        info!(subnet6 = ?wanted.map(|s| s.to_string()), "default network: IPv6 subnet changed");
         self.commit(vec![Change::PutNetwork(net)])
     }
 }
