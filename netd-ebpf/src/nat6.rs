@@ -42,6 +42,11 @@ const SRC_OFF: usize = ETH_HLEN + 8;
 const DST_OFF: usize = ETH_HLEN + 24;
 const L4: usize = ETH_HLEN + 40;
 const ECHO_REQUEST: u8 = 128;
+/// ICMPv6 errors are types 1 to 4 (RFC 4443).
+const ICMP6_PARAM_PROBLEM: u8 = 4;
+/// An ICMPv6 error's embedded packet, and its transport header.
+const INNER: usize = L4 + 8;
+const INNER_L4: usize = INNER + 40;
 const ECHO_REPLY: u8 = 129;
 const AF_INET6: u8 = 10;
 const TCP_SYN: u8 = 0x02;
@@ -119,6 +124,9 @@ pub fn from_container(ctx: &mut TcContext, network_id: u32, flags: u32) -> i32 {
 #[inline(never)]
 pub fn from_outside(ctx: &mut TcContext) -> i32 {
     let Some(k) = tuple(ctx) else {
+        if let Some(verdict) = icmp_error(ctx) {
+            return verdict;
+        }
         return exposure(ctx);
     };
     let Some(v) = NETD_CT6.get_ptr_mut(&k) else {
@@ -230,6 +238,70 @@ fn dnat(ctx: &mut TcContext, k: &Ct6Key) -> i32 {
     }
     count(StatIndex::ToContainer, ctx.len());
     unsafe { bpf_redirect_peer(ep.ifindex, 0) as i32 }
+}
+
+/// An ICMPv6 error (destination unreachable, packet too big, time
+/// exceeded, parameter problem) from outside about a packet of a tracked
+/// flow: delivered to the container, the outer destination and the
+/// embedded packet's source (address, port or echo identifier) translated
+/// back, the ICMPv6 checksum following. Packet Too Big must reach the
+/// container: IPv6 routers never fragment, path MTU discovery depends on
+/// it. The embedded transport checksum is left as it is (no receiver
+/// checks it). None: not such an error, or about no flow of ours.
+#[inline(always)]
+fn icmp_error(ctx: &mut TcContext) -> Option<i32> {
+    if ctx.load::<u8>(NEXT_OFF).ok()? != IPPROTO_ICMPV6 {
+        return None;
+    }
+    let ty = ctx.load::<u8>(L4).ok()?;
+    if ty == 0 || ty > ICMP6_PARAM_PROBLEM {
+        return None;
+    }
+    let proto = ctx.load::<u8>(INNER + 6).ok()?;
+    let (port_off, sport, dport) = match proto {
+        IPPROTO_TCP | IPPROTO_UDP => (
+            INNER_L4,
+            ctx.load::<u16>(INNER_L4).ok()?,
+            ctx.load::<u16>(INNER_L4 + 2).ok()?,
+        ),
+        IPPROTO_ICMPV6 if ctx.load::<u8>(INNER_L4).ok()? == ECHO_REQUEST => {
+            (INNER_L4 + 4, ctx.load::<u16>(INNER_L4 + 4).ok()?, 0)
+        }
+        _ => return None,
+    };
+    let s = scratch()?;
+    // The embedded packet left the host translated: the flow's entry for
+    // the other direction is keyed by its tuple reversed, and names the
+    // container (`nat_dst_*`) for MASQUERADE replies and DNAT originals
+    // alike.
+    s.key.src_ip = ctx.load::<[u8; 16]>(INNER + 24).ok()?;
+    s.key.dst_ip = ctx.load::<[u8; 16]>(INNER + 8).ok()?;
+    s.key.src_port = dport;
+    s.key.dst_port = sport;
+    s.key.proto = proto;
+    unsafe { ptr::write_volatile(&mut s.key.pad, [0; 3]) };
+    let v = NETD_CT6.get_ptr(&s.key)?;
+    // SAFETY: map value pointer, valid for this run.
+    let v = unsafe { &*v };
+    let ep = NETD_ENDPOINTS6.get_ptr(&v.nat_dst_ip)?;
+    // The outer destination (in the pseudo header), then the embedded
+    // source (in the ICMPv6 payload).
+    s.value.nat_src_ip = ctx.load::<[u8; 16]>(DST_OFF).ok()?;
+    let csum = L4 + 2;
+    let rewritten = set_addr(ctx, DST_OFF, &s.value.nat_src_ip, &v.nat_dst_ip, csum)
+        .and_then(|()| set_payload_addr(ctx, INNER + 8, &s.key.dst_ip, &v.nat_dst_ip, csum))
+        .and_then(|()| set_port(ctx, port_off, sport, v.nat_dst_port, csum));
+    if rewritten.is_err() {
+        return Some(drop(StatIndex::DropMalformed, ctx.len()));
+    }
+    count(StatIndex::ReverseNat, ctx.len());
+    // SAFETY: map value pointer, valid for this run.
+    let ep = unsafe { &*ep };
+    if set_macs(ctx, &ep.mac, &ep.gw_mac).is_err() {
+        return Some(TC_ACT_SHOT);
+    }
+    count(StatIndex::ToContainer, ctx.len());
+    Some(unsafe { bpf_redirect_peer(ep.ifindex, 0) as i32 })
 }
 
 /// IPv6 netd does not translate, from outside: nothing of it reaches a
@@ -460,6 +532,32 @@ fn set_addr(
     ctx.store(off, new, 0).map_err(|_| ())?;
     ctx.l4_csum_replace(csum, 0, diff as u64, u64::from(BPF_F_PSEUDO_HDR))
         .map_err(|_| ())
+}
+
+/// An address inside the transport payload (an ICMPv6 error's embedded
+/// header): covered by the checksum as data, not as pseudo header.
+#[inline(always)]
+fn set_payload_addr(
+    ctx: &mut TcContext,
+    off: usize,
+    old: &[u8; 16],
+    new: &[u8; 16],
+    csum: usize,
+) -> Result<(), ()> {
+    let diff = unsafe {
+        bpf_csum_diff(
+            old.as_ptr() as *mut u32,
+            16,
+            new.as_ptr() as *mut u32,
+            16,
+            0,
+        )
+    };
+    if diff < 0 {
+        return Err(());
+    }
+    ctx.store(off, new, 0).map_err(|_| ())?;
+    ctx.l4_csum_replace(csum, 0, diff as u64, 0).map_err(|_| ())
 }
 
 /// Routes `src` → `dst` (ports and protocol of `t`) like a packet arriving

@@ -729,3 +729,98 @@ fn published_ports_answer_on_the_hosts_v6_address_with_the_client_kept() {
     let dump = bpftool_dump(&tb.bpffs().join("NETD_PORTMAPS6"));
     assert!(!dump.contains("container_ip"), "{dump}");
 }
+
+/// Behind ext, a router: `<p>-far` (2001:2:1::2) reached through ext
+/// (2001:2:1::1) over a link whose ext side has an MTU of 1280, while far
+/// itself has 1500 (it announces a 1440-byte MSS, so only Packet Too Big
+/// from ext can tell a sender to send less).
+fn far_behind_a_small_mtu(tb: &Testbed) -> String {
+    let (ext, far) = (tb.ext(), format!("{}-far", tb.p));
+    // From the root namespace: `ip netns exec` would hide the new one.
+    for args in [
+        vec!["netns", "add", &far],
+        vec![
+            "-n", &ext, "link", "add", "ext1", "type", "veth", "peer", "name", "far0", "netns",
+            &far,
+        ],
+    ] {
+        let out = std::process::Command::new("ip")
+            .args(&args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "ip {args:?}: {out:?}");
+    }
+    in_ns_ok(&ext, &["ip", "link", "set", "ext1", "mtu", "1280", "up"]);
+    in_ns_ok(
+        &ext,
+        &[
+            "ip",
+            "addr",
+            "add",
+            "2001:2:1::1/64",
+            "dev",
+            "ext1",
+            "nodad",
+        ],
+    );
+    in_ns_ok(&ext, &["sysctl", "-qw", "net.ipv6.conf.all.forwarding=1"]);
+    in_ns_ok(&far, &["ip", "link", "set", "lo", "up"]);
+    in_ns_ok(&far, &["ip", "link", "set", "far0", "up"]);
+    in_ns_ok(
+        &far,
+        &[
+            "ip",
+            "addr",
+            "add",
+            "2001:2:1::2/64",
+            "dev",
+            "far0",
+            "nodad",
+        ],
+    );
+    in_ns_ok(
+        &far,
+        &["ip", "-6", "route", "add", "default", "via", "2001:2:1::1"],
+    );
+    far
+}
+
+#[test]
+fn packet_too_big_reaches_the_container_and_the_transfer_completes() {
+    let tb = Testbed::new();
+    uplink6(&tb);
+    let far = far_behind_a_small_mtu(&tb);
+    create_net(&tb, &["app", "--ipv6", "--subnet", "fd00:95::/64"]);
+    let c1 = tb.add_with("c1", &["--network", "app"]);
+    // A sink that answers with the number of bytes it got.
+    let _sink = Bg::server(
+        &far,
+        &[
+            "socat",
+            "-t10",
+            "TCP6-LISTEN:7400,reuseaddr",
+            "SYSTEM:wc -c",
+        ],
+        &tb.tmp().join("sink.log"),
+        "tcp",
+        7400,
+    );
+    let errors = tb.counter("reverse_nat");
+    let got = in_ns_ok(
+        &c1,
+        &[
+            "timeout",
+            "20",
+            "sh",
+            "-c",
+            "head -c 300000 /dev/zero | socat -t10 -T15 - TCP6:[2001:2:1::2]:7400",
+        ],
+    );
+    assert_eq!(got.trim(), "300000", "the transfer did not complete");
+    // The container learnt the path MTU from the translated Packet Too Big.
+    let route = in_ns_ok(&c1, &["ip", "-6", "route", "get", "2001:2:1::2"]);
+    assert!(route.contains("mtu 1280"), "{route}");
+    let ptb = snmp6(&c1, "Icmp6InPktTooBigs");
+    assert!(ptb >= 1, "no Packet Too Big arrived in the container");
+    assert!(tb.counter("reverse_nat") > errors);
+}
