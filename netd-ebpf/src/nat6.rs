@@ -12,8 +12,9 @@
 
 use aya_ebpf::{
     bindings::{
-        BPF_F_PSEUDO_HDR, BPF_FIB_LKUP_RET_NO_NEIGH, BPF_FIB_LKUP_RET_SUCCESS, BPF_FIB_LOOKUP_SRC,
-        BPF_NOEXIST, TC_ACT_SHOT, TC_ACT_UNSPEC, bpf_fib_lookup as FibParams,
+        BPF_F_PSEUDO_HDR, BPF_FIB_LKUP_RET_NO_NEIGH, BPF_FIB_LKUP_RET_NOT_FWDED,
+        BPF_FIB_LKUP_RET_SUCCESS, BPF_FIB_LOOKUP_SRC, BPF_NOEXIST, TC_ACT_SHOT, TC_ACT_UNSPEC,
+        bpf_fib_lookup as FibParams,
     },
     helpers::{
         bpf_csum_diff, bpf_get_prandom_u32, bpf_ktime_get_coarse_ns,
@@ -23,7 +24,8 @@ use aya_ebpf::{
 };
 use core::{mem, ptr};
 use netd_common::{
-    Ct6Key, Ct6Value, IPPROTO_TCP, IPPROTO_UDP, PortMap6Key, StatIndex, ct_dir, ct_kind, net_flags,
+    Ct6Key, Ct6Value, Endpoint6Value, IPPROTO_TCP, IPPROTO_UDP, PortMap6Key, PortMap6Value,
+    StatIndex, ct_dir, ct_kind, net_flags,
 };
 
 use crate::{
@@ -76,6 +78,23 @@ pub fn from_container(ctx: &mut TcContext, network_id: u32, flags: u32) -> i32 {
     if is_local_scope(&k.dst_ip) {
         return TC_ACT_UNSPEC;
     }
+    let Some(s) = scratch() else {
+        return TC_ACT_SHOT;
+    };
+    if let Some(v) = NETD_CT6.get_ptr_mut(&k) {
+        // SAFETY: map value pointer, valid for this run.
+        let v = unsafe { &mut *v };
+        touch(v, ctx.len());
+        // A hairpin flow's packets go to a container, the rest out.
+        if let Some(ep) = NETD_ENDPOINTS6.get_ptr(&v.nat_dst_ip) {
+            if rewrite(ctx, &k, v).is_err() {
+                return drop(StatIndex::DropMalformed, ctx.len());
+            }
+            // SAFETY: map value pointer, valid for this run.
+            return to_endpoint(ctx, unsafe { &*ep });
+        }
+        return out(ctx, &k, v, &mut s.fib);
+    }
     if let Some(ep) = NETD_ENDPOINTS6.get_ptr(&k.dst_ip) {
         // Its own network is bridged; another network is not for it.
         // SAFETY: map value pointer, valid for this run.
@@ -84,22 +103,15 @@ pub fn from_container(ctx: &mut TcContext, network_id: u32, flags: u32) -> i32 {
         }
         return drop(StatIndex::DropPolicy, ctx.len());
     }
-    let Some(s) = scratch() else {
-        return TC_ACT_SHOT;
-    };
-    if let Some(v) = NETD_CT6.get_ptr_mut(&k) {
-        // SAFETY: map value pointer, valid for this run.
-        let v = unsafe { &mut *v };
-        touch(v, ctx.len());
-        return out(ctx, &k, v, &mut s.fib);
+    match fib(ctx, &k.src_ip, &k.dst_ip, &k, &mut s.fib) {
+        Ok(_) => {}
+        // To the host itself (the gateway, the uplink's address): a
+        // published port there is a hairpin; the rest is the stack's.
+        Err(BPF_FIB_LKUP_RET_NOT_FWDED) => return hairpin(ctx, &k, network_id, flags, s),
+        Err(_) => return TC_ACT_UNSPEC,
     }
     if flags & (net_flags::INTERNAL | net_flags::ROUTED) != 0 {
         // Not translated: the stack does not forward it.
-        return TC_ACT_UNSPEC;
-    }
-    // To the host itself (the gateway, the uplink's address): the FIB
-    // says local, and it is the stack's.
-    if fib(ctx, &k.src_ip, &k.dst_ip, &k, &mut s.fib).is_none() {
         return TC_ACT_UNSPEC;
     }
     if !may_start(ctx, &k) {
@@ -175,17 +187,60 @@ fn dnat(ctx: &mut TcContext, k: &Ct6Key) -> i32 {
     if !may_start(ctx, k) {
         return drop(StatIndex::DropInvalid, ctx.len());
     }
+    let Some(s) = scratch() else {
+        return TC_ACT_SHOT;
+    };
+    // SAFETY: map value pointer, valid for this run.
+    dnat_flow(ctx, k, unsafe { &*target }, s)
+}
+
+/// A container's new flow to a published port on a host address (its
+/// gateway, the uplink's address): DNAT to the target container, which
+/// sees the client's own address; from an `--internal` network only to
+/// its own network. None of it for a container reaching itself (it would
+/// need its source translated too): to the stack.
+#[inline(always)]
+fn hairpin(ctx: &mut TcContext, k: &Ct6Key, network_id: u32, flags: u32, s: &mut Scratch6) -> i32 {
+    if k.proto != IPPROTO_TCP && k.proto != IPPROTO_UDP {
+        return TC_ACT_UNSPEC;
+    }
+    let key = PortMap6Key {
+        host_ip: [0; 16],
+        host_port: k.dst_port,
+        proto: k.proto,
+        pad: 0,
+    };
+    let Some(target) = NETD_PORTMAPS6.get_ptr(&key) else {
+        return TC_ACT_UNSPEC;
+    };
+    // SAFETY: map value pointer, valid for this run.
+    let target = unsafe { &*target };
+    if same(&target.container_ip, &k.src_ip) {
+        return TC_ACT_UNSPEC;
+    }
+    let Some(ep) = NETD_ENDPOINTS6.get_ptr(&target.container_ip) else {
+        return TC_ACT_UNSPEC;
+    };
+    // SAFETY: as above.
+    if flags & net_flags::INTERNAL != 0 && unsafe { (*ep).network_id } != network_id {
+        return drop(StatIndex::DropPolicy, ctx.len());
+    }
+    if !may_start(ctx, k) {
+        return drop(StatIndex::DropInvalid, ctx.len());
+    }
+    dnat_flow(ctx, k, target, s)
+}
+
+/// Creates a DNAT flow from `k` to `target` (REPLY entry first, NOEXIST)
+/// and delivers the packet into the target container.
+#[inline(always)]
+fn dnat_flow(ctx: &mut TcContext, k: &Ct6Key, target: &PortMap6Value, s: &mut Scratch6) -> i32 {
     let Ok(hops) = ctx.load::<u8>(HOP_OFF) else {
         return TC_ACT_UNSPEC;
     };
     if hops <= 1 {
         return TC_ACT_UNSPEC;
     }
-    let Some(s) = scratch() else {
-        return TC_ACT_SHOT;
-    };
-    // SAFETY: map value pointer, valid for this run.
-    let target = unsafe { &*target };
     let Some(ep) = NETD_ENDPOINTS6.get_ptr(&target.container_ip) else {
         return TC_ACT_UNSPEC;
     };
@@ -330,7 +385,7 @@ fn out(ctx: &mut TcContext, k: &Ct6Key, v: &Ct6Value, params: &mut FibParams) ->
         dst_port: v.nat_dst_port,
         ..*k
     };
-    let Some(rc) = fib(ctx, &v.nat_src_ip, &v.nat_dst_ip, &t, params) else {
+    let Ok(rc) = fib(ctx, &v.nat_src_ip, &v.nat_dst_ip, &t, params) else {
         return TC_ACT_UNSPEC;
     };
     if rewrite(ctx, k, v).is_err() || ctx.store(HOP_OFF, &(hops - 1), 0).is_err() {
@@ -344,6 +399,15 @@ fn out(ctx: &mut TcContext, k: &Ct6Key, v: &Ct6Value, params: &mut FibParams) ->
         return TC_ACT_SHOT;
     }
     unsafe { bpf_redirect(ifindex, 0) as i32 }
+}
+
+#[inline(always)]
+fn to_endpoint(ctx: &mut TcContext, ep: &Endpoint6Value) -> i32 {
+    if set_macs(ctx, &ep.mac, &ep.gw_mac).is_err() {
+        return TC_ACT_SHOT;
+    }
+    count(StatIndex::ToContainer, ctx.len());
+    unsafe { bpf_redirect_peer(ep.ifindex, 0) as i32 }
 }
 
 /// The flow tuple of a TCP, UDP or ICMPv6 echo packet whose transport
@@ -562,8 +626,8 @@ fn set_payload_addr(
 
 /// Routes `src` → `dst` (ports and protocol of `t`) like a packet arriving
 /// on this device (its IPv6 `forwarding` must be on: the daemon sets it
-/// per veth). The answer is in `params`; None: local, unreachable or not
-/// forwarded.
+/// per veth). The answer is in `params`; Err: the helper's code (local:
+/// `BPF_FIB_LKUP_RET_NOT_FWDED`, unreachable, not forwarded).
 #[inline(always)]
 fn fib(
     ctx: &TcContext,
@@ -571,7 +635,7 @@ fn fib(
     dst: &[u8; 16],
     t: &Ct6Key,
     params: &mut FibParams,
-) -> Option<u32> {
+) -> Result<u32, u32> {
     // Zeroed word by word (a memset call on map memory is refused).
     let words = (params as *mut FibParams).cast::<u64>();
     let mut i = 0;
@@ -597,7 +661,7 @@ fn fib(
         )
     } as u32;
     if rc != BPF_FIB_LKUP_RET_SUCCESS && rc != BPF_FIB_LKUP_RET_NO_NEIGH {
-        return None;
+        return Err(rc);
     }
-    Some(rc)
+    Ok(rc)
 }

@@ -824,3 +824,25 @@ fn packet_too_big_reaches_the_container_and_the_transfer_completes() {
     assert!(ptb >= 1, "no Packet Too Big arrived in the container");
     assert!(tb.counter("reverse_nat") > errors);
 }
+
+#[test]
+fn containers_reach_published_ports_on_host_v6_addresses_hairpin() {
+    let tb = Testbed::new();
+    uplink6(&tb);
+    create_net(&tb, &["app", "--ipv6", "--subnet", "fd00:96::/64"]);
+    create_net(&tb, &["other", "--ipv6", "--subnet", "fd00:97::/64"]);
+    let web = tb.add_with("web", &["--network", "app", "-p", "8081:80"]);
+    let c1 = tb.add_with("c1", &["--network", "app"]);
+    let c2 = tb.add_with("c2", &["--network", "other"]);
+    let _who = who_server6(&tb, &web, 80);
+    let dnat = tb.counter("dnat");
+    // Through the uplink's address and the gateway's: the target sees the
+    // client container's own address, on its network and from another.
+    assert_eq!(ask6(&c1, "2001:2::1", 8081), ip6_of(&tb, &c1));
+    assert_eq!(ask6(&c1, "fd00:96::1", 8081), ip6_of(&tb, &c1));
+    assert_eq!(ask6(&c2, "2001:2::1", 8081), ip6_of(&tb, &c2));
+    assert!(
+        tb.counter("dnat") >= dnat + 3,
+        "the hairpins were not eBPF's"
+    );
+}
