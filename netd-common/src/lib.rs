@@ -31,12 +31,14 @@ pub mod names {
         pub const ENDPOINTS6: &str = "NETD_ENDPOINTS6";
         pub const CT6: &str = "NETD_CT6";
         pub const PORTMAPS6: &str = "NETD_PORTMAPS6";
+        pub const HOST_ADDRS6: &str = "NETD_HOST_ADDRS6";
+        pub const SOCK_ORIGIN6: &str = "NETD_SOCK_ORIGIN6";
         /// Per-CPU scratch room of the IPv6 path (eBPF-internal).
         pub const SCRATCH6: &str = "NETD_SCRATCH6";
         /// Every map of the object, all pinned by the daemon. A map the
         /// eBPF side declares must be in it (checked when `netd-ebpf`
         /// compiles).
-        pub const ALL: [&str; 17] = [
+        pub const ALL: [&str; 19] = [
             STATS,
             ENDPOINTS,
             PORTMAPS,
@@ -54,6 +56,8 @@ pub mod names {
             CT6,
             SCRATCH6,
             PORTMAPS6,
+            HOST_ADDRS6,
+            SOCK_ORIGIN6,
         ];
         /// The two conntrack tables: assured flows (never evicted) and new
         /// flows (LRU). An assured flow may still have (stale) copies in the
@@ -74,15 +78,32 @@ pub mod names {
         pub const SENDMSG4: &str = "netd_sendmsg4";
         pub const GETPEERNAME4: &str = "netd_getpeername4";
         pub const RECVMSG4: &str = "netd_recvmsg4";
-        pub const SOCK_HOOKS: [&str; 4] = [CONNECT4, SENDMSG4, GETPEERNAME4, RECVMSG4];
+        pub const CONNECT6: &str = "netd_connect6";
+        pub const SENDMSG6: &str = "netd_sendmsg6";
+        pub const GETPEERNAME6: &str = "netd_getpeername6";
+        pub const RECVMSG6: &str = "netd_recvmsg6";
+        pub const SOCK_HOOKS: [&str; 8] = [
+            CONNECT4,
+            SENDMSG4,
+            GETPEERNAME4,
+            RECVMSG4,
+            CONNECT6,
+            SENDMSG6,
+            GETPEERNAME6,
+            RECVMSG6,
+        ];
         /// Every program of the object.
-        pub const ALL: [&str; 6] = [
+        pub const ALL: [&str; 10] = [
             UPLINK_INGRESS,
             FROM_CONTAINER,
             CONNECT4,
             SENDMSG4,
             GETPEERNAME4,
             RECVMSG4,
+            CONNECT6,
+            SENDMSG6,
+            GETPEERNAME6,
+            RECVMSG6,
         ];
     }
 
@@ -404,6 +425,18 @@ pub struct SockOrigin {
     pub nat_port: u16,
 }
 
+/// `NETD_SOCK_ORIGIN6`: what a host IPv6 socket the hooks redirected
+/// asked for (`connect6`, `sendmsg6`), shown back by `getpeername6` and
+/// `recvmsg6`. Addresses as the socket address carries them.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SockOrigin6 {
+    pub orig_ip: [u32; 4],
+    pub nat_ip: [u32; 4],
+    pub orig_port: u16,
+    pub nat_port: u16,
+}
+
 /// Global datapath settings (one-element array).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -592,6 +625,7 @@ mod pod {
     unsafe impl aya::Pod for Ct6Key {}
     unsafe impl aya::Pod for Ct6Value {}
     unsafe impl aya::Pod for PortMap6Key {}
+    unsafe impl aya::Pod for SockOrigin6 {}
     unsafe impl aya::Pod for PortMap6Value {}
     unsafe impl aya::Pod for FragKey {}
     unsafe impl aya::Pod for ServiceKey {}

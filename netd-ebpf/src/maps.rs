@@ -10,7 +10,7 @@ use aya_ebpf::{
 use netd_common::{
     BridgeValue, Counter, Ct6Key, Ct6Value, CtKey, CtValue, DatapathConfig, Endpoint6Value,
     EndpointValue, FragKey, FragValue, PortMap6Key, PortMap6Value, PortMapKey, PortMapValue,
-    ServiceKey, SockOrigin, StatIndex, Veth6Value, VethValue,
+    ServiceKey, SockOrigin, SockOrigin6, StatIndex, Veth6Value, VethValue,
     names::{self, maps::ALL},
 };
 
@@ -61,6 +61,12 @@ maps! {
 
     /// Published ports on the host's IPv6 addresses -> container ip6:port.
     NETD_PORTMAPS6: HashMap<PortMap6Key, PortMap6Value, 65536> = HashMap::new();
+
+    /// The host's IPv6 addresses, for the IPv6 socket hooks.
+    NETD_HOST_ADDRS6: HashMap<[u8; 16], u32, 4096> = HashMap::new();
+
+    /// What each IPv6 host socket the hooks redirected asked for.
+    NETD_SOCK_ORIGIN6: SkStorage<SockOrigin6> = SkStorage::new();
 
     /// Per-CPU room of the IPv6 path for what does not fit its stack.
     NETD_SCRATCH6: PerCpuArray<Scratch6, 1> = PerCpuArray::new();

@@ -846,3 +846,29 @@ fn containers_reach_published_ports_on_host_v6_addresses_hairpin() {
         "the hairpins were not eBPF's"
     );
 }
+
+#[test]
+fn host_processes_reach_published_ports_over_v6_through_the_socket_hooks() {
+    let tb = Testbed::new();
+    uplink6(&tb);
+    create_net(&tb, &["app", "--ipv6", "--subnet", "fd00:98::/64"]);
+    let web = tb.add_with("web", &["--network", "app", "-p", "8082:80"]);
+    let _who = who_server6(&tb, &web, 80);
+    let dnat = tb.counter("dnat");
+    // ::1 and the host's own IPv6 address: the socket goes straight to the
+    // container (no packet is translated), which sees the host's address
+    // on the bridge.
+    assert_eq!(ask6(&tb.host(), "::1", 8082), "fd00:98::1");
+    assert_eq!(ask6(&tb.host(), "2001:2::1", 8082), "fd00:98::1");
+    assert_eq!(tb.counter("dnat"), dnat, "host-local went through tc DNAT");
+    // getpeername() shows the address the application asked for.
+    let peer = in_ns_ok(
+        &tb.host(),
+        &[
+            "/usr/bin/python3",
+            "-c",
+            "import socket; s = socket.create_connection(('::1', 8082), timeout=5); print(s.getpeername()[0], s.getpeername()[1])",
+        ],
+    );
+    assert_eq!(peer.trim(), "::1 8082");
+}

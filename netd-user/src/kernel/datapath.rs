@@ -46,7 +46,7 @@ const PROG_UPLINK_INGRESS: &str = netd_common::names::programs::UPLINK_INGRESS;
 const PROG_FROM_CONTAINER: &str = netd_common::names::programs::FROM_CONTAINER;
 const CLASSIFIERS: [&str; 2] = netd_common::names::programs::CLASSIFIERS;
 /// Socket hooks for host-local access to published ports.
-const SOCK_HOOKS: [&str; 4] = netd_common::names::programs::SOCK_HOOKS;
+const SOCK_HOOKS: [&str; 8] = netd_common::names::programs::SOCK_HOOKS;
 const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
 
 /// The loaded object. Map and program handles need `&mut Ebpf`; the lock
@@ -319,6 +319,12 @@ impl Objects {
         let wanted = addrs.iter().map(|ip| u32::from(*ip).to_be()).collect();
         self.sync_set(map_names::HOST_ADDRS, &wanted)
             .context("syncing the host addresses")
+    }
+
+    pub fn sync_host_addrs6(&mut self, addrs: &[Ipv6Addr]) -> Result<()> {
+        let wanted = addrs.iter().map(Ipv6Addr::octets).collect();
+        self.sync_set(map_names::HOST_ADDRS6, &wanted)
+            .context("syncing the host's IPv6 addresses")
     }
 
     pub fn insert_portmaps(&mut self, entries: &[(PortMapKey, PortMapValue)]) -> Result<()> {
@@ -744,7 +750,15 @@ impl Datapath for BpfDatapath {
                 IpAddr::V6(_) => None,
             })
             .collect();
-        self.with(|o| o.sync_host_addrs(&v4)).kernel()
+        let v6: Vec<Ipv6Addr> = addrs
+            .iter()
+            .filter_map(|ip| match ip {
+                IpAddr::V6(ip) => Some(*ip),
+                IpAddr::V4(_) => None,
+            })
+            .collect();
+        self.with(|o| o.sync_host_addrs(&v4)).kernel()?;
+        self.with(|o| o.sync_host_addrs6(&v6)).kernel()
     }
 
     fn stats(&self) -> EngineResult<Vec<(StatIndex, Counter)>> {
