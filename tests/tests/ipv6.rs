@@ -251,12 +251,17 @@ fn v6_networks_are_isolated_and_internal_ones_have_no_way_out() {
     let i2 = tb.add_with("i2", &["--network", "inner"]);
     let (ip_a1, ip_b1) = (ip6_of(&tb, &a1), ip6_of(&tb, &b1));
     let before = snmp6(&b1, "Icmp6InEchos");
+    let policy = tb.counter("drop_policy");
     ping6_fails(&a1, &ip_b1);
     ping6_fails(&b1, &ip_a1);
     assert_eq!(
         snmp6(&b1, "Icmp6InEchos"),
         before,
         "an echo crossed networks"
+    );
+    assert!(
+        tb.counter("drop_policy") >= policy + 2,
+        "not dropped by eBPF"
     );
     // Connected to both, a container reaches both.
     tb.netd_ok(&["network", "connect", "b", &a1]);
@@ -871,4 +876,90 @@ fn host_processes_reach_published_ports_over_v6_through_the_socket_hooks() {
         ],
     );
     assert_eq!(peer.trim(), "::1 8082");
+}
+
+/// Sends 3 UDP datagrams to [DST]:PORT whose payload is the first
+/// argument, with a Destination Options header (PadN) when it is "ext":
+/// `plain|ext DST PORT`.
+const SEND_UDP6: &str = r#"
+import socket, sys
+s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+if sys.argv[1] == 'ext':
+    s.setsockopt(socket.IPPROTO_IPV6, 59, bytes([0, 0, 1, 4, 0, 0, 0, 0]))
+for _ in range(3):
+    s.sendto(sys.argv[1].encode(), (sys.argv[2], int(sys.argv[3])))
+"#;
+
+#[test]
+fn v6_with_extension_headers_is_never_translated_nor_leaks() {
+    let tb = Testbed::new();
+    uplink6(&tb);
+    create_net(&tb, &["app", "--ipv6", "--subnet", "fd00:99::/64"]);
+    let c1 = tb.add_with("c1", &["--network", "app"]);
+    let log = tb.tmp().join("udp6-ext.log");
+    let _sink = Bg::server(
+        &tb.ext(),
+        &["socat", "-u", "UDP6-RECVFROM:7500,fork", "SYSTEM:cat; echo"],
+        &log,
+        "udp",
+        7500,
+    );
+    let dump = tb.tmp().join("tcpdump6.log");
+    let wire = Bg::spawn(
+        &tb.ext(),
+        &["tcpdump", "-l", "-n", "-i", "ext0", "ip6 and udp"],
+        &dump,
+    );
+    wait_until("tcpdump to listen", WAIT, || {
+        std::fs::read_to_string(&dump)
+            .unwrap_or_default()
+            .contains("listening")
+    });
+    // With a Destination Options header: not translated, so not routed
+    // either (the host's stack forwards no IPv6): nothing arrives, least
+    // of all with the container's ULA source.
+    in_ns_ok(
+        &c1,
+        &[
+            "/usr/bin/python3",
+            "-c",
+            SEND_UDP6,
+            "ext",
+            "2001:2::2",
+            "7500",
+        ],
+    );
+    // The control, after: plain datagrams arrive, masqueraded.
+    in_ns_ok(
+        &c1,
+        &[
+            "/usr/bin/python3",
+            "-c",
+            SEND_UDP6,
+            "plain",
+            "2001:2::2",
+            "7500",
+        ],
+    );
+    wait_until("the plain datagrams to arrive", WAIT, || {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .contains("plain")
+    });
+    wait_until("tcpdump to see them", WAIT, || {
+        std::fs::read_to_string(&dump)
+            .unwrap_or_default()
+            .contains("2001:2::1")
+    });
+    drop(wire);
+    let got = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(
+        !got.contains("ext"),
+        "a datagram with an extension header got through: {got}"
+    );
+    let seen = std::fs::read_to_string(&dump).unwrap_or_default();
+    assert!(
+        !seen.contains("fd00:99"),
+        "a ULA source left the host: {seen}"
+    );
 }
