@@ -408,9 +408,15 @@ impl Objects {
             .ok_or_else(|| anyhow!("map {} missing from the object", map_names::STATS))?;
         let stats: PerCpuArray<&MapData, Counter> =
             PerCpuArray::try_from(map).context("opening the stats map")?;
+        // A stats map pinned by an older version may be shorter: its
+        // missing counters (added since) read as zero.
+        let len = stats.len();
         StatIndex::ALL
             .iter()
             .map(|&index| {
+                if index as u32 >= len {
+                    return Ok((index, Counter::default()));
+                }
                 let per_cpu = stats
                     .get(&(index as u32), 0)
                     .with_context(|| format!("reading counter {}", index.name()))?;
