@@ -595,6 +595,21 @@ fn v6_flows_to_the_outside_are_masqueraded() {
     assert_eq!(p1, "40000", "the first flow keeps its port");
     assert_ne!(p1, p2, "both flows got the same host port");
 
+    // The flows go with their containers (NETD_CT6, dumped with its field
+    // names).
+    let ct6 = tb.bpffs().join("NETD_CT6");
+    assert!(
+        bpftool_dump(&ct6).contains("\"nat_src_ip\""),
+        "no v6 flow tracked"
+    );
+    tb.rm(&c1);
+    tb.rm(&c2);
+    let left = bpftool_dump(&ct6);
+    assert!(
+        !left.contains("\"nat_src_ip\""),
+        "flows outlived their containers: {left}"
+    );
+
     // Still no IPv6 routing by the stack.
     let fwd = in_ns_ok(
         &tb.host(),
