@@ -55,8 +55,9 @@ maps! {
     /// Dual-stack endpoints by IPv6 address: delivery into the container.
     NETD_ENDPOINTS6: HashMap<[u8; 16], Endpoint6Value, 65536> = HashMap::new();
 
-    /// Connection tracking of IPv6 (MASQUERADE-d) flows, two entries per
-    /// flow. An LRU, no assured tier yet: flows age out by eviction.
+    /// Connection tracking of IPv6 flows (NAT66, DNAT, hairpin), two
+    /// entries per flow. An LRU, no assured tier yet: flows age out by
+    /// eviction. Sized by `--ct-max` at load, as the IPv4 tables.
     NETD_CT6: LruHashMap<Ct6Key, Ct6Value, 262144> = LruHashMap::new();
 
     /// Published ports on the host's IPv6 addresses -> container ip6:port.

@@ -104,7 +104,8 @@ impl Objects {
         for name in map_names::ALL {
             loader.map_pin_path(name, bpffs.join(name));
         }
-        for table in map_names::CT_TABLES {
+        // The IPv6 table (NETD_CT6) is sized like the IPv4 ones.
+        for table in map_names::CT_TABLES.iter().chain([&map_names::CT6]) {
             loader.map_max_entries(table, ct_entries);
         }
         let mut ebpf = loader.load(OBJECT).context("loading the eBPF object")?;
@@ -434,7 +435,7 @@ impl Objects {
 /// changed `--ct-max` would silently not apply. A map cannot be resized,
 /// and replacing it would drop every live flow: refuse instead.
 fn refuse_conntrack_resize(bpffs: &Path, wanted_entries: u32) -> Result<()> {
-    for table in map_names::CT_TABLES {
+    for table in map_names::CT_TABLES.iter().chain([&map_names::CT6]) {
         let pin = bpffs.join(table);
         if !pin.exists() {
             continue;
