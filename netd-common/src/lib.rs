@@ -27,10 +27,18 @@ pub mod names {
         pub const FRAGS: &str = "NETD_FRAGS";
         pub const SERVICES: &str = "NETD_SERVICES";
         pub const SOCK_ORIGIN: &str = "NETD_SOCK_ORIGIN";
+        pub const VETHS6: &str = "NETD_VETHS6";
+        pub const ENDPOINTS6: &str = "NETD_ENDPOINTS6";
+        pub const CT6: &str = "NETD_CT6";
+        pub const PORTMAPS6: &str = "NETD_PORTMAPS6";
+        pub const HOST_ADDRS6: &str = "NETD_HOST_ADDRS6";
+        pub const SOCK_ORIGIN6: &str = "NETD_SOCK_ORIGIN6";
+        /// Per-CPU scratch room of the IPv6 path (eBPF-internal).
+        pub const SCRATCH6: &str = "NETD_SCRATCH6";
         /// Every map of the object, all pinned by the daemon. A map the
         /// eBPF side declares must be in it (checked when `netd-ebpf`
         /// compiles).
-        pub const ALL: [&str; 12] = [
+        pub const ALL: [&str; 19] = [
             STATS,
             ENDPOINTS,
             PORTMAPS,
@@ -43,6 +51,13 @@ pub mod names {
             FRAGS,
             SERVICES,
             SOCK_ORIGIN,
+            VETHS6,
+            ENDPOINTS6,
+            CT6,
+            SCRATCH6,
+            PORTMAPS6,
+            HOST_ADDRS6,
+            SOCK_ORIGIN6,
         ];
         /// The two conntrack tables: assured flows (never evicted) and new
         /// flows (LRU). An assured flow may still have (stale) copies in the
@@ -63,15 +78,32 @@ pub mod names {
         pub const SENDMSG4: &str = "netd_sendmsg4";
         pub const GETPEERNAME4: &str = "netd_getpeername4";
         pub const RECVMSG4: &str = "netd_recvmsg4";
-        pub const SOCK_HOOKS: [&str; 4] = [CONNECT4, SENDMSG4, GETPEERNAME4, RECVMSG4];
+        pub const CONNECT6: &str = "netd_connect6";
+        pub const SENDMSG6: &str = "netd_sendmsg6";
+        pub const GETPEERNAME6: &str = "netd_getpeername6";
+        pub const RECVMSG6: &str = "netd_recvmsg6";
+        pub const SOCK_HOOKS: [&str; 8] = [
+            CONNECT4,
+            SENDMSG4,
+            GETPEERNAME4,
+            RECVMSG4,
+            CONNECT6,
+            SENDMSG6,
+            GETPEERNAME6,
+            RECVMSG6,
+        ];
         /// Every program of the object.
-        pub const ALL: [&str; 6] = [
+        pub const ALL: [&str; 10] = [
             UPLINK_INGRESS,
             FROM_CONTAINER,
             CONNECT4,
             SENDMSG4,
             GETPEERNAME4,
             RECVMSG4,
+            CONNECT6,
+            SENDMSG6,
+            GETPEERNAME6,
+            RECVMSG6,
         ];
     }
 
@@ -256,6 +288,106 @@ pub struct VethValue {
     pub pad: [u8; 2],
 }
 
+/// `NETD_VETHS6`: the IPv6 side of a container veth's endpoint on a
+/// dual-stack network, by the host veth's ifindex. The only global IPv6
+/// source allowed in from that veth (link-local fe80::/10 and, for
+/// duplicate address detection, the unspecified address are always
+/// allowed); a veth without an entry may send link-local IPv6 only.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Veth6Value {
+    /// The endpoint's IPv6 address, as it sits in the packet.
+    pub ip6: [u8; 16],
+    /// The endpoint's network id.
+    pub network_id: u32,
+    pub pad: u32,
+}
+
+/// `NETD_ENDPOINTS6`: a dual-stack endpoint by its IPv6 address (the key,
+/// 16 bytes as in the packet): where the datapath delivers to it.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Endpoint6Value {
+    /// The host-side veth's ifindex (bpf_redirect_peer target).
+    pub ifindex: u32,
+    pub network_id: u32,
+    /// `net_flags` bits of its network.
+    pub flags: u32,
+    pub mac: [u8; 6],
+    /// The bridge's MAC (the Ethernet source of delivered packets).
+    pub gw_mac: [u8; 6],
+}
+
+/// `NETD_PORTMAPS6` key: a published port on the host's IPv6 addresses
+/// (`host_ip` all zeroes: every one of them, the form `-p` on a
+/// dual-stack network publishes).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct PortMap6Key {
+    pub host_ip: [u8; 16],
+    /// Network order.
+    pub host_port: u16,
+    pub proto: u8,
+    pub pad: u8,
+}
+
+/// `NETD_PORTMAPS6` value: the container's IPv6 address and port.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PortMap6Value {
+    pub container_ip: [u8; 16],
+    /// Network order.
+    pub container_port: u16,
+    pub pad: u16,
+}
+
+/// `NETD_CT6` key: an IPv6 flow's tuple, as `CtKey` (ICMPv6 echo: the
+/// identifier is the source port of requests and the destination port of
+/// replies).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Ct6Key {
+    pub src_ip: [u8; 16],
+    pub dst_ip: [u8; 16],
+    pub src_port: u16,
+    pub dst_port: u16,
+    pub proto: u8,
+    pub pad: [u8; 3],
+}
+
+impl Ct6Key {
+    /// The tuple of the other direction.
+    pub const fn reversed(&self) -> Ct6Key {
+        Ct6Key {
+            src_ip: self.dst_ip,
+            dst_ip: self.src_ip,
+            src_port: self.dst_port,
+            dst_port: self.src_port,
+            proto: self.proto,
+            pad: [0; 3],
+        }
+    }
+}
+
+/// `NETD_CT6` value: the tuple a packet of this entry is rewritten to, as
+/// `CtValue` (two entries per flow, ORIGINAL and REPLY).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Ct6Value {
+    pub nat_src_ip: [u8; 16],
+    pub nat_dst_ip: [u8; 16],
+    pub nat_src_port: u16,
+    pub nat_dst_port: u16,
+    /// `ct_kind`.
+    pub kind: u8,
+    /// `ct_dir`.
+    pub direction: u8,
+    pub pad: [u8; 2],
+    pub last_seen_ns: u64,
+    pub packets: u64,
+    pub bytes: u64,
+}
+
 /// A fragmented IPv4 datagram, as its fragments carry it: only the first
 /// fragment has the ports, so they are remembered by the IP id (Cilium's
 /// fragment map) and every later fragment is translated like the first.
@@ -289,6 +421,18 @@ pub struct SockOrigin {
     pub orig_ip: u32,
     /// The container it was translated to (network order).
     pub nat_ip: u32,
+    pub orig_port: u16,
+    pub nat_port: u16,
+}
+
+/// `NETD_SOCK_ORIGIN6`: what a host IPv6 socket the hooks redirected
+/// asked for (`connect6`, `sendmsg6`), shown back by `getpeername6` and
+/// `recvmsg6`. Addresses as the socket address carries them.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SockOrigin6 {
+    pub orig_ip: [u32; 4],
+    pub nat_ip: [u32; 4],
     pub orig_port: u16,
     pub nat_port: u16,
 }
@@ -348,10 +492,13 @@ pub enum StatIndex {
     /// Dropped: TTL expired on a path eBPF routes (the host answers with
     /// ICMP time exceeded where the stack can).
     DropTtl = 15,
+    /// Dropped: a router advertisement from a container (only the host
+    /// routes for containers).
+    DropRouterAdvert = 16,
 }
 
 impl StatIndex {
-    pub const COUNT: u32 = 16;
+    pub const COUNT: u32 = 17;
     pub const ALL: [StatIndex; Self::COUNT as usize] = [
         StatIndex::FromContainer,
         StatIndex::ToContainer,
@@ -369,6 +516,7 @@ impl StatIndex {
         StatIndex::DropInvalid,
         StatIndex::DropUntranslatable,
         StatIndex::DropTtl,
+        StatIndex::DropRouterAdvert,
     ];
 
     pub const fn name(self) -> &'static str {
@@ -389,6 +537,7 @@ impl StatIndex {
             StatIndex::DropInvalid => "drop_invalid",
             StatIndex::DropUntranslatable => "drop_untranslatable",
             StatIndex::DropTtl => "drop_ttl",
+            StatIndex::DropRouterAdvert => "drop_ra",
         }
     }
 }
@@ -471,6 +620,13 @@ mod pod {
     unsafe impl aya::Pod for CtValue {}
     unsafe impl aya::Pod for BridgeValue {}
     unsafe impl aya::Pod for VethValue {}
+    unsafe impl aya::Pod for Veth6Value {}
+    unsafe impl aya::Pod for Endpoint6Value {}
+    unsafe impl aya::Pod for Ct6Key {}
+    unsafe impl aya::Pod for Ct6Value {}
+    unsafe impl aya::Pod for PortMap6Key {}
+    unsafe impl aya::Pod for SockOrigin6 {}
+    unsafe impl aya::Pod for PortMap6Value {}
     unsafe impl aya::Pod for FragKey {}
     unsafe impl aya::Pod for ServiceKey {}
     unsafe impl aya::Pod for FragValue {}

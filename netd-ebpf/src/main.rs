@@ -33,6 +33,7 @@ mod frag;
 mod icmp;
 mod maps;
 mod nat;
+mod nat6;
 mod packet;
 mod policy;
 mod published;

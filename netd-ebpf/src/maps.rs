@@ -8,8 +8,9 @@ use aya_ebpf::{
     macros::btf_map,
 };
 use netd_common::{
-    BridgeValue, Counter, CtKey, CtValue, DatapathConfig, EndpointValue, FragKey, FragValue,
-    PortMapKey, PortMapValue, ServiceKey, SockOrigin, StatIndex, VethValue,
+    BridgeValue, Counter, Ct6Key, Ct6Value, CtKey, CtValue, DatapathConfig, Endpoint6Value,
+    EndpointValue, FragKey, FragValue, PortMap6Key, PortMap6Value, PortMapKey, PortMapValue,
+    ServiceKey, SockOrigin, SockOrigin6, StatIndex, Veth6Value, VethValue,
     names::{self, maps::ALL},
 };
 
@@ -47,6 +48,30 @@ maps! {
     /// source every packet from that veth must carry (anti-spoofing).
     NETD_VETHS: HashMap<u32, VethValue, 65536> = HashMap::new();
 
+    /// The IPv6 side of a dual-stack endpoint, by its host veth's ifindex:
+    /// the only global IPv6 source allowed in from that veth.
+    NETD_VETHS6: HashMap<u32, Veth6Value, 65536> = HashMap::new();
+
+    /// Dual-stack endpoints by IPv6 address: delivery into the container.
+    NETD_ENDPOINTS6: HashMap<[u8; 16], Endpoint6Value, 65536> = HashMap::new();
+
+    /// Connection tracking of IPv6 flows (NAT66, DNAT, hairpin), two
+    /// entries per flow. An LRU, no assured tier yet: flows age out by
+    /// eviction. Sized by `--ct-max` at load, as the IPv4 tables.
+    NETD_CT6: LruHashMap<Ct6Key, Ct6Value, 262144> = LruHashMap::new();
+
+    /// Published ports on the host's IPv6 addresses -> container ip6:port.
+    NETD_PORTMAPS6: HashMap<PortMap6Key, PortMap6Value, 65536> = HashMap::new();
+
+    /// The host's IPv6 addresses, for the IPv6 socket hooks.
+    NETD_HOST_ADDRS6: HashMap<[u8; 16], u32, 4096> = HashMap::new();
+
+    /// What each IPv6 host socket the hooks redirected asked for.
+    NETD_SOCK_ORIGIN6: SkStorage<SockOrigin6> = SkStorage::new();
+
+    /// Per-CPU room of the IPv6 path for what does not fit its stack.
+    NETD_SCRATCH6: PerCpuArray<Scratch6, 1> = PerCpuArray::new();
+
     /// Published ports: (host ip or 0, host port, proto) -> container ip:port.
     NETD_PORTMAPS: HashMap<PortMapKey, PortMapValue, 65536> = HashMap::new();
 
@@ -79,6 +104,17 @@ maps! {
     /// What each host socket the socket hooks redirected asked for (see
     /// `SockOrigin`).
     NETD_SOCK_ORIGIN: SkStorage<SockOrigin> = SkStorage::new();
+}
+
+/// Per-CPU room of the IPv6 path (`nat6`) for what is too big for the
+/// stack (the verifier's 512 bytes are shared with the IPv4 program that
+/// calls in): a conntrack key and value being built, the FIB lookup's
+/// parameters.
+#[repr(C)]
+pub struct Scratch6 {
+    pub key: Ct6Key,
+    pub value: Ct6Value,
+    pub fib: aya_ebpf::bindings::bpf_fib_lookup,
 }
 
 #[inline(always)]

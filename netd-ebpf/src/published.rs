@@ -2,10 +2,10 @@
 //! both the tc programs (packets to a host address) and the socket hooks
 //! (host processes connecting to one).
 
-use netd_common::{IPPROTO_TCP, IPPROTO_UDP, PortMapKey, PortMapValue};
+use netd_common::{IPPROTO_TCP, IPPROTO_UDP, PortMap6Key, PortMap6Value, PortMapKey, PortMapValue};
 
 use crate::{
-    maps::{NETD_HOST_ADDRS, NETD_PORTMAPS},
+    maps::{NETD_HOST_ADDRS, NETD_HOST_ADDRS6, NETD_PORTMAPS, NETD_PORTMAPS6},
     packet::{Packet, is_loopback},
 };
 
@@ -49,6 +49,36 @@ pub fn lookup(ip: u32, port: u16, proto: u8, asker: Asker) -> Option<PortMapValu
     key.host_ip = 0;
     // SAFETY: as above.
     NETD_PORTMAPS.get_ptr(key).map(|v| unsafe { *v })
+}
+
+/// For a host socket: the IPv6 published port `ip:port/proto` is, if any
+/// (the host-wide mappings `-p` makes on dual-stack containers, reached
+/// through ::1 or one of the host's IPv6 addresses).
+#[inline(always)]
+pub fn lookup6_for_host(ip: &[u8; 16], port: u16, proto: u8) -> Option<PortMap6Value> {
+    if proto != IPPROTO_TCP && proto != IPPROTO_UDP {
+        return None;
+    }
+    let mut loopback = true;
+    let mut i = 0;
+    while i < 16 {
+        let want = if i == 15 { 1 } else { 0 };
+        if ip[i] != want {
+            loopback = false;
+        }
+        i += 1;
+    }
+    if !loopback {
+        NETD_HOST_ADDRS6.get_ptr(ip)?;
+    }
+    let key = PortMap6Key {
+        host_ip: [0; 16],
+        host_port: port,
+        proto,
+        pad: 0,
+    };
+    // SAFETY: map value pointer, valid for this run; copied out.
+    NETD_PORTMAPS6.get_ptr(&key).map(|v| unsafe { *v })
 }
 
 /// The published port a new TCP/UDP flow is addressed to, if any.

@@ -4,10 +4,10 @@
 //! (`NETD_SOCK_ORIGIN`).
 
 use aya_ebpf::{helpers::generated::bpf_get_netns_cookie, programs::SockAddrContext};
-use netd_common::SockOrigin;
+use netd_common::{SockOrigin, SockOrigin6};
 
 use crate::{
-    maps::{NETD_SOCK_ORIGIN, config},
+    maps::{NETD_SOCK_ORIGIN, NETD_SOCK_ORIGIN6, config},
     published::{self, Asker},
 };
 
@@ -61,5 +61,92 @@ pub fn redirect_to_container(ctx: &SockAddrContext) {
         }
         (*sa).user_ip4 = target.container_ip;
         (*sa).user_port = u32::from(target.container_port);
+    }
+}
+
+/// The IPv6 socket address of a hook's context.
+#[inline(always)]
+fn user_ip6(ctx: &SockAddrContext) -> [u32; 4] {
+    let sa = ctx.sock_addr;
+    // SAFETY: the kernel's context pointer; 4-byte loads, as it wants.
+    unsafe {
+        [
+            (*sa).user_ip6[0],
+            (*sa).user_ip6[1],
+            (*sa).user_ip6[2],
+            (*sa).user_ip6[3],
+        ]
+    }
+}
+
+#[inline(always)]
+fn set_user_ip6(ctx: &SockAddrContext, ip: &[u32; 4]) {
+    let sa = ctx.sock_addr;
+    // SAFETY: as above, 4-byte stores.
+    unsafe {
+        (*sa).user_ip6[0] = ip[0];
+        (*sa).user_ip6[1] = ip[1];
+        (*sa).user_ip6[2] = ip[2];
+        (*sa).user_ip6[3] = ip[3];
+    }
+}
+
+/// connect6()/sendmsg6() from the host's namespace to a published port on
+/// ::1 or a host IPv6 address: the socket goes to the container's IPv6
+/// address, the original noted in `NETD_SOCK_ORIGIN6`.
+#[inline(always)]
+pub fn redirect_to_container6(ctx: &SockAddrContext) {
+    let Some(cfg) = config() else { return };
+    let cookie = unsafe { bpf_get_netns_cookie(ctx.sock_addr.cast()) };
+    if cfg.host_netns_cookie == 0 || cookie != cfg.host_netns_cookie {
+        return;
+    }
+    let sa = ctx.sock_addr;
+    let ip = user_ip6(ctx);
+    // SAFETY: the context pointer the kernel handed us.
+    let (port, proto) = unsafe { ((*sa).user_port as u16, (*sa).protocol) };
+    // SAFETY: 16 bytes either way.
+    let bytes: [u8; 16] = unsafe { core::mem::transmute(ip) };
+    let Some(target) = published::lookup6_for_host(&bytes, port, proto as u8) else {
+        return;
+    };
+    // SAFETY: as above.
+    let nat: [u32; 4] = unsafe { core::mem::transmute(target.container_ip) };
+    let mut origin = SockOrigin6 {
+        orig_ip: ip,
+        nat_ip: nat,
+        orig_port: port,
+        nat_port: target.container_port,
+    };
+    // SAFETY: the storage helper takes the context's socket as is; the
+    // slot it returns is checked for null.
+    unsafe {
+        let slot = NETD_SOCK_ORIGIN6.get_or_insert_ptr_mut(ctx, Some(&mut origin));
+        if !slot.is_null() {
+            *slot = origin;
+        }
+        (*sa).user_port = u32::from(target.container_port);
+    }
+    set_user_ip6(ctx, &nat);
+}
+
+/// getpeername6()/recvmsg6() of a redirected IPv6 socket: the address the
+/// application used.
+#[inline(always)]
+pub fn show_original6(ctx: &SockAddrContext) {
+    // SAFETY: the storage helper takes the context's socket as is.
+    let origin = unsafe { NETD_SOCK_ORIGIN6.get_ptr_mut(ctx) };
+    if origin.is_null() {
+        return;
+    }
+    let sa = ctx.sock_addr;
+    let ip = user_ip6(ctx);
+    // SAFETY: non-null storage pointer and the kernel's context pointer.
+    unsafe {
+        if ip == (*origin).nat_ip && (*sa).user_port as u16 == (*origin).nat_port {
+            let orig = (*origin).orig_ip;
+            (*sa).user_port = u32::from((*origin).orig_port);
+            set_user_ip6(ctx, &orig);
+        }
     }
 }

@@ -4,7 +4,7 @@ use aya_ebpf::{macros::classifier, programs::TcContext};
 use netd_common::{StatIndex, names::programs};
 
 use crate::{
-    antispoof, nat,
+    antispoof, nat, nat6,
     policy::{self, Ingress},
     published,
     stats::{count, drop},
@@ -17,9 +17,13 @@ use crate::{
 #[classifier]
 pub fn netd_from_container(mut ctx: TcContext) -> i32 {
     count(StatIndex::FromContainer, ctx.len());
-    let Some(me) = antispoof::sender(&mut ctx) else {
-        return drop(StatIndex::DropSpoofed, ctx.len());
+    let me = match antispoof::sender(&mut ctx) {
+        Ok(me) => me,
+        Err(stat) => return drop(stat, ctx.len()),
     };
+    if nat6::is_ipv6(&ctx) {
+        return nat6::from_container(&mut ctx, me.network_id, me.flags);
+    }
     let pkt = match tracked_or_parsed(&mut ctx, Ingress::Container(me)) {
         Ok(pkt) => pkt,
         Err(verdict) => return verdict,

@@ -8,7 +8,9 @@
 use aya_ebpf::{macros::cgroup_sock_addr, programs::SockAddrContext};
 use netd_common::names::programs;
 
-use crate::sockaddr::{redirect_to_container, show_original};
+use crate::sockaddr::{
+    redirect_to_container, redirect_to_container6, show_original, show_original6,
+};
 
 /// Allow the syscall (the hooks never refuse one).
 const ALLOW: i32 = 1;
@@ -44,3 +46,31 @@ pub fn netd_recvmsg4(ctx: SockAddrContext) -> i32 {
     ALLOW
 }
 named_as!(netd_recvmsg4, programs::RECVMSG4);
+
+#[cgroup_sock_addr(connect6)]
+pub fn netd_connect6(ctx: SockAddrContext) -> i32 {
+    redirect_to_container6(&ctx);
+    ALLOW
+}
+named_as!(netd_connect6, programs::CONNECT6);
+
+#[cgroup_sock_addr(sendmsg6)]
+pub fn netd_sendmsg6(ctx: SockAddrContext) -> i32 {
+    redirect_to_container6(&ctx);
+    ALLOW
+}
+named_as!(netd_sendmsg6, programs::SENDMSG6);
+
+#[cgroup_sock_addr(getpeername6)]
+pub fn netd_getpeername6(ctx: SockAddrContext) -> i32 {
+    show_original6(&ctx);
+    ALLOW
+}
+named_as!(netd_getpeername6, programs::GETPEERNAME6);
+
+#[cgroup_sock_addr(recvmsg6)]
+pub fn netd_recvmsg6(ctx: SockAddrContext) -> i32 {
+    show_original6(&ctx);
+    ALLOW
+}
+named_as!(netd_recvmsg6, programs::RECVMSG6);

@@ -4,7 +4,7 @@ use aya_ebpf::{bindings::TC_ACT_UNSPEC, macros::classifier, programs::TcContext}
 use netd_common::{StatIndex, names::programs};
 
 use crate::{
-    exposure, nat,
+    exposure, nat, nat6,
     policy::Ingress,
     published,
     stats::{count, drop},
@@ -18,6 +18,9 @@ use crate::{
 #[classifier]
 pub fn netd_uplink_ingress(mut ctx: TcContext) -> i32 {
     count(StatIndex::Uplink, ctx.len());
+    if nat6::is_ipv6(&ctx) {
+        return nat6::from_outside(&mut ctx);
+    }
     let verdict = from_outside(&mut ctx);
     if verdict == TC_ACT_UNSPEC && exposure::to_unexposed_container(&mut ctx) {
         return drop(StatIndex::DropUnpublished, ctx.len());

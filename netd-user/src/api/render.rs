@@ -48,6 +48,9 @@ pub fn container(
                 "ip": ep.ip,
                 "prefix_len": net.map(|n| n.subnet.prefix()),
                 "gateway": net.map(|n| n.gateway),
+                "ip6": ep.ip6,
+                "prefix_len6": net.and_then(|n| n.subnet6).map(|s| s.prefix()),
+                "gateway6": net.and_then(|n| n.gateway6),
                 "mac": ep.mac,
                 "host_veth": ep.host_veth,
                 "host_ifindex": ep.host_ifindex,
@@ -74,6 +77,9 @@ pub fn container(
         "prefix_len": field("prefix_len"),
         "mac": field("mac"),
         "gateway": field("gateway"),
+        "ip6": field("ip6"),
+        "prefix_len6": field("prefix_len6"),
+        "gateway6": field("gateway6"),
         "host_veth": field("host_veth"),
         "host_ifindex": field("host_ifindex"),
         "interfaces": interfaces,
@@ -88,8 +94,13 @@ pub fn network_list(networks: &[Network], pseudo: &[(&str, &str)]) -> Value {
     let mut out: Vec<Value> = networks
         .iter()
         .map(|n| {
-            json!({"Name": n.name, "Id": n.id, "Driver": n.driver, "Scope": "local",
-                   "Subnet": n.subnet.to_string(), "Internal": n.internal})
+            let mut row = json!({"Name": n.name, "Id": n.id, "Driver": n.driver, "Scope": "local",
+                   "Subnet": n.subnet.to_string(), "Internal": n.internal});
+            // Dual-stack networks only, so IPv4 rows keep their shape.
+            if let Some(subnet6) = n.subnet6 {
+                row["Subnet6"] = subnet6.to_string().into();
+            }
+            row
         })
         .collect();
     for (name, driver) in pseudo {
@@ -109,7 +120,10 @@ pub fn network_inspect(net: &Network, containers: &[Container]) -> Value {
                     "Name": c.name,
                     "MacAddress": ep.mac,
                     "IPv4Address": format!("{}/{}", ep.ip, net.subnet.prefix()),
-                    "IPv6Address": "",
+                    "IPv6Address": match (ep.ip6, net.subnet6) {
+                        (Some(ip6), Some(subnet6)) => format!("{ip6}/{}", subnet6.prefix()),
+                        _ => String::new(),
+                    },
                 }),
             );
         }
@@ -120,15 +134,20 @@ pub fn network_inspect(net: &Network, containers: &[Container]) -> Value {
     if net.gateway_mode != GatewayMode::Nat {
         options["com.docker.network.bridge.gateway_mode_ipv4"] = net.gateway_mode.as_str().into();
     }
+    let mut config =
+        vec![json!({"Subnet": net.subnet.to_string(), "Gateway": net.gateway.to_string()})];
+    if let (Some(subnet6), Some(gateway6)) = (net.subnet6, net.gateway6) {
+        config.push(json!({"Subnet": subnet6.to_string(), "Gateway": gateway6.to_string()}));
+    }
     json!({
         "Name": net.name,
         "Id": net.id,
         "Scope": "local",
         "Driver": net.driver,
-        "EnableIPv6": false,
+        "EnableIPv6": net.ipv6(),
         "IPAM": {
             "Driver": "default",
-            "Config": [{"Subnet": net.subnet.to_string(), "Gateway": net.gateway.to_string()}],
+            "Config": config,
         },
         "Internal": net.internal,
         "Containers": members,

@@ -1,6 +1,6 @@
 //! `netd container add|ls|inspect|rm`.
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use anyhow::{Result, anyhow};
 use clap::{Args, Subcommand};
@@ -26,6 +26,9 @@ pub struct ContainerSpec {
     /// Address to use instead of the next free one.
     #[arg(long)]
     pub ip: Option<Ipv4Addr>,
+    /// IPv6 address (dual-stack networks) instead of the next free one.
+    #[arg(long)]
+    pub ip6: Option<Ipv6Addr>,
     /// Publish a port: [HOSTIP:]HOSTPORT[-END]:CONTAINERPORT[-END][/tcp|/udp].
     #[arg(short = 'p', long = "publish", value_name = "SPEC")]
     pub publish: Vec<String>,
@@ -65,12 +68,13 @@ impl ContainerSpec {
                         id: None,
                         ifname: Some("eth0".into()),
                         ip: self.ip.map(IpAddr::V4),
+                        ip6: self.ip6.map(IpAddr::V6),
                         peer_on_host: false,
                     }),
                 ),
             },
         };
-        if self.ip.is_some() && endpoint.is_none() {
+        if (self.ip.is_some() || self.ip6.is_some()) && endpoint.is_none() {
             anyhow::bail!(
                 "--ip needs a network: containers in mode {} get no address of their own",
                 self.network

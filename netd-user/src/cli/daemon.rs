@@ -33,6 +33,10 @@ pub struct DaemonArgs {
     /// Subnet of the default `bridge` network (gateway: its first address).
     #[arg(long, default_value = "172.17.0.0/16")]
     pub default_subnet: Ipv4Network,
+    /// IPv6 subnet of the default `bridge` network, which makes it
+    /// dual-stack (Docker's fixed-cidr-v6); default: none, IPv4 only.
+    #[arg(long, value_name = "CIDR")]
+    pub default_subnet6: Option<ipnetwork::Ipv6Network>,
     /// Where networks created without --subnet get theirs: subnets of
     /// prefix length N cut from CIDR (repeatable, used in order; Docker's
     /// syntax). Default: the /16s from 172.18.0.0 to 172.31.0.0.
@@ -99,6 +103,7 @@ pub fn run(args: DaemonArgs, socket: &Path) -> Result<()> {
             netns_dir: absolute(&args.netns_dir)?,
             default_bridge: args.bridge,
             default_subnet: args.default_subnet.into(),
+            default_subnet6: args.default_subnet6.map(Into::into),
             address_pools: if args.address_pools.is_empty() {
                 AddressPool::defaults()
             } else {

@@ -1,10 +1,10 @@
 //! `netd network create|ls|inspect|rm|connect|disconnect`.
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use anyhow::Result;
+use anyhow::{Result, bail};
 use clap::{Args, Subcommand, ValueEnum};
-use ipnetwork::Ipv4Network;
+use ipnetwork::IpNetwork;
 use serde_json::Value;
 
 use super::{Ctx, field, items, table};
@@ -21,14 +21,20 @@ use crate::{
 pub struct NetworkSpec {
     /// Network name: [a-zA-Z0-9][a-zA-Z0-9_.-]*, at most 64 characters.
     pub name: String,
-    /// Subnet (default: the next free subnet of the daemon's default
-    /// address pools; without --default-address-pool, the next free /16
-    /// from 172.18.0.0).
+    /// Subnet, IPv4 or (with --ipv6) IPv6; repeatable, at most one of
+    /// each family (default IPv4: the next free subnet of the daemon's
+    /// default address pools, without --default-address-pool the next
+    /// free /16 from 172.18.0.0; default IPv6: the next free /64 of
+    /// fd00:6e65:7464::/48).
     #[arg(long)]
-    pub subnet: Option<Ipv4Network>,
-    /// Gateway address (default: the subnet's first address).
+    pub subnet: Vec<IpNetwork>,
+    /// Gateway address, one per family (default: the subnet's first
+    /// address).
     #[arg(long)]
-    pub gateway: Option<Ipv4Addr>,
+    pub gateway: Vec<IpAddr>,
+    /// Dual stack: an IPv6 subnet besides the IPv4 one.
+    #[arg(long)]
+    pub ipv6: bool,
     /// No MASQUERADE and no default route: containers reach only each other.
     #[arg(long)]
     pub internal: bool,
@@ -54,12 +60,20 @@ pub enum Mode {
 }
 
 impl NetworkSpec {
-    fn request(self) -> NetworkCreate {
-        NetworkCreate {
+    fn request(self) -> Result<NetworkCreate> {
+        let (subnet, subnet6) = one_per_family("--subnet", &self.subnet, IpNetwork::is_ipv4)?;
+        let (gateway, gateway6) = one_per_family("--gateway", &self.gateway, IpAddr::is_ipv4)?;
+        if (subnet6.is_some() || gateway6.is_some()) && !self.ipv6 {
+            bail!("an IPv6 --subnet or --gateway needs --ipv6");
+        }
+        Ok(NetworkCreate {
             name: self.name,
             id: None,
-            subnet: self.subnet.map(Into::into),
-            gateway: self.gateway.map(IpAddr::V4),
+            subnet,
+            gateway,
+            ipv6: self.ipv6,
+            subnet6,
+            gateway6,
             internal: self.internal,
             bridge: self.bridge,
             gateway_mode: match self.gateway_mode {
@@ -67,8 +81,25 @@ impl NetworkSpec {
                 Mode::Routed => GatewayMode::Routed,
             },
             adopt_bridge: self.adopt_bridge,
+        })
+    }
+}
+
+/// Splits a repeatable option into its IPv4 and IPv6 values, refusing a
+/// second value of one family (a network has one subnet per family).
+fn one_per_family<T: Copy + std::fmt::Display>(
+    flag: &str,
+    values: &[T],
+    is_v4: fn(&T) -> bool,
+) -> Result<(Option<T>, Option<T>)> {
+    let (mut v4, mut v6) = (None, None);
+    for value in values {
+        let slot = if is_v4(value) { &mut v4 } else { &mut v6 };
+        if let Some(first) = slot.replace(*value) {
+            bail!("{flag} {first} and {value}: a network has at most one IPv4 and one IPv6 {flag}");
         }
     }
+    Ok((v4, v6))
 }
 
 #[derive(Subcommand, Debug)]
@@ -87,6 +118,9 @@ pub enum NetworkCommand {
         container: String,
         #[arg(long)]
         ip: Option<Ipv4Addr>,
+        /// IPv6 address on a dual-stack network.
+        #[arg(long)]
+        ip6: Option<Ipv6Addr>,
     },
     /// Detach a container from a network.
     Disconnect { network: String, container: String },
@@ -95,7 +129,7 @@ pub enum NetworkCommand {
 pub fn run(cmd: NetworkCommand, ctx: &Ctx) -> Result<()> {
     match cmd {
         NetworkCommand::Create(spec) => {
-            let value = ctx.call(&Request::NetworkCreate(spec.request()))?;
+            let value = ctx.call(&Request::NetworkCreate(spec.request()?))?;
             ctx.print(&value, |v| field(v, "Id"));
         }
         NetworkCommand::Ls => {
@@ -114,12 +148,14 @@ pub fn run(cmd: NetworkCommand, ctx: &Ctx) -> Result<()> {
             network,
             container,
             ip,
+            ip6,
         } => {
             let endpoint = EndpointRequest {
                 network,
                 id: None,
                 ifname: None,
                 ip: ip.map(IpAddr::V4),
+                ip6: ip6.map(IpAddr::V6),
                 peer_on_host: false,
             };
             let value = ctx.call(&Request::NetworkConnect {
@@ -149,7 +185,10 @@ fn list_table(value: &Value) -> String {
                 field(n, "Name"),
                 field(n, "Driver"),
                 field(n, "Scope"),
-                field(n, "Subnet"),
+                match n.get("Subnet6").and_then(Value::as_str) {
+                    Some(v6) => format!("{},{v6}", field(n, "Subnet")),
+                    None => field(n, "Subnet"),
+                },
             ]
         })
         .collect();

@@ -91,6 +91,7 @@ pub fn add(conf: &NetConf, version: &str, att: &Attach) -> Result<Value, CniErro
         id: Some(endpoint_id(conf_name(conf), &att.container_id, &att.ifname)),
         ifname: Some(att.ifname.clone()),
         ip,
+        ip6: None,
         peer_on_host: false,
     };
     let id = ContainerRef::Id(att.container_id.clone());

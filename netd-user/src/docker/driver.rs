@@ -107,6 +107,7 @@ async fn create_endpoint(engine: &Engine, req: wire::CreateEndpoint) -> Answer {
             id: Some(req.endpoint_id.clone()),
             ifname: None,
             ip: Some(ip),
+            ip6: None,
             peer_on_host: true,
         }),
         publish: Vec::new(),

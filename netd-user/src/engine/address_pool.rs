@@ -67,6 +67,30 @@ pub fn next_free_subnet(pools: &[AddressPool], taken: &[IpNetwork]) -> Result<Ip
     })
 }
 
+/// Where dual-stack networks without an IPv6 subnet take theirs: the /64s
+/// of fd00:6e65:7464::/48 (ULA; "netd" in hex), lowest free first.
+pub const IPV6_POOL: &str = "fd00:6e65:7464::/48";
+
+/// The IPv6 subnet for a new dual-stack network: the first /64 of
+/// `IPV6_POOL` that overlaps none of `taken`.
+pub fn next_free_subnet6(taken: &[IpNetwork]) -> Result<IpNetwork> {
+    let base: u128 = match IPV6_POOL.parse::<IpNetwork>() {
+        Ok(IpNetwork::V6(n)) => u128::from(n.network()),
+        _ => 0,
+    };
+    (0..=0xffffu128)
+        .filter_map(|i| {
+            let ip = std::net::Ipv6Addr::from(base | (i << 64));
+            ipnetwork::Ipv6Network::new(ip, 64).ok().map(IpNetwork::V6)
+        })
+        .find(|candidate| !taken.iter().any(|t| overlaps(*t, *candidate)))
+        .ok_or_else(|| {
+            Error::exhausted(format!(
+                "every /64 of the IPv6 pool {IPV6_POOL} is taken: give the network an IPv6 subnet"
+            ))
+        })
+}
+
 /// `base=CIDR,size=N`, as Docker's `--default-address-pool`.
 impl FromStr for AddressPool {
     type Err = String;

@@ -40,6 +40,11 @@ pub struct World {
     pub ports: BTreeMap<(IpAddr, u16, Proto), PortEntry>,
     pub services: HashSet<Service>,
     pub host_addrs: Vec<IpAddr>,
+    /// (namespace, interface) -> the addresses and default-route
+    /// gateways `configure_interface` was given.
+    pub configured: BTreeMap<(PathBuf, String), (Vec<IpNetwork>, Vec<IpAddr>)>,
+    /// namespace -> the IPv6 default route's gateway, as last replaced.
+    pub routes6: BTreeMap<PathBuf, Option<IpAddr>>,
     pub listening: Vec<HostSocket>,
     next_index: u32,
     /// A step whose next call fails ("add_veth", "attach_veth", ...).
@@ -95,7 +100,7 @@ impl Datapath for FakeKernel {
         Ok(())
     }
 
-    fn remove_endpoint(&self, ip: IpAddr, _veth_ifindex: u32) -> Result<()> {
+    fn remove_endpoint(&self, ip: IpAddr, _ip6: Option<IpAddr>, _veth_ifindex: u32) -> Result<()> {
         self.with(|w| w.endpoints.remove(&ip));
         Ok(())
     }
@@ -270,15 +275,27 @@ impl Links for FakeKernel {
 
     async fn configure_interface(
         &self,
-        _netns: &Path,
-        _ifname: &str,
-        _addr: IpNetwork,
-        _gateway: Option<IpAddr>,
+        netns: &Path,
+        ifname: &str,
+        addrs: &[IpNetwork],
+        gateways: &[IpAddr],
     ) -> Result<()> {
-        self.step("configure_interface")
+        self.step("configure_interface")?;
+        self.with(|w| {
+            w.configured.insert(
+                (netns.to_path_buf(), ifname.into()),
+                (addrs.to_vec(), gateways.to_vec()),
+            )
+        });
+        Ok(())
     }
 
     async fn replace_default_route(&self, _netns: &Path, _gateway: Option<IpAddr>) -> Result<()> {
+        Ok(())
+    }
+
+    async fn replace_default_route6(&self, netns: &Path, gateway: Option<IpAddr>) -> Result<()> {
+        self.with(|w| w.routes6.insert(netns.to_path_buf(), gateway));
         Ok(())
     }
 }

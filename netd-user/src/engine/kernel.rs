@@ -24,6 +24,10 @@ pub struct PortEntry {
     pub proto: Proto,
     pub container_ip: IpAddr,
     pub container_port: u16,
+    /// The container's IPv6 address when the mapping is on every host
+    /// address and the container is dual-stack: the port is published on
+    /// the host's IPv6 addresses too.
+    pub container_ip6: Option<IpAddr>,
 }
 
 /// A container port that a mapping publishes (its UDP orphans are
@@ -40,6 +44,9 @@ pub struct Service {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DatapathEndpoint {
     pub ip: IpAddr,
+    /// The IPv6 address on a dual-stack network: the only global IPv6
+    /// source allowed in from the veth.
+    pub ip6: Option<IpAddr>,
     pub mac: [u8; 6],
     pub veth_ifindex: u32,
     pub network_id: u32,
@@ -63,7 +70,7 @@ pub struct DatapathBridge {
 pub trait Datapath: Send + Sync {
     fn set_endpoint(&self, ep: &DatapathEndpoint) -> Result<()>;
     /// Removes both entries of an endpoint; absent ones are fine.
-    fn remove_endpoint(&self, ip: IpAddr, veth_ifindex: u32) -> Result<()>;
+    fn remove_endpoint(&self, ip: IpAddr, ip6: Option<IpAddr>, veth_ifindex: u32) -> Result<()>;
     /// Attaches the container program to a host veth (pinned link).
     fn attach_veth(&self, ifname: &str) -> Result<()>;
     /// Drops a veth's pinned link (detaching if it still exists).
@@ -123,17 +130,20 @@ pub trait Links: Send + Sync {
     async fn default_route_link(&self) -> Result<String>;
     /// Inside `netns`: `lo` up.
     async fn loopback_up(&self, netns: &Path) -> Result<()>;
-    /// Inside `netns`: `ifname` up with `addr`, and the default route via
-    /// `gateway` if given.
+    /// Inside `netns`: `ifname` up with `addrs` (an IPv4 and, on a
+    /// dual-stack network, an IPv6 one), and a default route via each of
+    /// `gateways` (one per family).
     async fn configure_interface(
         &self,
         netns: &Path,
         ifname: &str,
-        addr: IpNetwork,
-        gateway: Option<IpAddr>,
+        addrs: &[IpNetwork],
+        gateways: &[IpAddr],
     ) -> Result<()>;
-    /// Inside `netns`: the default route via `gateway`, or none.
+    /// Inside `netns`: the IPv4 default route via `gateway`, or none.
     async fn replace_default_route(&self, netns: &Path, gateway: Option<IpAddr>) -> Result<()>;
+    /// Inside `netns`: the IPv6 default route via `gateway`, or none.
+    async fn replace_default_route6(&self, netns: &Path, gateway: Option<IpAddr>) -> Result<()>;
 }
 
 /// Named network namespaces (bind-mounted nsfs files).

@@ -53,6 +53,9 @@ pub struct EngineConfig {
     /// The default network's bridge and subnet.
     pub default_bridge: String,
     pub default_subnet: IpNetwork,
+    /// The default network's IPv6 subnet (Docker's `fixed-cidr-v6`);
+    /// none: the default network is IPv4 only.
+    pub default_subnet6: Option<IpNetwork>,
     /// Where networks created without a subnet get theirs, in order.
     pub address_pools: Vec<AddressPool>,
 }

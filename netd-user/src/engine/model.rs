@@ -35,8 +35,16 @@ pub struct Network {
     #[serde(default = "bridge_driver")]
     pub driver: String,
     pub bridge: String,
+    /// The IPv4 subnet (an IPv6 one in records written before dual stack
+    /// never existed: `network create` refused it at the datapath).
     pub subnet: IpNetwork,
     pub gateway: IpAddr,
+    /// The IPv6 subnet of a dual-stack network (`--ipv6`); absent in
+    /// records of earlier versions, which stay readable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subnet6: Option<IpNetwork>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway6: Option<IpAddr>,
     pub internal: bool,
     #[serde(default)]
     pub gateway_mode: GatewayMode,
@@ -73,6 +81,11 @@ impl GatewayMode {
 }
 
 impl Network {
+    /// Docker's `EnableIPv6`.
+    pub fn ipv6(&self) -> bool {
+        self.subnet6.is_some()
+    }
+
     /// The `netd_common::net_flags` bits the datapath enforces.
     pub fn datapath_flags(&self) -> u32 {
         let mut flags = 0;
@@ -185,6 +198,9 @@ pub struct Endpoint {
     /// Name inside the container: eth0, eth1, ... (CNI's `CNI_IFNAME`).
     pub ifname: String,
     pub ip: IpAddr,
+    /// The IPv6 address on a dual-stack network.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip6: Option<IpAddr>,
     pub mac: String,
     pub host_veth: String,
     pub host_ifindex: u32,
@@ -415,6 +431,7 @@ pub fn sample_container() -> Container {
             network: "bridge".into(),
             ifname: "eth0".into(),
             ip: "172.17.0.2".parse().unwrap(),
+            ip6: None,
             mac: "02:42:ac:11:00:02".into(),
             host_veth: "vethabc".into(),
             host_ifindex: 7,

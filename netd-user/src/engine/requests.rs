@@ -22,6 +22,15 @@ pub struct NetworkCreate {
     /// Default: the subnet's first host address.
     #[serde(default)]
     pub gateway: Option<IpAddr>,
+    /// Dual stack (Docker's `--ipv6`): an IPv6 subnet besides the IPv4
+    /// one, `subnet6` or the next free one of the IPv6 pool.
+    #[serde(default)]
+    pub ipv6: bool,
+    #[serde(default)]
+    pub subnet6: Option<IpNetwork>,
+    /// Default: the IPv6 subnet's first host address.
+    #[serde(default)]
+    pub gateway6: Option<IpAddr>,
     #[serde(default)]
     pub internal: bool,
     /// Bridge device name; default `br-<id prefix>`.
@@ -66,6 +75,10 @@ pub struct EndpointRequest {
     /// A fixed address instead of the next free one.
     #[serde(default)]
     pub ip: Option<IpAddr>,
+    /// A fixed IPv6 address (dual-stack networks) instead of the next
+    /// free one.
+    #[serde(default)]
+    pub ip6: Option<IpAddr>,
     /// Leave the container side on the host for the runtime to move.
     #[serde(default)]
     pub peer_on_host: bool,

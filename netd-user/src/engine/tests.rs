@@ -23,6 +23,7 @@ fn config() -> EngineConfig {
         netns_dir: PathBuf::from("/fake/netns"),
         default_bridge: "netd0".into(),
         default_subnet: "172.17.0.0/16".parse().unwrap(),
+        default_subnet6: None,
         address_pools: AddressPool::defaults(),
     }
 }
@@ -56,6 +57,7 @@ fn add(name: &str) -> ContainerAdd {
             id: None,
             ifname: None,
             ip: None,
+            ip6: None,
             peer_on_host: false,
         }),
         publish: vec![],
@@ -417,4 +419,211 @@ async fn reads_do_not_wait_for_a_slow_mutation() {
     gate.notify_one();
     slow.await.unwrap().unwrap();
     assert_eq!(engine.container("b").unwrap().phase, Phase::Ready);
+}
+
+fn dual(name: &str) -> NetworkCreate {
+    NetworkCreate {
+        name: name.into(),
+        ipv6: true,
+        ..NetworkCreate::default()
+    }
+}
+
+#[tokio::test]
+async fn dual_stack_networks_take_a_ula_subnet_and_hand_out_v6_in_order() {
+    let (kernel, store) = (FakeKernel::default(), SharedStore::default());
+    let engine = engine_with(&kernel, &store).await;
+    let net = engine.create_network(dual("app")).await.unwrap();
+    assert_eq!(net.subnet.to_string(), "172.18.0.0/16");
+    assert_eq!(net.subnet6.unwrap().to_string(), "fd00:6e65:7464::/64");
+    assert_eq!(net.gateway6, Some(ip("fd00:6e65:7464::1")));
+    // The bridge carries both gateways.
+    kernel.with(|w| {
+        let on_bridge: Vec<String> = w
+            .addresses
+            .iter()
+            .filter(|(n, _)| *n == net.bridge)
+            .map(|(_, a)| a.to_string())
+            .collect();
+        assert!(on_bridge.contains(&"172.18.0.1/16".into()), "{on_bridge:?}");
+        assert!(
+            on_bridge.contains(&"fd00:6e65:7464::1/64".into()),
+            "{on_bridge:?}"
+        );
+    });
+    let second = engine.create_network(dual("other")).await.unwrap();
+    assert_eq!(second.subnet6.unwrap().to_string(), "fd00:6e65:7464:1::/64");
+
+    let on_app = |name: &str, ip6: Option<&str>| {
+        let mut req = add(name);
+        let ep = req.endpoint.as_mut().unwrap();
+        ep.network = "app".into();
+        ep.ip6 = ip6.map(ip);
+        req
+    };
+    let a = engine.add_container(on_app("a", None)).await.unwrap();
+    let b = engine.add_container(on_app("b", None)).await.unwrap();
+    assert_eq!(a.endpoints[0].ip, ip("172.18.0.2"));
+    assert_eq!(a.endpoints[0].ip6, Some(ip("fd00:6e65:7464::2")));
+    assert_eq!(b.endpoints[0].ip6, Some(ip("fd00:6e65:7464::3")));
+    // The MAC follows the IPv4 address, as Docker's.
+    assert_eq!(a.endpoints[0].mac, "02:42:ac:12:00:02");
+    let fixed = engine
+        .add_container(on_app("c", Some("fd00:6e65:7464::99")))
+        .await
+        .unwrap();
+    assert_eq!(fixed.endpoints[0].ip6, Some(ip("fd00:6e65:7464::99")));
+    let taken = engine
+        .add_container(on_app("d", Some("fd00:6e65:7464::2")))
+        .await
+        .unwrap_err();
+    assert_eq!(taken.kind, ErrorKind::Conflict);
+    let outside = engine
+        .add_container(on_app("e", Some("fd00:99::2")))
+        .await
+        .unwrap_err();
+    assert_eq!(outside.kind, ErrorKind::InvalidInput);
+    // Inside the namespace: both addresses, both default routes.
+    kernel.with(|w| {
+        let (addrs, gateways) = w
+            .configured
+            .get(&(PathBuf::from("/fake/netns/a"), "eth0".to_string()))
+            .cloned()
+            .unwrap();
+        let addrs: Vec<String> = addrs.iter().map(|a| a.to_string()).collect();
+        assert_eq!(addrs, ["172.18.0.2/16", "fd00:6e65:7464::2/64"]);
+        assert_eq!(gateways, [ip("172.18.0.1"), ip("fd00:6e65:7464::1")]);
+        assert_eq!(
+            w.endpoints[&ip("172.18.0.2")].ip6,
+            Some(ip("fd00:6e65:7464::2"))
+        );
+    });
+    // Freed v6 addresses are reused first.
+    engine.remove_container(&by_name("a")).await.unwrap();
+    let f = engine.add_container(on_app("f", None)).await.unwrap();
+    assert_eq!(f.endpoints[0].ip6, Some(ip("fd00:6e65:7464::2")));
+}
+
+#[tokio::test]
+async fn v6_requests_are_checked_per_family() {
+    let (kernel, store) = (FakeKernel::default(), SharedStore::default());
+    let engine = engine_with(&kernel, &store).await;
+    let kind = |r: super::error::Result<_>| {
+        r.map(|_: crate::engine::model::Network| ())
+            .map_err(|e| e.kind)
+    };
+    let mut no_flag = dual("a");
+    no_flag.ipv6 = false;
+    no_flag.subnet6 = Some("fd00:1::/64".parse().unwrap());
+    assert_eq!(
+        kind(engine.create_network(no_flag).await),
+        Err(ErrorKind::InvalidInput)
+    );
+    let mut v6_as_v4 = dual("b");
+    v6_as_v4.subnet = Some("fd00:1::/64".parse().unwrap());
+    assert_eq!(
+        kind(engine.create_network(v6_as_v4).await),
+        Err(ErrorKind::InvalidInput)
+    );
+    let mut host_bits = dual("c");
+    host_bits.subnet6 = Some("fd00:1::5/64".parse().unwrap());
+    assert_eq!(
+        kind(engine.create_network(host_bits).await),
+        Err(ErrorKind::InvalidInput)
+    );
+    let mut given = dual("d");
+    given.subnet6 = Some("fd00:1::/64".parse().unwrap());
+    given.gateway6 = Some(ip("fd00:1::fe"));
+    let d = engine.create_network(given).await.unwrap();
+    assert_eq!(d.gateway6, Some(ip("fd00:1::fe")));
+    let mut overlap = dual("e");
+    overlap.subnet6 = Some("fd00:1::/48".parse().unwrap());
+    assert_eq!(
+        kind(engine.create_network(overlap).await),
+        Err(ErrorKind::Conflict)
+    );
+    // An IPv6 address for a network without IPv6 is refused.
+    let mut req = add("x");
+    req.endpoint.as_mut().unwrap().ip6 = Some(ip("fd00:1::9"));
+    let err = engine.add_container(req).await.unwrap_err();
+    assert_eq!(err.kind, ErrorKind::InvalidInput);
+    // A v4-only container gets no IPv6 and no IPv6 route.
+    let plain = engine.add_container(add("plain")).await.unwrap();
+    assert_eq!(plain.endpoints[0].ip6, None);
+}
+
+#[tokio::test]
+async fn connect_moves_the_v6_default_route_with_the_v4_one() {
+    let (kernel, store) = (FakeKernel::default(), SharedStore::default());
+    let engine = engine_with(&kernel, &store).await;
+    let mut internal = dual("inner");
+    internal.internal = true;
+    engine.create_network(internal).await.unwrap();
+    engine.create_network(dual("outer")).await.unwrap();
+    let mut req = add("a");
+    req.endpoint.as_mut().unwrap().network = "inner".into();
+    engine.add_container(req).await.unwrap();
+    let ns = PathBuf::from("/fake/netns/a");
+    assert_eq!(kernel.with(|w| w.routes6.get(&ns).cloned()), None);
+    let endpoint = EndpointRequest {
+        network: "outer".into(),
+        id: None,
+        ifname: None,
+        ip: None,
+        ip6: None,
+        peer_on_host: false,
+    };
+    engine.connect(&by_name("a"), endpoint).await.unwrap();
+    let outer = engine.network("outer").unwrap();
+    assert_eq!(
+        kernel.with(|w| w.routes6.get(&ns).cloned()),
+        Some(outer.gateway6)
+    );
+    engine
+        .disconnect(
+            &by_name("a"),
+            &crate::engine::requests::EndpointRef::Network("outer".into()),
+        )
+        .await
+        .unwrap();
+    assert_eq!(kernel.with(|w| w.routes6.get(&ns).cloned()), Some(None));
+}
+
+#[tokio::test]
+async fn the_default_network_follows_default_subnet6_while_empty() {
+    let (kernel, store) = (FakeKernel::default(), SharedStore::default());
+    let engine = engine_with(&kernel, &store).await;
+    assert_eq!(engine.network("bridge").unwrap().subnet6, None);
+    drop(engine);
+    let mut dual = config();
+    dual.default_subnet6 = Some("fd00:17::/64".parse().unwrap());
+    let start = |config: EngineConfig| {
+        Engine::start(config, Box::new(store.clone()), kernel.kernel(), vec![])
+    };
+    let engine = start(dual.clone()).await.unwrap();
+    let net = engine.network("bridge").unwrap();
+    assert_eq!(net.gateway6, Some(ip("fd00:17::1")));
+    let bridge_has = |addr: &str| {
+        kernel.with(|w| {
+            w.addresses
+                .iter()
+                .any(|(n, a)| n == "netd0" && a.to_string() == addr)
+        })
+    };
+    assert!(bridge_has("fd00:17::1/64"));
+    let a = engine.add_container(add("a")).await.unwrap();
+    assert_eq!(a.endpoints[0].ip6, Some(ip("fd00:17::2")));
+    drop(engine);
+    // With a container on it, the subnet stays.
+    let engine = start(config()).await.unwrap();
+    assert_eq!(
+        engine.network("bridge").unwrap().gateway6,
+        Some(ip("fd00:17::1"))
+    );
+    engine.remove_container(&by_name("a")).await.unwrap();
+    drop(engine);
+    // Empty again: the flag's absence turns IPv6 off.
+    let engine = start(config()).await.unwrap();
+    assert_eq!(engine.network("bridge").unwrap().subnet6, None);
+    assert!(!bridge_has("fd00:17::1/64"));
 }

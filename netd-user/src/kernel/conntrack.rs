@@ -15,7 +15,9 @@ use std::{
 
 use anyhow::{Context, Result};
 use aya::maps::{HashMap, IterableMap, Map, MapData};
-use netd_common::{CtKey, CtValue, IPPROTO_ICMP, IPPROTO_TCP, ct_dir, ct_kind, ct_tcp, map_names};
+use netd_common::{
+    Ct6Key, Ct6Value, CtKey, CtValue, IPPROTO_ICMP, IPPROTO_TCP, ct_dir, ct_kind, ct_tcp, map_names,
+};
 use nix::time::{ClockId, clock_gettime};
 use serde_json::{Value, json};
 
@@ -461,6 +463,30 @@ fn tuple(k: &CtKey) -> Value {
         "src": format!("{}:{}", ip(k.src_ip), u16::from_be(k.src_port)),
         "dst": format!("{}:{}", ip(k.dst_ip), u16::from_be(k.dst_port)),
     })
+}
+
+/// Deletes every IPv6 flow (`NETD_CT6`) with one of `ips` in either
+/// tuple: the flows of a removed dual-stack endpoint. Returns how many
+/// entries went.
+pub fn forget6(bpffs: &Path, ips: &[[u8; 16]]) -> Result<usize> {
+    let path = bpffs.join(map_names::CT6);
+    let data = MapData::from_pin(&path)
+        .with_context(|| format!("opening pinned map {}", path.display()))?;
+    let mut map: HashMap<MapData, Ct6Key, Ct6Value> =
+        HashMap::try_from(Map::from_map_data(data)?).context("opening the IPv6 conntrack map")?;
+    let mine = |ip: &[u8; 16]| ips.contains(ip);
+    let gone: Vec<Ct6Key> = map
+        .iter()
+        .filter_map(Result::ok)
+        .filter(|(k, v)| {
+            mine(&k.src_ip) || mine(&k.dst_ip) || mine(&v.nat_src_ip) || mine(&v.nat_dst_ip)
+        })
+        .map(|(k, _)| k)
+        .collect();
+    for key in &gone {
+        let _ = map.remove(key);
+    }
+    Ok(gone.len())
 }
 
 #[cfg(test)]

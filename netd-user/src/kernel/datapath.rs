@@ -8,7 +8,7 @@ use std::{
     fs,
     hash::Hash,
     io::ErrorKind,
-    net::{IpAddr, Ipv4Addr},
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
     path::{Path, PathBuf},
     sync::Mutex,
 };
@@ -24,8 +24,9 @@ use aya::{
     },
 };
 use netd_common::{
-    BridgeValue, Counter, DatapathConfig, EndpointValue, PortMapKey, PortMapValue, ServiceKey,
-    StatIndex, VethValue, map_names,
+    BridgeValue, Counter, DatapathConfig, Endpoint6Value, EndpointValue, PortMap6Key,
+    PortMap6Value, PortMapKey, PortMapValue, ServiceKey, StatIndex, Veth6Value, VethValue,
+    map_names,
 };
 use nix::{
     fcntl::{Flock, FlockArg},
@@ -45,7 +46,7 @@ const PROG_UPLINK_INGRESS: &str = netd_common::names::programs::UPLINK_INGRESS;
 const PROG_FROM_CONTAINER: &str = netd_common::names::programs::FROM_CONTAINER;
 const CLASSIFIERS: [&str; 2] = netd_common::names::programs::CLASSIFIERS;
 /// Socket hooks for host-local access to published ports.
-const SOCK_HOOKS: [&str; 4] = netd_common::names::programs::SOCK_HOOKS;
+const SOCK_HOOKS: [&str; 8] = netd_common::names::programs::SOCK_HOOKS;
 const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
 
 /// The loaded object. Map and program handles need `&mut Ebpf`; the lock
@@ -103,7 +104,8 @@ impl Objects {
         for name in map_names::ALL {
             loader.map_pin_path(name, bpffs.join(name));
         }
-        for table in map_names::CT_TABLES {
+        // The IPv6 table (NETD_CT6) is sized like the IPv4 ones.
+        for table in map_names::CT_TABLES.iter().chain([&map_names::CT6]) {
             loader.map_max_entries(table, ct_entries);
         }
         let mut ebpf = loader.load(OBJECT).context("loading the eBPF object")?;
@@ -239,7 +241,28 @@ impl Objects {
         ip: Ipv4Addr,
         value: EndpointValue,
         veth: VethValue,
+        v6: Option<(Ipv6Addr, Veth6Value, Endpoint6Value)>,
     ) -> Result<()> {
+        match v6 {
+            Some((ip6, veth6, ep6)) => {
+                self.hash::<[u8; 16], Endpoint6Value>(map_names::ENDPOINTS6)?
+                    .insert(ip6.octets(), ep6, 0)
+                    .with_context(|| format!("adding endpoint {ip6} to the datapath"))?;
+                self.hash(map_names::VETHS6)?
+                    .insert(value.ifindex, veth6, 0)
+                    .with_context(|| {
+                        format!("adding the IPv6 side of endpoint {ip} to the datapath")
+                    })?;
+                // The eBPF FIB lookups of its packets need the veth's IPv6
+                // forwarding on (all.forwarding stays off: the stack routes
+                // no IPv6).
+                super::host::enable_ipv6_forwarding_on(value.ifindex)?;
+            }
+            None => {
+                let mut map = self.hash::<u32, Veth6Value>(map_names::VETHS6)?;
+                ignore_missing(map.remove(&value.ifindex))?;
+            }
+        }
         self.hash(map_names::VETHS)?
             .insert(value.ifindex, veth, 0)
             .with_context(|| format!("adding the veth of endpoint {ip} to the datapath"))?;
@@ -250,7 +273,19 @@ impl Objects {
 
     /// Removes both entries of an endpoint; absent ones are fine, and the
     /// second is removed even if the first fails.
-    pub fn remove_endpoint(&mut self, ip: Ipv4Addr, veth_ifindex: u32) -> Result<()> {
+    pub fn remove_endpoint(
+        &mut self,
+        ip: Ipv4Addr,
+        ip6: Option<Ipv6Addr>,
+        veth_ifindex: u32,
+    ) -> Result<()> {
+        let by_ip6 = match ip6 {
+            Some(ip6) => self
+                .hash::<[u8; 16], Endpoint6Value>(map_names::ENDPOINTS6)
+                .and_then(|mut map| ignore_missing(map.remove(&ip6.octets())))
+                .with_context(|| format!("removing endpoint {ip6} from the datapath")),
+            None => Ok(()),
+        };
         let by_ip = self
             .hash::<u32, EndpointValue>(map_names::ENDPOINTS)
             .and_then(|mut map| ignore_missing(map.remove(&u32::from(ip).to_be())))
@@ -259,7 +294,11 @@ impl Objects {
             .hash::<u32, VethValue>(map_names::VETHS)
             .and_then(|mut map| ignore_missing(map.remove(&veth_ifindex)))
             .with_context(|| format!("removing the veth of endpoint {ip} from the datapath"));
-        by_ip.and(by_veth)
+        let by_veth6 = self
+            .hash::<u32, Veth6Value>(map_names::VETHS6)
+            .and_then(|mut map| ignore_missing(map.remove(&veth_ifindex)))
+            .with_context(|| format!("removing the IPv6 side of endpoint {ip} from the datapath"));
+        by_ip.and(by_veth).and(by_veth6).and(by_ip6)
     }
 
     pub fn set_bridge(&mut self, ifindex: u32, value: BridgeValue) -> Result<()> {
@@ -283,6 +322,12 @@ impl Objects {
             .context("syncing the host addresses")
     }
 
+    pub fn sync_host_addrs6(&mut self, addrs: &[Ipv6Addr]) -> Result<()> {
+        let wanted = addrs.iter().map(Ipv6Addr::octets).collect();
+        self.sync_set(map_names::HOST_ADDRS6, &wanted)
+            .context("syncing the host's IPv6 addresses")
+    }
+
     pub fn insert_portmaps(&mut self, entries: &[(PortMapKey, PortMapValue)]) -> Result<()> {
         let mut map = self.hash::<PortMapKey, PortMapValue>(map_names::PORTMAPS)?;
         for (key, value) in entries {
@@ -290,6 +335,28 @@ impl Objects {
                 .context("adding a published port to the datapath")?;
         }
         Ok(())
+    }
+
+    /// Published ports on the host's IPv6 addresses.
+    pub fn insert_portmaps6(&mut self, entries: &[(PortMap6Key, PortMap6Value)]) -> Result<()> {
+        let mut map = self.hash::<PortMap6Key, PortMap6Value>(map_names::PORTMAPS6)?;
+        for (key, value) in entries {
+            map.insert(key, value, 0)
+                .context("adding a published IPv6 port to the datapath")?;
+        }
+        Ok(())
+    }
+
+    /// Removes published IPv6 ports; absent ones are fine.
+    pub fn remove_portmaps6(&mut self, keys: &[PortMap6Key]) -> Result<()> {
+        let mut map = self.hash::<PortMap6Key, PortMap6Value>(map_names::PORTMAPS6)?;
+        let mut first_error = None;
+        for key in keys {
+            if let Err(e) = ignore_missing(map.remove(key)) {
+                first_error.get_or_insert(e);
+            }
+        }
+        first_error.map_or(Ok(()), |e| Err(e.context("removing a published IPv6 port")))
     }
 
     /// Removes published ports; absent ones are fine, and one failure does
@@ -342,9 +409,15 @@ impl Objects {
             .ok_or_else(|| anyhow!("map {} missing from the object", map_names::STATS))?;
         let stats: PerCpuArray<&MapData, Counter> =
             PerCpuArray::try_from(map).context("opening the stats map")?;
+        // A stats map pinned by an older version may be shorter: its
+        // missing counters (added since) read as zero.
+        let len = stats.len();
         StatIndex::ALL
             .iter()
             .map(|&index| {
+                if index as u32 >= len {
+                    return Ok((index, Counter::default()));
+                }
                 let per_cpu = stats
                     .get(&(index as u32), 0)
                     .with_context(|| format!("reading counter {}", index.name()))?;
@@ -362,7 +435,7 @@ impl Objects {
 /// changed `--ct-max` would silently not apply. A map cannot be resized,
 /// and replacing it would drop every live flow: refuse instead.
 fn refuse_conntrack_resize(bpffs: &Path, wanted_entries: u32) -> Result<()> {
-    for table in map_names::CT_TABLES {
+    for table in map_names::CT_TABLES.iter().chain([&map_names::CT6]) {
         let pin = bpffs.join(table);
         if !pin.exists() {
             continue;
@@ -492,6 +565,16 @@ fn proto_number(proto: Proto) -> u8 {
     proto.number()
 }
 
+/// The IPv6 twin of a mapping on every host address.
+fn port_key6(e: &PortEntry) -> PortMap6Key {
+    PortMap6Key {
+        host_ip: [0; 16],
+        host_port: e.host_port.to_be(),
+        proto: proto_number(e.proto),
+        pad: 0,
+    }
+}
+
 fn port_key(e: &PortEntry) -> EngineResult<PortMapKey> {
     Ok(PortMapKey {
         host_ip: be_v4(e.host_ip)?,
@@ -521,16 +604,51 @@ impl Datapath for BpfDatapath {
             pad: [0; 2],
         };
         let IpAddr::V4(ip) = ep.ip else {
-            return Err(EngineError::invalid("IPv6 endpoints are not supported yet"));
+            return Err(EngineError::invalid(
+                "an endpoint's first address must be IPv4 (its IPv6 one goes beside it)",
+            ));
         };
-        self.with(|o| o.set_endpoint(ip, value, veth)).kernel()
+        let v6 = match ep.ip6 {
+            Some(IpAddr::V6(ip6)) => Some((
+                ip6,
+                Veth6Value {
+                    ip6: ip6.octets(),
+                    network_id: ep.network_id,
+                    pad: 0,
+                },
+                Endpoint6Value {
+                    ifindex: ep.veth_ifindex,
+                    network_id: ep.network_id,
+                    flags: ep.flags,
+                    mac: ep.mac,
+                    gw_mac: ep.gateway_mac,
+                },
+            )),
+            Some(IpAddr::V4(other)) => {
+                return Err(EngineError::invalid(format!(
+                    "{other} is not an IPv6 address"
+                )));
+            }
+            None => None,
+        };
+        self.with(|o| o.set_endpoint(ip, value, veth, v6)).kernel()
     }
 
-    fn remove_endpoint(&self, ip: IpAddr, veth_ifindex: u32) -> EngineResult<()> {
+    fn remove_endpoint(
+        &self,
+        ip: IpAddr,
+        ip6: Option<IpAddr>,
+        veth_ifindex: u32,
+    ) -> EngineResult<()> {
         let IpAddr::V4(ip) = ip else {
             return Ok(());
         };
-        self.with(|o| o.remove_endpoint(ip, veth_ifindex)).kernel()
+        let ip6 = match ip6 {
+            Some(IpAddr::V6(ip6)) => Some(ip6),
+            _ => None,
+        };
+        self.with(|o| o.remove_endpoint(ip, ip6, veth_ifindex))
+            .kernel()
     }
 
     fn attach_veth(&self, ifname: &str) -> EngineResult<()> {
@@ -555,6 +673,7 @@ impl Datapath for BpfDatapath {
     }
 
     fn insert_ports(&self, entries: &[PortEntry]) -> EngineResult<()> {
+        let entries_in = entries;
         let entries = entries
             .iter()
             .map(|e| {
@@ -566,7 +685,22 @@ impl Datapath for BpfDatapath {
                 Ok((port_key(e)?, value))
             })
             .collect::<EngineResult<Vec<_>>>()?;
-        self.with(|o| o.insert_portmaps(&entries)).kernel()
+        let entries6: Vec<(PortMap6Key, PortMap6Value)> = entries_in
+            .iter()
+            .filter_map(|e| match e.container_ip6 {
+                Some(IpAddr::V6(ip6)) => Some((
+                    port_key6(e),
+                    PortMap6Value {
+                        container_ip: ip6.octets(),
+                        container_port: e.container_port.to_be(),
+                        pad: 0,
+                    },
+                )),
+                _ => None,
+            })
+            .collect();
+        self.with(|o| o.insert_portmaps(&entries)).kernel()?;
+        self.with(|o| o.insert_portmaps6(&entries6)).kernel()
     }
 
     fn remove_ports(&self, entries: &[PortEntry]) -> EngineResult<()> {
@@ -574,7 +708,14 @@ impl Datapath for BpfDatapath {
             .iter()
             .map(port_key)
             .collect::<EngineResult<Vec<_>>>()?;
-        self.with(|o| o.remove_portmaps(&keys)).kernel()
+        // A mapping on every host address may have its IPv6 twin.
+        let keys6: Vec<PortMap6Key> = entries
+            .iter()
+            .filter(|e| e.host_ip.is_unspecified())
+            .map(port_key6)
+            .collect();
+        let v6 = self.with(|o| o.remove_portmaps6(&keys6)).kernel();
+        self.with(|o| o.remove_portmaps(&keys)).kernel().and(v6)
     }
 
     fn port_keys(&self) -> EngineResult<Vec<(IpAddr, u16, Proto)>> {
@@ -616,7 +757,15 @@ impl Datapath for BpfDatapath {
                 IpAddr::V6(_) => None,
             })
             .collect();
-        self.with(|o| o.sync_host_addrs(&v4)).kernel()
+        let v6: Vec<Ipv6Addr> = addrs
+            .iter()
+            .filter_map(|ip| match ip {
+                IpAddr::V6(ip) => Some(*ip),
+                IpAddr::V4(_) => None,
+            })
+            .collect();
+        self.with(|o| o.sync_host_addrs(&v4)).kernel()?;
+        self.with(|o| o.sync_host_addrs6(&v6)).kernel()
     }
 
     fn stats(&self) -> EngineResult<Vec<(StatIndex, Counter)>> {

@@ -118,6 +118,18 @@ pub fn enable_forwarding() -> Result<()> {
     fs::write(path, "1").with_context(|| format!("setting {path} = 1"))
 }
 
+/// IPv6 forwarding on one interface (by index), for the eBPF FIB lookups
+/// of packets entering there (`bpf_fib_lookup` checks the ingress
+/// device's setting). `all.forwarding` stays off, so the stack itself
+/// routes no IPv6.
+pub fn enable_ipv6_forwarding_on(ifindex: u32) -> Result<()> {
+    let name = nix::net::if_::if_indextoname(ifindex)
+        .with_context(|| format!("the name of interface {ifindex}"))?;
+    let name = name.to_string_lossy();
+    let path = format!("/proc/sys/net/ipv6/conf/{name}/forwarding");
+    fs::write(&path, "1").with_context(|| format!("setting {path} = 1"))
+}
+
 /// A stream that yields whenever an IPv4 address of this namespace is
 /// added or removed (netlink's RTMGRP_IPV4_IFADDR group), so the datapath's
 /// host-address list follows changes as they happen, not on a timer.

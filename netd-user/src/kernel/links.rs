@@ -19,7 +19,16 @@ fn v4(ip: IpAddr) -> Result<std::net::Ipv4Addr> {
     match ip {
         IpAddr::V4(ip) => Ok(ip),
         IpAddr::V6(ip) => Err(Error::invalid(format!(
-            "{ip}: IPv6 routes are not supported yet"
+            "{ip} is an IPv6 address where an IPv4 gateway is needed"
+        ))),
+    }
+}
+
+fn v6(ip: IpAddr) -> Result<std::net::Ipv6Addr> {
+    match ip {
+        IpAddr::V6(ip) => Ok(ip),
+        IpAddr::V4(ip) => Err(Error::invalid(format!(
+            "{ip} is an IPv4 address where an IPv6 gateway is needed"
         ))),
     }
 }
@@ -101,8 +110,8 @@ impl Links for Netlink {
         &self,
         netns: &Path,
         ifname: &str,
-        addr: IpNetwork,
-        gateway: Option<IpAddr>,
+        addrs: &[IpNetwork],
+        gateways: &[IpAddr],
     ) -> Result<()> {
         Links::loopback_up(self, netns).await?;
         let inner = Netlink::in_netns(netns).kernel()?;
@@ -111,13 +120,18 @@ impl Links for Netlink {
             .kernel()?
             .with_context(|| format!("{ifname} did not arrive in the container namespace"))
             .kernel()?;
-        inner
-            .add_address(index, addr.ip(), addr.prefix())
-            .await
-            .kernel()?;
+        for addr in addrs {
+            inner
+                .add_address(index, addr.ip(), addr.prefix())
+                .await
+                .kernel()?;
+        }
         inner.set_up(index).await.kernel()?;
-        if let Some(gateway) = gateway {
-            inner.add_default_route(v4(gateway)?).await.kernel()?;
+        for gateway in gateways {
+            match gateway {
+                IpAddr::V4(gw) => inner.add_default_route(*gw).await.kernel()?,
+                IpAddr::V6(gw) => inner.add_default_route6(*gw).await.kernel()?,
+            }
         }
         Ok(())
     }
@@ -126,5 +140,11 @@ impl Links for Netlink {
         let inner = Netlink::in_netns(netns).kernel()?;
         let gateway = gateway.map(v4).transpose()?;
         inner.replace_default_route(gateway).await.kernel()
+    }
+
+    async fn replace_default_route6(&self, netns: &Path, gateway: Option<IpAddr>) -> Result<()> {
+        let inner = Netlink::in_netns(netns).kernel()?;
+        let gateway = gateway.map(v6).transpose()?;
+        inner.replace_default_route6(gateway).await.kernel()
     }
 }

@@ -2,7 +2,7 @@
 //! each with the context a user needs when it fails.
 
 use std::{
-    net::{IpAddr, Ipv4Addr},
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
     os::fd::AsRawFd,
     path::Path,
     sync::Arc,
@@ -14,6 +14,7 @@ use nix::libc::{EEXIST, ENODEV};
 use rtnetlink::{
     Handle, LinkBridge, LinkMessageBuilder, LinkUnspec, RouteMessageBuilder,
     packet_route::{
+        address::AddressHeaderFlags,
         link::{InfoData, InfoKind, InfoVeth, LinkAttribute, LinkInfo, LinkMessage},
         route::RouteHeader,
     },
@@ -210,8 +211,15 @@ impl Netlink {
     }
 
     /// Adds `ip/prefix` to link `index`; an address already present is fine.
+    /// An IPv6 address skips duplicate address detection (netd hands
+    /// out its addresses; DAD would hold it tentative, unusable, for a
+    /// second or more).
     pub async fn add_address(&self, index: u32, ip: IpAddr, prefix: u8) -> Result<()> {
-        match self.handle.address().add(index, ip, prefix).execute().await {
+        let mut req = self.handle.address().add(index, ip, prefix);
+        if ip.is_ipv6() {
+            req.message_mut().header.flags |= AddressHeaderFlags::Nodad;
+        }
+        match req.execute().await {
             Ok(()) => Ok(()),
             Err(e) if is_errno(&e, EEXIST) => Ok(()),
             Err(e) => Err(e).with_context(|| format!("adding {ip}/{prefix} to link {index}")),
@@ -328,6 +336,44 @@ impl Netlink {
         match gateway {
             Some(gateway) => self.add_default_route(gateway).await,
             None => Ok(()),
+        }
+    }
+
+    /// Makes the IPv6 default route go via `gateway`, or removes it (None).
+    pub async fn replace_default_route6(&self, gateway: Option<Ipv6Addr>) -> Result<()> {
+        let _turn = self.dump_turn().await;
+        let filter = RouteMessageBuilder::<Ipv6Addr>::new().build();
+        let mut routes = self.handle.route().get(filter).execute();
+        let mut defaults = Vec::new();
+        while let Some(route) = routes.try_next().await.context("listing IPv6 routes")? {
+            if route.header.destination_prefix_length == 0
+                && route.header.table == RouteHeader::RT_TABLE_MAIN
+            {
+                defaults.push(route);
+            }
+        }
+        for route in defaults {
+            match self.handle.route().del(route).execute().await {
+                Ok(()) => {}
+                Err(e) if is_errno(&e, nix::libc::ESRCH) => {}
+                Err(e) => return Err(e).context("removing the IPv6 default route"),
+            }
+        }
+        match gateway {
+            Some(gateway) => self.add_default_route6(gateway).await,
+            None => Ok(()),
+        }
+    }
+
+    /// Adds the IPv6 default route via `gateway`.
+    pub async fn add_default_route6(&self, gateway: Ipv6Addr) -> Result<()> {
+        let route = RouteMessageBuilder::<Ipv6Addr>::new()
+            .gateway(gateway)
+            .build();
+        match self.handle.route().add(route).execute().await {
+            Ok(()) => Ok(()),
+            Err(e) if is_errno(&e, EEXIST) => Ok(()),
+            Err(e) => Err(e).with_context(|| format!("adding IPv6 default route via {gateway}")),
         }
     }
 

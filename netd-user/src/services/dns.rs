@@ -14,7 +14,10 @@ use std::{
 use anyhow::{Context, Result};
 use hickory_proto::{
     op::{Message, MessageType, ResponseCode},
-    rr::{RData, Record, RecordType, rdata::A},
+    rr::{
+        RData, Record, RecordType,
+        rdata::{A, AAAA},
+    },
 };
 use tokio::{net::UdpSocket, task::JoinHandle};
 use tracing::{debug, info, warn};
@@ -33,8 +36,9 @@ const FORWARD_TIMEOUT: Duration = Duration::from_secs(2);
 /// What the responders know, rebuilt on every change of containers.
 #[derive(Default)]
 struct NameTable {
-    /// network name -> (lower-case container name or hostname -> address)
-    names: HashMap<String, HashMap<String, IpAddr>>,
+    /// network name -> (lower-case container name or hostname ->
+    /// addresses: IPv4, and IPv6 on a dual-stack network)
+    names: HashMap<String, HashMap<String, Vec<IpAddr>>>,
     /// container address -> its own DNS servers (where its queries go);
     /// none for a container on internal networks only, which gets
     /// SERVFAIL for every name outside (as with Docker)
@@ -156,12 +160,15 @@ impl DnsServers {
                 .collect();
             for ep in &c.endpoints {
                 let names = table.names.entry(ep.network.clone()).or_default();
-                names.insert(c.name.to_lowercase(), ep.ip);
-                names.insert(c.names.hostname.to_lowercase(), ep.ip);
-                if internal_only {
-                    table.upstreams.insert(ep.ip, Vec::new());
-                } else if !own.is_empty() {
-                    table.upstreams.insert(ep.ip, own.clone());
+                let addrs: Vec<IpAddr> = std::iter::once(ep.ip).chain(ep.ip6).collect();
+                names.insert(c.name.to_lowercase(), addrs.clone());
+                names.insert(c.names.hostname.to_lowercase(), addrs.clone());
+                for ip in addrs {
+                    if internal_only {
+                        table.upstreams.insert(ip, Vec::new());
+                    } else if !own.is_empty() {
+                        table.upstreams.insert(ip, own.clone());
+                    }
                 }
             }
         }
@@ -229,25 +236,27 @@ fn upstreams_for(table: &RwLock<NameTable>, peer: SocketAddr) -> Vec<IpAddr> {
     own.unwrap_or_else(|| guard.default_upstreams.clone())
 }
 
-fn lookup(table: &RwLock<NameTable>, network: &str, name: &str) -> Option<IpAddr> {
+fn lookup(table: &RwLock<NameTable>, network: &str, name: &str) -> Option<Vec<IpAddr>> {
     let guard = table.read().ok()?;
-    guard.names.get(network)?.get(name).copied()
+    guard.names.get(network)?.get(name).cloned()
 }
 
-/// Answers A (and empty AAAA) queries for names of containers on the
-/// network; None when the name is not one of them.
+/// Answers A and AAAA queries for names of containers on the network (an
+/// AAAA answer only on a dual-stack network; elsewhere it is empty, not
+/// forwarded); None when the name is not one of them.
 fn local_answer(request: &Message, network: &str, table: &RwLock<NameTable>) -> Option<Message> {
     let query = request.queries().first()?;
     let name = query.name().to_ascii().trim_end_matches('.').to_lowercase();
-    let ip = lookup(table, network, &name)?;
+    let addrs = lookup(table, network, &name)?;
     let mut reply = error_reply(request, ResponseCode::NoError);
     reply.set_authoritative(true);
-    if let (RecordType::A, IpAddr::V4(ip)) = (query.query_type(), ip) {
-        reply.add_answer(Record::from_rdata(
-            query.name().clone(),
-            TTL,
-            RData::A(A(ip)),
-        ));
+    for ip in addrs {
+        let data = match (query.query_type(), ip) {
+            (RecordType::A, IpAddr::V4(ip)) => RData::A(A(ip)),
+            (RecordType::AAAA, IpAddr::V6(ip)) => RData::AAAA(AAAA(ip)),
+            _ => continue,
+        };
+        reply.add_answer(Record::from_rdata(query.name().clone(), TTL, data));
     }
     Some(reply)
 }
@@ -292,7 +301,17 @@ mod tests {
 
     fn table() -> RwLock<NameTable> {
         let mut names = HashMap::new();
-        names.insert("web".to_string(), IpAddr::V4(Ipv4Addr::new(172, 18, 0, 2)));
+        names.insert(
+            "web".to_string(),
+            vec![IpAddr::V4(Ipv4Addr::new(172, 18, 0, 2))],
+        );
+        names.insert(
+            "dual".to_string(),
+            vec![
+                IpAddr::V4(Ipv4Addr::new(172, 18, 0, 3)),
+                "fd00:1::3".parse().unwrap(),
+            ],
+        );
         RwLock::new(NameTable {
             names: HashMap::from([("app".to_string(), names)]),
             ..NameTable::default()
@@ -323,5 +342,20 @@ mod tests {
         assert!(local_answer(&query("db.", RecordType::A), "app", &table()).is_none());
         let aaaa = local_answer(&query("web.", RecordType::AAAA), "app", &table()).unwrap();
         assert!(aaaa.answers().is_empty());
+    }
+
+    #[test]
+    fn dual_stack_names_answer_a_and_aaaa() {
+        let a = local_answer(&query("dual.", RecordType::A), "app", &table()).unwrap();
+        assert_eq!(
+            a.answers()[0].data(),
+            &RData::A(A(Ipv4Addr::new(172, 18, 0, 3)))
+        );
+        let aaaa = local_answer(&query("dual.", RecordType::AAAA), "app", &table()).unwrap();
+        assert_eq!(aaaa.answers().len(), 1);
+        assert_eq!(
+            aaaa.answers()[0].data(),
+            &RData::AAAA(AAAA("fd00:1::3".parse().unwrap()))
+        );
     }
 }

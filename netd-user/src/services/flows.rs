@@ -12,7 +12,7 @@ use crate::{
         events::{Event, Observer},
         store::State,
     },
-    kernel::conntrack::Conntrack,
+    kernel::conntrack::{self, Conntrack},
 };
 
 pub struct FlowSweeper {
@@ -25,6 +25,19 @@ impl FlowSweeper {
     }
 
     fn forget(&self, ips: Vec<IpAddr>) {
+        let ips6: Vec<[u8; 16]> = ips
+            .iter()
+            .filter_map(|ip| match ip {
+                IpAddr::V6(ip) => Some(ip.octets()),
+                IpAddr::V4(_) => None,
+            })
+            .collect();
+        if !ips6.is_empty() {
+            match conntrack::forget6(&self.bpffs, &ips6) {
+                Ok(n) => debug!(entries = n, "IPv6 flows of a removed endpoint forgotten"),
+                Err(e) => warn!("forgetting the IPv6 flows of a removed endpoint: {e:#}"),
+            }
+        }
         let ips: Vec<u32> = ips
             .into_iter()
             .filter_map(|ip| match ip {
@@ -45,8 +58,15 @@ impl FlowSweeper {
 impl Observer for FlowSweeper {
     fn notify(&self, event: &Event, _state: &State) {
         match event {
-            Event::ContainerRemoved(c) => self.forget(c.endpoints.iter().map(|e| e.ip).collect()),
-            Event::EndpointRemoved { endpoint, .. } => self.forget(vec![endpoint.ip]),
+            Event::ContainerRemoved(c) => self.forget(
+                c.endpoints
+                    .iter()
+                    .flat_map(|e| std::iter::once(e.ip).chain(e.ip6))
+                    .collect(),
+            ),
+            Event::EndpointRemoved { endpoint, .. } => {
+                self.forget(std::iter::once(endpoint.ip).chain(endpoint.ip6).collect())
+            }
             _ => {}
         }
     }

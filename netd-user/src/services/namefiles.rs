@@ -107,6 +107,9 @@ fn hosts_file(c: &Container) -> String {
     if c.sandbox != Sandbox::Host {
         for ep in &c.endpoints {
             out.push_str(&format!("{}\t{}\n", ep.ip, c.names.hostname));
+            if let Some(ip6) = ep.ip6 {
+                out.push_str(&format!("{ip6}\t{}\n", c.names.hostname));
+            }
         }
     }
     for (name, ip) in &c.names.extra_hosts {

@@ -43,6 +43,12 @@ impl BridgeDriver {
     fn prefixed(net: &Network, ip: std::net::IpAddr) -> Result<IpNetwork> {
         IpNetwork::new(ip, net.subnet.prefix()).map_err(|e| Error::invalid(e.to_string()))
     }
+
+    /// An IPv6 address with the network's IPv6 prefix length.
+    fn prefixed6(net: &Network, ip: std::net::IpAddr) -> Result<IpNetwork> {
+        let prefix = net.subnet6.map_or(64, |s| s.prefix());
+        IpNetwork::new(ip, prefix).map_err(|e| Error::invalid(e.to_string()))
+    }
 }
 
 #[async_trait]
@@ -80,6 +86,11 @@ impl NetworkDriver for BridgeDriver {
         links
             .add_address(index, Self::prefixed(net, net.gateway)?)
             .await?;
+        if let Some(gateway6) = net.gateway6 {
+            links
+                .add_address(index, Self::prefixed6(net, gateway6)?)
+                .await?;
+        }
         let adopted = if net.adopted_bridge {
             netd_common::net_flags::ADOPTED
         } else {
@@ -95,10 +106,13 @@ impl NetworkDriver for BridgeDriver {
 
     async fn teardown(&self, net: &Network) -> Result<()> {
         if net.adopted_bridge {
-            self.kernel
-                .links
-                .delete_address(&net.bridge, net.gateway)
-                .await
+            let links = &self.kernel.links;
+            let v4 = links.delete_address(&net.bridge, net.gateway).await;
+            let v6 = match net.gateway6 {
+                Some(gateway6) => links.delete_address(&net.bridge, gateway6).await,
+                None => Ok(()),
+            };
+            v4.and(v6)
         } else {
             self.kernel.links.delete_link(&net.bridge).await
         }
@@ -118,9 +132,17 @@ impl NetworkDriver for BridgeDriver {
                 let ifindex = links
                     .add_veth(&ep.host_veth, bridge, &ep.ifname, mac, Some(netns))
                     .await?;
-                let gateway = (how.default_route && !net.internal).then_some(net.gateway);
+                let mut addrs = vec![Self::prefixed(net, ep.ip)?];
+                if let Some(ip6) = ep.ip6 {
+                    addrs.push(Self::prefixed6(net, ip6)?);
+                }
+                let gateways: Vec<_> = if how.default_route && !net.internal {
+                    std::iter::once(net.gateway).chain(net.gateway6).collect()
+                } else {
+                    Vec::new()
+                };
                 links
-                    .configure_interface(netns, &ep.ifname, Self::prefixed(net, ep.ip)?, gateway)
+                    .configure_interface(netns, &ep.ifname, &addrs, &gateways)
                     .await?;
                 ifindex
             }
@@ -150,6 +172,7 @@ impl NetworkDriver for BridgeDriver {
         let gateway_mac = links.link_mac(bridge).await.unwrap_or_default();
         let entry = DatapathEndpoint {
             ip: ep.ip,
+            ip6: ep.ip6,
             mac: mac_for(ep.ip),
             veth_ifindex: ep.host_ifindex,
             network_id: net.net_id,
@@ -162,7 +185,7 @@ impl NetworkDriver for BridgeDriver {
         let datapath = &self.kernel.datapath;
         datapath.set_endpoint(&entry)?;
         if let Err(e) = datapath.attach_veth(&ep.host_veth) {
-            let _ = datapath.remove_endpoint(ep.ip, ep.host_ifindex);
+            let _ = datapath.remove_endpoint(ep.ip, ep.ip6, ep.host_ifindex);
             return Err(e);
         }
         Ok(())
@@ -172,7 +195,7 @@ impl NetworkDriver for BridgeDriver {
         // Every step runs, whatever the one before did.
         let datapath = &self.kernel.datapath;
         let detached = datapath.detach_veth(&ep.host_veth);
-        let removed = datapath.remove_endpoint(ep.ip, ep.host_ifindex);
+        let removed = datapath.remove_endpoint(ep.ip, ep.ip6, ep.host_ifindex);
         let deleted = self.kernel.links.delete_link(&ep.host_veth).await;
         detached.and(removed).and(deleted)
     }
@@ -180,7 +203,7 @@ impl NetworkDriver for BridgeDriver {
     fn release_endpoint(&self, ep: &Endpoint) -> Result<()> {
         self.kernel
             .datapath
-            .remove_endpoint(ep.ip, ep.host_ifindex)?;
+            .remove_endpoint(ep.ip, ep.ip6, ep.host_ifindex)?;
         let (datapath, links) = (self.kernel.datapath.clone(), self.kernel.links.clone());
         let veth = ep.host_veth.clone();
         tokio::spawn(async move {

@@ -32,14 +32,40 @@ pub(super) fn plan_endpoint(
         .networks
         .get(&req.network)
         .ok_or_else(|| no_such_network(&req.network))?;
-    let used: HashSet<IpAddr> = state
-        .containers
-        .values()
-        .flat_map(|c| c.endpoints.iter())
-        .filter(|e| e.network == net.name)
-        .map(|e| e.ip)
-        .collect();
+    let on_net = || {
+        state
+            .containers
+            .values()
+            .flat_map(|c| c.endpoints.iter())
+            .filter(|e| e.network == net.name)
+    };
+    let used: HashSet<IpAddr> = on_net().map(|e| e.ip).collect();
+    if let Some(ip) = req.ip.filter(IpAddr::is_ipv6) {
+        return Err(Error::invalid(format!(
+            "{ip} is an IPv6 address: give it as the IPv6 address (--ip6)"
+        )));
+    }
     let ip = ipam::allocate(net.subnet, net.gateway, &used, req.ip)?;
+    let ip6 = match (net.subnet6, net.gateway6) {
+        (Some(subnet6), Some(gateway6)) => {
+            let used6: HashSet<IpAddr> = on_net().filter_map(|e| e.ip6).collect();
+            if let Some(ip) = req.ip6.filter(IpAddr::is_ipv4) {
+                return Err(Error::invalid(format!(
+                    "{ip} is an IPv4 address where the IPv6 address is expected"
+                )));
+            }
+            Some(ipam::allocate(subnet6, gateway6, &used6, req.ip6)?)
+        }
+        _ => match req.ip6 {
+            Some(ip) => {
+                return Err(Error::invalid(format!(
+                    "network {} has no IPv6 subnet for address {ip}: create it with --ipv6",
+                    net.name
+                )));
+            }
+            None => None,
+        },
+    };
     let ifname = match &req.ifname {
         Some(name) if taken_ifnames.contains(&name.as_str()) => {
             return Err(Error::exists(format!(
@@ -65,6 +91,7 @@ pub(super) fn plan_endpoint(
         network: net.name.clone(),
         ifname,
         ip,
+        ip6,
         mac: ipam::format_mac(ipam::mac_for(ip)),
         host_veth,
         host_ifindex: 0,
@@ -81,6 +108,16 @@ pub(super) fn gateway_of(state: &State, c: &Container) -> Option<IpAddr> {
         .filter_map(|ep| state.networks.get(&ep.network))
         .find(|net| !net.internal)
         .map(|net| net.gateway)
+}
+
+/// The IPv6 default route's gateway: that of the same network as the IPv4
+/// one (`gateway_of`), if it is dual-stack.
+pub(super) fn gateway6_of(state: &State, c: &Container) -> Option<IpAddr> {
+    c.endpoints
+        .iter()
+        .filter_map(|ep| state.networks.get(&ep.network))
+        .find(|net| !net.internal)
+        .and_then(|net| net.gateway6)
 }
 
 impl Engine {
@@ -127,7 +164,7 @@ impl Engine {
         }
         let taken: Vec<&str> = c.endpoints.iter().map(|e| e.ifname.as_str()).collect();
         let mut ep = self.read(|s| plan_endpoint(s, &req, &taken))?;
-        let gateway_before = self.read(|s| gateway_of(s, &c));
+        let gateway_before = self.read(|s| (gateway_of(s, &c), gateway6_of(s, &c)));
         let netns = c.sandbox.netns().map(Path::to_path_buf);
         ep.host_ifindex = match self.setup_endpoint(netns.as_deref(), &ep, false).await {
             Ok(index) => index,
@@ -181,7 +218,7 @@ impl Engine {
                 .cloned()
                 .collect()
         });
-        let gateway_before = self.read(|s| gateway_of(s, &c));
+        let gateway_before = self.read(|s| (gateway_of(s, &c), gateway6_of(s, &c)));
         self.remove_ports(&stale)?;
         self.teardown_endpoint(&ep).await?;
         c.endpoints.remove(pos);
@@ -209,19 +246,32 @@ impl Engine {
     /// After a connect or disconnect: points the default route at the
     /// container's gateway if that changed (so a container that loses its
     /// default network keeps a way out through another one).
-    async fn move_default_route(&self, c: &Container, before: Option<IpAddr>) -> Result<()> {
-        let after = self.read(|s| gateway_of(s, c));
+    async fn move_default_route(
+        &self,
+        c: &Container,
+        before: (Option<IpAddr>, Option<IpAddr>),
+    ) -> Result<()> {
+        let after = self.read(|s| (gateway_of(s, c), gateway6_of(s, c)));
         let Some(netns) = c.sandbox.netns() else {
             return Ok(());
         };
-        if after == before {
-            return Ok(());
+        let moving = |e: crate::engine::error::Error| {
+            e.context(format!("moving the default route of container {}", c.name))
+        };
+        let links = &self.kernel().links;
+        if after.0 != before.0 {
+            links
+                .replace_default_route(netns, after.0)
+                .await
+                .map_err(moving)?;
         }
-        self.kernel()
-            .links
-            .replace_default_route(netns, after)
-            .await
-            .map_err(|e| e.context(format!("moving the default route of container {}", c.name)))
+        if after.1 != before.1 {
+            links
+                .replace_default_route6(netns, after.1)
+                .await
+                .map_err(moving)?;
+        }
+        Ok(())
     }
 
     /// Detaches and deletes an endpoint's interfaces now.

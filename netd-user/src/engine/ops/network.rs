@@ -2,12 +2,15 @@
 //! checks, the driver's own checks), remove (not the predefined ones, not
 //! while containers are attached), list and look up.
 
-use tracing::info;
+use std::net::IpAddr;
+
+use ipnetwork::IpNetwork;
+use tracing::{info, warn};
 
 use super::lookup::no_such_network;
 use crate::engine::{
     Engine,
-    address_pool::next_free_subnet,
+    address_pool::{next_free_subnet, next_free_subnet6},
     error::{Error, Remedy, Result},
     events::Event,
     ids::random_id,
@@ -79,8 +82,8 @@ impl Engine {
 
     /// Creates the default network's record on first start.
     pub(super) async fn ensure_default_network(&self) -> Result<()> {
-        if self.read(|s| s.networks.contains_key(DEFAULT_NETWORK)) {
-            return Ok(());
+        if let Some(net) = self.read(|s| s.networks.get(DEFAULT_NETWORK).cloned()) {
+            return self.follow_default_subnet6(net).await;
         }
         let config = self.config();
         let subnet = config.default_subnet;
@@ -92,6 +95,8 @@ impl Engine {
             bridge: config.default_bridge.clone(),
             subnet,
             gateway: first_host(subnet)?,
+            subnet6: config.default_subnet6,
+            gateway6: config.default_subnet6.map(first_host).transpose()?,
             internal: false,
             gateway_mode: GatewayMode::Nat,
             adopted_bridge: false,
@@ -105,6 +110,38 @@ impl Engine {
             }
             net.adopted_bridge = true;
         }
+        self.commit(vec![Change::PutNetwork(net)])
+    }
+}
+
+impl Engine {
+    /// The default network takes the daemon's `--default-subnet6` (added,
+    /// changed or dropped) at start, as long as no container is on it:
+    /// addresses already handed out cannot move.
+    async fn follow_default_subnet6(&self, mut net: Network) -> Result<()> {
+        let wanted = self.config().default_subnet6;
+        if net.subnet6 == wanted {
+            return Ok(());
+        }
+        let attached = self.read(|s| {
+            s.containers
+                .values()
+                .any(|c| c.endpoint_on(DEFAULT_NETWORK).is_some())
+        });
+        if attached {
+            warn!(
+                from = ?net.subnet6.map(|s| s.to_string()),
+                to = ?wanted.map(|s| s.to_string()),
+                "the default network keeps its IPv6 subnet while containers are on it: remove them, then restart with the new --default-subnet6"
+            );
+            return Ok(());
+        }
+        if let Some(old) = net.gateway6 {
+            self.kernel().links.delete_address(&net.bridge, old).await?;
+        }
+        net.subnet6 = wanted;
+        net.gateway6 = wanted.map(first_host).transpose()?;
+        info!(subnet6 = ?wanted.map(|s| s.to_string()), "default network: IPv6 subnet changed");
         self.commit(vec![Change::PutNetwork(net)])
     }
 }
@@ -136,9 +173,16 @@ pub(super) fn plan_network(
         .chain(state.pools.values().map(|p| p.subnet))
         .collect();
     let subnet = match req.subnet {
+        Some(IpNetwork::V6(_)) => {
+            return Err(Error::invalid(format!(
+                "{} is an IPv6 subnet where the IPv4 one is expected: give it as the IPv6 subnet, with --ipv6",
+                req.subnet.map(|s| s.to_string()).unwrap_or_default()
+            )));
+        }
         Some(subnet) => check_subnet(subnet)?,
         None => next_free_subnet(pools, &taken)?,
     };
+    let (subnet6, gateway6) = plan_subnet6(state, req)?;
     if let Some(pool) = state
         .pools
         .values()
@@ -192,10 +236,70 @@ pub(super) fn plan_network(
         bridge,
         subnet,
         gateway,
+        subnet6,
+        gateway6,
         internal: req.internal,
         gateway_mode: req.gateway_mode,
         adopted_bridge: false,
     })
+}
+
+/// The IPv6 subnet and gateway of a dual-stack network: the one asked
+/// for (no host bits, overlapping no other network's), or the next free
+/// /64 of the IPv6 pool.
+fn plan_subnet6(state: &State, req: &NetworkCreate) -> Result<(Option<IpNetwork>, Option<IpAddr>)> {
+    if !req.ipv6 {
+        if let Some(s) = req.subnet6 {
+            return Err(Error::invalid(format!(
+                "IPv6 subnet {s} given without --ipv6: enable IPv6 on the network"
+            )));
+        }
+        if req.gateway6.is_some() {
+            return Err(Error::invalid(
+                "an IPv6 gateway needs --ipv6 and an IPv6 subnet",
+            ));
+        }
+        return Ok((None, None));
+    }
+    let taken: Vec<IpNetwork> = state.networks.values().filter_map(|n| n.subnet6).collect();
+    let subnet6 = match req.subnet6 {
+        Some(IpNetwork::V4(s)) => {
+            return Err(Error::invalid(format!(
+                "{s} is an IPv4 subnet where the IPv6 one is expected"
+            )));
+        }
+        Some(s) => {
+            let s = check_subnet(s)?;
+            if s.prefix() > 120 {
+                return Err(Error::invalid(format!(
+                    "IPv6 subnet {s} is too small: use a /120 or larger (a /64 is usual)"
+                )));
+            }
+            s
+        }
+        None => next_free_subnet6(&taken)?,
+    };
+    if let Some(other) = state
+        .networks
+        .values()
+        .find(|n| n.subnet6.is_some_and(|o| overlaps(o, subnet6)))
+    {
+        return Err(Error::conflict(format!(
+            "IPv6 subnet {subnet6} overlaps network {} ({}): pick a subnet that does not",
+            other.name,
+            other.subnet6.map(|s| s.to_string()).unwrap_or_default()
+        )));
+    }
+    let gateway6 = match req.gateway6 {
+        Some(IpAddr::V4(gw)) => {
+            return Err(Error::invalid(format!(
+                "{gw} is an IPv4 address where the IPv6 gateway is expected"
+            )));
+        }
+        Some(gw) => check_gateway(subnet6, gw)?,
+        None => first_host(subnet6)?,
+    };
+    Ok((Some(subnet6), Some(gateway6)))
 }
 
 #[cfg(test)]

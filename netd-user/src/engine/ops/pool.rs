@@ -209,6 +209,8 @@ mod tests {
                 bridge: "netd0".into(),
                 subnet: net("172.17.0.0/16"),
                 gateway: ip("172.17.0.1"),
+                subnet6: None,
+                gateway6: None,
                 internal: false,
                 gateway_mode: Default::default(),
                 adopted_bridge: false,

@@ -2,7 +2,10 @@
 //! host addresses, host listeners) and the datapath entries, one per port
 //! of a range.
 
-use std::{collections::HashSet, net::SocketAddr};
+use std::{
+    collections::HashSet,
+    net::{IpAddr, SocketAddr},
+};
 
 use tracing::info;
 
@@ -18,7 +21,12 @@ use crate::engine::{
 };
 
 /// One datapath entry per port of the mapping's range.
-pub(super) fn entries(mapping: &PortMapping) -> impl Iterator<Item = PortEntry> + '_ {
+pub(super) fn entries(
+    mapping: &PortMapping,
+    ip6: Option<IpAddr>,
+) -> impl Iterator<Item = PortEntry> + '_ {
+    // Only a mapping on every host address is published on IPv6 too.
+    let ip6 = ip6.filter(|_| mapping.host_ip.is_unspecified());
     (0..mapping.host_ports.count()).map(move |i| {
         let offset = i as u16;
         PortEntry {
@@ -27,8 +35,25 @@ pub(super) fn entries(mapping: &PortMapping) -> impl Iterator<Item = PortEntry> 
             proto: mapping.proto,
             container_ip: mapping.container_ip,
             container_port: mapping.container_ports.start + offset,
+            container_ip6: ip6,
         }
     })
+}
+
+/// The datapath entries of `records`, each with its container's IPv6
+/// address if it has one (the endpoint whose IPv4 address it maps to).
+fn all_entries(state: &State, records: &[PortMap]) -> Vec<PortEntry> {
+    records
+        .iter()
+        .flat_map(|p| {
+            let ip6 = state
+                .containers
+                .get(&p.container)
+                .and_then(|c| c.endpoints.iter().find(|e| e.ip == p.mapping.container_ip))
+                .and_then(|e| e.ip6);
+            entries(&p.mapping, ip6).collect::<Vec<_>>()
+        })
+        .collect()
 }
 
 /// Refuses mappings that clash with published ports or with each other.
@@ -258,7 +283,7 @@ impl Engine {
 
     /// Datapath entries of `records`; all or none.
     pub(super) fn insert_ports(&self, records: &[PortMap]) -> Result<()> {
-        let entries: Vec<PortEntry> = records.iter().flat_map(|p| entries(&p.mapping)).collect();
+        let entries: Vec<PortEntry> = self.read(|s| all_entries(s, records));
         if let Err(e) = self.kernel().datapath.insert_ports(&entries) {
             let _ = self.kernel().datapath.remove_ports(&entries);
             return Err(e);
@@ -267,7 +292,7 @@ impl Engine {
     }
 
     pub(super) fn remove_ports(&self, records: &[PortMap]) -> Result<()> {
-        let entries: Vec<PortEntry> = records.iter().flat_map(|p| entries(&p.mapping)).collect();
+        let entries: Vec<PortEntry> = self.read(|s| all_entries(s, records));
         self.kernel().datapath.remove_ports(&entries)
     }
 
@@ -296,7 +321,7 @@ impl Engine {
         let services: HashSet<Service> = self.read(|s| {
             s.portmaps
                 .values()
-                .flat_map(|p| entries(&p.mapping).collect::<Vec<_>>())
+                .flat_map(|p| entries(&p.mapping, None).collect::<Vec<_>>())
                 .map(|e| Service {
                     container_ip: e.container_ip,
                     container_port: e.container_port,
@@ -311,10 +336,8 @@ impl Engine {
     /// restart, or a map that was recreated).
     pub(super) fn reconcile_ports(&self) -> Result<()> {
         let wanted: Vec<PortEntry> = self.read(|s| {
-            s.portmaps
-                .values()
-                .flat_map(|p| entries(&p.mapping).collect::<Vec<_>>())
-                .collect()
+            let records: Vec<PortMap> = s.portmaps.values().cloned().collect();
+            all_entries(s, &records)
         });
         let stale: Vec<PortEntry> = self
             .kernel()
@@ -332,6 +355,7 @@ impl Engine {
                 proto,
                 container_ip: host_ip,
                 container_port: 0,
+                container_ip6: None,
             })
             .collect();
         self.kernel().datapath.remove_ports(&stale)?;

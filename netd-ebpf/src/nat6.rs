@@ -1,0 +1,667 @@
+//! IPv6: MASQUERADE (NAT66) of containers' flows to the outside and their
+//! replies, container isolation by network, and exposure, in their own
+//! functions and maps (`NETD_CT6`, `NETD_ENDPOINTS6`). Out of line
+//! (`#[inline(never)]`): 16-byte addresses and 40-byte tuples would
+//! otherwise weigh on the stack and the paths of the IPv4 programs.
+//!
+//! What is translated: TCP, UDP and ICMPv6 echo whose transport header
+//! follows the fixed header directly. Anything else (extension headers,
+//! fragments, other protocols, ICMPv6 errors) is never translated: it goes
+//! to the stack, which does not forward IPv6 (`all.forwarding` stays 0), so
+//! it reaches the host or the container's own bridge and nothing beyond.
+
+use aya_ebpf::{
+    bindings::{
+        BPF_F_PSEUDO_HDR, BPF_FIB_LKUP_RET_NO_NEIGH, BPF_FIB_LKUP_RET_NOT_FWDED,
+        BPF_FIB_LKUP_RET_SUCCESS, BPF_FIB_LOOKUP_SRC, BPF_NOEXIST, TC_ACT_SHOT, TC_ACT_UNSPEC,
+        bpf_fib_lookup as FibParams,
+    },
+    helpers::{
+        bpf_csum_diff, bpf_get_prandom_u32, bpf_ktime_get_coarse_ns,
+        generated::{bpf_fib_lookup, bpf_redirect, bpf_redirect_neigh, bpf_redirect_peer},
+    },
+    programs::TcContext,
+};
+use core::{mem, ptr};
+use netd_common::{
+    Ct6Key, Ct6Value, Endpoint6Value, IPPROTO_TCP, IPPROTO_UDP, PortMap6Key, PortMap6Value,
+    StatIndex, ct_dir, ct_kind, net_flags,
+};
+
+use crate::{
+    maps::{
+        NETD_BRIDGES, NETD_CT6, NETD_ENDPOINTS6, NETD_PORTMAPS6, NETD_SCRATCH6, Scratch6, config,
+    },
+    packet::{ETH_HLEN, read, set_macs},
+    stats::{count, drop},
+};
+
+pub const ETH_P_IPV6: u16 = 0x86DD;
+const IPPROTO_ICMPV6: u8 = 58;
+const NEXT_OFF: usize = ETH_HLEN + 6;
+const HOP_OFF: usize = ETH_HLEN + 7;
+const SRC_OFF: usize = ETH_HLEN + 8;
+const DST_OFF: usize = ETH_HLEN + 24;
+const L4: usize = ETH_HLEN + 40;
+const ECHO_REQUEST: u8 = 128;
+/// ICMPv6 errors are types 1 to 4 (RFC 4443).
+const ICMP6_PARAM_PROBLEM: u8 = 4;
+/// An ICMPv6 error's embedded packet, and its transport header.
+const INNER: usize = L4 + 8;
+const INNER_L4: usize = INNER + 40;
+const ECHO_REPLY: u8 = 129;
+const AF_INET6: u8 = 10;
+const TCP_SYN: u8 = 0x02;
+const TCP_ACK: u8 = 0x10;
+/// Random ports tried when a flow's own source port is taken.
+const PORT_TRIES: u32 = 16;
+
+/// Whether the frame is IPv6.
+#[inline(always)]
+pub fn is_ipv6(ctx: &TcContext) -> bool {
+    read::<u16>(ctx, 12).map(u16::from_be) == Some(ETH_P_IPV6)
+}
+
+#[inline(always)]
+fn scratch() -> Option<&'static mut Scratch6> {
+    // SAFETY: per-CPU slot, only this program run uses it.
+    NETD_SCRATCH6.get_ptr_mut(0).map(|p| unsafe { &mut *p })
+}
+
+/// A packet from a container (`network_id`, `flags`: its endpoint's,
+/// already checked by anti-spoofing).
+#[inline(never)]
+pub fn from_container(ctx: &mut TcContext, network_id: u32, flags: u32) -> i32 {
+    let Some(k) = tuple(ctx) else {
+        return TC_ACT_UNSPEC;
+    };
+    if is_local_scope(&k.dst_ip) {
+        return TC_ACT_UNSPEC;
+    }
+    let Some(s) = scratch() else {
+        return TC_ACT_SHOT;
+    };
+    if let Some(v) = NETD_CT6.get_ptr_mut(&k) {
+        // SAFETY: map value pointer, valid for this run.
+        let v = unsafe { &mut *v };
+        touch(v, ctx.len());
+        // A hairpin flow's packets go to a container, the rest out.
+        if let Some(ep) = NETD_ENDPOINTS6.get_ptr(&v.nat_dst_ip) {
+            if rewrite(ctx, &k, v).is_err() {
+                return drop(StatIndex::DropMalformed, ctx.len());
+            }
+            // SAFETY: map value pointer, valid for this run.
+            return to_endpoint(ctx, unsafe { &*ep });
+        }
+        return out(ctx, &k, v, &mut s.fib);
+    }
+    if let Some(ep) = NETD_ENDPOINTS6.get_ptr(&k.dst_ip) {
+        // Its own network is bridged; another network is not for it.
+        // SAFETY: map value pointer, valid for this run.
+        if unsafe { (*ep).network_id } == network_id {
+            return TC_ACT_UNSPEC;
+        }
+        return drop(StatIndex::DropPolicy, ctx.len());
+    }
+    match fib(ctx, &k.src_ip, &k.dst_ip, &k, &mut s.fib) {
+        Ok(_) => {}
+        // To the host itself (the gateway, the uplink's address): a
+        // published port there is a hairpin; the rest is the stack's.
+        Err(BPF_FIB_LKUP_RET_NOT_FWDED) => return hairpin(ctx, &k, network_id, flags, s),
+        Err(_) => return TC_ACT_UNSPEC,
+    }
+    if flags & (net_flags::INTERNAL | net_flags::ROUTED) != 0 {
+        // Not translated: the stack does not forward it.
+        return TC_ACT_UNSPEC;
+    }
+    if !may_start(ctx, &k) {
+        return drop(StatIndex::DropInvalid, ctx.len());
+    }
+    if NETD_BRIDGES.get_ptr(s.fib.ifindex).is_some() {
+        // Routed towards another netd network.
+        return drop(StatIndex::DropPolicy, ctx.len());
+    }
+    // SAFETY: the helper filled in the IPv6 source (BPF_FIB_LOOKUP_SRC).
+    let src: [u8; 16] = unsafe { mem::transmute(s.fib.__bindgen_anon_3.ipv6_src) };
+    if !masquerade(&k, &src, s) {
+        return drop(StatIndex::DropNoPort, ctx.len());
+    }
+    count(StatIndex::Snat, ctx.len());
+    out(ctx, &k, &s.value, &mut s.fib)
+}
+
+/// A packet from the uplink: a reply of a MASQUERADE-d flow goes to its
+/// container; anything else addressed to a container is dropped
+/// (exposure); the rest is the stack's.
+#[inline(never)]
+pub fn from_outside(ctx: &mut TcContext) -> i32 {
+    let Some(k) = tuple(ctx) else {
+        if let Some(verdict) = icmp_error(ctx) {
+            return verdict;
+        }
+        return exposure(ctx);
+    };
+    let Some(v) = NETD_CT6.get_ptr_mut(&k) else {
+        if NETD_ENDPOINTS6.get_ptr(&k.dst_ip).is_some() {
+            return drop(StatIndex::DropUnpublished, ctx.len());
+        }
+        return dnat(ctx, &k);
+    };
+    // SAFETY: map value pointer, valid for this run.
+    let v = unsafe { &mut *v };
+    touch(v, ctx.len());
+    let Some(ep) = NETD_ENDPOINTS6.get_ptr(&v.nat_dst_ip) else {
+        return TC_ACT_UNSPEC;
+    };
+    if rewrite(ctx, &k, v).is_err() {
+        return drop(StatIndex::DropMalformed, ctx.len());
+    }
+    count(StatIndex::ReverseNat, ctx.len());
+    // SAFETY: map value pointer, valid for this run.
+    let ep = unsafe { &*ep };
+    if set_macs(ctx, &ep.mac, &ep.gw_mac).is_err() {
+        return TC_ACT_SHOT;
+    }
+    count(StatIndex::ToContainer, ctx.len());
+    unsafe { bpf_redirect_peer(ep.ifindex, 0) as i32 }
+}
+
+/// A new flow from outside to a published port (`NETD_PORTMAPS6`, the
+/// host-wide entries `-p` makes on a dual-stack network): DNAT to the
+/// container, whose reply goes out through its REPLY entry. The client's
+/// address is kept.
+#[inline(always)]
+fn dnat(ctx: &mut TcContext, k: &Ct6Key) -> i32 {
+    if k.proto != IPPROTO_TCP && k.proto != IPPROTO_UDP {
+        return TC_ACT_UNSPEC;
+    }
+    let key = PortMap6Key {
+        host_ip: [0; 16],
+        host_port: k.dst_port,
+        proto: k.proto,
+        pad: 0,
+    };
+    let Some(target) = NETD_PORTMAPS6.get_ptr(&key) else {
+        return TC_ACT_UNSPEC;
+    };
+    if !may_start(ctx, k) {
+        return drop(StatIndex::DropInvalid, ctx.len());
+    }
+    let Some(s) = scratch() else {
+        return TC_ACT_SHOT;
+    };
+    // SAFETY: map value pointer, valid for this run.
+    dnat_flow(ctx, k, unsafe { &*target }, s)
+}
+
+/// A container's new flow to a published port on a host address (its
+/// gateway, the uplink's address): DNAT to the target container, which
+/// sees the client's own address; from an `--internal` network only to
+/// its own network. None of it for a container reaching itself (it would
+/// need its source translated too): to the stack.
+#[inline(always)]
+fn hairpin(ctx: &mut TcContext, k: &Ct6Key, network_id: u32, flags: u32, s: &mut Scratch6) -> i32 {
+    if k.proto != IPPROTO_TCP && k.proto != IPPROTO_UDP {
+        return TC_ACT_UNSPEC;
+    }
+    let key = PortMap6Key {
+        host_ip: [0; 16],
+        host_port: k.dst_port,
+        proto: k.proto,
+        pad: 0,
+    };
+    let Some(target) = NETD_PORTMAPS6.get_ptr(&key) else {
+        return TC_ACT_UNSPEC;
+    };
+    // SAFETY: map value pointer, valid for this run.
+    let target = unsafe { &*target };
+    if same(&target.container_ip, &k.src_ip) {
+        return TC_ACT_UNSPEC;
+    }
+    let Some(ep) = NETD_ENDPOINTS6.get_ptr(&target.container_ip) else {
+        return TC_ACT_UNSPEC;
+    };
+    // SAFETY: as above.
+    if flags & net_flags::INTERNAL != 0 && unsafe { (*ep).network_id } != network_id {
+        return drop(StatIndex::DropPolicy, ctx.len());
+    }
+    if !may_start(ctx, k) {
+        return drop(StatIndex::DropInvalid, ctx.len());
+    }
+    dnat_flow(ctx, k, target, s)
+}
+
+/// Creates a DNAT flow from `k` to `target` (REPLY entry first, NOEXIST)
+/// and delivers the packet into the target container.
+#[inline(always)]
+fn dnat_flow(ctx: &mut TcContext, k: &Ct6Key, target: &PortMap6Value, s: &mut Scratch6) -> i32 {
+    let Ok(hops) = ctx.load::<u8>(HOP_OFF) else {
+        return TC_ACT_UNSPEC;
+    };
+    if hops <= 1 {
+        return TC_ACT_UNSPEC;
+    }
+    let Some(ep) = NETD_ENDPOINTS6.get_ptr(&target.container_ip) else {
+        return TC_ACT_UNSPEC;
+    };
+    let now = unsafe { bpf_ktime_get_coarse_ns() };
+    // REPLY: container:port -> client, back to host:port -> client.
+    s.key.src_ip = target.container_ip;
+    s.key.dst_ip = k.src_ip;
+    s.key.src_port = target.container_port;
+    s.key.dst_port = k.src_port;
+    s.key.proto = k.proto;
+    unsafe { ptr::write_volatile(&mut s.key.pad, [0; 3]) };
+    s.value.nat_src_ip = k.dst_ip;
+    s.value.nat_dst_ip = k.src_ip;
+    s.value.nat_src_port = k.dst_port;
+    s.value.nat_dst_port = k.src_port;
+    s.value.kind = ct_kind::DNAT;
+    s.value.direction = ct_dir::REPLY;
+    s.value.last_seen_ns = now;
+    unsafe {
+        ptr::write_volatile(&mut s.value.pad, [0; 2]);
+        ptr::write_volatile(&mut s.value.packets, 0);
+        ptr::write_volatile(&mut s.value.bytes, 0);
+    }
+    if NETD_CT6
+        .insert(&s.key, &s.value, u64::from(BPF_NOEXIST))
+        .is_err()
+    {
+        return drop(StatIndex::DropInvalid, ctx.len());
+    }
+    s.value.nat_src_ip = k.src_ip;
+    s.value.nat_dst_ip = target.container_ip;
+    s.value.nat_src_port = k.src_port;
+    s.value.nat_dst_port = target.container_port;
+    s.value.direction = ct_dir::ORIGINAL;
+    if NETD_CT6
+        .insert(k, &s.value, u64::from(BPF_NOEXIST))
+        .is_err()
+    {
+        let _ = NETD_CT6.remove(&s.key);
+        return drop(StatIndex::DropInvalid, ctx.len());
+    }
+    if rewrite(ctx, k, &s.value).is_err() || ctx.store(HOP_OFF, &(hops - 1), 0).is_err() {
+        return drop(StatIndex::DropMalformed, ctx.len());
+    }
+    count(StatIndex::Dnat, ctx.len());
+    // SAFETY: map value pointer, valid for this run.
+    let ep = unsafe { &*ep };
+    if set_macs(ctx, &ep.mac, &ep.gw_mac).is_err() {
+        return TC_ACT_SHOT;
+    }
+    count(StatIndex::ToContainer, ctx.len());
+    unsafe { bpf_redirect_peer(ep.ifindex, 0) as i32 }
+}
+
+/// An ICMPv6 error (destination unreachable, packet too big, time
+/// exceeded, parameter problem) from outside about a packet of a tracked
+/// flow: delivered to the container, the outer destination and the
+/// embedded packet's source (address, port or echo identifier) translated
+/// back, the ICMPv6 checksum following. Packet Too Big must reach the
+/// container: IPv6 routers never fragment, path MTU discovery depends on
+/// it. The embedded transport checksum is left as it is (no receiver
+/// checks it). None: not such an error, or about no flow of ours.
+#[inline(always)]
+fn icmp_error(ctx: &mut TcContext) -> Option<i32> {
+    if ctx.load::<u8>(NEXT_OFF).ok()? != IPPROTO_ICMPV6 {
+        return None;
+    }
+    let ty = ctx.load::<u8>(L4).ok()?;
+    if ty == 0 || ty > ICMP6_PARAM_PROBLEM {
+        return None;
+    }
+    let proto = ctx.load::<u8>(INNER + 6).ok()?;
+    let (port_off, sport, dport) = match proto {
+        IPPROTO_TCP | IPPROTO_UDP => (
+            INNER_L4,
+            ctx.load::<u16>(INNER_L4).ok()?,
+            ctx.load::<u16>(INNER_L4 + 2).ok()?,
+        ),
+        IPPROTO_ICMPV6 if ctx.load::<u8>(INNER_L4).ok()? == ECHO_REQUEST => {
+            (INNER_L4 + 4, ctx.load::<u16>(INNER_L4 + 4).ok()?, 0)
+        }
+        _ => return None,
+    };
+    let s = scratch()?;
+    // The embedded packet left the host translated: the flow's entry for
+    // the other direction is keyed by its tuple reversed, and names the
+    // container (`nat_dst_*`) for MASQUERADE replies and DNAT originals
+    // alike.
+    s.key.src_ip = ctx.load::<[u8; 16]>(INNER + 24).ok()?;
+    s.key.dst_ip = ctx.load::<[u8; 16]>(INNER + 8).ok()?;
+    s.key.src_port = dport;
+    s.key.dst_port = sport;
+    s.key.proto = proto;
+    unsafe { ptr::write_volatile(&mut s.key.pad, [0; 3]) };
+    let v = NETD_CT6.get_ptr(&s.key)?;
+    // SAFETY: map value pointer, valid for this run.
+    let v = unsafe { &*v };
+    let ep = NETD_ENDPOINTS6.get_ptr(&v.nat_dst_ip)?;
+    // The outer destination (in the pseudo header), then the embedded
+    // source (in the ICMPv6 payload).
+    s.value.nat_src_ip = ctx.load::<[u8; 16]>(DST_OFF).ok()?;
+    let csum = L4 + 2;
+    let rewritten = set_addr(ctx, DST_OFF, &s.value.nat_src_ip, &v.nat_dst_ip, csum)
+        .and_then(|()| set_payload_addr(ctx, INNER + 8, &s.key.dst_ip, &v.nat_dst_ip, csum))
+        .and_then(|()| set_port(ctx, port_off, sport, v.nat_dst_port, csum));
+    if rewritten.is_err() {
+        return Some(drop(StatIndex::DropMalformed, ctx.len()));
+    }
+    count(StatIndex::ReverseNat, ctx.len());
+    // SAFETY: map value pointer, valid for this run.
+    let ep = unsafe { &*ep };
+    if set_macs(ctx, &ep.mac, &ep.gw_mac).is_err() {
+        return Some(TC_ACT_SHOT);
+    }
+    count(StatIndex::ToContainer, ctx.len());
+    Some(unsafe { bpf_redirect_peer(ep.ifindex, 0) as i32 })
+}
+
+/// IPv6 netd does not translate, from outside: nothing of it reaches a
+/// container address.
+#[inline(always)]
+fn exposure(ctx: &TcContext) -> i32 {
+    match ctx.load::<[u8; 16]>(DST_OFF) {
+        Ok(dst) if NETD_ENDPOINTS6.get_ptr(&dst).is_some() => {
+            drop(StatIndex::DropUnpublished, ctx.len())
+        }
+        _ => TC_ACT_UNSPEC,
+    }
+}
+
+/// The packet of tuple `k`, rewritten to `v`'s tuple, out through the FIB.
+#[inline(always)]
+fn out(ctx: &mut TcContext, k: &Ct6Key, v: &Ct6Value, params: &mut FibParams) -> i32 {
+    let Ok(hops) = ctx.load::<u8>(HOP_OFF) else {
+        return TC_ACT_UNSPEC;
+    };
+    if hops <= 1 {
+        return drop(StatIndex::DropTtl, ctx.len());
+    }
+    let t = Ct6Key {
+        src_port: v.nat_src_port,
+        dst_port: v.nat_dst_port,
+        ..*k
+    };
+    let Ok(rc) = fib(ctx, &v.nat_src_ip, &v.nat_dst_ip, &t, params) else {
+        return TC_ACT_UNSPEC;
+    };
+    if rewrite(ctx, k, v).is_err() || ctx.store(HOP_OFF, &(hops - 1), 0).is_err() {
+        return drop(StatIndex::DropMalformed, ctx.len());
+    }
+    let ifindex = params.ifindex;
+    if rc == BPF_FIB_LKUP_RET_NO_NEIGH {
+        return unsafe { bpf_redirect_neigh(ifindex, ptr::null_mut(), 0, 0) as i32 };
+    }
+    if set_macs(ctx, &params.dmac, &params.smac).is_err() {
+        return TC_ACT_SHOT;
+    }
+    unsafe { bpf_redirect(ifindex, 0) as i32 }
+}
+
+#[inline(always)]
+fn to_endpoint(ctx: &mut TcContext, ep: &Endpoint6Value) -> i32 {
+    if set_macs(ctx, &ep.mac, &ep.gw_mac).is_err() {
+        return TC_ACT_SHOT;
+    }
+    count(StatIndex::ToContainer, ctx.len());
+    unsafe { bpf_redirect_peer(ep.ifindex, 0) as i32 }
+}
+
+/// The flow tuple of a TCP, UDP or ICMPv6 echo packet whose transport
+/// header follows the fixed header; None for anything else.
+#[inline(always)]
+fn tuple(ctx: &TcContext) -> Option<Ct6Key> {
+    let proto = ctx.load::<u8>(NEXT_OFF).ok()?;
+    let (src_port, dst_port) = match proto {
+        IPPROTO_TCP | IPPROTO_UDP => (ctx.load::<u16>(L4).ok()?, ctx.load::<u16>(L4 + 2).ok()?),
+        IPPROTO_ICMPV6 => {
+            let id = ctx.load::<u16>(L4 + 4).ok()?;
+            match ctx.load::<u8>(L4).ok()? {
+                ECHO_REQUEST => (id, 0),
+                ECHO_REPLY => (0, id),
+                _ => return None,
+            }
+        }
+        _ => return None,
+    };
+    Some(Ct6Key {
+        src_ip: ctx.load::<[u8; 16]>(SRC_OFF).ok()?,
+        dst_ip: ctx.load::<[u8; 16]>(DST_OFF).ok()?,
+        src_port,
+        dst_port,
+        proto,
+        pad: [0; 3],
+    })
+}
+
+/// Link-local (fe80::/10) and multicast (ff00::/8): never routed.
+#[inline(always)]
+fn is_local_scope(a: &[u8; 16]) -> bool {
+    a[0] == 0xff || (a[0] == 0xfe && (a[1] & 0xc0) == 0x80)
+}
+
+/// Two addresses as words (no memcmp in BPF).
+#[inline(always)]
+fn same(a: &[u8; 16], b: &[u8; 16]) -> bool {
+    let w =
+        |x: &[u8; 16], i: usize| unsafe { ptr::read_unaligned(x.as_ptr().add(i).cast::<u64>()) };
+    w(a, 0) == w(b, 0) && w(a, 8) == w(b, 8)
+}
+
+/// New flows start with a TCP SYN, a UDP datagram or an echo request.
+#[inline(always)]
+fn may_start(ctx: &TcContext, k: &Ct6Key) -> bool {
+    match k.proto {
+        IPPROTO_TCP => match ctx.load::<u8>(L4 + 13) {
+            Ok(f) => f & TCP_SYN != 0 && f & TCP_ACK == 0,
+            Err(_) => false,
+        },
+        IPPROTO_ICMPV6 => k.dst_port == 0,
+        _ => true,
+    }
+}
+
+#[inline(always)]
+fn touch(v: &mut Ct6Value, len: u32) {
+    v.last_seen_ns = unsafe { bpf_ktime_get_coarse_ns() };
+    v.packets += 1;
+    v.bytes += u64::from(len);
+}
+
+/// Creates the two entries of a MASQUERADE-d flow from `k` with the
+/// source `src`: the flow's own port if its reply tuple is free, else
+/// random ones of `--nat-ports`. The REPLY entry goes in first with
+/// NOEXIST (it is what makes a port taken). On success `s.value` is the
+/// ORIGINAL entry: the translated tuple.
+#[inline(always)]
+fn masquerade(k: &Ct6Key, src: &[u8; 16], s: &mut Scratch6) -> bool {
+    let (min, max) = match config() {
+        Some(c) if c.nat_port_max >= c.nat_port_min && c.nat_port_min > 0 => {
+            (c.nat_port_min, c.nat_port_max)
+        }
+        _ => (1024, 65535),
+    };
+    // Never zero, and LLVM can see it (no division-by-zero panic path).
+    let span = (max.wrapping_sub(min) & 0xffff) + 1;
+    let now = unsafe { bpf_ktime_get_coarse_ns() };
+    // Field by field, zeroes volatile: LLVM would merge them into a
+    // memset call the verifier refuses on map memory.
+    s.key.src_ip = k.dst_ip;
+    s.key.dst_ip = *src;
+    s.key.src_port = k.dst_port;
+    s.key.dst_port = k.src_port;
+    s.key.proto = k.proto;
+    unsafe { ptr::write_volatile(&mut s.key.pad, [0; 3]) };
+    s.value.nat_src_ip = k.dst_ip;
+    s.value.nat_dst_ip = k.src_ip;
+    s.value.nat_src_port = k.dst_port;
+    s.value.nat_dst_port = k.src_port;
+    s.value.kind = ct_kind::SNAT;
+    s.value.direction = ct_dir::REPLY;
+    s.value.last_seen_ns = now;
+    unsafe {
+        ptr::write_volatile(&mut s.value.pad, [0; 2]);
+        ptr::write_volatile(&mut s.value.packets, 0);
+        ptr::write_volatile(&mut s.value.bytes, 0);
+    }
+    let mut tries = 0;
+    while tries <= PORT_TRIES {
+        if NETD_CT6
+            .insert(&s.key, &s.value, u64::from(BPF_NOEXIST))
+            .is_ok()
+        {
+            s.value.nat_src_ip = *src;
+            s.value.nat_dst_ip = k.dst_ip;
+            s.value.nat_src_port = s.key.dst_port;
+            s.value.nat_dst_port = k.dst_port;
+            s.value.direction = ct_dir::ORIGINAL;
+            if NETD_CT6
+                .insert(k, &s.value, u64::from(BPF_NOEXIST))
+                .is_err()
+            {
+                let _ = NETD_CT6.remove(&s.key);
+                return false;
+            }
+            return true;
+        }
+        tries += 1;
+        let random = unsafe { bpf_get_prandom_u32() };
+        s.key.dst_port = ((min + random % span) as u16).to_be();
+    }
+    false
+}
+
+/// Rewrites the packet of tuple `k` to `v`'s tuple: addresses (the
+/// pseudo-header part of the L4 checksum), ports or the echo identifier.
+#[inline(always)]
+fn rewrite(ctx: &mut TcContext, k: &Ct6Key, v: &Ct6Value) -> Result<(), ()> {
+    let csum = match k.proto {
+        IPPROTO_TCP => L4 + 16,
+        IPPROTO_UDP => L4 + 6,
+        _ => L4 + 2,
+    };
+    if !same(&k.src_ip, &v.nat_src_ip) {
+        set_addr(ctx, SRC_OFF, &k.src_ip, &v.nat_src_ip, csum)?;
+    }
+    if !same(&k.dst_ip, &v.nat_dst_ip) {
+        set_addr(ctx, DST_OFF, &k.dst_ip, &v.nat_dst_ip, csum)?;
+    }
+    if k.proto == IPPROTO_ICMPV6 {
+        // The identifier: the source side of requests, the destination
+        // side of replies.
+        let (old, new) = if k.dst_port == 0 {
+            (k.src_port, v.nat_src_port)
+        } else {
+            (k.dst_port, v.nat_dst_port)
+        };
+        return set_port(ctx, L4 + 4, old, new, csum);
+    }
+    set_port(ctx, L4, k.src_port, v.nat_src_port, csum)?;
+    set_port(ctx, L4 + 2, k.dst_port, v.nat_dst_port, csum)
+}
+
+#[inline(always)]
+fn set_port(ctx: &mut TcContext, off: usize, old: u16, new: u16, csum: usize) -> Result<(), ()> {
+    if old == new {
+        return Ok(());
+    }
+    ctx.store(off, &new, 0).map_err(|_| ())?;
+    ctx.l4_csum_replace(csum, u64::from(old), u64::from(new), 2)
+        .map_err(|_| ())
+}
+
+#[inline(always)]
+fn set_addr(
+    ctx: &mut TcContext,
+    off: usize,
+    old: &[u8; 16],
+    new: &[u8; 16],
+    csum: usize,
+) -> Result<(), ()> {
+    let diff = unsafe {
+        bpf_csum_diff(
+            old.as_ptr() as *mut u32,
+            16,
+            new.as_ptr() as *mut u32,
+            16,
+            0,
+        )
+    };
+    if diff < 0 {
+        return Err(());
+    }
+    ctx.store(off, new, 0).map_err(|_| ())?;
+    ctx.l4_csum_replace(csum, 0, diff as u64, u64::from(BPF_F_PSEUDO_HDR))
+        .map_err(|_| ())
+}
+
+/// An address inside the transport payload (an ICMPv6 error's embedded
+/// header): covered by the checksum as data, not as pseudo header.
+#[inline(always)]
+fn set_payload_addr(
+    ctx: &mut TcContext,
+    off: usize,
+    old: &[u8; 16],
+    new: &[u8; 16],
+    csum: usize,
+) -> Result<(), ()> {
+    let diff = unsafe {
+        bpf_csum_diff(
+            old.as_ptr() as *mut u32,
+            16,
+            new.as_ptr() as *mut u32,
+            16,
+            0,
+        )
+    };
+    if diff < 0 {
+        return Err(());
+    }
+    ctx.store(off, new, 0).map_err(|_| ())?;
+    ctx.l4_csum_replace(csum, 0, diff as u64, 0).map_err(|_| ())
+}
+
+/// Routes `src` → `dst` (ports and protocol of `t`) like a packet arriving
+/// on this device (its IPv6 `forwarding` must be on: the daemon sets it
+/// per veth). The answer is in `params`; Err: the helper's code (local:
+/// `BPF_FIB_LKUP_RET_NOT_FWDED`, unreachable, not forwarded).
+#[inline(always)]
+fn fib(
+    ctx: &TcContext,
+    src: &[u8; 16],
+    dst: &[u8; 16],
+    t: &Ct6Key,
+    params: &mut FibParams,
+) -> Result<u32, u32> {
+    // Zeroed word by word (a memset call on map memory is refused).
+    let words = (params as *mut FibParams).cast::<u64>();
+    let mut i = 0;
+    while i < mem::size_of::<FibParams>() / 8 {
+        // SAFETY: within the struct.
+        unsafe { ptr::write_volatile(words.add(i), 0) };
+        i += 1;
+    }
+    params.family = AF_INET6;
+    params.l4_protocol = t.proto;
+    params.sport = t.src_port;
+    params.dport = t.dst_port;
+    params.ifindex = unsafe { (*ctx.skb.skb).ifindex };
+    // SAFETY: both are 16 bytes.
+    params.__bindgen_anon_3.ipv6_src = unsafe { mem::transmute(*src) };
+    params.__bindgen_anon_4.ipv6_dst = unsafe { mem::transmute(*dst) };
+    let rc = unsafe {
+        bpf_fib_lookup(
+            ctx.skb.skb.cast(),
+            params,
+            mem::size_of::<FibParams>() as i32,
+            BPF_FIB_LOOKUP_SRC,
+        )
+    } as u32;
+    if rc != BPF_FIB_LKUP_RET_SUCCESS && rc != BPF_FIB_LKUP_RET_NO_NEIGH {
+        return Err(rc);
+    }
+    Ok(rc)
+}

@@ -1,0 +1,980 @@
+//! IPv6 and dual stack (issue 14), the parts that hold so far: dual-stack
+//! networks and their addresses (Docker's `--ipv6`, `inspect`), the
+//! container's IPv6 address and default route, container to container
+//! and host to container over IPv6 on one network, isolation between
+//! networks, internal networks, AAAA answers, and IPv6 anti-spoofing in the
+//! veth program (forged sources, forged neighbour advertisements, router
+//! advertisements). ULA (fd00::/8) subnets only; nothing leaves the
+//! testbed's namespaces.
+
+use std::time::Duration;
+
+use netd_tests::{Bg, Testbed, bpftool_dump, in_ns, in_ns_ok, mac_of, wait_until};
+use serde_json::Value;
+
+const WAIT: Duration = Duration::from_secs(10);
+
+fn create_net(tb: &Testbed, args: &[&str]) -> String {
+    let mut all = vec!["network", "create"];
+    all.extend_from_slice(args);
+    tb.netd_ok(&all).trim().to_owned()
+}
+
+fn ip6_of(tb: &Testbed, name: &str) -> String {
+    tb.field(name, "ip6")
+}
+
+/// A counter of `/proc/net/snmp6` in `ns` (e.g. "Icmp6InEchos").
+fn snmp6(ns: &str, field: &str) -> u64 {
+    let text = in_ns_ok(ns, &["cat", "/proc/net/snmp6"]);
+    text.lines()
+        .find_map(|l| {
+            let mut it = l.split_whitespace();
+            (it.next() == Some(field)).then(|| it.next().and_then(|v| v.parse().ok()))?
+        })
+        .unwrap_or_else(|| panic!("no {field} in /proc/net/snmp6 of {ns}"))
+}
+
+fn ping6(ns: &str, ip: &str) {
+    in_ns_ok(ns, &["ping", "-6", "-c1", "-W2", ip]);
+}
+
+fn ping6_fails(ns: &str, ip: &str) {
+    let out = in_ns(ns, &["ping", "-6", "-c2", "-W1", ip]);
+    assert!(
+        !out.status.success(),
+        "ping -6 {ip} from {ns} should fail: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
+
+/// A TCP server on [::]:`port` in `ns` answering each connection with the
+/// peer address.
+fn who_server6(tb: &Testbed, ns: &str, port: u16) -> Bg {
+    let listen = format!("TCP6-LISTEN:{port},fork,reuseaddr");
+    let log = tb.tmp().join(format!("who6-{ns}-{port}.log"));
+    Bg::server(
+        ns,
+        &["socat", "-t5", &listen, "SYSTEM:echo $SOCAT_PEERADDR"],
+        &log,
+        "tcp",
+        port,
+    )
+}
+
+fn ask6(ns: &str, ip: &str, port: u16) -> String {
+    let target = format!("TCP6:[{ip}]:{port}");
+    let peer = in_ns_ok(ns, &["socat", "-t5", "-T5", "-", &target]);
+    // socat writes the address in full: compare it in its short form.
+    let peer = peer.trim().trim_start_matches('[').trim_end_matches(']');
+    match peer.parse::<std::net::Ipv6Addr>() {
+        Ok(ip) => ip.to_string(),
+        Err(_) => peer.to_owned(),
+    }
+}
+
+#[test]
+fn dual_stack_networks_are_shown_as_docker_shows_them() {
+    let tb = Testbed::new();
+    create_net(
+        &tb,
+        &[
+            "app",
+            "--ipv6",
+            "--subnet",
+            "10.77.0.0/24",
+            "--subnet",
+            "fd00:77::/64",
+        ],
+    );
+    let net = tb.netd_json(&["network", "inspect", "app"]);
+    assert_eq!(net["EnableIPv6"], Value::Bool(true), "{net}");
+    let config = net["IPAM"]["Config"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let subnets: Vec<&str> = config.iter().filter_map(|c| c["Subnet"].as_str()).collect();
+    let gateways: Vec<&str> = config
+        .iter()
+        .filter_map(|c| c["Gateway"].as_str())
+        .collect();
+    assert_eq!(subnets, ["10.77.0.0/24", "fd00:77::/64"], "{net}");
+    assert_eq!(gateways, ["10.77.0.1", "fd00:77::1"], "{net}");
+
+    // The bridge has both gateways; the container both addresses and both
+    // default routes.
+    let bridge = net["Options"]["com.docker.network.bridge.name"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let on_bridge = in_ns_ok(
+        &tb.host(),
+        &["ip", "-6", "-o", "addr", "show", "dev", &bridge],
+    );
+    assert!(on_bridge.contains("fd00:77::1/64"), "{on_bridge}");
+    let c1 = tb.add_with("c1", &["--network", "app"]);
+    assert_eq!(tb.ip_of(&c1), "10.77.0.2");
+    assert_eq!(ip6_of(&tb, &c1), "fd00:77::2");
+    let addrs = in_ns_ok(&c1, &["ip", "-6", "-o", "addr", "show", "dev", "eth0"]);
+    assert!(addrs.contains("fd00:77::2/64"), "{addrs}");
+    let global = addrs
+        .lines()
+        .find(|l| l.contains("fd00:77::2/64"))
+        .unwrap_or_default();
+    assert!(
+        !global.contains("tentative"),
+        "DAD must not hold the address: {addrs}"
+    );
+    let routes = in_ns_ok(&c1, &["ip", "-6", "route", "show", "default"]);
+    assert!(routes.contains("via fd00:77::1 dev eth0"), "{routes}");
+    let c2 = tb.add_with("c2", &["--network", "app", "--ip6", "fd00:77::99"]);
+    assert_eq!(ip6_of(&tb, &c2), "fd00:77::99");
+    let net = tb.netd_json(&["network", "inspect", "app"]);
+    let members: Vec<String> = net["Containers"]
+        .as_object()
+        .unwrap()
+        .values()
+        .filter_map(|m| m["IPv6Address"].as_str().map(str::to_owned))
+        .collect();
+    assert!(members.contains(&"fd00:77::2/64".to_owned()), "{net}");
+    assert!(members.contains(&"fd00:77::99/64".to_owned()), "{net}");
+
+    // Without a v6 subnet, one from the ULA pool; without --ipv6, none.
+    create_net(&tb, &["auto", "--ipv6"]);
+    let auto = tb.netd_json(&["network", "inspect", "auto"]);
+    assert_eq!(
+        auto["IPAM"]["Config"][1]["Subnet"].as_str(),
+        Some("fd00:6e65:7464::/64"),
+        "{auto}"
+    );
+    create_net(&tb, &["plain"]);
+    let plain = tb.netd_json(&["network", "inspect", "plain"]);
+    assert_eq!(plain["EnableIPv6"], Value::Bool(false));
+    assert_eq!(plain["IPAM"]["Config"].as_array().map(Vec::len), Some(1));
+    let c3 = tb.add_with("c3", &["--network", "plain"]);
+    let routes = in_ns_ok(&c3, &["ip", "-6", "route", "show", "default"]);
+    assert!(routes.trim().is_empty(), "no v6 default route: {routes}");
+
+    // Refusals, each one line.
+    let err = tb.netd_err(&["network", "create", "x", "--subnet", "fd00:78::/64"]);
+    assert!(err.contains("--ipv6"), "{err}");
+    let err = tb.netd_err(&[
+        "network",
+        "create",
+        "y",
+        "--ipv6",
+        "--subnet",
+        "fd00:79::/64",
+        "--subnet",
+        "fd00:7a::/64",
+    ]);
+    assert!(err.contains("at most one"), "{err}");
+    let err = tb.netd_err(&[
+        "network",
+        "create",
+        "z",
+        "--ipv6",
+        "--subnet",
+        "fd00:77::/80",
+    ]);
+    assert!(err.contains("overlaps"), "{err}");
+    let err = tb.netd_err(&[
+        "container",
+        "add",
+        &tb.name("c4"),
+        "--network",
+        "plain",
+        "--ip6",
+        "fd00:77::5",
+    ]);
+    assert!(err.contains("no IPv6 subnet"), "{err}");
+    let err = tb.netd_err(&[
+        "container",
+        "add",
+        &tb.name("c5"),
+        "--network",
+        "app",
+        "--ip6",
+        "fd00:77::2",
+    ]);
+    assert!(err.contains("already in use"), "{err}");
+}
+
+#[test]
+fn the_default_bridge_is_dual_stack_with_the_daemon_flag() {
+    let tb = Testbed::with_daemon_args(&["--default-subnet6", "fd00:17::/64"]);
+    let c1 = tb.add("c1");
+    let c2 = tb.add("c2");
+    assert_eq!(ip6_of(&tb, &c1), "fd00:17::2");
+    assert_eq!(ip6_of(&tb, &c2), "fd00:17::3");
+    ping6(&c1, "fd00:17::3");
+    ping6(&c1, "fd00:17::1");
+    let net = tb.netd_json(&["network", "inspect", "bridge"]);
+    assert_eq!(net["EnableIPv6"], Value::Bool(true), "{net}");
+}
+
+#[test]
+fn containers_reach_each_other_and_the_host_over_v6() {
+    let tb = Testbed::new();
+    create_net(&tb, &["app", "--ipv6", "--subnet", "fd00:80::/64"]);
+    let c1 = tb.add_with("c1", &["--network", "app"]);
+    let c2 = tb.add_with("c2", &["--network", "app"]);
+    let (ip1, ip2) = (ip6_of(&tb, &c1), ip6_of(&tb, &c2));
+    ping6(&c1, &ip2);
+    ping6(&c2, &ip1);
+    // The gateway (the host) and the host to the container.
+    ping6(&c1, "fd00:80::1");
+    ping6(&tb.host(), &ip1);
+    // TCP: the server sees the client's own IPv6 address, both ways, and
+    // a dual-stack container reaches v4 and v6 destinations alike.
+    let _s2 = who_server6(&tb, &c2, 7001);
+    assert_eq!(ask6(&c1, &ip2, 7001), ip1);
+    let _s1 = who_server6(&tb, &c1, 7002);
+    assert_eq!(ask6(&c2, &ip1, 7002), ip2);
+    tb.ping(&c1, &tb.ip_of(&c2));
+    // The host reaches the container's server over v6 too.
+    assert_eq!(ask6(&tb.host(), &ip2, 7001), "fd00:80::1");
+}
+
+#[test]
+fn v6_networks_are_isolated_and_internal_ones_have_no_way_out() {
+    let tb = Testbed::new();
+    create_net(&tb, &["a", "--ipv6", "--subnet", "fd00:a::/64"]);
+    create_net(&tb, &["b", "--ipv6", "--subnet", "fd00:b::/64"]);
+    create_net(
+        &tb,
+        &["inner", "--ipv6", "--internal", "--subnet", "fd00:c::/64"],
+    );
+    let a1 = tb.add_with("a1", &["--network", "a"]);
+    let b1 = tb.add_with("b1", &["--network", "b"]);
+    let i1 = tb.add_with("i1", &["--network", "inner"]);
+    let i2 = tb.add_with("i2", &["--network", "inner"]);
+    let (ip_a1, ip_b1) = (ip6_of(&tb, &a1), ip6_of(&tb, &b1));
+    let before = snmp6(&b1, "Icmp6InEchos");
+    let policy = tb.counter("drop_policy");
+    ping6_fails(&a1, &ip_b1);
+    ping6_fails(&b1, &ip_a1);
+    assert_eq!(
+        snmp6(&b1, "Icmp6InEchos"),
+        before,
+        "an echo crossed networks"
+    );
+    assert!(
+        tb.counter("drop_policy") >= policy + 2,
+        "not dropped by eBPF"
+    );
+    // Connected to both, a container reaches both.
+    tb.netd_ok(&["network", "connect", "b", &a1]);
+    ping6(&a1, &ip_b1);
+    // Internal: its containers reach each other, nothing else, and have no
+    // default route.
+    ping6(&i1, &ip6_of(&tb, &i2));
+    let routes = in_ns_ok(&i1, &["ip", "-6", "route", "show", "default"]);
+    assert!(routes.trim().is_empty(), "{routes}");
+    ping6_fails(&i1, &ip_a1);
+    // The host routes no IPv6 between networks: forwarding stays off.
+    let fwd = in_ns_ok(
+        &tb.host(),
+        &["sysctl", "-n", "net.ipv6.conf.all.forwarding"],
+    );
+    assert_eq!(fwd.trim(), "0");
+}
+
+/// Sends three ICMPv6 echo requests with any source and MAC as whole
+/// Ethernet frames on eth0 (built by hand, AF_PACKET): `SRC DST DSTMAC
+/// SRCMAC`.
+const SEND_ECHO6: &str = r#"
+import socket, struct, sys
+def csum(b):
+    if len(b) % 2:
+        b += b'\0'
+    s = sum(struct.unpack('!%dH' % (len(b) // 2), b))
+    while s >> 16:
+        s = (s & 0xffff) + (s >> 16)
+    return ~s & 0xffff
+src, dst, dmac, smac = sys.argv[1:5]
+s, d = socket.inet_pton(socket.AF_INET6, src), socket.inet_pton(socket.AF_INET6, dst)
+icmp = struct.pack('!BBHHH', 128, 0, 0, 0x4242, 1) + b'netd-v6-spoof'
+c = csum(s + d + struct.pack('!IxxxB', len(icmp), 58) + icmp)
+icmp = icmp[:2] + struct.pack('!H', c) + icmp[4:]
+ip6 = struct.pack('!IHBB', 6 << 28, len(icmp), 58, 64) + s + d
+mac = lambda m: bytes.fromhex(m.replace(':', ''))
+sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+sock.bind(('eth0', 0))
+for _ in range(3):
+    sock.send(mac(dmac) + mac(smac) + b'\x86\xdd' + ip6 + icmp)
+"#;
+
+/// Sends a router advertisement (prefix fd00:bad::/64, autonomous) or a
+/// neighbour advertisement for TARGET to all nodes, from eth0's link-local
+/// address: `ra` or `na TARGET MAC`.
+const SEND_ND: &str = r#"
+import socket, struct, sys
+s = socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6)
+s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_HOPS, 255)
+s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_UNICAST_HOPS, 255)
+if sys.argv[1] == 'ra':
+    prefix = socket.inet_pton(socket.AF_INET6, 'fd00:bad::')
+    pi = struct.pack('!BBBBIII', 3, 4, 64, 0xc0, 86400, 14400, 0) + prefix
+    msg = struct.pack('!BBHBBHII', 134, 0, 0, 64, 0, 1800, 0, 0) + pi
+else:
+    target = socket.inet_pton(socket.AF_INET6, sys.argv[2])
+    mac = bytes.fromhex(sys.argv[3].replace(':', ''))
+    msg = struct.pack('!BBHI', 136, 0, 0, 0x20000000) + target + struct.pack('!BB', 2, 1) + mac
+for _ in range(3):
+    s.sendto(msg, ('ff02::1', 0, 0, socket.if_nametoindex('eth0')))
+"#;
+
+#[test]
+fn forged_v6_sources_and_router_advertisements_are_dropped() {
+    let tb = Testbed::new();
+    create_net(&tb, &["app", "--ipv6", "--subnet", "fd00:90::/64"]);
+    let c1 = tb.add_with("c1", &["--network", "app"]);
+    let c2 = tb.add_with("c2", &["--network", "app"]);
+    let c3 = tb.add_with("c3", &["--network", "app"]);
+    let (ip1, ip2, ip3) = (ip6_of(&tb, &c1), ip6_of(&tb, &c2), ip6_of(&tb, &c3));
+    let (mac1, mac2) = (mac_of(&c1, "eth0"), mac_of(&c2, "eth0"));
+    let send = |args: &[&str]| {
+        let mut cmd = vec!["/usr/bin/python3", "-c", SEND_ECHO6];
+        cmd.extend_from_slice(args);
+        in_ns_ok(&c1, &cmd);
+    };
+
+    // The control: c1's own source, by the same raw path, reaches c2.
+    let before = snmp6(&c2, "Icmp6InEchos");
+    send(&[&ip1, &ip2, &mac2, &mac1]);
+    wait_until("c1's own echoes to reach c2", WAIT, || {
+        snmp6(&c2, "Icmp6InEchos") >= before + 3
+    });
+
+    // Another container's address, an address from nowhere, another MAC.
+    let spoofed = tb.counter("drop_spoofed");
+    let before = snmp6(&c2, "Icmp6InEchos");
+    send(&[&ip3, &ip2, &mac2, &mac1]);
+    send(&["fd00:90::dead", &ip2, &mac2, &mac1]);
+    send(&[&ip1, &ip2, &mac2, "02:42:0a:0b:0c:0d"]);
+    wait_until("9 forged echoes to be counted", WAIT, || {
+        tb.counter("drop_spoofed") >= spoofed + 9
+    });
+    assert_eq!(snmp6(&c2, "Icmp6InEchos"), before, "a forged echo arrived");
+
+    // A neighbour advertisement claiming c3's address for c1's MAC.
+    let spoofed = tb.counter("drop_spoofed");
+    in_ns_ok(&c1, &["/usr/bin/python3", "-c", SEND_ND, "na", &ip3, &mac1]);
+    wait_until("the forged advertisements to be counted", WAIT, || {
+        tb.counter("drop_spoofed") >= spoofed + 3
+    });
+    let neigh = in_ns_ok(&c2, &["ip", "-6", "neigh", "show", &ip3]);
+    assert!(!neigh.contains(&mac1), "c2 learnt c1's MAC for c3: {neigh}");
+
+    // Router advertisements: dropped, counted, never seen by the host or
+    // the other containers, no address from their prefix anywhere.
+    let ra_before = snmp6(&c2, "Icmp6InRouterAdvertisements");
+    let host_before = snmp6(&tb.host(), "Icmp6InRouterAdvertisements");
+    let dropped = tb.counter("drop_ra");
+    in_ns_ok(&c1, &["/usr/bin/python3", "-c", SEND_ND, "ra"]);
+    wait_until("3 router advertisements to be counted", WAIT, || {
+        tb.counter("drop_ra") >= dropped + 3
+    });
+    assert_eq!(snmp6(&c2, "Icmp6InRouterAdvertisements"), ra_before);
+    assert_eq!(
+        snmp6(&tb.host(), "Icmp6InRouterAdvertisements"),
+        host_before
+    );
+    let host_addrs = in_ns_ok(&tb.host(), &["ip", "-6", "-o", "addr"]);
+    assert!(!host_addrs.contains("fd00:bad"), "{host_addrs}");
+
+    // Still fine afterwards: link-local and own traffic.
+    ping6(&c1, &ip2);
+    let link_local = |ns: &str| {
+        let args = [
+            "ip", "-6", "-o", "addr", "show", "dev", "eth0", "scope", "link",
+        ];
+        in_ns_ok(ns, &args)
+    };
+    for ns in [&c1, &c2] {
+        wait_until("the link-local address to pass DAD", WAIT, || {
+            let text = link_local(ns);
+            text.contains("fe80:") && !text.contains("tentative")
+        });
+    }
+    let ll2 = link_local(&c2);
+    let ll2 = ll2
+        .split_whitespace()
+        .skip_while(|w| *w != "inet6")
+        .nth(1)
+        .and_then(|a| a.split('/').next())
+        .unwrap_or_default()
+        .to_owned();
+    assert!(ll2.starts_with("fe80:"), "{ll2}");
+    ping6(&c1, &format!("{ll2}%eth0"));
+}
+
+/// One query for NAME of TYPE (1 = A, 28 = AAAA) to SERVER:53; prints the
+/// answers' addresses, one a line.
+const DNS_QUERY: &str = r#"
+import socket, struct, sys
+server, name, qtype = sys.argv[1], sys.argv[2], int(sys.argv[3])
+q = struct.pack('!HHHHHH', 0x1234, 0x0100, 1, 0, 0, 0)
+q += b''.join(bytes([len(p)]) + p.encode() for p in name.split('.')) + b'\0'
+q += struct.pack('!HH', qtype, 1)
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.settimeout(10)
+s.sendto(q, (server, 53))
+r = s.recv(4096)
+count = struct.unpack('!H', r[6:8])[0]
+at = len(q)
+for _ in range(count):
+    rtype, _, _, rdlen = struct.unpack('!HHIH', r[at + 2:at + 12])
+    data = r[at + 12:at + 12 + rdlen]
+    fam = socket.AF_INET if rtype == 1 else socket.AF_INET6
+    print(socket.inet_ntop(fam, data))
+    at += 12 + rdlen
+"#;
+
+#[test]
+fn names_on_dual_stack_networks_have_aaaa_answers() {
+    let tb = Testbed::new();
+    create_net(
+        &tb,
+        &[
+            "app",
+            "--ipv6",
+            "--subnet",
+            "10.78.0.0/24",
+            "--subnet",
+            "fd00:91::/64",
+        ],
+    );
+    let c1 = tb.add_with("c1", &["--network", "app"]);
+    let c2 = tb.add_with("c2", &["--network", "app"]);
+    let ask = |ty: &str| {
+        in_ns_ok(
+            &c1,
+            &["/usr/bin/python3", "-c", DNS_QUERY, "10.78.0.1", &c2, ty],
+        )
+        .trim()
+        .to_owned()
+    };
+    assert_eq!(ask("1"), "10.78.0.3");
+    assert_eq!(ask("28"), "fd00:91::3");
+    let hosts = std::fs::read_to_string(tb.inspect(&c2)["hosts_path"].as_str().unwrap()).unwrap();
+    assert!(hosts.contains("fd00:91::3"), "{hosts}");
+}
+
+#[test]
+fn no_ip6tables_rules_and_the_v6_map_dumps_with_field_names() {
+    let tb = Testbed::new();
+    create_net(&tb, &["app", "--ipv6", "--subnet", "fd00:92::/64"]);
+    let _c1 = tb.add_with("c1", &["--network", "app"]);
+    for cmd in [&["ip6tables-save"][..], &["nft", "list", "ruleset"][..]] {
+        let out = in_ns(&tb.host(), cmd);
+        let text = String::from_utf8_lossy(&out.stdout);
+        let rules: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with("-A") || l.trim_start().starts_with("chain"))
+            .collect();
+        assert!(rules.is_empty(), "{cmd:?} shows rules: {text}");
+    }
+    let dump = bpftool_dump(&tb.bpffs().join("NETD_VETHS6"));
+    assert!(dump.contains("\"ip6\""), "{dump}");
+    assert!(dump.contains("\"network_id\""), "{dump}");
+}
+
+/// IPv6 between ext and host, as 198.18.0.0/15 is for IPv4: 2001:2::1 on
+/// the host's uplink, 2001:2::2 in ext, the host's IPv6 default route via
+/// ext.
+fn uplink6(tb: &Testbed) {
+    let (host, ext) = (tb.host(), tb.ext());
+    in_ns_ok(
+        &host,
+        &[
+            "ip",
+            "addr",
+            "add",
+            "2001:2::1/64",
+            "dev",
+            "uplink0",
+            "nodad",
+        ],
+    );
+    in_ns_ok(
+        &ext,
+        &["ip", "addr", "add", "2001:2::2/64", "dev", "ext0", "nodad"],
+    );
+    in_ns_ok(
+        &host,
+        &["ip", "-6", "route", "add", "default", "via", "2001:2::2"],
+    );
+}
+
+/// A TCP server on [::]:`port` in `ns` answering with the peer's address
+/// and port.
+fn who_port_server6(tb: &Testbed, ns: &str, port: u16) -> Bg {
+    let listen = format!("TCP6-LISTEN:{port},fork,reuseaddr");
+    let log = tb.tmp().join(format!("whoport6-{port}.log"));
+    Bg::server(
+        ns,
+        &[
+            "socat",
+            "-t5",
+            &listen,
+            "SYSTEM:echo $SOCAT_PEERADDR $SOCAT_PEERPORT",
+        ],
+        &log,
+        "tcp",
+        port,
+    )
+}
+
+#[test]
+fn v6_flows_to_the_outside_are_masqueraded() {
+    let tb = Testbed::new();
+    uplink6(&tb);
+    create_net(&tb, &["app", "--ipv6", "--subnet", "fd00:93::/64"]);
+    let c1 = tb.add_with("c1", &["--network", "app"]);
+    let c2 = tb.add_with("c2", &["--network", "app"]);
+    let snat = tb.counter("snat");
+
+    // TCP: the server outside sees the host's address, never the ULA one.
+    let _who = who_server6(&tb, &tb.ext(), 7300);
+    assert_eq!(ask6(&c1, "2001:2::2", 7300), "2001:2::1");
+    assert_eq!(ask6(&c2, "2001:2::2", 7300), "2001:2::1");
+    // ICMPv6 echo.
+    ping6(&c1, "2001:2::2");
+    // UDP.
+    let log = tb.tmp().join("udp6.log");
+    let _udp = Bg::server(
+        &tb.ext(),
+        &[
+            "socat",
+            "UDP6-RECVFROM:7302,fork",
+            "SYSTEM:echo $SOCAT_PEERADDR",
+        ],
+        &log,
+        "udp",
+        7302,
+    );
+    let got = in_ns_ok(
+        &c1,
+        &[
+            "sh",
+            "-c",
+            "echo hi | socat -t3 -T3 - UDP6:[2001:2::2]:7302",
+        ],
+    );
+    let got = got.trim().trim_start_matches('[').trim_end_matches(']');
+    assert_eq!(
+        got.parse::<std::net::Ipv6Addr>().ok(),
+        "2001:2::1".parse().ok(),
+        "{got}"
+    );
+    assert!(
+        tb.counter("snat") > snat,
+        "the eBPF MASQUERADE counted nothing"
+    );
+
+    // Two containers with the same source port to the same server: both
+    // answered, from distinct ports of the host.
+    let _ports = who_port_server6(&tb, &tb.ext(), 7301);
+    let from = |ns: &str| {
+        let target = "TCP6:[2001:2::2]:7301,sourceport=40000,reuseaddr";
+        let out = in_ns_ok(ns, &["socat", "-t5", "-T5", "-", target]);
+        let mut it = out.split_whitespace();
+        let addr = it.next().unwrap_or_default().to_owned();
+        let port = it.next().unwrap_or_default().to_owned();
+        (addr, port)
+    };
+    let (a1, p1) = from(&c1);
+    let (a2, p2) = from(&c2);
+    let host: std::net::Ipv6Addr = "2001:2::1".parse().unwrap();
+    for a in [&a1, &a2] {
+        let a = a.trim_start_matches('[').trim_end_matches(']');
+        assert_eq!(a.parse::<std::net::Ipv6Addr>().ok(), Some(host), "{a}");
+    }
+    assert_eq!(p1, "40000", "the first flow keeps its port");
+    assert_ne!(p1, p2, "both flows got the same host port");
+
+    // The flows go with their containers (NETD_CT6, dumped with its field
+    // names).
+    let ct6 = tb.bpffs().join("NETD_CT6");
+    assert!(
+        bpftool_dump(&ct6).contains("\"nat_src_ip\""),
+        "no v6 flow tracked"
+    );
+    tb.rm(&c1);
+    tb.rm(&c2);
+    let left = bpftool_dump(&ct6);
+    assert!(
+        !left.contains("\"nat_src_ip\""),
+        "flows outlived their containers: {left}"
+    );
+
+    // Still no IPv6 routing by the stack.
+    let fwd = in_ns_ok(
+        &tb.host(),
+        &["sysctl", "-n", "net.ipv6.conf.all.forwarding"],
+    );
+    assert_eq!(fwd.trim(), "0");
+}
+
+#[test]
+fn published_ports_answer_on_the_hosts_v6_address_with_the_client_kept() {
+    let tb = Testbed::new();
+    uplink6(&tb);
+    create_net(&tb, &["app", "--ipv6", "--subnet", "fd00:94::/64"]);
+    let web = tb.add_with(
+        "web",
+        &[
+            "--network",
+            "app",
+            "-p",
+            "8080:80",
+            "-p",
+            "5353:53/udp",
+            "-p",
+            "9000-9001:7000-7001",
+        ],
+    );
+    // HTTP on [::]:80 in the container.
+    let root = tb.tmp().join("www6");
+    std::fs::create_dir_all(&root).unwrap();
+    std::fs::write(root.join("id.txt"), format!("web6 {}\n", tb.p)).unwrap();
+    let root_s = root.to_string_lossy().into_owned();
+    let _http = Bg::server(
+        &web,
+        &[
+            "python3",
+            "-u",
+            "-m",
+            "http.server",
+            "80",
+            "--bind",
+            "::",
+            "--directory",
+            &root_s,
+        ],
+        &tb.tmp().join("http6.log"),
+        "tcp",
+        80,
+    );
+    let dnat = tb.counter("dnat");
+    let body = in_ns_ok(
+        &tb.ext(),
+        &[
+            "curl",
+            "-6",
+            "-sS",
+            "--max-time",
+            "5",
+            "http://[2001:2::1]:8080/id.txt",
+        ],
+    );
+    assert_eq!(body, format!("web6 {}\n", tb.p));
+    assert!(tb.counter("dnat") > dnat, "the eBPF DNAT counted nothing");
+    // The container saw the client's own address.
+    let who = who_server6(&tb, &web, 7000);
+    let _who2 = who_server6(&tb, &web, 7001);
+    assert_eq!(ask6(&tb.ext(), "2001:2::1", 9000), "2001:2::2");
+    assert_eq!(ask6(&tb.ext(), "2001:2::1", 9001), "2001:2::2");
+    drop(who);
+    // UDP.
+    let _udp = Bg::server(
+        &web,
+        &[
+            "socat",
+            "UDP6-RECVFROM:53,fork",
+            "SYSTEM:echo $SOCAT_PEERADDR",
+        ],
+        &tb.tmp().join("udp6-web.log"),
+        "udp",
+        53,
+    );
+    let got = in_ns_ok(
+        &tb.ext(),
+        &[
+            "sh",
+            "-c",
+            "echo hi | socat -t3 -T3 - UDP6:[2001:2::1]:5353",
+        ],
+    );
+    let got = got.trim().trim_start_matches('[').trim_end_matches(']');
+    assert_eq!(
+        got.parse::<std::net::Ipv6Addr>().ok(),
+        "2001:2::2".parse().ok(),
+        "{got}"
+    );
+    // The same -p publishes the IPv4 side as before.
+    let v4 = in_ns_ok(
+        &tb.ext(),
+        &[
+            "curl",
+            "-sS",
+            "--max-time",
+            "5",
+            "http://198.18.0.1:8080/id.txt",
+        ],
+    );
+    assert_eq!(v4, format!("web6 {}\n", tb.p));
+    // An unpublished port of the container's IPv6 address is not reachable
+    // from outside, even routed to it.
+    in_ns_ok(
+        &tb.ext(),
+        &[
+            "ip",
+            "-6",
+            "route",
+            "add",
+            "fd00:94::/64",
+            "via",
+            "2001:2::1",
+        ],
+    );
+    let unpublished = tb.counter("drop_unpublished");
+    let out = in_ns(
+        &tb.ext(),
+        &[
+            "curl",
+            "-6",
+            "-sS",
+            "--max-time",
+            "2",
+            "http://[fd00:94::2]:80/id.txt",
+        ],
+    );
+    assert!(!out.status.success(), "reached an unpublished port");
+    assert!(tb.counter("drop_unpublished") > unpublished);
+    // Removing the container removes the IPv6 mapping too.
+    tb.rm(&web);
+    let dump = bpftool_dump(&tb.bpffs().join("NETD_PORTMAPS6"));
+    assert!(!dump.contains("container_ip"), "{dump}");
+}
+
+/// Behind ext, a router: `<p>-far` (2001:2:1::2) reached through ext
+/// (2001:2:1::1) over a link whose ext side has an MTU of 1280, while far
+/// itself has 1500 (it announces a 1440-byte MSS, so only Packet Too Big
+/// from ext can tell a sender to send less).
+fn far_behind_a_small_mtu(tb: &Testbed) -> String {
+    let (ext, far) = (tb.ext(), format!("{}-far", tb.p));
+    // From the root namespace: `ip netns exec` would hide the new one.
+    for args in [
+        vec!["netns", "add", &far],
+        vec![
+            "-n", &ext, "link", "add", "ext1", "type", "veth", "peer", "name", "far0", "netns",
+            &far,
+        ],
+    ] {
+        let out = std::process::Command::new("ip")
+            .args(&args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "ip {args:?}: {out:?}");
+    }
+    in_ns_ok(&ext, &["ip", "link", "set", "ext1", "mtu", "1280", "up"]);
+    in_ns_ok(
+        &ext,
+        &[
+            "ip",
+            "addr",
+            "add",
+            "2001:2:1::1/64",
+            "dev",
+            "ext1",
+            "nodad",
+        ],
+    );
+    in_ns_ok(&ext, &["sysctl", "-qw", "net.ipv6.conf.all.forwarding=1"]);
+    in_ns_ok(&far, &["ip", "link", "set", "lo", "up"]);
+    in_ns_ok(&far, &["ip", "link", "set", "far0", "up"]);
+    in_ns_ok(
+        &far,
+        &[
+            "ip",
+            "addr",
+            "add",
+            "2001:2:1::2/64",
+            "dev",
+            "far0",
+            "nodad",
+        ],
+    );
+    in_ns_ok(
+        &far,
+        &["ip", "-6", "route", "add", "default", "via", "2001:2:1::1"],
+    );
+    far
+}
+
+#[test]
+fn packet_too_big_reaches_the_container_and_the_transfer_completes() {
+    let tb = Testbed::new();
+    uplink6(&tb);
+    let far = far_behind_a_small_mtu(&tb);
+    create_net(&tb, &["app", "--ipv6", "--subnet", "fd00:95::/64"]);
+    let c1 = tb.add_with("c1", &["--network", "app"]);
+    // A sink that answers with the number of bytes it got.
+    let _sink = Bg::server(
+        &far,
+        &[
+            "socat",
+            "-t10",
+            "TCP6-LISTEN:7400,reuseaddr",
+            "SYSTEM:wc -c",
+        ],
+        &tb.tmp().join("sink.log"),
+        "tcp",
+        7400,
+    );
+    let errors = tb.counter("reverse_nat");
+    let got = in_ns_ok(
+        &c1,
+        &[
+            "timeout",
+            "20",
+            "sh",
+            "-c",
+            "head -c 300000 /dev/zero | socat -t10 -T15 - TCP6:[2001:2:1::2]:7400",
+        ],
+    );
+    assert_eq!(got.trim(), "300000", "the transfer did not complete");
+    // The container learnt the path MTU from the translated Packet Too Big.
+    let route = in_ns_ok(&c1, &["ip", "-6", "route", "get", "2001:2:1::2"]);
+    assert!(route.contains("mtu 1280"), "{route}");
+    let ptb = snmp6(&c1, "Icmp6InPktTooBigs");
+    assert!(ptb >= 1, "no Packet Too Big arrived in the container");
+    assert!(tb.counter("reverse_nat") > errors);
+}
+
+#[test]
+fn containers_reach_published_ports_on_host_v6_addresses_hairpin() {
+    let tb = Testbed::new();
+    uplink6(&tb);
+    create_net(&tb, &["app", "--ipv6", "--subnet", "fd00:96::/64"]);
+    create_net(&tb, &["other", "--ipv6", "--subnet", "fd00:97::/64"]);
+    let web = tb.add_with("web", &["--network", "app", "-p", "8081:80"]);
+    let c1 = tb.add_with("c1", &["--network", "app"]);
+    let c2 = tb.add_with("c2", &["--network", "other"]);
+    let _who = who_server6(&tb, &web, 80);
+    let dnat = tb.counter("dnat");
+    // Through the uplink's address and the gateway's: the target sees the
+    // client container's own address, on its network and from another.
+    assert_eq!(ask6(&c1, "2001:2::1", 8081), ip6_of(&tb, &c1));
+    assert_eq!(ask6(&c1, "fd00:96::1", 8081), ip6_of(&tb, &c1));
+    assert_eq!(ask6(&c2, "2001:2::1", 8081), ip6_of(&tb, &c2));
+    assert!(
+        tb.counter("dnat") >= dnat + 3,
+        "the hairpins were not eBPF's"
+    );
+}
+
+#[test]
+fn host_processes_reach_published_ports_over_v6_through_the_socket_hooks() {
+    let tb = Testbed::new();
+    uplink6(&tb);
+    create_net(&tb, &["app", "--ipv6", "--subnet", "fd00:98::/64"]);
+    let web = tb.add_with("web", &["--network", "app", "-p", "8082:80"]);
+    let _who = who_server6(&tb, &web, 80);
+    let dnat = tb.counter("dnat");
+    // ::1 and the host's own IPv6 address: the socket goes straight to the
+    // container (no packet is translated), which sees the host's address
+    // on the bridge.
+    assert_eq!(ask6(&tb.host(), "::1", 8082), "fd00:98::1");
+    assert_eq!(ask6(&tb.host(), "2001:2::1", 8082), "fd00:98::1");
+    assert_eq!(tb.counter("dnat"), dnat, "host-local went through tc DNAT");
+    // getpeername() shows the address the application asked for.
+    let peer = in_ns_ok(
+        &tb.host(),
+        &[
+            "/usr/bin/python3",
+            "-c",
+            "import socket; s = socket.create_connection(('::1', 8082), timeout=5); print(s.getpeername()[0], s.getpeername()[1])",
+        ],
+    );
+    assert_eq!(peer.trim(), "::1 8082");
+}
+
+/// Sends 3 UDP datagrams to [DST]:PORT whose payload is the first
+/// argument, with a Destination Options header (PadN) when it is "ext":
+/// `plain|ext DST PORT`.
+const SEND_UDP6: &str = r#"
+import socket, sys
+s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+if sys.argv[1] == 'ext':
+    s.setsockopt(socket.IPPROTO_IPV6, 59, bytes([0, 0, 1, 4, 0, 0, 0, 0]))
+for _ in range(3):
+    s.sendto(sys.argv[1].encode(), (sys.argv[2], int(sys.argv[3])))
+"#;
+
+#[test]
+fn v6_with_extension_headers_is_never_translated_nor_leaks() {
+    let tb = Testbed::new();
+    uplink6(&tb);
+    create_net(&tb, &["app", "--ipv6", "--subnet", "fd00:99::/64"]);
+    let c1 = tb.add_with("c1", &["--network", "app"]);
+    let log = tb.tmp().join("udp6-ext.log");
+    let _sink = Bg::server(
+        &tb.ext(),
+        &["socat", "-u", "UDP6-RECVFROM:7500,fork", "SYSTEM:cat; echo"],
+        &log,
+        "udp",
+        7500,
+    );
+    let dump = tb.tmp().join("tcpdump6.log");
+    let wire = Bg::spawn(
+        &tb.ext(),
+        &["tcpdump", "-l", "-n", "-i", "ext0", "ip6 and udp"],
+        &dump,
+    );
+    wait_until("tcpdump to listen", WAIT, || {
+        std::fs::read_to_string(&dump)
+            .unwrap_or_default()
+            .contains("listening")
+    });
+    // With a Destination Options header: not translated, so not routed
+    // either (the host's stack forwards no IPv6): nothing arrives, least
+    // of all with the container's ULA source.
+    in_ns_ok(
+        &c1,
+        &[
+            "/usr/bin/python3",
+            "-c",
+            SEND_UDP6,
+            "ext",
+            "2001:2::2",
+            "7500",
+        ],
+    );
+    // The control, after: plain datagrams arrive, masqueraded.
+    in_ns_ok(
+        &c1,
+        &[
+            "/usr/bin/python3",
+            "-c",
+            SEND_UDP6,
+            "plain",
+            "2001:2::2",
+            "7500",
+        ],
+    );
+    wait_until("the plain datagrams to arrive", WAIT, || {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .contains("plain")
+    });
+    wait_until("tcpdump to see them", WAIT, || {
+        std::fs::read_to_string(&dump)
+            .unwrap_or_default()
+            .contains("2001:2::1")
+    });
+    drop(wire);
+    let got = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(
+        !got.contains("ext"),
+        "a datagram with an extension header got through: {got}"
+    );
+    let seen = std::fs::read_to_string(&dump).unwrap_or_default();
+    assert!(
+        !seen.contains("fd00:99"),
+        "a ULA source left the host: {seen}"
+    );
+}
