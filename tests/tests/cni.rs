@@ -761,10 +761,11 @@ fn containerd_ctr_run_cni_attaches_masquerades_and_detaches_through_netd() {
             panic!("ctr run exited ({status}): {}", task.log());
         }
         let list = tb.netd_json(&["container", "ls"]);
-        match list
-            .as_array()
-            .and_then(|l| l.iter().find(|c| c["id"] == cni_id.as_str()))
-        {
+        // Listed once the add is complete (before that, as "creating").
+        match list.as_array().and_then(|l| {
+            l.iter()
+                .find(|c| c["id"] == cni_id.as_str() && c["status"] == "running")
+        }) {
             Some(c) => {
                 info = c.clone();
                 true

@@ -32,7 +32,7 @@ use crate::{
     api::{Request, Response, render},
     engine::{
         error::{Error, Result as EngineResult},
-        model::PSEUDO_NETWORKS,
+        model::{PSEUDO_NETWORKS, Phase},
     },
     kernel::conntrack::{Conntrack, Filter},
 };
@@ -354,7 +354,11 @@ async fn container_json(
     c: &crate::engine::model::Container,
 ) -> EngineResult<Value> {
     let engine = &daemon.engine;
-    let problem = engine.container_problem(c).await?;
+    // An add under way: its record is there before its interfaces are.
+    let problem = match c.phase {
+        Phase::Creating => Some("creating".to_string()),
+        Phase::Ready => engine.container_problem(c).await?,
+    };
     let networks: BTreeMap<_, _> = engine
         .networks()
         .into_iter()
