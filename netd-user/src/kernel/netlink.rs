@@ -16,7 +16,7 @@ use rtnetlink::{
     packet_route::{
         address::AddressHeaderFlags,
         link::{InfoData, InfoKind, InfoVeth, LinkAttribute, LinkInfo, LinkMessage},
-        route::RouteHeader,
+        route::{RouteHeader, RouteMessage},
     },
 };
 
@@ -313,13 +313,17 @@ impl Netlink {
         }
     }
 
-    /// Makes the IPv4 default route go via `gateway`, or removes it (None).
-    pub async fn replace_default_route(&self, gateway: Option<Ipv4Addr>) -> Result<()> {
+    /// Removes every main-table default route the dump `filter` lists
+    /// (one address family's).
+    async fn delete_default_routes(&self, filter: RouteMessage, family: &str) -> Result<()> {
         let _turn = self.dump_turn().await;
-        let filter = RouteMessageBuilder::<Ipv4Addr>::new().build();
         let mut routes = self.handle.route().get(filter).execute();
         let mut defaults = Vec::new();
-        while let Some(route) = routes.try_next().await.context("listing routes")? {
+        while let Some(route) = routes
+            .try_next()
+            .await
+            .with_context(|| format!("listing {family} routes"))?
+        {
             if route.header.destination_prefix_length == 0
                 && route.header.table == RouteHeader::RT_TABLE_MAIN
             {
@@ -330,9 +334,18 @@ impl Netlink {
             match self.handle.route().del(route).execute().await {
                 Ok(()) => {}
                 Err(e) if is_errno(&e, nix::libc::ESRCH) => {}
-                Err(e) => return Err(e).context("removing the default route"),
+                Err(e) => {
+                    return Err(e).with_context(|| format!("removing the {family} default route"));
+                }
             }
         }
+        Ok(())
+    }
+
+    /// Makes the IPv4 default route go via `gateway`, or removes it (None).
+    pub async fn replace_default_route(&self, gateway: Option<Ipv4Addr>) -> Result<()> {
+        let filter = RouteMessageBuilder::<Ipv4Addr>::new().build();
+        self.delete_default_routes(filter, "IPv4").await?;
         match gateway {
             Some(gateway) => self.add_default_route(gateway).await,
             None => Ok(()),
@@ -341,24 +354,8 @@ impl Netlink {
 
     /// Makes the IPv6 default route go via `gateway`, or removes it (None).
     pub async fn replace_default_route6(&self, gateway: Option<Ipv6Addr>) -> Result<()> {
-        let _turn = self.dump_turn().await;
         let filter = RouteMessageBuilder::<Ipv6Addr>::new().build();
-        let mut routes = self.handle.route().get(filter).execute();
-        let mut defaults = Vec::new();
-        while let Some(route) = routes.try_next().await.context("listing IPv6 routes")? {
-            if route.header.destination_prefix_length == 0
-                && route.header.table == RouteHeader::RT_TABLE_MAIN
-            {
-                defaults.push(route);
-            }
-        }
-        for route in defaults {
-            match self.handle.route().del(route).execute().await {
-                Ok(()) => {}
-                Err(e) if is_errno(&e, nix::libc::ESRCH) => {}
-                Err(e) => return Err(e).context("removing the IPv6 default route"),
-            }
-        }
+        self.delete_default_routes(filter, "IPv6").await?;
         match gateway {
             Some(gateway) => self.add_default_route6(gateway).await,
             None => Ok(()),
