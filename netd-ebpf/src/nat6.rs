@@ -573,6 +573,9 @@ fn set_port(ctx: &mut TcContext, off: usize, old: u16, new: u16, csum: usize) ->
         .map_err(|_| ())
 }
 
+/// Rewrites the address at `off`: in the IPv6 header, where the transport
+/// checksum covers it as pseudo header, or inside the payload (an ICMPv6
+/// error's embedded header), where it covers it as data.
 #[inline(always)]
 fn set_addr(
     ctx: &mut TcContext,
@@ -581,25 +584,9 @@ fn set_addr(
     new: &[u8; 16],
     csum: usize,
 ) -> Result<(), ()> {
-    let diff = unsafe {
-        bpf_csum_diff(
-            old.as_ptr() as *mut u32,
-            16,
-            new.as_ptr() as *mut u32,
-            16,
-            0,
-        )
-    };
-    if diff < 0 {
-        return Err(());
-    }
-    ctx.store(off, new, 0).map_err(|_| ())?;
-    ctx.l4_csum_replace(csum, 0, diff as u64, u64::from(BPF_F_PSEUDO_HDR))
-        .map_err(|_| ())
+    replace_addr(ctx, off, old, new, csum, u64::from(BPF_F_PSEUDO_HDR))
 }
 
-/// An address inside the transport payload (an ICMPv6 error's embedded
-/// header): covered by the checksum as data, not as pseudo header.
 #[inline(always)]
 fn set_payload_addr(
     ctx: &mut TcContext,
@@ -607,6 +594,18 @@ fn set_payload_addr(
     old: &[u8; 16],
     new: &[u8; 16],
     csum: usize,
+) -> Result<(), ()> {
+    replace_addr(ctx, off, old, new, csum, 0)
+}
+
+#[inline(always)]
+fn replace_addr(
+    ctx: &mut TcContext,
+    off: usize,
+    old: &[u8; 16],
+    new: &[u8; 16],
+    csum: usize,
+    flags: u64,
 ) -> Result<(), ()> {
     let diff = unsafe {
         bpf_csum_diff(
@@ -621,7 +620,8 @@ fn set_payload_addr(
         return Err(());
     }
     ctx.store(off, new, 0).map_err(|_| ())?;
-    ctx.l4_csum_replace(csum, 0, diff as u64, 0).map_err(|_| ())
+    ctx.l4_csum_replace(csum, 0, diff as u64, flags)
+        .map_err(|_| ())
 }
 
 /// Routes `src` → `dst` (ports and protocol of `t`) like a packet arriving

@@ -30,6 +30,7 @@ use super::{
 use crate::{
     api::Request,
     engine::{
+        ipam::format_mac,
         model::{DEFAULT_NETWORK, PortMapping, PortRange, Proto},
         requests::{
             ContainerAdd, ContainerRef, EndpointRef, EndpointRequest, Publish, SandboxRequest,
@@ -362,7 +363,7 @@ fn result_of(
         .ok()
         .flatten()
         .and_then(|s| s.mac)
-        .map(sandbox::format_mac)
+        .map(format_mac)
         .unwrap_or_default();
     let mut result = CniResult {
         interfaces: vec![
@@ -579,7 +580,7 @@ pub fn check(conf: &NetConf, version: &str, att: &Attach) -> Result<(), CniError
         return Err(failed(format!("interface {} is down", att.ifname)));
     }
     let mac = str_of(iface, "mac");
-    if seen.mac.map(sandbox::format_mac).as_deref() != Some(mac.as_str()) {
+    if seen.mac.map(format_mac).as_deref() != Some(mac.as_str()) {
         return Err(failed(format!(
             "interface {} has another MAC address than its endpoint's {mac}",
             att.ifname

@@ -87,16 +87,10 @@ fn default_gateway() -> Result<Option<Ipv4Addr>, String> {
     }))
 }
 
-pub fn format_mac(mac: [u8; 6]) -> String {
-    mac.iter()
-        .map(|b| format!("{b:02x}"))
-        .collect::<Vec<_>>()
-        .join(":")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::ipam::format_mac;
 
     #[test]
     fn loopback_is_seen_here() {
