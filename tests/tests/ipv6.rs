@@ -4,7 +4,9 @@
 //! and host to container over IPv6 on one network, isolation between
 //! networks, internal networks, AAAA answers, and IPv6 anti-spoofing in the
 //! veth program (forged sources, forged neighbour advertisements, router
-//! advertisements). ULA (fd00::/8) subnets only; nothing leaves the
+//! advertisements), and connection tracking of IPv6 flows (listing,
+//! expiry, TCP close, floods, kill -9, ICMPv6 errors from containers,
+//! `--ct6-max`). ULA (fd00::/8) subnets only; nothing leaves the
 //! testbed's namespaces.
 
 use std::time::Duration;
@@ -977,4 +979,356 @@ fn v6_with_extension_headers_is_never_translated_nor_leaks() {
         !seen.contains("fd00:99"),
         "a ULA source left the host: {seen}"
     );
+}
+
+// ---------------------------------------------------------------------------
+// Connection tracking of IPv6 flows, as of IPv4 ones (tracking.rs,
+// conntrack.rs, datapath.rs): listed, expired, closed, kept through a
+// flood and a kill -9, gone with their container; ICMPv6 errors from a
+// container translated.
+
+/// A TCP client (IPv6) from [BIND]:SPORT to [HOST]:PORT: it says `one`,
+/// prints the echo and "ready", waits for the file GO (bounded), says
+/// `two`, prints the echo and "done", and closes (`rst`: with an RST).
+const CLIENT6: &str = r#"
+import os, socket, struct, sys, time
+host, port, sport, go, how, bind = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5], sys.argv[6]
+s = socket.socket(socket.AF_INET6)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind((bind, sport))
+s.settimeout(10)
+s.connect((host, port))
+s.sendall(b'one\n'); print(s.recv(100).decode().strip(), 'ready', flush=True)
+deadline = time.time() + 30
+while not os.path.exists(go) and time.time() < deadline:
+    time.sleep(0.05)
+s.sendall(b'two\n'); print(s.recv(100).decode().strip(), 'done', flush=True)
+if how == 'rst':
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack('ii', 1, 0))
+s.close()
+"#;
+
+/// `IFACE DMAC SMAC DST DPORT N`: N TCP SYNs to [DST]:DPORT from spoofed
+/// sources in 2001:2:0:ff::/64 (inside the testbed's range), each a new
+/// flow, each sent twice (a second look makes an LRU entry "recently
+/// used"), as Ethernet frames.
+const SYN_FLOOD6: &str = r#"
+iface, dmac, smac, dst, dport, n = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5]), int(sys.argv[6])
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+s.bind((iface, 0))
+eth = bytes.fromhex(dmac.replace(':', '')) + bytes.fromhex(smac.replace(':', '')) + b'\x86\xdd'
+dst = socket.inet_pton(socket.AF_INET6, dst)
+base = socket.inet_pton(socket.AF_INET6, '2001:2:0:ff::')[:12]
+for i in range(n):
+    src = base + struct.pack('!I', i + 1)
+    tcp = struct.pack('!HHIIBBHHH', 1024, dport, 1, 0, 0x50, 0x02, 65535, 0, 0)
+    c = csum(src + dst + struct.pack('!IxxxB', len(tcp), 6) + tcp)
+    tcp = tcp[:16] + struct.pack('!H', c) + tcp[18:]
+    frame = eth + struct.pack('!IHBB', 0x60000000, len(tcp), 6, 64) + src + dst + tcp
+    s.send(frame)
+    s.send(frame)
+"#;
+
+/// `HOST PORT`: one UDP datagram to [HOST]:PORT from a connected socket;
+/// prints what came of it: "answer", "refused" (an ICMPv6 port
+/// unreachable matched the socket) or "timeout".
+const UDP_ASK6: &str = r#"
+import socket, sys
+s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+s.settimeout(3)
+s.connect((sys.argv[1], int(sys.argv[2])))
+s.send(b'anyone?')
+try:
+    s.recv(100)
+    print('answer')
+except ConnectionRefusedError:
+    print('refused')
+except socket.timeout:
+    print('timeout')
+"#;
+
+/// A started [`CLIENT6`], ready (its first exchange done), and its trigger.
+struct Client6 {
+    bg: Bg,
+    go: std::path::PathBuf,
+}
+
+impl Client6 {
+    /// From ext (2001:2::2) to the host's published `port`.
+    fn start(tb: &Testbed, port: u16, sport: u16, how: &str) -> Client6 {
+        let go = tb.tmp().join(format!("go6-{sport}"));
+        let log = tb.tmp().join(format!("client6-{sport}.log"));
+        let (port, sport) = (port.to_string(), sport.to_string());
+        let go_arg = go.to_string_lossy().into_owned();
+        let bg = Bg::spawn(
+            &tb.ext(),
+            &[
+                "python3",
+                "-c",
+                CLIENT6,
+                "2001:2::1",
+                &port,
+                &sport,
+                &go_arg,
+                how,
+                "2001:2::2",
+            ],
+            &log,
+        );
+        wait_until("the client's first exchange", WAIT, || {
+            bg.log().contains("one ready")
+        });
+        Client6 { bg, go }
+    }
+
+    /// Lets the client send its second line; asserts the echo came back.
+    fn finish(mut self) {
+        std::fs::write(&self.go, b"go").expect("write trigger");
+        let out = self.bg.wait_ok(WAIT);
+        assert!(out.contains("two done"), "second exchange failed: {out}");
+    }
+}
+
+fn echo_server6(tb: &Testbed, ns: &str, port: u16) -> Bg {
+    let listen = format!("TCP6-LISTEN:{port},fork,reuseaddr");
+    let log = tb.tmp().join(format!("echo6-{port}.log"));
+    Bg::server(ns, &["socat", &listen, "EXEC:cat"], &log, "tcp", port)
+}
+
+/// A dual-stack network (fd00:95::/64) with `web` publishing 8091 (TCP)
+/// and 5353/udp (to 53), and the uplink's IPv6 addresses.
+fn published_web(tb: &Testbed) -> String {
+    uplink6(tb);
+    create_net(tb, &["app", "--ipv6", "--subnet", "fd00:95::/64"]);
+    tb.add_with(
+        "web",
+        &["--network", "app", "-p", "8091:80", "-p", "5353:53/udp"],
+    )
+}
+
+/// The IPv6 flow whose original tuple is [2001:2::2]:SPORT -> [2001:2::1]:PORT.
+fn flow6(tb: &Testbed, sport: u16, port: u16) -> Option<Value> {
+    let (src, dst) = (
+        format!("[2001:2::2]:{sport}"),
+        format!("[2001:2::1]:{port}"),
+    );
+    tb.conntrack()
+        .into_iter()
+        .find(|f| f["original"]["src"] == src.as_str() && f["original"]["dst"] == dst.as_str())
+}
+
+fn state6(tb: &Testbed, sport: u16, port: u16) -> String {
+    let flow = flow6(tb, sport, port);
+    let state = flow.as_ref().and_then(|f| f["state"].as_str());
+    state.unwrap_or("none").to_owned()
+}
+
+#[test]
+fn v6_flows_are_listed_expire_and_go_with_their_container() {
+    let tb = Testbed::with_daemon_args(&["--ct-gc-interval", "1", "--ct-udp-timeout", "2"]);
+    let web = published_web(&tb);
+    let web_ip6 = ip6_of(&tb, &web);
+    let _udp = Bg::server(
+        &web,
+        &["socat", "UDP6-RECVFROM:53,fork", "SYSTEM:echo pong"],
+        &tb.tmp().join("udp6-53.log"),
+        "udp",
+        53,
+    );
+    let ask = "import socket; s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM); \
+               s.bind(('2001:2::2', 45100)); s.settimeout(3); \
+               s.sendto(b'ping', ('2001:2::1', 5353)); print(s.recv(100).decode())";
+    let got = in_ns_ok(&tb.ext(), &["python3", "-c", ask]);
+    assert_eq!(got.trim(), "pong");
+    // Listed, with IPv6 addresses, by container and by port too.
+    let flow = flow6(&tb, 45100, 5353).expect("the v6 UDP flow is listed");
+    assert_eq!(flow["family"], "ipv6", "{flow}");
+    assert_eq!(flow["kind"], "dnat", "{flow}");
+    assert_eq!(flow["state"], "REPLIED", "{flow}");
+    assert_eq!(
+        flow["translated"]["dst"],
+        format!("[{web_ip6}]:53").as_str(),
+        "{flow}"
+    );
+    let by_container = tb.netd_json(&["conntrack", "ls", "--container", &web]);
+    assert!(
+        by_container.to_string().contains("[2001:2::2]:45100"),
+        "{by_container}"
+    );
+    let by_port = tb.netd_json(&["conntrack", "ls", "--port", "45100"]);
+    assert_eq!(by_port.as_array().map(Vec::len), Some(1), "{by_port}");
+    let table = tb.netd_ok(&["conntrack", "ls", "--port", "45100"]);
+    assert!(table.contains("[2001:2::2]:45100"), "{table}");
+    // Counted in status, against the IPv6 tables' size.
+    wait_until("the GC to count the v6 entries", WAIT, || {
+        let status = tb.netd_json(&["status"]);
+        status["conntrack"]["ipv6"]["entries"].as_u64() >= Some(2)
+    });
+    let status = tb.netd_json(&["status"]);
+    assert_eq!(status["conntrack"]["ipv6"]["max_flows"], 32768, "{status}");
+    assert_eq!(
+        status["conntrack"]["ipv6"]["max_entries"], 131072,
+        "{status}"
+    );
+    // Idle, it expires by the UDP timeout.
+    wait_until("the idle v6 UDP flow to expire", WAIT, || {
+        flow6(&tb, 45100, 5353).is_none()
+    });
+    // A live TCP flow goes with its container.
+    let _echo = echo_server6(&tb, &web, 80);
+    let _client = Client6::start(&tb, 8091, 45101, "fin");
+    assert_eq!(state6(&tb, 45101, 8091), "ESTABLISHED");
+    tb.rm(&web);
+    let left = tb.conntrack();
+    assert!(
+        flow6(&tb, 45101, 8091).is_none(),
+        "a flow outlived its container: {left:?}"
+    );
+}
+
+#[test]
+fn v6_tcp_close_moves_the_flow_to_closing_and_it_expires() {
+    let tb = Testbed::with_daemon_args(&["--ct-gc-interval", "1", "--ct-tcp-closing-timeout", "3"]);
+    let web = published_web(&tb);
+    let _echo = echo_server6(&tb, &web, 80);
+    // FIN both ways, then an RST.
+    for (sport, how) in [(45110, "fin"), (45111, "rst")] {
+        let client = Client6::start(&tb, 8091, sport, how);
+        assert_eq!(state6(&tb, sport, 8091), "ESTABLISHED", "{how}");
+        client.finish();
+        wait_until("the closed flow to be CLOSING", WAIT, || {
+            state6(&tb, sport, 8091) == "CLOSING"
+        });
+        wait_until("the closed flow to expire", WAIT, || {
+            state6(&tb, sport, 8091) == "none"
+        });
+    }
+    // The same tuple again is a new, working connection.
+    Client6::start(&tb, 8091, 45111, "fin").finish();
+}
+
+#[test]
+fn v6_established_flows_survive_a_flood_that_fills_the_table() {
+    // A small IPv6 table (2048 entries a tier), so the flood overflows it
+    // many times: an LRU alone would evict the idle live flow.
+    let tb = Testbed::with_daemon_args(&["--ct6-max", "1024"]);
+    let web = published_web(&tb);
+    let _echo = echo_server6(&tb, &web, 80);
+    let live = Client6::start(&tb, 8091, 45120, "fin");
+    let dnat = tb.counter("dnat");
+    let ext = tb.ext();
+    let (dmac, smac) = (mac_of(&tb.host(), "uplink0"), mac_of(&ext, "ext0"));
+    let flood = netd_tests::scripts::with_packet_helpers(SYN_FLOOD6);
+    in_ns_ok(
+        &ext,
+        &[
+            "python3",
+            "-c",
+            &flood,
+            "ext0",
+            &dmac,
+            &smac,
+            "2001:2::1",
+            "8091",
+            "20000",
+        ],
+    );
+    wait_until("the flood to be DNAT-ed", WAIT, || {
+        tb.counter("dnat") >= dnat + 19_000
+    });
+    // Only the live flow is assured (its originator spoke after an answer).
+    let assured = bpftool_dump(&tb.bpffs().join("NETD_CT6_ASSURED"));
+    live.finish();
+    assert_eq!(
+        assured.matches("\"key\"").count(),
+        2,
+        "assured entries:\n{assured}"
+    );
+    // And a new connection gets in.
+    Client6::start(&tb, 8091, 45121, "fin").finish();
+}
+
+#[test]
+fn v6_flows_keep_working_across_kill9() {
+    let mut tb = Testbed::new();
+    let web = published_web(&tb);
+    let _echo = echo_server6(&tb, &web, 80);
+    let client = Client6::start(&tb, 8091, 45130, "fin");
+    tb.kill9();
+    // No daemon: the pinned programs and tables carry the flow on.
+    client.finish();
+    tb.restart();
+    let flows = tb.conntrack();
+    assert!(
+        flow6(&tb, 45130, 8091).is_some(),
+        "the v6 flow is gone after restart: {flows:?}"
+    );
+    Client6::start(&tb, 8091, 45131, "fin").finish();
+}
+
+#[test]
+fn a_containers_icmpv6_errors_reach_the_peer_translated() {
+    let tb = Testbed::new();
+    let web = published_web(&tb);
+    // Nothing listens on the container's UDP 53: its kernel answers port
+    // unreachable, which must reach the client as the host's, about what
+    // the client sent (the connected socket gets ECONNREFUSED).
+    let reverse = tb.counter("reverse_nat");
+    let got = in_ns_ok(&tb.ext(), &["python3", "-c", UDP_ASK6, "2001:2::1", "5353"]);
+    assert_eq!(got.trim(), "refused");
+    assert!(tb.counter("reverse_nat") > reverse);
+    // A datagram from the published port without a flow (an answer whose
+    // flow expired) does not leave with the container's port.
+    let invalid = tb.counter("drop_invalid");
+    let late = "import socket; s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM); \
+                s.bind(('::', 53)); s.sendto(b'late answer', ('2001:2::2', 45140))";
+    let log = tb.tmp().join("late6.log");
+    let mut listener = Bg::server(
+        &tb.ext(),
+        &["socat", "-u", "UDP6-RECV:45140", "STDOUT"],
+        &log,
+        "udp",
+        45140,
+    );
+    in_ns_ok(&web, &["python3", "-c", late]);
+    wait_until("the orphan answer to be dropped", WAIT, || {
+        tb.counter("drop_invalid") > invalid
+    });
+    assert!(listener.try_wait().is_none());
+    assert!(!listener.log().contains("late"), "{}", listener.log());
+}
+
+#[test]
+fn ct6_max_sizes_the_v6_tables_and_bad_values_are_refused() {
+    let mut tb = Testbed::with_daemon_args(&["--ct6-max", "1024"]);
+    for table in ["NETD_CT6", "NETD_CT6_ASSURED"] {
+        let out = std::process::Command::new("bpftool")
+            .args(["map", "show", "pinned"])
+            .arg(tb.bpffs().join(table))
+            .output()
+            .expect("run bpftool");
+        let shown = String::from_utf8_lossy(&out.stdout);
+        assert!(shown.contains("max_entries 2048"), "{table}: {shown}");
+    }
+    let status = tb.netd_json(&["status"]);
+    assert_eq!(status["conntrack"]["ipv6"]["max_flows"], 1024, "{status}");
+    tb.stop();
+    tb.set_daemon_args(&["--ct6-max", "4096"]);
+    assert!(!tb.start_fails().success());
+    let log = tb.log();
+    assert!(
+        log.contains("holds 1024 flows but --ct6-max asks for 4096") && log.contains("netd down"),
+        "the refusal must say what to do:\n{log}"
+    );
+    tb.set_daemon_args(&["--ct6-max", "1024"]);
+    tb.start();
+    for bad in ["10", "0", "many", "99999999"] {
+        let err = tb.netd_err(&["daemon", "--ct6-max", bad]);
+        assert!(err.contains("--ct6-max"), "{bad}: {err}");
+        assert_eq!(
+            err.lines().filter(|l| l.starts_with("error")).count(),
+            1,
+            "{bad}: {err}"
+        );
+    }
 }
