@@ -75,8 +75,9 @@ pub struct DaemonArgs {
     #[arg(long, value_name = "FLOWS", default_value_t = CT_MAX_DEFAULT,
           value_parser = clap::value_parser!(u32).range(CT_MAX_MIN as i64..=CT_MAX_LIMIT as i64))]
     pub ct_max: u32,
-    /// Flows each IPv6 conntrack table holds (two entries each, about 400
-    /// bytes of kernel memory per flow in the two tables); as `--ct-max`.
+    /// Flows the IPv6 conntrack tables hold (two entries each, about 350
+    /// bytes of kernel memory per flow in each of the two tables); as
+    /// `--ct-max`.
     #[arg(long, value_name = "FLOWS", default_value_t = CT6_MAX_DEFAULT,
           value_parser = clap::value_parser!(u32).range(CT_MAX_MIN as i64..=CT_MAX_LIMIT as i64))]
     pub ct6_max: u32,

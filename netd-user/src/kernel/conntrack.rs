@@ -691,4 +691,48 @@ mod tests {
         assert!(f.matches(&by_port(80)));
         assert!(!f.matches(&by_port(81)));
     }
+
+    #[test]
+    fn v6_flows_match_and_print_as_v6() {
+        let (c, peer, host): (Ipv6Addr, Ipv6Addr, Ipv6Addr) = (
+            "fd00:95::2".parse().unwrap(),
+            "2001:2::2".parse().unwrap(),
+            "2001:2::1".parse().unwrap(),
+        );
+        let key = Ct6Key {
+            src_ip: c.octets(),
+            dst_ip: peer.octets(),
+            src_port: 5000u16.to_be(),
+            dst_port: 80u16.to_be(),
+            proto: IPPROTO_TCP,
+            ..Ct6Key::default()
+        };
+        let f = Flow {
+            key,
+            orig: Ct6Value {
+                nat_src_ip: host.octets(),
+                nat_dst_ip: key.dst_ip,
+                nat_src_port: 40000u16.to_be(),
+                nat_dst_port: key.dst_port,
+                kind: ct_kind::SNAT,
+                tcp_flags: ct_tcp::SYN,
+                packets: 1,
+                ..Ct6Value::default()
+            },
+            reply_key: key,
+            reply: None,
+        };
+        let by_ip = |ip: Ipv6Addr| Filter {
+            ips: Some(vec![IpAddr::V6(ip)]),
+            port: None,
+        };
+        assert!(f.matches(&by_ip(c)));
+        assert!(f.matches(&by_ip(host)));
+        assert!(!f.matches(&by_ip("fd00:95::3".parse().unwrap())));
+        let json = f.to_json(0, &Timeouts::default());
+        assert_eq!(json["family"], "ipv6");
+        assert_eq!(json["original"]["src"], "[fd00:95::2]:5000");
+        assert_eq!(json["translated"]["src"], "[2001:2::1]:40000");
+        assert_eq!(json["state"], "SYN_SENT");
+    }
 }
