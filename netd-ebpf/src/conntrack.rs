@@ -403,44 +403,42 @@ pub fn record<F: Family, S: Segment>(
     Ok(())
 }
 
-/// The TCP state a new entry for `direction` starts with: the originator's
-/// SYN and where its sequence is; nothing known of the other side yet.
+/// The TCP state (`tcp_flags`, `tcp_seq_end`) a new entry for
+/// `direction` starts with: the originator's SYN and where its sequence
+/// is; nothing known of the other side yet.
 #[inline(always)]
-pub fn start_tcp<F: Family, S: Segment>(value: *mut F::Value, direction: u8, seg: &S) {
-    let tcp = direction == ct_dir::ORIGINAL && seg.proto() == IPPROTO_TCP;
-    let f = F::fields(value);
-    // SAFETY: `value` is the caller's entry being built.
-    unsafe {
-        *f.tcp_flags = if tcp && seg.tcp_flags() & TH_SYN != 0 {
-            ct_tcp::SYN
-        } else {
-            0
-        };
-        *f.tcp_seq_end = if tcp { seq_end(seg) } else { 0 };
+pub fn start_tcp<S: Segment>(direction: u8, seg: &S) -> (u8, u32) {
+    if direction != ct_dir::ORIGINAL || seg.proto() != IPPROTO_TCP {
+        return (0, 0);
     }
+    let flags = if seg.tcp_flags() & TH_SYN != 0 {
+        ct_tcp::SYN
+    } else {
+        0
+    };
+    (flags, seq_end(seg))
 }
 
 /// A new flow's entry for `direction`, translating to `t`.
 #[inline(always)]
 pub fn new_entry(t: &CtKey, kind: u8, direction: u8, pkt: &Packet) -> CtValue {
     let original = direction == ct_dir::ORIGINAL;
-    let mut v = CtValue {
+    let (tcp_flags, tcp_seq_end) = start_tcp(direction, pkt);
+    CtValue {
         nat_src_ip: t.src_ip,
         nat_dst_ip: t.dst_ip,
         nat_src_port: t.src_port,
         nat_dst_port: t.dst_port,
         kind,
         direction,
-        tcp_flags: 0,
+        tcp_flags,
         pad: 0,
-        tcp_seq_end: 0,
+        tcp_seq_end,
         pad2: 0,
         last_seen_ns: unsafe { bpf_ktime_get_coarse_ns() },
         packets: u64::from(original),
         bytes: if original { u64::from(pkt.len) } else { 0 },
-    };
-    start_tcp::<V4, Packet>(&mut v, direction, pkt);
-    v
+    }
 }
 
 /// Inserts a new entry; never replaces one, in either table.

@@ -669,7 +669,7 @@ fn new_entry(v: &mut Ct6Value, kind: u8, direction: u8, seg: &Seg) {
         ptr::write_volatile(&mut v.packets, u64::from(original));
         ptr::write_volatile(&mut v.bytes, if original { u64::from(seg.len) } else { 0 });
     }
-    conntrack::start_tcp::<V6, Seg>(v, direction, seg);
+    (v.tcp_flags, v.tcp_seq_end) = conntrack::start_tcp(direction, seg);
 }
 
 /// A datagram from a container's published UDP port (`NETD_SERVICES6`):
