@@ -1332,3 +1332,96 @@ fn ct6_max_sizes_the_v6_tables_and_bad_values_are_refused() {
         );
     }
 }
+
+/// `CLIENT CPORT TARGET TPORT`: an ICMPv6 port unreachable to CLIENT
+/// about a UDP datagram CLIENT:CPORT -> TARGET:TPORT, from this
+/// namespace's own address (the kernel fills in the checksum).
+const FORGE_UNREACH6: &str = r#"
+import socket, struct, sys
+client, cport, target, tport = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4])
+s = socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6)
+udp = struct.pack('!HHHH', cport, tport, 16, 0) + b'anyone?!'
+inner = (struct.pack('!IHBB', 0x60000000, len(udp), 17, 63) + socket.inet_pton(socket.AF_INET6, client)
+         + socket.inet_pton(socket.AF_INET6, target) + udp)
+for _ in range(3):
+    s.sendto(struct.pack('!BBHI', 1, 4, 0, 0) + inner, (client, 0))
+"#;
+
+/// `HOST PORT BIND SPORT GO`: a connected UDP socket from [BIND]:SPORT that
+/// gets an answer ("answered"), then, once the file GO exists, waits 2 s
+/// for anything more: "refused" if an ICMPv6 error reached it, else
+/// "quiet".
+const UDP_LISTEN6: &str = r#"
+import os, socket, sys, time
+s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+s.bind((sys.argv[3], int(sys.argv[4])))
+s.settimeout(3)
+s.connect((sys.argv[1], int(sys.argv[2])))
+s.send(b'ping')
+s.recv(100)
+print('answered', flush=True)
+deadline = time.time() + 30
+while not os.path.exists(sys.argv[5]) and time.time() < deadline:
+    time.sleep(0.05)
+s.settimeout(2)
+try:
+    s.recv(100)
+    print('more')
+except ConnectionRefusedError:
+    print('refused')
+except socket.timeout:
+    print('quiet')
+"#;
+
+#[test]
+fn a_container_cannot_report_errors_about_another_containers_flows() {
+    let tb = Testbed::new();
+    let web = published_web(&tb);
+    let other = tb.add_with("other", &["--network", "app"]);
+    let _udp = Bg::server(
+        &web,
+        &["socat", "UDP6-RECVFROM:53,fork", "SYSTEM:echo pong"],
+        &tb.tmp().join("udp6-53.log"),
+        "udp",
+        53,
+    );
+    let go = tb.tmp().join("go-forge");
+    let go_arg = go.to_string_lossy().into_owned();
+    let mut client = Bg::spawn(
+        &tb.ext(),
+        &[
+            "python3",
+            "-c",
+            UDP_LISTEN6,
+            "2001:2::1",
+            "5353",
+            "2001:2::2",
+            "45150",
+            &go_arg,
+        ],
+        &tb.tmp().join("udp-listen6.log"),
+    );
+    wait_until("the client's flow to be answered", WAIT, || {
+        client.log().contains("answered")
+    });
+    // `other` claims web's flow hit a closed port: it never received that
+    // packet, so its error is not translated and never reaches the client.
+    let web_ip6 = ip6_of(&tb, &web);
+    let from_container = tb.counter("from_container");
+    in_ns_ok(
+        &other,
+        &[
+            "python3",
+            "-c",
+            FORGE_UNREACH6,
+            "2001:2::2",
+            "45150",
+            &web_ip6,
+            "53",
+        ],
+    );
+    assert!(tb.counter("from_container") >= from_container + 3);
+    std::fs::write(&go, b"go").expect("write trigger");
+    let out = client.wait_ok(WAIT);
+    assert!(out.contains("quiet"), "a forged error got through: {out}");
+}
