@@ -1425,3 +1425,28 @@ fn a_container_cannot_report_errors_about_another_containers_flows() {
     let out = client.wait_ok(WAIT);
     assert!(out.contains("quiet"), "a forged error got through: {out}");
 }
+
+#[test]
+fn a_v6_table_pinned_with_another_layout_is_refused() {
+    let mut tb = Testbed::new();
+    tb.stop();
+    // NETD_CT6 as an earlier netd pinned it: 56-byte entries.
+    let pin = tb.bpffs().join("NETD_CT6");
+    std::fs::remove_file(&pin).expect("unpin NETD_CT6");
+    let pin_s = pin.to_string_lossy().into_owned();
+    let out = std::process::Command::new("bpftool")
+        .args([
+            "map", "create", &pin_s, "type", "lru_hash", "key", "40", "value", "56", "entries",
+            "65536", "name", "NETD_CT6",
+        ])
+        .output()
+        .expect("run bpftool");
+    assert!(out.status.success(), "{out:?}");
+    assert!(!tb.start_fails().success());
+    let log = tb.log();
+    assert!(
+        log.contains("has 56-byte entries, this netd needs 72-byte ones")
+            && log.contains("netd down"),
+        "the refusal must say what to do:\n{log}"
+    );
+}

@@ -24,9 +24,9 @@ use aya::{
     },
 };
 use netd_common::{
-    BridgeValue, Counter, DatapathConfig, Endpoint6Value, EndpointValue, PortMap6Key,
-    PortMap6Value, PortMapKey, PortMapValue, Service6Key, ServiceKey, StatIndex, Veth6Value,
-    VethValue, map_names,
+    BridgeValue, Counter, Ct6Value, CtValue, DatapathConfig, Endpoint6Value, EndpointValue,
+    PortMap6Key, PortMap6Value, PortMapKey, PortMapValue, Service6Key, ServiceKey, StatIndex,
+    Veth6Value, VethValue, map_names,
 };
 use nix::{
     fcntl::{Flock, FlockArg},
@@ -114,6 +114,8 @@ impl Objects {
         for (tables, entries, flag) in sizes {
             refuse_conntrack_resize(bpffs, &tables, entries, flag)?;
         }
+        refuse_conntrack_layout::<CtValue>(bpffs, &map_names::CT_TABLES)?;
+        refuse_conntrack_layout::<Ct6Value>(bpffs, &map_names::CT6_TABLES)?;
         let mut loader = EbpfLoader::new();
         for name in map_names::ALL {
             loader.map_pin_path(name, bpffs.join(name));
@@ -477,6 +479,29 @@ fn refuse_conntrack_resize(
                 pinned / 2,
                 wanted_entries / 2,
                 pinned / 2,
+            );
+        }
+    }
+    Ok(())
+}
+
+/// aya also reuses a pinned map whose entries have another layout (a
+/// table pinned by a netd whose entries were smaller), which the programs
+/// would then fail to load against, or misread: refuse with what to do.
+fn refuse_conntrack_layout<V>(bpffs: &Path, tables: &[&str]) -> Result<()> {
+    let wanted = std::mem::size_of::<V>() as u32;
+    for table in tables {
+        let pin = bpffs.join(table);
+        if !pin.exists() {
+            continue;
+        }
+        let pinned = MapInfo::from_pin(&pin)
+            .with_context(|| format!("reading the layout of the pinned map {}", pin.display()))?
+            .value_size();
+        if pinned != wanted {
+            anyhow::bail!(
+                "the pinned conntrack map {} has {pinned}-byte entries, this netd needs {wanted}-byte ones (pinned by another version): run `netd down` first (its live flows are lost)",
+                pin.display(),
             );
         }
     }
