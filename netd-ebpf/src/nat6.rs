@@ -9,9 +9,9 @@
 //! What is translated: TCP, UDP and ICMPv6 echo whose transport header
 //! follows the fixed header directly, and ICMPv6 errors about them.
 //! Anything else (extension headers, fragments, other protocols) is never
-//! translated: it goes
-//! to the stack, which does not forward IPv6 (`all.forwarding` stays 0), so
-//! it reaches the host or the container's own bridge and nothing beyond.
+//! translated: it goes to the stack, which does not forward IPv6
+//! (`all.forwarding` stays 0), so it reaches the host or the container's
+//! own bridge and nothing beyond.
 
 use aya_ebpf::{
     bindings::{
