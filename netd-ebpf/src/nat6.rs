@@ -24,15 +24,14 @@ use aya_ebpf::{
 };
 use core::{mem, ptr};
 use netd_common::{
-    Ct6Key, Ct6Value, Endpoint6Value, IPPROTO_TCP, IPPROTO_UDP, PortMap6Key, PortMap6Value,
-    StatIndex, ct_dir, ct_kind, net_flags,
+    Ct6Key, Ct6Value, Endpoint6Value, IPPROTO_TCP, IPPROTO_UDP, PortMap6Value, StatIndex, ct_dir,
+    ct_kind, net_flags,
 };
 
 use crate::{
-    maps::{
-        NETD_BRIDGES, NETD_CT6, NETD_ENDPOINTS6, NETD_PORTMAPS6, NETD_SCRATCH6, Scratch6, config,
-    },
+    maps::{NETD_BRIDGES, NETD_CT6, NETD_ENDPOINTS6, NETD_SCRATCH6, Scratch6, config},
     packet::{ETH_HLEN, read, set_macs},
+    published::{self, Asker},
     stats::{count, drop},
 };
 
@@ -103,16 +102,24 @@ pub fn from_container(ctx: &mut TcContext, network_id: u32, flags: u32) -> i32 {
         }
         return drop(StatIndex::DropPolicy, ctx.len());
     }
-    match fib(ctx, &k.src_ip, &k.dst_ip, &k, &mut s.fib) {
-        Ok(_) => {}
+    let rc = match fib(ctx, &k.src_ip, &k.dst_ip, &k, &mut s.fib) {
+        Ok(rc) => rc,
         // To the host itself (the gateway, the uplink's address): a
         // published port there is a hairpin; the rest is the stack's.
         Err(BPF_FIB_LKUP_RET_NOT_FWDED) => return hairpin(ctx, &k, network_id, flags, s),
         Err(_) => return TC_ACT_UNSPEC,
-    }
-    if flags & (net_flags::INTERNAL | net_flags::ROUTED) != 0 {
+    };
+    if flags & net_flags::INTERNAL != 0 {
         // Not translated: the stack does not forward it.
         return TC_ACT_UNSPEC;
+    }
+    if flags & net_flags::ROUTED != 0 {
+        if NETD_BRIDGES.get_ptr(s.fib.ifindex).is_some() {
+            return drop(StatIndex::DropPolicy, ctx.len());
+        }
+        // --gateway-mode routed: out with its own address, as the
+        // stack routes IPv4 (it does not route IPv6).
+        return forward(ctx, &s.fib, rc);
     }
     if !may_start(ctx, &k) {
         return drop(StatIndex::DropInvalid, ctx.len());
@@ -142,8 +149,9 @@ pub fn from_outside(ctx: &mut TcContext) -> i32 {
         return exposure(ctx);
     };
     let Some(v) = NETD_CT6.get_ptr_mut(&k) else {
-        if NETD_ENDPOINTS6.get_ptr(&k.dst_ip).is_some() {
-            return drop(StatIndex::DropUnpublished, ctx.len());
+        if let Some(ep) = NETD_ENDPOINTS6.get_ptr(&k.dst_ip) {
+            // SAFETY: map value pointer, valid for this run.
+            return routed_in(ctx, unsafe { &*ep });
         }
         return dnat(ctx, &k);
     };
@@ -166,22 +174,13 @@ pub fn from_outside(ctx: &mut TcContext) -> i32 {
     unsafe { bpf_redirect_peer(ep.ifindex, 0) as i32 }
 }
 
-/// A new flow from outside to a published port (`NETD_PORTMAPS6`, the
-/// host-wide entries `-p` makes on a dual-stack network): DNAT to the
-/// container, whose reply goes out through its REPLY entry. The client's
-/// address is kept.
+/// A new flow from outside to a published port on one of the host's
+/// addresses (`published::lookup6`: bound to that address, or to `::`):
+/// DNAT to the container, whose reply goes out through its REPLY entry.
+/// The client's address is kept.
 #[inline(always)]
 fn dnat(ctx: &mut TcContext, k: &Ct6Key) -> i32 {
-    if k.proto != IPPROTO_TCP && k.proto != IPPROTO_UDP {
-        return TC_ACT_UNSPEC;
-    }
-    let key = PortMap6Key {
-        host_ip: [0; 16],
-        host_port: k.dst_port,
-        proto: k.proto,
-        pad: 0,
-    };
-    let Some(target) = NETD_PORTMAPS6.get_ptr(&key) else {
+    let Some(target) = published::lookup6(&k.dst_ip, k.dst_port, k.proto, Asker::Packet) else {
         return TC_ACT_UNSPEC;
     };
     if !may_start(ctx, k) {
@@ -190,51 +189,48 @@ fn dnat(ctx: &mut TcContext, k: &Ct6Key) -> i32 {
     let Some(s) = scratch() else {
         return TC_ACT_SHOT;
     };
-    // SAFETY: map value pointer, valid for this run.
-    dnat_flow(ctx, k, unsafe { &*target }, s)
+    dnat_flow(ctx, k, &target, &k.src_ip, s)
 }
 
 /// A container's new flow to a published port on a host address (its
 /// gateway, the uplink's address): DNAT to the target container, which
 /// sees the client's own address; from an `--internal` network only to
-/// its own network. None of it for a container reaching itself (it would
-/// need its source translated too): to the stack.
+/// its own network. A container reaching itself gets its source
+/// translated too, to the address it asked for, as IPv4 does to its
+/// gateway: its own address would make it answer itself directly,
+/// bypassing the translation back.
 #[inline(always)]
 fn hairpin(ctx: &mut TcContext, k: &Ct6Key, network_id: u32, flags: u32, s: &mut Scratch6) -> i32 {
-    if k.proto != IPPROTO_TCP && k.proto != IPPROTO_UDP {
-        return TC_ACT_UNSPEC;
-    }
-    let key = PortMap6Key {
-        host_ip: [0; 16],
-        host_port: k.dst_port,
-        proto: k.proto,
-        pad: 0,
-    };
-    let Some(target) = NETD_PORTMAPS6.get_ptr(&key) else {
+    let Some(target) = published::lookup6(&k.dst_ip, k.dst_port, k.proto, Asker::Packet) else {
         return TC_ACT_UNSPEC;
     };
-    // SAFETY: map value pointer, valid for this run.
-    let target = unsafe { &*target };
-    if same(&target.container_ip, &k.src_ip) {
-        return TC_ACT_UNSPEC;
-    }
     let Some(ep) = NETD_ENDPOINTS6.get_ptr(&target.container_ip) else {
         return TC_ACT_UNSPEC;
     };
-    // SAFETY: as above.
+    // SAFETY: map value pointer, valid for this run.
     if flags & net_flags::INTERNAL != 0 && unsafe { (*ep).network_id } != network_id {
         return drop(StatIndex::DropPolicy, ctx.len());
     }
     if !may_start(ctx, k) {
         return drop(StatIndex::DropInvalid, ctx.len());
     }
-    dnat_flow(ctx, k, target, s)
+    if same(&target.container_ip, &k.src_ip) {
+        return dnat_flow(ctx, k, &target, &k.dst_ip, s);
+    }
+    dnat_flow(ctx, k, &target, &k.src_ip, s)
 }
 
-/// Creates a DNAT flow from `k` to `target` (REPLY entry first, NOEXIST)
-/// and delivers the packet into the target container.
+/// Creates a DNAT flow from `k` to `target` (REPLY entry first, NOEXIST),
+/// with `src` as the source the target sees, and delivers the packet into
+/// the target container.
 #[inline(always)]
-fn dnat_flow(ctx: &mut TcContext, k: &Ct6Key, target: &PortMap6Value, s: &mut Scratch6) -> i32 {
+fn dnat_flow(
+    ctx: &mut TcContext,
+    k: &Ct6Key,
+    target: &PortMap6Value,
+    src: &[u8; 16],
+    s: &mut Scratch6,
+) -> i32 {
     let Ok(hops) = ctx.load::<u8>(HOP_OFF) else {
         return TC_ACT_UNSPEC;
     };
@@ -245,9 +241,10 @@ fn dnat_flow(ctx: &mut TcContext, k: &Ct6Key, target: &PortMap6Value, s: &mut Sc
         return TC_ACT_UNSPEC;
     };
     let now = unsafe { bpf_ktime_get_coarse_ns() };
-    // REPLY: container:port -> client, back to host:port -> client.
+    // REPLY: container:port -> client (as translated), back to
+    // host:port -> client.
     s.key.src_ip = target.container_ip;
-    s.key.dst_ip = k.src_ip;
+    s.key.dst_ip = *src;
     s.key.src_port = target.container_port;
     s.key.dst_port = k.src_port;
     s.key.proto = k.proto;
@@ -270,7 +267,7 @@ fn dnat_flow(ctx: &mut TcContext, k: &Ct6Key, target: &PortMap6Value, s: &mut Sc
     {
         return drop(StatIndex::DropInvalid, ctx.len());
     }
-    s.value.nat_src_ip = k.src_ip;
+    s.value.nat_src_ip = *src;
     s.value.nat_dst_ip = target.container_ip;
     s.value.nat_src_port = k.src_port;
     s.value.nat_dst_port = target.container_port;
@@ -360,15 +357,51 @@ fn icmp_error(ctx: &mut TcContext) -> Option<i32> {
 }
 
 /// IPv6 netd does not translate, from outside: nothing of it reaches a
-/// container address.
+/// container address but on a routed network.
 #[inline(always)]
-fn exposure(ctx: &TcContext) -> i32 {
-    match ctx.load::<[u8; 16]>(DST_OFF) {
-        Ok(dst) if NETD_ENDPOINTS6.get_ptr(&dst).is_some() => {
-            drop(StatIndex::DropUnpublished, ctx.len())
-        }
-        _ => TC_ACT_UNSPEC,
+fn exposure(ctx: &mut TcContext) -> i32 {
+    let Ok(dst) = ctx.load::<[u8; 16]>(DST_OFF) else {
+        return TC_ACT_UNSPEC;
+    };
+    match NETD_ENDPOINTS6.get_ptr(&dst) {
+        // SAFETY: map value pointer, valid for this run.
+        Some(ep) => routed_in(ctx, unsafe { &*ep }),
+        None => TC_ACT_UNSPEC,
     }
+}
+
+/// A packet from outside to a container address that no flow or
+/// published port claims: delivered as is (a hop) if its network is
+/// `--gateway-mode routed`, else dropped (exposure).
+#[inline(always)]
+fn routed_in(ctx: &mut TcContext, ep: &Endpoint6Value) -> i32 {
+    if ep.flags & net_flags::ROUTED == 0 {
+        return drop(StatIndex::DropUnpublished, ctx.len());
+    }
+    if hop(ctx).is_err() {
+        return drop(StatIndex::DropTtl, ctx.len());
+    }
+    to_endpoint(ctx, ep)
+}
+
+/// Takes one from the hop limit of a packet being routed; Err if it
+/// would expire (or cannot be read).
+#[inline(always)]
+fn hop(ctx: &mut TcContext) -> Result<(), ()> {
+    let hops = ctx.load::<u8>(HOP_OFF).map_err(|_| ())?;
+    if hops <= 1 {
+        return Err(());
+    }
+    ctx.store(HOP_OFF, &(hops - 1), 0).map_err(|_| ())
+}
+
+/// A routed network's packet out, untranslated, where the FIB said.
+#[inline(always)]
+fn forward(ctx: &mut TcContext, params: &FibParams, rc: u32) -> i32 {
+    if hop(ctx).is_err() {
+        return drop(StatIndex::DropTtl, ctx.len());
+    }
+    send(ctx, params, rc)
 }
 
 /// The packet of tuple `k`, rewritten to `v`'s tuple, out through the FIB.
@@ -391,6 +424,12 @@ fn out(ctx: &mut TcContext, k: &Ct6Key, v: &Ct6Value, params: &mut FibParams) ->
     if rewrite(ctx, k, v).is_err() || ctx.store(HOP_OFF, &(hops - 1), 0).is_err() {
         return drop(StatIndex::DropMalformed, ctx.len());
     }
+    send(ctx, params, rc)
+}
+
+/// Out of the device the FIB picked, to its next hop.
+#[inline(always)]
+fn send(ctx: &mut TcContext, params: &FibParams, rc: u32) -> i32 {
     let ifindex = params.ifindex;
     if rc == BPF_FIB_LKUP_RET_NO_NEIGH {
         return unsafe { bpf_redirect_neigh(ifindex, ptr::null_mut(), 0, 0) as i32 };

@@ -978,3 +978,348 @@ fn v6_with_extension_headers_is_never_translated_nor_leaks() {
         "a ULA source left the host: {seen}"
     );
 }
+
+/// An address as socat writes it (`[0000:...]`), in its short form; an
+/// IPv4-mapped one as IPv4.
+fn short(addr: &str) -> String {
+    let addr = addr.trim().trim_start_matches('[').trim_end_matches(']');
+    match addr.parse::<std::net::Ipv6Addr>() {
+        Ok(ip) => ip
+            .to_ipv4_mapped()
+            .map_or_else(|| ip.to_string(), |v4| v4.to_string()),
+        Err(_) => addr.to_owned(),
+    }
+}
+
+/// `socat` to `target` from `ns`: Some(what the server answered, an
+/// address in its short form), None when the connection fails.
+fn try_ask(ns: &str, target: &str) -> Option<String> {
+    let out = in_ns(ns, &["socat", "-t3", "-T3", "-", target]);
+    let got = short(&String::from_utf8_lossy(&out.stdout));
+    (out.status.success() && !got.is_empty()).then_some(got)
+}
+
+#[test]
+fn v6_host_addresses_and_families_of_published_ports() {
+    let tb = Testbed::new();
+    uplink6(&tb);
+    // A second IPv6 address of the host, on which nothing is published.
+    in_ns_ok(
+        &tb.host(),
+        &[
+            "ip",
+            "addr",
+            "add",
+            "2001:2::3/64",
+            "dev",
+            "uplink0",
+            "nodad",
+        ],
+    );
+    create_net(&tb, &["app", "--ipv6", "--subnet", "fd00:9b::/64"]);
+    let web = tb.add_with(
+        "web",
+        &[
+            "--network",
+            "app",
+            "-p",
+            "[2001:2::1]:8083:80",
+            "-p",
+            "0.0.0.0:8084:80",
+            "-p",
+            "[::]:8085:80",
+            "-p",
+            "[::1]:8086:80",
+            "-p",
+            "8087:80",
+        ],
+    );
+    let _who = who_server6(&tb, &web, 80);
+    let ext = tb.ext();
+    let v6 = |port: u16| try_ask(&ext, &format!("TCP6:[2001:2::1]:{port}"));
+    let v6_other = |port: u16| try_ask(&ext, &format!("TCP6:[2001:2::3]:{port}"));
+    let v4 = |port: u16| try_ask(&ext, &format!("TCP4:198.18.0.1:{port}"));
+    // [2001:2::1]: that address only, IPv6 only.
+    assert_eq!(v6(8083).as_deref(), Some("2001:2::2"));
+    assert_eq!(v6_other(8083), None, "published on another v6 address");
+    assert_eq!(v4(8083), None, "a v6 binding answered on v4");
+    // 0.0.0.0 written out: IPv4 only.
+    assert!(v4(8084).is_some());
+    assert_eq!(v6(8084), None, "0.0.0.0 answered on v6");
+    // [::]: every IPv6 address, no IPv4.
+    assert!(v6(8085).is_some());
+    assert!(v6_other(8085).is_some());
+    assert_eq!(v4(8085), None, "[::] answered on v4");
+    // [::1]: the host's own sockets only, never DNAT-ed.
+    assert_eq!(v6(8086), None, "a ::1 binding answered from outside");
+    assert_eq!(ask6(&tb.host(), "::1", 8086), "fd00:9b::1");
+    // None: both.
+    assert!(v6(8087).is_some());
+    assert!(v4(8087).is_some());
+
+    // Only the host's own addresses are DNAT-ed: a flow routed through the
+    // host to another address on a published port is left alone.
+    in_ns_ok(
+        &ext,
+        &[
+            "ip",
+            "-6",
+            "route",
+            "add",
+            "2001:2:99::/64",
+            "via",
+            "2001:2::1",
+        ],
+    );
+    let dnat = tb.counter("dnat");
+    assert_eq!(try_ask(&ext, "TCP6:[2001:2:99::1]:8087"), None);
+    assert_eq!(tb.counter("dnat"), dnat, "a routed flow was DNAT-ed");
+
+    // `portmap ls` shows the bindings of each family.
+    let ls = tb.netd_json(&["portmap", "ls"]);
+    let row = |port: &str| {
+        ls.as_array()
+            .and_then(|a| a.iter().find(|m| m["host_port"] == port))
+            .cloned()
+            .unwrap_or_else(|| panic!("no {port} in {ls}"))
+    };
+    assert_eq!(
+        row("8087")["host_ips"],
+        serde_json::json!(["0.0.0.0", "::"])
+    );
+    assert_eq!(row("8087")["container_ip6"], "fd00:9b::2");
+    assert_eq!(row("8083")["host_ips"], serde_json::json!(["2001:2::1"]));
+    assert_eq!(
+        row("8083")["spec"],
+        format!("[2001:2::1]:8083:{}:80/tcp", tb.ip_of(&web))
+    );
+    assert_eq!(row("8084")["host_ips"], serde_json::json!(["0.0.0.0"]));
+    let table = tb.netd_ok(&["portmap", "ls"]);
+    assert!(table.contains("0.0.0.0,::"), "{table}");
+
+    // `portmap add` takes the same host side; `rm` by host side.
+    let spec = format!("[2001:2::3]:8091:{}:80", tb.ip_of(&web));
+    tb.netd_ok(&["portmap", "add", &spec]);
+    assert!(try_ask(&ext, "TCP6:[2001:2::3]:8091").is_some());
+    assert_eq!(v6(8091), None);
+    tb.netd_ok(&["portmap", "rm", "[2001:2::3]:8091"]);
+    assert_eq!(try_ask(&ext, "TCP6:[2001:2::3]:8091"), None);
+
+    // Conflicts are per family: [::]:8085 leaves 0.0.0.0:8085 free, not
+    // [2001:2::1]:8085 nor 8085 (both).
+    let other = tb.add_with("other", &["--network", "app", "-p", "0.0.0.0:8085:80"]);
+    let err = tb.netd_err(&[
+        "container",
+        "add",
+        &tb.name("x1"),
+        "--network",
+        "app",
+        "-p",
+        "[2001:2::1]:8085:80",
+    ]);
+    assert!(err.contains("conflicts with existing mapping"), "{err}");
+    let err = tb.netd_err(&[
+        "container",
+        "add",
+        &tb.name("x2"),
+        "--network",
+        "app",
+        "-p",
+        "8083:80",
+    ]);
+    assert!(err.contains("conflicts with existing mapping"), "{err}");
+    tb.rm(&other);
+
+    // Bad host sides: one line each, nothing left behind.
+    let before = tb.ls();
+    for (spec, want) in [
+        ("[2001:2::99]:8095:80", "is not an address of this host"),
+        (
+            "2001:2::1:8095:80",
+            "write an IPv6 host address in brackets",
+        ),
+        ("[2001:2::1:8095:80", "unclosed '['"),
+        ("[::ffff:198.18.0.1]:8095:80", "write it as 198.18.0.1"),
+    ] {
+        let err = tb.netd_err(&[
+            "container",
+            "add",
+            &tb.name("bad"),
+            "--network",
+            "app",
+            "-p",
+            spec,
+        ]);
+        assert!(err.contains(want), "-p {spec}: {err}");
+    }
+    // IPv6 only on a container without an IPv6 address.
+    create_net(&tb, &["v4only", "--subnet", "10.79.0.0/24"]);
+    let err = tb.netd_err(&[
+        "container",
+        "add",
+        &tb.name("bad"),
+        "--network",
+        "v4only",
+        "-p",
+        "[::]:8096:80",
+    ]);
+    assert!(err.contains("has no IPv6 address"), "{err}");
+    let v4c = tb.add_with("v4c", &["--network", "v4only"]);
+    let err = tb.netd_err(&[
+        "portmap",
+        "add",
+        &format!("[2001:2::1]:8096:{}:80", tb.ip_of(&v4c)),
+    ]);
+    assert!(err.contains("has no IPv6 address"), "{err}");
+    tb.rm(&v4c);
+    assert_eq!(tb.ls(), before, "a refused add left a container");
+
+    // A host process listening on an IPv6 address holds its port there,
+    // not on IPv4.
+    let listen = Bg::server(
+        &tb.host(),
+        &["socat", "TCP6-LISTEN:8097,bind=[2001:2::1],reuseaddr", "-"],
+        &tb.tmp().join("listen6.log"),
+        "tcp",
+        8097,
+    );
+    let err = tb.netd_err(&[
+        "container",
+        "add",
+        &tb.name("x3"),
+        "--network",
+        "app",
+        "-p",
+        "[2001:2::1]:8097:80",
+    ]);
+    assert!(err.contains("in use by a process on the host"), "{err}");
+    tb.add_with("v4side", &["--network", "app", "-p", "0.0.0.0:8097:80"]);
+    drop(listen);
+}
+
+#[test]
+fn a_container_reaches_itself_through_its_v6_published_port() {
+    let tb = Testbed::new();
+    uplink6(&tb);
+    create_net(&tb, &["app", "--ipv6", "--subnet", "fd00:9c::/64"]);
+    let web = tb.add_with("web", &["--network", "app", "-p", "8092:80"]);
+    let root = tb.tmp().join("www-self6");
+    std::fs::create_dir_all(&root).unwrap();
+    std::fs::write(root.join("id.txt"), format!("self6 {}\n", tb.p)).unwrap();
+    let root_s = root.to_string_lossy().into_owned();
+    let _http = Bg::server(
+        &web,
+        &[
+            "python3",
+            "-u",
+            "-m",
+            "http.server",
+            "80",
+            "--bind",
+            "::",
+            "--directory",
+            &root_s,
+        ],
+        &tb.tmp().join("http-self6.log"),
+        "tcp",
+        80,
+    );
+    let dnat = tb.counter("dnat");
+    for url in [
+        "http://[2001:2::1]:8092/id.txt",
+        "http://[fd00:9c::1]:8092/id.txt",
+    ] {
+        let body = in_ns_ok(&web, &["curl", "-6", "-sS", "--max-time", "5", url]);
+        assert_eq!(body, format!("self6 {}\n", tb.p), "{url}");
+    }
+    assert!(tb.counter("dnat") >= dnat + 2, "not translated by eBPF");
+    // Its source was translated to the address it asked for (its own
+    // would have it answer itself, untranslated).
+    let _who = who_server6(&tb, &web, 81);
+    tb.netd_ok(&["portmap", "add", &format!("8098:{}:81", tb.ip_of(&web))]);
+    assert_eq!(ask6(&web, "2001:2::1", 8098), "2001:2::1");
+}
+
+#[test]
+fn routed_v6_networks_are_reached_directly_and_not_masqueraded() {
+    let tb = Testbed::new();
+    uplink6(&tb);
+    create_net(
+        &tb,
+        &[
+            "app",
+            "--ipv6",
+            "--subnet",
+            "fd00:9d::/64",
+            "--gateway-mode",
+            "routed",
+        ],
+    );
+    let c1 = tb.add_with("c1", &["--network", "app"]);
+    let ext = tb.ext();
+    in_ns_ok(
+        &ext,
+        &[
+            "ip",
+            "-6",
+            "route",
+            "add",
+            "fd00:9d::/64",
+            "via",
+            "2001:2::1",
+        ],
+    );
+    // From outside to the container's own address, no published port.
+    let _who = who_server6(&tb, &c1, 80);
+    assert_eq!(ask6(&ext, "fd00:9d::2", 80), "2001:2::2");
+    ping6(&ext, "fd00:9d::2");
+    // Out with its own address.
+    let _out = who_server6(&tb, &ext, 7310);
+    let snat = tb.counter("snat");
+    assert_eq!(ask6(&c1, "2001:2::2", 7310), "fd00:9d::2");
+    ping6(&c1, "2001:2::2");
+    assert_eq!(tb.counter("snat"), snat, "a routed network was masqueraded");
+    // A NAT network beside it stays hidden.
+    create_net(&tb, &["nat", "--ipv6", "--subnet", "fd00:9e::/64"]);
+    let c2 = tb.add_with("c2", &["--network", "nat"]);
+    let _who2 = who_server6(&tb, &c2, 80);
+    in_ns_ok(
+        &ext,
+        &[
+            "ip",
+            "-6",
+            "route",
+            "add",
+            "fd00:9e::/64",
+            "via",
+            "2001:2::1",
+        ],
+    );
+    assert_eq!(try_ask(&ext, "TCP6:[fd00:9e::2]:80"), None);
+}
+
+#[test]
+fn host_v6_sockets_reach_published_ports_through_ipv4_mapped_addresses() {
+    let tb = Testbed::new();
+    uplink6(&tb);
+    create_net(&tb, &["app", "--subnet", "10.80.0.0/24"]);
+    let web = tb.add_with("web", &["--network", "app", "-p", "8099:80"]);
+    let _who = who_server6(&tb, &web, 80);
+    let dnat = tb.counter("dnat");
+    // A v6 socket to ::ffff:HOSTIP and ::ffff:127.0.0.1: the container
+    // (IPv4 only) answers, and sees the host's side of its bridge.
+    let ask = |ip: &str| try_ask(&tb.host(), &format!("TCP6:[{ip}]:8099"));
+    assert_eq!(ask("::ffff:198.18.0.1").as_deref(), Some("10.80.0.1"));
+    assert_eq!(ask("::ffff:127.0.0.1").as_deref(), Some("10.80.0.1"));
+    assert_eq!(tb.counter("dnat"), dnat, "host-local went through tc DNAT");
+    // getpeername() shows the address the application asked for.
+    let peer = in_ns_ok(
+        &tb.host(),
+        &[
+            "/usr/bin/python3",
+            "-c",
+            "import socket; s = socket.create_connection(('::ffff:198.18.0.1', 8099), timeout=5); print(s.getpeername()[0], s.getpeername()[1])",
+        ],
+    );
+    assert_eq!(peer.trim(), "::ffff:198.18.0.1 8099");
+}

@@ -172,6 +172,7 @@ fn publishes(conf: &NetConf) -> Result<Vec<Publish>, CniError> {
                 host_ports: PortRange::single(m.host_port),
                 container_ports: PortRange::single(m.container_port),
                 proto,
+                ipv4_only: false,
             })
         })
         .collect()
@@ -317,6 +318,7 @@ fn connect(
                         container_ip,
                         container_ports: p.container_ports,
                         proto: p.proto,
+                        ipv4_only: p.ipv4_only,
                     })
                     .collect(),
                 force: false,

@@ -230,6 +230,7 @@ fn mapping(p: &Publish, ip: IpAddr) -> PortMapping {
         container_ip: ip,
         container_ports: p.container_ports,
         proto: p.proto,
+        ipv4_only: p.ipv4_only,
     }
 }
 

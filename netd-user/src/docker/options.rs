@@ -201,6 +201,7 @@ pub fn publishing(bindings: &[PortBinding]) -> Result<Publishing, String> {
             host_ports,
             container_ports: container,
             proto,
+            ipv4_only: false,
         };
         if b.host_port != 0 && b.host_port_end > b.host_port {
             out.pick_one.push(publish(PortRange {

@@ -74,6 +74,7 @@ fn publish(port: u16) -> Publish {
         host_ports: PortRange::single(port),
         container_ports: PortRange::single(80),
         proto: Proto::Tcp,
+        ipv4_only: false,
     }
 }
 
