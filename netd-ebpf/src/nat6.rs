@@ -4,11 +4,16 @@
 //! (`#[inline(never)]`): 16-byte addresses and 40-byte tuples would
 //! otherwise weigh on the stack and the paths of the IPv4 programs.
 //!
-//! What is translated: TCP, UDP and ICMPv6 echo whose transport header
-//! follows the fixed header directly. Anything else (extension headers,
-//! fragments, other protocols, ICMPv6 errors) is never translated: it goes
-//! to the stack, which does not forward IPv6 (`all.forwarding` stays 0), so
-//! it reaches the host or the container's own bridge and nothing beyond.
+//! What is translated: TCP, UDP and ICMPv6 echo, right after the fixed
+//! header (the common case, at a constant offset) or behind up to 4
+//! hop-by-hop, routing and destination-options headers (`ipv6`; the
+//! transport header's offset `l4` is then variable). Anything else
+//! (fragments, source-routed packets, other protocols, ICMPv6 errors but
+//! those about tracked flows from outside) is never translated: from a
+//! container it goes where no translation is needed (its own network, the
+//! host, a routed network) or is dropped and counted
+//! (`drop_untranslatable`); from outside it goes to the stack, which does
+//! not forward IPv6 (`all.forwarding` stays 0).
 
 use aya_ebpf::{
     bindings::{
@@ -24,11 +29,12 @@ use aya_ebpf::{
 };
 use core::{mem, ptr};
 use netd_common::{
-    Ct6Key, Ct6Value, Endpoint6Value, IPPROTO_TCP, IPPROTO_UDP, PortMap6Value, StatIndex, ct_dir,
-    ct_kind, net_flags,
+    Ct6Key, Ct6Value, Endpoint6Value, FragValue, IPPROTO_TCP, IPPROTO_UDP, PortMap6Value,
+    StatIndex, ct_dir, ct_kind, net_flags,
 };
 
 use crate::{
+    frag, ipv6,
     maps::{NETD_BRIDGES, NETD_CT6, NETD_ENDPOINTS6, NETD_SCRATCH6, Scratch6, config},
     packet::{ETH_HLEN, read, set_macs},
     published::{self, Asker},
@@ -71,8 +77,9 @@ fn scratch() -> Option<&'static mut Scratch6> {
 /// already checked by anti-spoofing).
 #[inline(never)]
 pub fn from_container(ctx: &mut TcContext, network_id: u32, flags: u32) -> i32 {
-    let Some(k) = tuple(ctx) else {
-        return TC_ACT_UNSPEC;
+    let mut k = Ct6Key::default();
+    let Some(l4) = tuple(ctx, &mut k) else {
+        return untranslatable(ctx, network_id, flags);
     };
     if is_local_scope(&k.dst_ip) {
         return TC_ACT_UNSPEC;
@@ -86,13 +93,13 @@ pub fn from_container(ctx: &mut TcContext, network_id: u32, flags: u32) -> i32 {
         touch(v, ctx.len());
         // A hairpin flow's packets go to a container, the rest out.
         if let Some(ep) = NETD_ENDPOINTS6.get_ptr(&v.nat_dst_ip) {
-            if rewrite(ctx, &k, v).is_err() {
+            if rewrite(ctx, &k, v, l4).is_err() {
                 return drop(StatIndex::DropMalformed, ctx.len());
             }
             // SAFETY: map value pointer, valid for this run.
             return to_endpoint(ctx, unsafe { &*ep });
         }
-        return out(ctx, &k, v, &mut s.fib);
+        return out(ctx, &k, v, &mut s.fib, l4);
     }
     if let Some(ep) = NETD_ENDPOINTS6.get_ptr(&k.dst_ip) {
         // Its own network is bridged; another network is not for it.
@@ -106,7 +113,7 @@ pub fn from_container(ctx: &mut TcContext, network_id: u32, flags: u32) -> i32 {
         Ok(rc) => rc,
         // To the host itself (the gateway, the uplink's address): a
         // published port there is a hairpin; the rest is the stack's.
-        Err(BPF_FIB_LKUP_RET_NOT_FWDED) => return hairpin(ctx, &k, network_id, flags, s),
+        Err(BPF_FIB_LKUP_RET_NOT_FWDED) => return hairpin(ctx, &k, network_id, flags, s, l4),
         Err(_) => return TC_ACT_UNSPEC,
     };
     if flags & net_flags::INTERNAL != 0 {
@@ -121,7 +128,7 @@ pub fn from_container(ctx: &mut TcContext, network_id: u32, flags: u32) -> i32 {
         // stack routes IPv4 (it does not route IPv6).
         return forward(ctx, &s.fib, rc);
     }
-    if !may_start(ctx, &k) {
+    if !may_start(ctx, &k, l4) {
         return drop(StatIndex::DropInvalid, ctx.len());
     }
     if NETD_BRIDGES.get_ptr(s.fib.ifindex).is_some() {
@@ -134,7 +141,56 @@ pub fn from_container(ctx: &mut TcContext, network_id: u32, flags: u32) -> i32 {
         return drop(StatIndex::DropNoPort, ctx.len());
     }
     count(StatIndex::Snat, ctx.len());
-    out(ctx, &k, &s.value, &mut s.fib)
+    out(ctx, &k, &s.value, &mut s.fib, l4)
+}
+
+/// A container's packet netd cannot translate (a fragment, a
+/// source-routed packet, another protocol, an ICMPv6 error): as IPv4 does,
+/// it may go where no translation is needed, its own network or the host
+/// (the stack: bridged or local), or out of a routed network; else it is
+/// dropped and counted, never sent out with its private address (the
+/// stack would not route it either, silently).
+#[inline(always)]
+fn untranslatable(ctx: &mut TcContext, network_id: u32, flags: u32) -> i32 {
+    let (Ok(src), Ok(dst)) = (ctx.load::<[u8; 16]>(SRC_OFF), ctx.load::<[u8; 16]>(DST_OFF)) else {
+        return TC_ACT_UNSPEC;
+    };
+    if is_local_scope(&dst) {
+        return TC_ACT_UNSPEC;
+    }
+    if let Some(ep) = NETD_ENDPOINTS6.get_ptr(&dst) {
+        // SAFETY: map value pointer, valid for this run.
+        if unsafe { (*ep).network_id } == network_id {
+            return TC_ACT_UNSPEC;
+        }
+        return drop(StatIndex::DropPolicy, ctx.len());
+    }
+    let Some(s) = scratch() else {
+        return TC_ACT_SHOT;
+    };
+    // Ports do not matter to this route: zeroes.
+    s.key.src_ip = src;
+    s.key.dst_ip = dst;
+    s.key.src_port = 0;
+    s.key.dst_port = 0;
+    s.key.proto = 0;
+    let rc = match fib(ctx, &src, &dst, &s.key, &mut s.fib) {
+        Ok(rc) => rc,
+        Err(BPF_FIB_LKUP_RET_NOT_FWDED) => return TC_ACT_UNSPEC,
+        Err(_) => return drop(StatIndex::DropUntranslatable, ctx.len()),
+    };
+    if let Some(bridge) = NETD_BRIDGES.get_ptr(s.fib.ifindex) {
+        // On its own bridge (an address no endpoint holds): bridged.
+        // SAFETY: map value pointer, valid for this run.
+        if unsafe { (*bridge).network_id } == network_id {
+            return TC_ACT_UNSPEC;
+        }
+        return drop(StatIndex::DropPolicy, ctx.len());
+    }
+    if flags & net_flags::ROUTED != 0 && flags & net_flags::INTERNAL == 0 {
+        return forward(ctx, &s.fib, rc);
+    }
+    drop(StatIndex::DropUntranslatable, ctx.len())
 }
 
 /// A packet from the uplink: a reply of a MASQUERADE-d flow goes to its
@@ -142,7 +198,8 @@ pub fn from_container(ctx: &mut TcContext, network_id: u32, flags: u32) -> i32 {
 /// (exposure); the rest is the stack's.
 #[inline(never)]
 pub fn from_outside(ctx: &mut TcContext) -> i32 {
-    let Some(k) = tuple(ctx) else {
+    let mut k = Ct6Key::default();
+    let Some(l4) = tuple(ctx, &mut k) else {
         if let Some(verdict) = icmp_error(ctx) {
             return verdict;
         }
@@ -153,7 +210,7 @@ pub fn from_outside(ctx: &mut TcContext) -> i32 {
             // SAFETY: map value pointer, valid for this run.
             return routed_in(ctx, unsafe { &*ep });
         }
-        return dnat(ctx, &k);
+        return dnat(ctx, &k, l4);
     };
     // SAFETY: map value pointer, valid for this run.
     let v = unsafe { &mut *v };
@@ -161,7 +218,7 @@ pub fn from_outside(ctx: &mut TcContext) -> i32 {
     let Some(ep) = NETD_ENDPOINTS6.get_ptr(&v.nat_dst_ip) else {
         return TC_ACT_UNSPEC;
     };
-    if rewrite(ctx, &k, v).is_err() {
+    if rewrite(ctx, &k, v, l4).is_err() {
         return drop(StatIndex::DropMalformed, ctx.len());
     }
     count(StatIndex::ReverseNat, ctx.len());
@@ -179,17 +236,17 @@ pub fn from_outside(ctx: &mut TcContext) -> i32 {
 /// DNAT to the container, whose reply goes out through its REPLY entry.
 /// The client's address is kept.
 #[inline(always)]
-fn dnat(ctx: &mut TcContext, k: &Ct6Key) -> i32 {
+fn dnat(ctx: &mut TcContext, k: &Ct6Key, l4: usize) -> i32 {
     let Some(target) = published::lookup6(&k.dst_ip, k.dst_port, k.proto, Asker::Packet) else {
         return TC_ACT_UNSPEC;
     };
-    if !may_start(ctx, k) {
+    if !may_start(ctx, k, l4) {
         return drop(StatIndex::DropInvalid, ctx.len());
     }
     let Some(s) = scratch() else {
         return TC_ACT_SHOT;
     };
-    dnat_flow(ctx, k, &target, &k.src_ip, s)
+    dnat_flow(ctx, k, &target, &k.src_ip, s, l4)
 }
 
 /// A container's new flow to a published port on a host address (its
@@ -200,7 +257,14 @@ fn dnat(ctx: &mut TcContext, k: &Ct6Key) -> i32 {
 /// gateway: its own address would make it answer itself directly,
 /// bypassing the translation back.
 #[inline(always)]
-fn hairpin(ctx: &mut TcContext, k: &Ct6Key, network_id: u32, flags: u32, s: &mut Scratch6) -> i32 {
+fn hairpin(
+    ctx: &mut TcContext,
+    k: &Ct6Key,
+    network_id: u32,
+    flags: u32,
+    s: &mut Scratch6,
+    l4: usize,
+) -> i32 {
     let Some(target) = published::lookup6(&k.dst_ip, k.dst_port, k.proto, Asker::Packet) else {
         return TC_ACT_UNSPEC;
     };
@@ -211,13 +275,13 @@ fn hairpin(ctx: &mut TcContext, k: &Ct6Key, network_id: u32, flags: u32, s: &mut
     if flags & net_flags::INTERNAL != 0 && unsafe { (*ep).network_id } != network_id {
         return drop(StatIndex::DropPolicy, ctx.len());
     }
-    if !may_start(ctx, k) {
+    if !may_start(ctx, k, l4) {
         return drop(StatIndex::DropInvalid, ctx.len());
     }
     if same(&target.container_ip, &k.src_ip) {
-        return dnat_flow(ctx, k, &target, &k.dst_ip, s);
+        return dnat_flow(ctx, k, &target, &k.dst_ip, s, l4);
     }
-    dnat_flow(ctx, k, &target, &k.src_ip, s)
+    dnat_flow(ctx, k, &target, &k.src_ip, s, l4)
 }
 
 /// Creates a DNAT flow from `k` to `target` (REPLY entry first, NOEXIST),
@@ -230,6 +294,7 @@ fn dnat_flow(
     target: &PortMap6Value,
     src: &[u8; 16],
     s: &mut Scratch6,
+    l4: usize,
 ) -> i32 {
     let Ok(hops) = ctx.load::<u8>(HOP_OFF) else {
         return TC_ACT_UNSPEC;
@@ -279,7 +344,7 @@ fn dnat_flow(
         let _ = NETD_CT6.remove(&s.key);
         return drop(StatIndex::DropInvalid, ctx.len());
     }
-    if rewrite(ctx, k, &s.value).is_err() || ctx.store(HOP_OFF, &(hops - 1), 0).is_err() {
+    if rewrite(ctx, k, &s.value, l4).is_err() || ctx.store(HOP_OFF, &(hops - 1), 0).is_err() {
         return drop(StatIndex::DropMalformed, ctx.len());
     }
     count(StatIndex::Dnat, ctx.len());
@@ -406,7 +471,7 @@ fn forward(ctx: &mut TcContext, params: &FibParams, rc: u32) -> i32 {
 
 /// The packet of tuple `k`, rewritten to `v`'s tuple, out through the FIB.
 #[inline(always)]
-fn out(ctx: &mut TcContext, k: &Ct6Key, v: &Ct6Value, params: &mut FibParams) -> i32 {
+fn out(ctx: &mut TcContext, k: &Ct6Key, v: &Ct6Value, params: &mut FibParams, l4: usize) -> i32 {
     let Ok(hops) = ctx.load::<u8>(HOP_OFF) else {
         return TC_ACT_UNSPEC;
     };
@@ -421,7 +486,7 @@ fn out(ctx: &mut TcContext, k: &Ct6Key, v: &Ct6Value, params: &mut FibParams) ->
     let Ok(rc) = fib(ctx, &v.nat_src_ip, &v.nat_dst_ip, &t, params) else {
         return TC_ACT_UNSPEC;
     };
-    if rewrite(ctx, k, v).is_err() || ctx.store(HOP_OFF, &(hops - 1), 0).is_err() {
+    if rewrite(ctx, k, v, l4).is_err() || ctx.store(HOP_OFF, &(hops - 1), 0).is_err() {
         return drop(StatIndex::DropMalformed, ctx.len());
     }
     send(ctx, params, rc)
@@ -449,31 +514,89 @@ fn to_endpoint(ctx: &mut TcContext, ep: &Endpoint6Value) -> i32 {
     unsafe { bpf_redirect_peer(ep.ifindex, 0) as i32 }
 }
 
-/// The flow tuple of a TCP, UDP or ICMPv6 echo packet whose transport
-/// header follows the fixed header; None for anything else.
+/// Fills in `k`, the flow tuple of a TCP, UDP or ICMPv6 echo packet, and
+/// returns the offset of its transport header (`l4`): right after the
+/// fixed header (checked first, a constant: the common case pays no
+/// walk), behind extension headers, or in a fragment (`fragment`; 0 for a
+/// later fragment, which has none). None for anything else
+/// (source-routed packets included). An out parameter: a returned tuple
+/// would cost the stack a second copy.
 #[inline(always)]
-fn tuple(ctx: &TcContext) -> Option<Ct6Key> {
-    let proto = ctx.load::<u8>(NEXT_OFF).ok()?;
-    let (src_port, dst_port) = match proto {
-        IPPROTO_TCP | IPPROTO_UDP => (ctx.load::<u16>(L4).ok()?, ctx.load::<u16>(L4 + 2).ok()?),
+fn tuple(ctx: &TcContext, k: &mut Ct6Key) -> Option<usize> {
+    let mut proto = ctx.load::<u8>(NEXT_OFF).ok()?;
+    let mut l4 = L4;
+    if proto != IPPROTO_TCP && proto != IPPROTO_UDP && proto != IPPROTO_ICMPV6 {
+        let next = ipv6::next_header(ctx)?;
+        if next.source_routed {
+            return None;
+        }
+        if next.proto == ipv6::NEXTHDR_FRAGMENT {
+            return fragment(ctx, next.off, k);
+        }
+        proto = next.proto;
+        l4 = next.off;
+    }
+    k.proto = proto;
+    ports(ctx, l4, k)?;
+    k.src_ip = ctx.load::<[u8; 16]>(SRC_OFF).ok()?;
+    k.dst_ip = ctx.load::<[u8; 16]>(DST_OFF).ok()?;
+    Some(l4)
+}
+
+/// The ports of `k` from a TCP or UDP header at `l4`, or an ICMPv6
+/// echo's identifier in the tuple's position.
+#[inline(always)]
+fn ports(ctx: &TcContext, l4: usize, k: &mut Ct6Key) -> Option<()> {
+    match k.proto {
+        IPPROTO_TCP | IPPROTO_UDP => {
+            k.src_port = ctx.load::<u16>(l4).ok()?;
+            k.dst_port = ctx.load::<u16>(l4 + 2).ok()?;
+        }
         IPPROTO_ICMPV6 => {
-            let id = ctx.load::<u16>(L4 + 4).ok()?;
-            match ctx.load::<u8>(L4).ok()? {
+            let id = ctx.load::<u16>(l4 + 4).ok()?;
+            (k.src_port, k.dst_port) = match ctx.load::<u8>(l4).ok()? {
                 ECHO_REQUEST => (id, 0),
                 ECHO_REPLY => (0, id),
                 _ => return None,
-            }
+            };
         }
         _ => return None,
-    };
-    Some(Ct6Key {
-        src_ip: ctx.load::<[u8; 16]>(SRC_OFF).ok()?,
-        dst_ip: ctx.load::<[u8; 16]>(DST_OFF).ok()?,
-        src_port,
-        dst_port,
-        proto,
-        pad: [0; 3],
-    })
+    }
+    Some(())
+}
+
+/// A fragment's tuple, as IPv4's (`frag`): the first fragment's transport
+/// header follows its fragment header, and its ports are remembered by
+/// the fragment identification; a later fragment takes them from there
+/// and has no transport header (`l4` 0: only its addresses are
+/// translated, the transport checksum is in the first fragment). None: a
+/// later fragment whose first was not seen.
+#[inline(always)]
+fn fragment(ctx: &TcContext, off: usize, k: &mut Ct6Key) -> Option<usize> {
+    let head = ctx.load::<[u8; 8]>(off).ok()?;
+    k.proto = head[0];
+    k.src_ip = ctx.load::<[u8; 16]>(SRC_OFF).ok()?;
+    k.dst_ip = ctx.load::<[u8; 16]>(DST_OFF).ok()?;
+    let s = scratch()?;
+    s.frag.src_ip = k.src_ip;
+    s.frag.dst_ip = k.dst_ip;
+    s.frag.id = u32::from_ne_bytes([head[4], head[5], head[6], head[7]]);
+    s.frag.proto = k.proto;
+    unsafe { ptr::write_volatile(&mut s.frag.pad, [0; 3]) };
+    if u16::from_be_bytes([head[2], head[3]]) & 0xfff8 == 0 {
+        let l4 = off + 8;
+        ports(ctx, l4, k)?;
+        let v = FragValue {
+            src_port: k.src_port,
+            dst_port: k.dst_port,
+        };
+        frag::remember6(&s.frag, v);
+        return Some(l4);
+    }
+    let v = frag::ports6(&s.frag)?;
+    k.src_port = v.src_port;
+    k.dst_port = v.dst_port;
+    Some(0)
 }
 
 /// Link-local (fe80::/10) and multicast (ff00::/8): never routed.
@@ -492,9 +615,13 @@ fn same(a: &[u8; 16], b: &[u8; 16]) -> bool {
 
 /// New flows start with a TCP SYN, a UDP datagram or an echo request.
 #[inline(always)]
-fn may_start(ctx: &TcContext, k: &Ct6Key) -> bool {
+fn may_start(ctx: &TcContext, k: &Ct6Key, l4: usize) -> bool {
+    // A later fragment (no transport header) starts nothing.
+    if l4 == 0 {
+        return false;
+    }
     match k.proto {
-        IPPROTO_TCP => match ctx.load::<u8>(L4 + 13) {
+        IPPROTO_TCP => match ctx.load::<u8>(l4 + 13) {
             Ok(f) => f & TCP_SYN != 0 && f & TCP_ACK == 0,
             Err(_) => false,
         },
@@ -576,11 +703,22 @@ fn masquerade(k: &Ct6Key, src: &[u8; 16], s: &mut Scratch6) -> bool {
 /// Rewrites the packet of tuple `k` to `v`'s tuple: addresses (the
 /// pseudo-header part of the L4 checksum), ports or the echo identifier.
 #[inline(always)]
-fn rewrite(ctx: &mut TcContext, k: &Ct6Key, v: &Ct6Value) -> Result<(), ()> {
+fn rewrite(ctx: &mut TcContext, k: &Ct6Key, v: &Ct6Value, l4: usize) -> Result<(), ()> {
+    if l4 == 0 {
+        // A later fragment: the addresses only (the transport header and
+        // its checksum are in the first fragment).
+        if !same(&k.src_ip, &v.nat_src_ip) {
+            ctx.store(SRC_OFF, &v.nat_src_ip, 0).map_err(|_| ())?;
+        }
+        if !same(&k.dst_ip, &v.nat_dst_ip) {
+            ctx.store(DST_OFF, &v.nat_dst_ip, 0).map_err(|_| ())?;
+        }
+        return Ok(());
+    }
     let csum = match k.proto {
-        IPPROTO_TCP => L4 + 16,
-        IPPROTO_UDP => L4 + 6,
-        _ => L4 + 2,
+        IPPROTO_TCP => l4 + 16,
+        IPPROTO_UDP => l4 + 6,
+        _ => l4 + 2,
     };
     if !same(&k.src_ip, &v.nat_src_ip) {
         set_addr(ctx, SRC_OFF, &k.src_ip, &v.nat_src_ip, csum)?;
@@ -596,10 +734,10 @@ fn rewrite(ctx: &mut TcContext, k: &Ct6Key, v: &Ct6Value) -> Result<(), ()> {
         } else {
             (k.dst_port, v.nat_dst_port)
         };
-        return set_port(ctx, L4 + 4, old, new, csum);
+        return set_port(ctx, l4 + 4, old, new, csum);
     }
-    set_port(ctx, L4, k.src_port, v.nat_src_port, csum)?;
-    set_port(ctx, L4 + 2, k.dst_port, v.nat_dst_port, csum)
+    set_port(ctx, l4, k.src_port, v.nat_src_port, csum)?;
+    set_port(ctx, l4 + 2, k.dst_port, v.nat_dst_port, csum)
 }
 
 #[inline(always)]

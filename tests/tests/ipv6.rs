@@ -893,85 +893,137 @@ fn host_processes_reach_published_ports_over_v6_through_the_socket_hooks() {
     assert_eq!(peer.trim(), "::1 8082");
 }
 
-/// Sends 3 UDP datagrams to [DST]:PORT whose payload is the first
-/// argument, with a Destination Options header (PadN) when it is "ext":
-/// `plain|ext DST PORT`.
-const SEND_UDP6: &str = r#"
+/// A UDP echo server on [::]:PORT that logs each datagram's size and
+/// sender: `PORT`.
+const UDP_ECHO6: &str = r#"
+import socket, sys
+s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+s.bind(('::', int(sys.argv[1])))
+while True:
+    data, peer = s.recvfrom(65535)
+    print(len(data), peer[0], flush=True)
+    s.sendto(data, peer)
+"#;
+
+/// Sends SIZE bytes to [DST]:PORT over UDP, with a Destination Options
+/// header (PadN) when MODE is "ext", and prints the size of the answer
+/// and its sender (up to 3 tries): `MODE DST PORT SIZE`.
+const UDP_ASK6: &str = r#"
 import socket, sys
 s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
 if sys.argv[1] == 'ext':
     s.setsockopt(socket.IPPROTO_IPV6, 59, bytes([0, 0, 1, 4, 0, 0, 0, 0]))
+s.settimeout(2)
 for _ in range(3):
-    s.sendto(sys.argv[1].encode(), (sys.argv[2], int(sys.argv[3])))
+    s.sendto(b'x' * int(sys.argv[4]), (sys.argv[2], int(sys.argv[3])))
+    try:
+        data, peer = s.recvfrom(65535)
+        print(len(data), peer[0])
+        break
+    except socket.timeout:
+        pass
 "#;
 
+/// Sends a later fragment (offset 1000, UDP) of a datagram whose first
+/// fragment is never sent, through a raw socket: `DST`.
+const ORPHAN_FRAGMENT6: &str = r#"
+import socket, struct, sys
+s = socket.socket(socket.AF_INET6, socket.SOCK_RAW, 44)
+for _ in range(3):
+    s.sendto(struct.pack('!BBHI', 17, 0, 1000 & 0xfff8, 0x6e657464) + b'x' * 64, (sys.argv[1], 0))
+"#;
+
+/// `UDP_ASK6` from `ns`: (size, sender) of the answer, if one came.
+fn udp_ask6(ns: &str, mode: &str, dst: &str, port: u16, size: usize) -> Option<(usize, String)> {
+    let (port, size) = (port.to_string(), size.to_string());
+    let out = in_ns_ok(
+        ns,
+        &["/usr/bin/python3", "-c", UDP_ASK6, mode, dst, &port, &size],
+    );
+    let mut it = out.split_whitespace();
+    let len = it.next()?.parse().ok()?;
+    Some((len, short(it.next()?)))
+}
+
+fn udp_echo6(tb: &Testbed, ns: &str, port: u16) -> (Bg, std::path::PathBuf) {
+    let log = tb.tmp().join(format!("echo6-{ns}-{port}.log"));
+    let port_s = port.to_string();
+    let bg = Bg::server(
+        ns,
+        &["/usr/bin/python3", "-u", "-c", UDP_ECHO6, &port_s],
+        &log,
+        "udp",
+        port,
+    );
+    (bg, log)
+}
+
 #[test]
-fn v6_with_extension_headers_is_never_translated_nor_leaks() {
+fn v6_extension_headers_and_fragments_are_translated_and_never_leak() {
     let tb = Testbed::new();
     uplink6(&tb);
     create_net(&tb, &["app", "--ipv6", "--subnet", "fd00:99::/64"]);
-    let c1 = tb.add_with("c1", &["--network", "app"]);
-    let log = tb.tmp().join("udp6-ext.log");
-    let _sink = Bg::server(
-        &tb.ext(),
-        &["socat", "-u", "UDP6-RECVFROM:7500,fork", "SYSTEM:cat; echo"],
-        &log,
-        "udp",
-        7500,
-    );
+    let c1 = tb.add_with("c1", &["--network", "app", "-p", "5353:53/udp"]);
+    let ext = tb.ext();
+    let (_far, far_log) = udp_echo6(&tb, &ext, 7500);
+    let (_near, near_log) = udp_echo6(&tb, &c1, 53);
     let dump = tb.tmp().join("tcpdump6.log");
-    let wire = Bg::spawn(
-        &tb.ext(),
-        &["tcpdump", "-l", "-n", "-i", "ext0", "ip6 and udp"],
-        &dump,
-    );
+    let wire = Bg::spawn(&ext, &["tcpdump", "-l", "-n", "-i", "ext0", "ip6"], &dump);
     wait_until("tcpdump to listen", WAIT, || {
         std::fs::read_to_string(&dump)
             .unwrap_or_default()
             .contains("listening")
     });
-    // With a Destination Options header: not translated, so not routed
-    // either (the host's stack forwards no IPv6): nothing arrives, least
-    // of all with the container's ULA source.
+    let host = "2001:2::1".to_owned();
+    let (snat, dnat) = (tb.counter("snat"), tb.counter("dnat"));
+
+    // Out, with a Destination Options header: masqueraded (the transport
+    // header found behind it), answered, the answer translated back.
+    assert_eq!(
+        udp_ask6(&c1, "ext", "2001:2::2", 7500, 100),
+        Some((100, "2001:2::2".to_owned()))
+    );
+    // In, to a published port, with the same header.
+    assert_eq!(
+        udp_ask6(&ext, "ext", "2001:2::1", 5353, 100),
+        Some((100, host.clone()))
+    );
+    // Fragmented both ways (3000 bytes over 1500-byte links: the senders'
+    // stacks fragment, and so does the answerer's): every fragment gets
+    // the first one's translation and the datagram arrives whole.
+    assert_eq!(
+        udp_ask6(&c1, "plain", "2001:2::2", 7500, 3000),
+        Some((3000, "2001:2::2".to_owned()))
+    );
+    assert_eq!(
+        udp_ask6(&ext, "plain", "2001:2::1", 5353, 3000),
+        Some((3000, host.clone()))
+    );
+    assert!(tb.counter("snat") > snat, "not masqueraded by eBPF");
+    assert!(tb.counter("dnat") > dnat, "not DNAT-ed by eBPF");
+    let far = std::fs::read_to_string(&far_log).unwrap_or_default();
+    assert!(far.contains(&format!("3000 {host}")), "{far}");
+    assert!(far.contains(&format!("100 {host}")), "{far}");
+    let near = std::fs::read_to_string(&near_log).unwrap_or_default();
+    assert!(near.contains("3000 2001:2::2"), "the container saw: {near}");
+    assert!(near.contains("100 2001:2::2"), "the container saw: {near}");
+    // A later fragment whose first never passed (no ports to translate
+    // it by): dropped and counted, not sent out with the ULA source.
+    let untranslatable = tb.counter("drop_untranslatable");
     in_ns_ok(
         &c1,
-        &[
-            "/usr/bin/python3",
-            "-c",
-            SEND_UDP6,
-            "ext",
-            "2001:2::2",
-            "7500",
-        ],
+        &["/usr/bin/python3", "-c", ORPHAN_FRAGMENT6, "2001:2::2"],
     );
-    // The control, after: plain datagrams arrive, masqueraded.
-    in_ns_ok(
-        &c1,
-        &[
-            "/usr/bin/python3",
-            "-c",
-            SEND_UDP6,
-            "plain",
-            "2001:2::2",
-            "7500",
-        ],
+    assert!(
+        tb.counter("drop_untranslatable") > untranslatable,
+        "an orphan fragment was not counted"
     );
-    wait_until("the plain datagrams to arrive", WAIT, || {
-        std::fs::read_to_string(&log)
-            .unwrap_or_default()
-            .contains("plain")
-    });
-    wait_until("tcpdump to see them", WAIT, || {
+    wait_until("tcpdump to see the fragments", WAIT, || {
         std::fs::read_to_string(&dump)
             .unwrap_or_default()
-            .contains("2001:2::1")
+            .contains("frag")
     });
     drop(wire);
-    let got = std::fs::read_to_string(&log).unwrap_or_default();
-    assert!(
-        !got.contains("ext"),
-        "a datagram with an extension header got through: {got}"
-    );
     let seen = std::fs::read_to_string(&dump).unwrap_or_default();
     assert!(
         !seen.contains("fd00:99"),
