@@ -8,6 +8,7 @@ use super::{
     baseline,
     datapath::Kind,
     docker_suite::DockerResults,
+    dual,
     results::{
         Control, Memory, Metric, PORT_STEPS, ProfTest, Profile, ProfileRun, ProgCost, Samples,
     },
@@ -36,6 +37,8 @@ pub struct Report<'a> {
     pub memory: Option<&'a Memory>,
     pub profile: Option<&'a Profile>,
     pub docker: Option<&'a DockerResults>,
+    /// The IPv6 part's samples, if it ran.
+    pub ipv6: Option<&'a Samples>,
 }
 
 pub const CONN_RATIO_TARGET: f64 = 1.3;
@@ -72,6 +75,9 @@ impl Report<'_> {
         self.control_table(&mut md);
         self.memory_table(&mut md);
         self.profile_table(&mut md);
+        if let Some(s) = self.ipv6 {
+            dual::markdown(&dual::kinds_of(self.kinds), s, &mut md);
+        }
         if let Some(d) = self.docker {
             d.markdown(&mut md);
         }
@@ -490,7 +496,7 @@ fn profile_test(p: &Profile, test: ProfTest, kinds: &[Kind], md: &mut String) {
     }
 }
 
-fn cell_text(s: &Summary, decimals: usize) -> String {
+pub fn cell_text(s: &Summary, decimals: usize) -> String {
     if s.n < 2 {
         return format!("{:.*}", decimals, s.median);
     }
