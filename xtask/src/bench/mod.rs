@@ -99,7 +99,7 @@ enum Part {
     Control,
     /// netd daemon RSS and map memory with 10,000 ports and conntrack entries.
     Memory,
-    /// netd's BPF program run times during the connection-rate test.
+    /// netd's BPF program run times: connection rate, keep-alive, outbound.
     Profile,
     /// IPv6 against IPv4 on a dual-stack testbed, netd against ip6tables
     /// and nftables NAT66: new connections/s, TCP in and out.

@@ -327,8 +327,8 @@ impl Report<'_> {
         let _ = writeln!(
             md,
             "### netd program cost\n\nBPF run-time stats (BPF_ENABLE_STATS, on only for these \
-             extra runs), {repeats} repeat(s){}: a connection-rate run and a keep-alive run \
-             (50 connections) per testbed. Medians over the repeats{}; µs/req is runs/req × \
+             extra runs), {repeats} repeat(s){}: a connection-rate run, a keep-alive run \
+             (50 connections) and an outbound iperf3 run (MASQUERADE) per testbed. Medians over the repeats{}; µs/req is runs/req × \
              ns/run, against the machine's total CPU per request.\n",
             if ab {
                 " of netd and the baseline binary, the order alternating"
@@ -410,18 +410,24 @@ fn profile_test(p: &Profile, test: ProfTest, kinds: &[Kind], md: &mut String) {
     let med =
         |s: Option<Summary>, d: usize| s.map_or("-".to_owned(), |s| format!("{:.*}", d, s.median));
     let spread = |s: Option<Summary>, d: usize| s.map_or("-".to_owned(), |s| cell_text(&s, d));
+    let (rate_unit, per) = test.units();
     let rates: Vec<String> = kinds
         .iter()
         .map(|&k| {
             format!(
-                "{}: {} req/s, {} µs of CPU per request",
+                "{}: {} {rate_unit}, {} µs of CPU per {per}",
                 k.title(),
-                med(prof_summary(p, k, test, |r| Some(r.rate)), 0),
+                med(prof_summary(p, k, test, |r| Some(r.rate)), 2),
                 med(prof_summary(p, k, test, |r| Some(r.cpu_us_per_req)), 1)
             )
         })
         .collect();
-    let _ = writeln!(md, "**{}** ({}).\n", test.name(), rates.join("; "));
+    let note = if per == "request" {
+        String::new()
+    } else {
+        format!("; runs/req and µs/req are per {per}")
+    };
+    let _ = writeln!(md, "**{}** ({}{note}).\n", test.name(), rates.join("; "));
     if kinds.len() == 2 {
         md.push_str(
             "| program | runs/req | runs/req (baseline) | ns/run | ns/run (baseline) | new/base ns/run | µs/req | µs/req (baseline) |\n\

@@ -255,15 +255,27 @@ pub enum ProfTest {
     Conn,
     /// 50 keep-alive connections: per-packet work of established flows.
     KeepAlive,
+    /// One iperf3 stream from the container out (MASQUERADE): the
+    /// per-packet work of a bulk transfer; its "request" is a MB moved.
+    Outbound,
 }
 
 impl ProfTest {
-    pub const ALL: [ProfTest; 2] = [ProfTest::Conn, ProfTest::KeepAlive];
+    pub const ALL: [ProfTest; 3] = [ProfTest::Conn, ProfTest::KeepAlive, ProfTest::Outbound];
 
     pub fn name(self) -> &'static str {
         match self {
             ProfTest::Conn => "conn-rate",
             ProfTest::KeepAlive => "keep-alive",
+            ProfTest::Outbound => "outbound",
+        }
+    }
+
+    /// The unit of `ProfileRun::rate` and what one "request" is.
+    pub fn units(self) -> (&'static str, &'static str) {
+        match self {
+            ProfTest::Outbound => ("Gbit/s", "MB"),
+            _ => ("req/s", "request"),
         }
     }
 }
