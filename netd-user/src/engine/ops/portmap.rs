@@ -316,16 +316,22 @@ impl Engine {
     }
 
     /// Makes the datapath's set of published container ports follow the
-    /// records (several mappings may point at one port).
+    /// records (several mappings may point at one port), on both of a
+    /// dual-stack container's addresses when the port is published on
+    /// IPv6 too.
     pub(super) fn sync_services(&self) -> Result<()> {
         let services: HashSet<Service> = self.read(|s| {
-            s.portmaps
-                .values()
-                .flat_map(|p| entries(&p.mapping, None).collect::<Vec<_>>())
-                .map(|e| Service {
-                    container_ip: e.container_ip,
-                    container_port: e.container_port,
-                    proto: e.proto,
+            let records: Vec<PortMap> = s.portmaps.values().cloned().collect();
+            all_entries(s, &records)
+                .into_iter()
+                .flat_map(|e| {
+                    std::iter::once(e.container_ip)
+                        .chain(e.container_ip6)
+                        .map(move |ip| Service {
+                            container_ip: ip,
+                            container_port: e.container_port,
+                            proto: e.proto,
+                        })
                 })
                 .collect()
         });
