@@ -30,6 +30,8 @@ pub mod names {
         pub const VETHS6: &str = "NETD_VETHS6";
         pub const ENDPOINTS6: &str = "NETD_ENDPOINTS6";
         pub const CT6: &str = "NETD_CT6";
+        pub const CT6_ASSURED: &str = "NETD_CT6_ASSURED";
+        pub const SERVICES6: &str = "NETD_SERVICES6";
         pub const PORTMAPS6: &str = "NETD_PORTMAPS6";
         pub const HOST_ADDRS6: &str = "NETD_HOST_ADDRS6";
         pub const SOCK_ORIGIN6: &str = "NETD_SOCK_ORIGIN6";
@@ -39,7 +41,7 @@ pub mod names {
         /// Every map of the object, all pinned by the daemon. A map the
         /// eBPF side declares must be in it (checked when `netd-ebpf`
         /// compiles).
-        pub const ALL: [&str; 20] = [
+        pub const ALL: [&str; 22] = [
             STATS,
             ENDPOINTS,
             PORTMAPS,
@@ -55,6 +57,8 @@ pub mod names {
             VETHS6,
             ENDPOINTS6,
             CT6,
+            CT6_ASSURED,
+            SERVICES6,
             SCRATCH6,
             PORTMAPS6,
             HOST_ADDRS6,
@@ -65,6 +69,8 @@ pub mod names {
         /// flows (LRU). An assured flow may still have (stale) copies in the
         /// LRU: the assured entry wins, so it comes first.
         pub const CT_TABLES: [&str; 2] = [CT_ASSURED, CONNTRACK];
+        /// The IPv6 twins of `CT_TABLES`, in the same order.
+        pub const CT6_TABLES: [&str; 2] = [CT6_ASSURED, CT6];
     }
 
     /// Names of the programs, by attach point.
@@ -371,8 +377,9 @@ impl Ct6Key {
     }
 }
 
-/// `NETD_CT6` value: the tuple a packet of this entry is rewritten to, as
-/// `CtValue` (two entries per flow, ORIGINAL and REPLY).
+/// `NETD_CT6`/`NETD_CT6_ASSURED` value: the tuple a packet of this entry
+/// is rewritten to and its bookkeeping, field for field as `CtValue`
+/// (two entries per flow, ORIGINAL and REPLY; the same TCP state).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Ct6Value {
@@ -384,10 +391,29 @@ pub struct Ct6Value {
     pub kind: u8,
     /// `ct_dir`.
     pub direction: u8,
-    pub pad: [u8; 2],
+    /// `ct_tcp`, as `CtValue::tcp_flags`.
+    pub tcp_flags: u8,
+    pub pad: u8,
+    /// As `CtValue::tcp_seq_end`.
+    pub tcp_seq_end: u32,
+    pub pad2: u32,
     pub last_seen_ns: u64,
     pub packets: u64,
     pub bytes: u64,
+}
+
+impl Ct6Value {
+    /// The tuple after translation.
+    pub const fn translated(&self, proto: u8) -> Ct6Key {
+        Ct6Key {
+            src_ip: self.nat_src_ip,
+            dst_ip: self.nat_dst_ip,
+            src_port: self.nat_src_port,
+            dst_port: self.nat_dst_port,
+            proto,
+            pad: [0; 3],
+        }
+    }
 }
 
 /// A fragmented IPv4 datagram, as its fragments carry it: only the first
@@ -610,6 +636,19 @@ pub struct ServiceKey {
     pub pad: u8,
 }
 
+/// `NETD_SERVICES6`: the IPv6 twin of `ServiceKey` (a dual-stack
+/// container's published port, on its IPv6 address).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Service6Key {
+    /// Container address (network order).
+    pub container_ip: [u8; 16],
+    /// Container port (network order).
+    pub container_port: u16,
+    pub proto: u8,
+    pub pad: u8,
+}
+
 /// Published-port target.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -643,6 +682,7 @@ mod pod {
     unsafe impl aya::Pod for PortMap6Value {}
     unsafe impl aya::Pod for FragKey {}
     unsafe impl aya::Pod for ServiceKey {}
+    unsafe impl aya::Pod for Service6Key {}
     unsafe impl aya::Pod for FragValue {}
     unsafe impl aya::Pod for Frag6Key {}
     unsafe impl aya::Pod for DatapathConfig {}

@@ -89,7 +89,7 @@ pub fn translate_error<C: PacketCtx>(ctx: &mut C, pkt: &Packet, receiver: u32) -
         return None;
     }
     let r = inner.tuple.reversed();
-    let ct = conntrack::lookup(&r)?;
+    let ct = conntrack::lookup::<conntrack::V4>(&r)?;
     // SAFETY: map value pointer, valid for this run.
     let t = unsafe { (*ct.value).translated(r.proto) };
     let outer_src = if pkt.tuple.src_ip == r.src_ip {

@@ -39,6 +39,7 @@ mod packet;
 mod policy;
 mod published;
 mod route;
+mod segment;
 mod sockaddr;
 mod stats;
 mod tracked;

@@ -3,6 +3,7 @@
 //! `netd_common::names::maps::ALL`: `maps!` checks at compile time that
 //! the statics declared here and that list are the same set.
 
+use crate::segment::Seg;
 use aya_ebpf::{
     btf_maps::{Array, HashMap, LruHashMap, PerCpuArray, SkStorage},
     macros::btf_map,
@@ -10,7 +11,8 @@ use aya_ebpf::{
 use netd_common::{
     BridgeValue, Counter, Ct6Key, Ct6Value, CtKey, CtValue, DatapathConfig, Endpoint6Value,
     EndpointValue, Frag6Key, FragKey, FragValue, PortMap6Key, PortMap6Value, PortMapKey,
-    PortMapValue, ServiceKey, SockOrigin, SockOrigin6, StatIndex, Veth6Value, VethValue,
+    PortMapValue, Service6Key, ServiceKey, SockOrigin, SockOrigin6, StatIndex, Veth6Value,
+    VethValue,
     names::{self, maps::ALL},
 };
 
@@ -55,10 +57,17 @@ maps! {
     /// Dual-stack endpoints by IPv6 address: delivery into the container.
     NETD_ENDPOINTS6: HashMap<[u8; 16], Endpoint6Value, 65536> = HashMap::new();
 
-    /// Connection tracking of IPv6 flows (NAT66, DNAT, hairpin), two
-    /// entries per flow. An LRU, no assured tier yet: flows age out by
-    /// eviction. Sized by `--ct-max` at load, as the IPv4 tables.
-    NETD_CT6: LruHashMap<Ct6Key, Ct6Value, 262144> = LruHashMap::new();
+    /// Connection tracking of new and unanswered IPv6 flows (NAT66, DNAT,
+    /// hairpin), as `NETD_CONNTRACK` for IPv4. Sized by `--ct6-max` at
+    /// load.
+    NETD_CT6: LruHashMap<Ct6Key, Ct6Value, 65536> = LruHashMap::new();
+
+    /// Assured IPv6 flows, as `NETD_CT_ASSURED`. Sized by `--ct6-max`.
+    NETD_CT6_ASSURED: HashMap<Ct6Key, Ct6Value, 65536> = HashMap::new();
+
+    /// The IPv6 twin of `NETD_SERVICES`: dual-stack containers' published
+    /// ports (value: 1).
+    NETD_SERVICES6: HashMap<Service6Key, u32, 65536> = HashMap::new();
 
     /// Published ports on the host's IPv6 addresses -> container ip6:port.
     NETD_PORTMAPS6: HashMap<PortMap6Key, PortMap6Value, 65536> = HashMap::new();
@@ -70,7 +79,7 @@ maps! {
     NETD_SOCK_ORIGIN6: SkStorage<SockOrigin6> = SkStorage::new();
 
     /// Per-CPU room of the IPv6 path for what does not fit its stack.
-    NETD_SCRATCH6: PerCpuArray<Scratch6, 1> = PerCpuArray::new();
+    NETD_SCRATCH6: PerCpuArray<Scratch6Slot, 1> = PerCpuArray::new();
 
     /// Published ports: (host ip or 0, host port, proto) -> container ip:port.
     NETD_PORTMAPS: HashMap<PortMapKey, PortMapValue, 65536> = HashMap::new();
@@ -112,8 +121,16 @@ maps! {
 
 /// Per-CPU room of the IPv6 path (`nat6`) for what is too big for the
 /// stack (the verifier's 512 bytes are shared with the IPv4 program that
-/// calls in): a conntrack key and value being built, the FIB lookup's
-/// parameters.
+/// calls in): the packet's tuple and segment, and `room`.
+#[repr(C)]
+pub struct Scratch6Slot {
+    pub tuple: Ct6Key,
+    pub seg: Seg,
+    pub room: Scratch6,
+}
+
+/// A conntrack key and value being built (or `conntrack::settle`'s other
+/// key), the FIB lookup's parameters.
 #[repr(C)]
 pub struct Scratch6 {
     pub key: Ct6Key,

@@ -6,7 +6,7 @@ use aya_ebpf::{helpers::bpf_get_prandom_u32, programs::TcContext};
 use netd_common::{CtKey, PortMapValue, StatIndex, VethValue, ct_dir, ct_kind};
 
 use crate::{
-    conntrack::{self, Refused},
+    conntrack::{self, Refused, V4},
     ctx::PacketCtx,
     maps::config,
     packet::{IP_DST_OFF, IP_SRC_OFF, Packet, decrement_ttl, set_ip, set_port},
@@ -33,7 +33,7 @@ pub fn translate<C: PacketCtx>(ctx: &mut C, pkt: &Packet, t: &CtKey) -> Result<(
 #[inline(always)]
 pub fn create(pkt: &Packet, t: &CtKey, kind: u8) -> Result<(), Refused> {
     let reply = conntrack::new_entry(&pkt.tuple.reversed(), kind, ct_dir::REPLY, pkt);
-    conntrack::insert_new(&t.reversed(), &reply)?;
+    conntrack::insert_new::<V4>(&t.reversed(), &reply)?;
     conntrack::insert_original(pkt, t, kind)
 }
 
@@ -56,7 +56,7 @@ pub fn create_with_port(
     let mut chosen = *t;
     for _ in 0..PORT_TRIES {
         chosen.src_port = port.to_be();
-        match conntrack::insert_new(&chosen.reversed(), &reply) {
+        match conntrack::insert_new::<V4>(&chosen.reversed(), &reply) {
             Ok(()) => {
                 conntrack::insert_original(pkt, &chosen, kind)?;
                 return Ok(chosen);

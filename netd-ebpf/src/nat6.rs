@@ -1,24 +1,27 @@
 //! IPv6: MASQUERADE (NAT66) of containers' flows to the outside and their
 //! replies, container isolation by network, and exposure, in their own
-//! functions and maps (`NETD_CT6`, `NETD_ENDPOINTS6`). Out of line
-//! (`#[inline(never)]`): 16-byte addresses and 40-byte tuples would
-//! otherwise weigh on the stack and the paths of the IPv4 programs.
+//! functions and maps (`NETD_ENDPOINTS6`, ...). Flows are tracked by
+//! `conntrack`, the IPv4 rules over the IPv6 tables (`V6`: `NETD_CT6`,
+//! `NETD_CT6_ASSURED`). Out of line (`#[inline(never)]`): 16-byte
+//! addresses and 40-byte tuples would otherwise weigh on the stack and the
+//! paths of the IPv4 programs.
 //!
 //! What is translated: TCP, UDP and ICMPv6 echo, right after the fixed
 //! header (the common case, at a constant offset) or behind up to 4
 //! hop-by-hop, routing and destination-options headers (`ipv6`; the
-//! transport header's offset `l4` is then variable). Anything else
-//! (fragments, source-routed packets, other protocols, ICMPv6 errors but
-//! those about tracked flows from outside) is never translated: from a
-//! container it goes where no translation is needed (its own network, the
-//! host, a routed network) or is dropped and counted
-//! (`drop_untranslatable`); from outside it goes to the stack, which does
-//! not forward IPv6 (`all.forwarding` stays 0).
+//! transport header's offset `Seg::l4` is then variable), fragments of
+//! them (as IPv4's: `frag`), and ICMPv6 errors about them. Anything else
+//! (source-routed packets, other protocols, a later fragment whose first
+//! was not seen) is never translated: from a container it goes where no
+//! translation is needed (its own network, the host, a routed network)
+//! or is dropped and counted (`drop_untranslatable`); from outside it
+//! goes to the stack, which does not forward IPv6 (`all.forwarding` stays
+//! 0).
 
 use aya_ebpf::{
     bindings::{
         BPF_F_PSEUDO_HDR, BPF_FIB_LKUP_RET_NO_NEIGH, BPF_FIB_LKUP_RET_NOT_FWDED,
-        BPF_FIB_LKUP_RET_SUCCESS, BPF_FIB_LOOKUP_SRC, BPF_NOEXIST, TC_ACT_SHOT, TC_ACT_UNSPEC,
+        BPF_FIB_LKUP_RET_SUCCESS, BPF_FIB_LOOKUP_SRC, TC_ACT_SHOT, TC_ACT_UNSPEC,
         bpf_fib_lookup as FibParams,
     },
     helpers::{
@@ -30,12 +33,16 @@ use aya_ebpf::{
 use core::{mem, ptr};
 use netd_common::{
     Ct6Key, Ct6Value, Endpoint6Value, FragValue, IPPROTO_TCP, IPPROTO_UDP, PortMap6Value,
-    StatIndex, ct_dir, ct_kind, net_flags,
+    Service6Key, StatIndex, ct_dir, ct_kind, net_flags,
 };
 
 use crate::{
+    conntrack::{self, Entry, Refused, Seg, Tier, V6},
     frag, ipv6,
-    maps::{NETD_BRIDGES, NETD_CT6, NETD_ENDPOINTS6, NETD_SCRATCH6, Scratch6, config},
+    maps::{
+        NETD_BRIDGES, NETD_ENDPOINTS6, NETD_SCRATCH6, NETD_SERVICES6, Scratch6, Scratch6Slot,
+        config,
+    },
     packet::{ETH_HLEN, read, set_macs},
     published::{self, Asker},
     stats::{count, drop},
@@ -70,37 +77,117 @@ pub fn is_ipv6(ctx: &TcContext) -> bool {
 #[inline(always)]
 fn scratch() -> Option<&'static mut Scratch6> {
     // SAFETY: per-CPU slot, only this program run uses it.
-    NETD_SCRATCH6.get_ptr_mut(0).map(|p| unsafe { &mut *p })
+    NETD_SCRATCH6
+        .get_ptr_mut(0)
+        .map(|p| unsafe { &mut (*p).room })
+}
+
+/// The packet's tuple and segment, parsed into the per-CPU slot (not the
+/// stack: the IPv4 program calling in has most of it). None: not a
+/// packet `tuple` parses.
+#[inline(always)]
+fn packet(ctx: &TcContext) -> Option<(&'static Ct6Key, &'static Seg)> {
+    let p = NETD_SCRATCH6.get_ptr_mut(0)?;
+    if !parse(ctx, p) {
+        return None;
+    }
+    // SAFETY: per-CPU slot, only this program run uses it; these fields
+    // are apart from the room `scratch` hands out.
+    unsafe { Some((&(*p).tuple, &(*p).seg)) }
+}
+
+/// Fills in the slot's tuple and segment; false: not a packet `tuple`
+/// parses. Out of line: a frame of its own, beside the paths'.
+#[inline(never)]
+fn parse(ctx: &TcContext, p: *mut Scratch6Slot) -> bool {
+    // SAFETY: the per-CPU slot, as in `packet`.
+    let (k, seg) = unsafe { (&mut (*p).tuple, &mut (*p).seg) };
+    let Some(l4) = tuple(ctx, k) else {
+        return false;
+    };
+    segment(ctx, k, seg, l4);
+    true
+}
+
+/// Copies the address at `off` straight into `dst` (map memory): no
+/// 16-byte copy on the stack.
+#[inline(always)]
+fn load_addr(ctx: &TcContext, off: usize, dst: &mut [u8; 16]) -> Option<()> {
+    // SAFETY: the skb the kernel handed us; `dst` holds 16 bytes.
+    let rc = unsafe {
+        aya_ebpf::helpers::generated::bpf_skb_load_bytes(
+            ctx.skb.skb.cast(),
+            off as u32,
+            dst.as_mut_ptr().cast(),
+            16,
+        )
+    };
+    (rc == 0).then_some(())
 }
 
 /// A packet from a container (`network_id`, `flags`: its endpoint's,
 /// already checked by anti-spoofing).
+///
+/// Its paths are calls of their own (`#[inline(never)]`), siblings under
+/// this small frame rather than one big one: the IPv4 program calling in
+/// leaves the IPv6 path about 200 of the verifier's 512 bytes of stack.
 #[inline(never)]
 pub fn from_container(ctx: &mut TcContext, network_id: u32, flags: u32) -> i32 {
-    let mut k = Ct6Key::default();
-    let Some(l4) = tuple(ctx, &mut k) else {
-        return untranslatable(ctx, network_id, flags);
+    let Some((k, seg)) = packet(ctx) else {
+        // An error about a packet the container received: translated
+        // back to what its sender sent. Anything else: `untranslatable`.
+        return not_a_flow(ctx, true, network_id, flags);
     };
     if is_local_scope(&k.dst_ip) {
         return TC_ACT_UNSPEC;
     }
+    if let Some(entry) = conntrack::lookup::<V6>(k) {
+        return tracked_from_container(ctx, k, seg, entry.value, entry.tier);
+    }
+    new_from_container(ctx, k, seg, network_id, flags)
+}
+
+/// A packet of a tracked flow from a container: a hairpin flow's go to a
+/// container, the rest out.
+#[inline(never)]
+fn tracked_from_container(
+    ctx: &mut TcContext,
+    k: &Ct6Key,
+    seg: &Seg,
+    v: *mut Ct6Value,
+    tier: Tier,
+) -> i32 {
+    record(k, &Entry { value: v, tier }, seg);
     let Some(s) = scratch() else {
         return TC_ACT_SHOT;
     };
-    if let Some(v) = NETD_CT6.get_ptr_mut(&k) {
-        // SAFETY: map value pointer, valid for this run.
-        let v = unsafe { &mut *v };
-        touch(v, ctx.len());
-        // A hairpin flow's packets go to a container, the rest out.
-        if let Some(ep) = NETD_ENDPOINTS6.get_ptr(&v.nat_dst_ip) {
-            if rewrite(ctx, &k, v, l4).is_err() {
-                return drop(StatIndex::DropMalformed, ctx.len());
-            }
-            // SAFETY: map value pointer, valid for this run.
-            return to_endpoint(ctx, unsafe { &*ep });
+    // SAFETY: map value pointer, valid for this run.
+    let v = unsafe { &*v };
+    if let Some(ep) = NETD_ENDPOINTS6.get_ptr(&v.nat_dst_ip) {
+        if rewrite(ctx, k, v, seg).is_err() {
+            return drop(StatIndex::DropMalformed, ctx.len());
         }
-        return out(ctx, &k, v, &mut s.fib, l4);
+        // SAFETY: map value pointer, valid for this run.
+        return to_endpoint(ctx, unsafe { &*ep });
     }
+    out(ctx, k, v, seg, &mut s.fib)
+}
+
+/// A packet of no flow from a container: its own network is bridged,
+/// another is not for it; a published port on a host address is a
+/// hairpin; the rest leaves MASQUERADE-d, unless its network is
+/// `--internal` or routed.
+#[inline(never)]
+fn new_from_container(
+    ctx: &mut TcContext,
+    k: &Ct6Key,
+    seg: &Seg,
+    network_id: u32,
+    flags: u32,
+) -> i32 {
+    let Some(s) = scratch() else {
+        return TC_ACT_SHOT;
+    };
     if let Some(ep) = NETD_ENDPOINTS6.get_ptr(&k.dst_ip) {
         // Its own network is bridged; another network is not for it.
         // SAFETY: map value pointer, valid for this run.
@@ -109,11 +196,11 @@ pub fn from_container(ctx: &mut TcContext, network_id: u32, flags: u32) -> i32 {
         }
         return drop(StatIndex::DropPolicy, ctx.len());
     }
-    let rc = match fib(ctx, &k.src_ip, &k.dst_ip, &k, &mut s.fib) {
+    let rc = match fib(ctx, &k.src_ip, &k.dst_ip, k, &mut s.fib) {
         Ok(rc) => rc,
         // To the host itself (the gateway, the uplink's address): a
         // published port there is a hairpin; the rest is the stack's.
-        Err(BPF_FIB_LKUP_RET_NOT_FWDED) => return hairpin(ctx, &k, network_id, flags, s, l4),
+        Err(BPF_FIB_LKUP_RET_NOT_FWDED) => return hairpin(ctx, k, seg, network_id, flags, s),
         Err(_) => return TC_ACT_UNSPEC,
     };
     if flags & net_flags::INTERNAL != 0 {
@@ -126,9 +213,9 @@ pub fn from_container(ctx: &mut TcContext, network_id: u32, flags: u32) -> i32 {
         }
         // --gateway-mode routed: out with its own address, as the
         // stack routes IPv4 (it does not route IPv6).
-        return forward(ctx, &s.fib, rc);
+        return forward(ctx, rc, &s.fib);
     }
-    if !may_start(ctx, &k, l4) {
+    if !may_start(ctx, k, seg) || from_published_port(k) {
         return drop(StatIndex::DropInvalid, ctx.len());
     }
     if NETD_BRIDGES.get_ptr(s.fib.ifindex).is_some() {
@@ -137,44 +224,107 @@ pub fn from_container(ctx: &mut TcContext, network_id: u32, flags: u32) -> i32 {
     }
     // SAFETY: the helper filled in the IPv6 source (BPF_FIB_LOOKUP_SRC).
     let src: [u8; 16] = unsafe { mem::transmute(s.fib.__bindgen_anon_3.ipv6_src) };
-    if !masquerade(&k, &src, s) {
-        return drop(StatIndex::DropNoPort, ctx.len());
+    if let Err(why) = masquerade(k, &src, seg, s) {
+        return refused(ctx, why);
     }
     count(StatIndex::Snat, ctx.len());
-    out(ctx, &k, &s.value, &mut s.fib, l4)
+    out(ctx, k, &s.value, seg, &mut s.fib)
 }
 
-/// A container's packet netd cannot translate (a fragment, a
-/// source-routed packet, another protocol, an ICMPv6 error): as IPv4 does,
-/// it may go where no translation is needed, its own network or the host
-/// (the stack: bridged or local), or out of a routed network; else it is
-/// dropped and counted, never sent out with its private address (the
-/// stack would not route it either, silently).
-#[inline(always)]
-fn untranslatable(ctx: &mut TcContext, network_id: u32, flags: u32) -> i32 {
-    let (Ok(src), Ok(dst)) = (ctx.load::<[u8; 16]>(SRC_OFF), ctx.load::<[u8; 16]>(DST_OFF)) else {
+/// A packet from the uplink: a reply of a MASQUERADE-d flow goes to its
+/// container; anything else addressed to a container is dropped
+/// (exposure); the rest is the stack's. Paths out of line as in
+/// `from_container`.
+#[inline(never)]
+pub fn from_outside(ctx: &mut TcContext) -> i32 {
+    let Some((k, seg)) = packet(ctx) else {
+        return not_a_flow(ctx, false, 0, 0);
+    };
+    let Some(entry) = conntrack::lookup::<V6>(k) else {
+        if let Some(ep) = NETD_ENDPOINTS6.get_ptr(&k.dst_ip) {
+            // SAFETY: map value pointer, valid for this run.
+            return routed_in(ctx, unsafe { &*ep });
+        }
+        return dnat(ctx, k, seg);
+    };
+    tracked_from_outside(ctx, k, seg, entry.value, entry.tier)
+}
+
+/// A packet of a tracked flow from outside: to its container.
+#[inline(never)]
+fn tracked_from_outside(
+    ctx: &mut TcContext,
+    k: &Ct6Key,
+    seg: &Seg,
+    v: *mut Ct6Value,
+    tier: Tier,
+) -> i32 {
+    record(k, &Entry { value: v, tier }, seg);
+    // SAFETY: map value pointer, valid for this run.
+    let v = unsafe { &*v };
+    let Some(ep) = NETD_ENDPOINTS6.get_ptr(&v.nat_dst_ip) else {
         return TC_ACT_UNSPEC;
     };
-    if is_local_scope(&dst) {
+    if rewrite(ctx, k, v, seg).is_err() {
+        return drop(StatIndex::DropMalformed, ctx.len());
+    }
+    count(StatIndex::ReverseNat, ctx.len());
+    // SAFETY: map value pointer, valid for this run.
+    let ep = unsafe { &*ep };
+    if set_macs(ctx, &ep.mac, &ep.gw_mac).is_err() {
+        return TC_ACT_SHOT;
+    }
+    count(StatIndex::ToContainer, ctx.len());
+    unsafe { bpf_redirect_peer(ep.ifindex, 0) as i32 }
+}
+
+/// A packet `tuple` does not parse: an ICMPv6 error about a tracked flow
+/// is translated and delivered; anything else from a container (its
+/// endpoint's `network_id` and `flags`) is `untranslatable`, from outside
+/// it goes to the stack after the exposure check.
+#[inline(never)]
+fn not_a_flow(ctx: &mut TcContext, from_container: bool, network_id: u32, flags: u32) -> i32 {
+    if let Some(verdict) = icmp_error(ctx, from_container) {
+        return verdict;
+    }
+    if from_container {
+        return untranslatable(ctx, network_id, flags);
+    }
+    exposure(ctx)
+}
+
+/// A container's packet netd cannot translate (a source-routed packet,
+/// another protocol, a later fragment whose first was not seen): as
+/// IPv4's, it may go where no translation is needed, its own network or
+/// the host (the stack: bridged or local), or out of a routed network;
+/// else it is dropped and counted, never sent out with its private
+/// address (the stack would not route it either, silently).
+#[inline(always)]
+fn untranslatable(ctx: &mut TcContext, network_id: u32, flags: u32) -> i32 {
+    let Some(s) = scratch() else {
+        return TC_ACT_SHOT;
+    };
+    // The addresses, straight into the room (ports do not matter to
+    // this route: zeroes).
+    if load_addr(ctx, SRC_OFF, &mut s.key.src_ip).is_none()
+        || load_addr(ctx, DST_OFF, &mut s.key.dst_ip).is_none()
+    {
         return TC_ACT_UNSPEC;
     }
-    if let Some(ep) = NETD_ENDPOINTS6.get_ptr(&dst) {
+    if is_local_scope(&s.key.dst_ip) {
+        return TC_ACT_UNSPEC;
+    }
+    if let Some(ep) = NETD_ENDPOINTS6.get_ptr(&s.key.dst_ip) {
         // SAFETY: map value pointer, valid for this run.
         if unsafe { (*ep).network_id } == network_id {
             return TC_ACT_UNSPEC;
         }
         return drop(StatIndex::DropPolicy, ctx.len());
     }
-    let Some(s) = scratch() else {
-        return TC_ACT_SHOT;
-    };
-    // Ports do not matter to this route: zeroes.
-    s.key.src_ip = src;
-    s.key.dst_ip = dst;
     s.key.src_port = 0;
     s.key.dst_port = 0;
     s.key.proto = 0;
-    let rc = match fib(ctx, &src, &dst, &s.key, &mut s.fib) {
+    let rc = match fib(ctx, &s.key.src_ip, &s.key.dst_ip, &s.key, &mut s.fib) {
         Ok(rc) => rc,
         Err(BPF_FIB_LKUP_RET_NOT_FWDED) => return TC_ACT_UNSPEC,
         Err(_) => return drop(StatIndex::DropUntranslatable, ctx.len()),
@@ -188,65 +338,27 @@ fn untranslatable(ctx: &mut TcContext, network_id: u32, flags: u32) -> i32 {
         return drop(StatIndex::DropPolicy, ctx.len());
     }
     if flags & net_flags::ROUTED != 0 && flags & net_flags::INTERNAL == 0 {
-        return forward(ctx, &s.fib, rc);
+        return forward(ctx, rc, &s.fib);
     }
     drop(StatIndex::DropUntranslatable, ctx.len())
-}
-
-/// A packet from the uplink: a reply of a MASQUERADE-d flow goes to its
-/// container; anything else addressed to a container is dropped
-/// (exposure); the rest is the stack's.
-#[inline(never)]
-pub fn from_outside(ctx: &mut TcContext) -> i32 {
-    let mut k = Ct6Key::default();
-    let Some(l4) = tuple(ctx, &mut k) else {
-        if let Some(verdict) = icmp_error(ctx) {
-            return verdict;
-        }
-        return exposure(ctx);
-    };
-    let Some(v) = NETD_CT6.get_ptr_mut(&k) else {
-        if let Some(ep) = NETD_ENDPOINTS6.get_ptr(&k.dst_ip) {
-            // SAFETY: map value pointer, valid for this run.
-            return routed_in(ctx, unsafe { &*ep });
-        }
-        return dnat(ctx, &k, l4);
-    };
-    // SAFETY: map value pointer, valid for this run.
-    let v = unsafe { &mut *v };
-    touch(v, ctx.len());
-    let Some(ep) = NETD_ENDPOINTS6.get_ptr(&v.nat_dst_ip) else {
-        return TC_ACT_UNSPEC;
-    };
-    if rewrite(ctx, &k, v, l4).is_err() {
-        return drop(StatIndex::DropMalformed, ctx.len());
-    }
-    count(StatIndex::ReverseNat, ctx.len());
-    // SAFETY: map value pointer, valid for this run.
-    let ep = unsafe { &*ep };
-    if set_macs(ctx, &ep.mac, &ep.gw_mac).is_err() {
-        return TC_ACT_SHOT;
-    }
-    count(StatIndex::ToContainer, ctx.len());
-    unsafe { bpf_redirect_peer(ep.ifindex, 0) as i32 }
 }
 
 /// A new flow from outside to a published port on one of the host's
 /// addresses (`published::lookup6`: bound to that address, or to `::`):
 /// DNAT to the container, whose reply goes out through its REPLY entry.
 /// The client's address is kept.
-#[inline(always)]
-fn dnat(ctx: &mut TcContext, k: &Ct6Key, l4: usize) -> i32 {
+#[inline(never)]
+fn dnat(ctx: &mut TcContext, k: &Ct6Key, seg: &Seg) -> i32 {
     let Some(target) = published::lookup6(&k.dst_ip, k.dst_port, k.proto, Asker::Packet) else {
         return TC_ACT_UNSPEC;
     };
-    if !may_start(ctx, k, l4) {
+    if !may_start(ctx, k, seg) {
         return drop(StatIndex::DropInvalid, ctx.len());
     }
     let Some(s) = scratch() else {
         return TC_ACT_SHOT;
     };
-    dnat_flow(ctx, k, &target, &k.src_ip, s, l4)
+    dnat_flow(ctx, k, seg, target, &k.src_ip, s)
 }
 
 /// A container's new flow to a published port on a host address (its
@@ -260,10 +372,10 @@ fn dnat(ctx: &mut TcContext, k: &Ct6Key, l4: usize) -> i32 {
 fn hairpin(
     ctx: &mut TcContext,
     k: &Ct6Key,
+    seg: &Seg,
     network_id: u32,
     flags: u32,
     s: &mut Scratch6,
-    l4: usize,
 ) -> i32 {
     let Some(target) = published::lookup6(&k.dst_ip, k.dst_port, k.proto, Asker::Packet) else {
         return TC_ACT_UNSPEC;
@@ -275,13 +387,13 @@ fn hairpin(
     if flags & net_flags::INTERNAL != 0 && unsafe { (*ep).network_id } != network_id {
         return drop(StatIndex::DropPolicy, ctx.len());
     }
-    if !may_start(ctx, k, l4) {
+    if !may_start(ctx, k, seg) {
         return drop(StatIndex::DropInvalid, ctx.len());
     }
     if same(&target.container_ip, &k.src_ip) {
-        return dnat_flow(ctx, k, &target, &k.dst_ip, s, l4);
+        return dnat_flow(ctx, k, seg, target, &k.dst_ip, s);
     }
-    dnat_flow(ctx, k, &target, &k.src_ip, s, l4)
+    dnat_flow(ctx, k, seg, target, &k.src_ip, s)
 }
 
 /// Creates a DNAT flow from `k` to `target` (REPLY entry first, NOEXIST),
@@ -291,10 +403,10 @@ fn hairpin(
 fn dnat_flow(
     ctx: &mut TcContext,
     k: &Ct6Key,
+    seg: &Seg,
     target: &PortMap6Value,
     src: &[u8; 16],
     s: &mut Scratch6,
-    l4: usize,
 ) -> i32 {
     let Ok(hops) = ctx.load::<u8>(HOP_OFF) else {
         return TC_ACT_UNSPEC;
@@ -305,7 +417,6 @@ fn dnat_flow(
     let Some(ep) = NETD_ENDPOINTS6.get_ptr(&target.container_ip) else {
         return TC_ACT_UNSPEC;
     };
-    let now = unsafe { bpf_ktime_get_coarse_ns() };
     // REPLY: container:port -> client (as translated), back to
     // host:port -> client.
     s.key.src_ip = target.container_ip;
@@ -318,33 +429,19 @@ fn dnat_flow(
     s.value.nat_dst_ip = k.src_ip;
     s.value.nat_src_port = k.dst_port;
     s.value.nat_dst_port = k.src_port;
-    s.value.kind = ct_kind::DNAT;
-    s.value.direction = ct_dir::REPLY;
-    s.value.last_seen_ns = now;
-    unsafe {
-        ptr::write_volatile(&mut s.value.pad, [0; 2]);
-        ptr::write_volatile(&mut s.value.packets, 0);
-        ptr::write_volatile(&mut s.value.bytes, 0);
-    }
-    if NETD_CT6
-        .insert(&s.key, &s.value, u64::from(BPF_NOEXIST))
-        .is_err()
-    {
-        return drop(StatIndex::DropInvalid, ctx.len());
+    new_entry(&mut s.value, ct_kind::DNAT, ct_dir::REPLY, seg);
+    if let Err(why) = conntrack::insert_new::<V6>(&s.key, &s.value) {
+        return refused(ctx, why);
     }
     s.value.nat_src_ip = *src;
     s.value.nat_dst_ip = target.container_ip;
     s.value.nat_src_port = k.src_port;
     s.value.nat_dst_port = target.container_port;
-    s.value.direction = ct_dir::ORIGINAL;
-    if NETD_CT6
-        .insert(k, &s.value, u64::from(BPF_NOEXIST))
-        .is_err()
-    {
-        let _ = NETD_CT6.remove(&s.key);
-        return drop(StatIndex::DropInvalid, ctx.len());
+    new_entry(&mut s.value, ct_kind::DNAT, ct_dir::ORIGINAL, seg);
+    if let Err(why) = conntrack::insert_original_of::<V6>(k, &s.value, &s.key) {
+        return refused(ctx, why);
     }
-    if rewrite(ctx, k, &s.value, l4).is_err() || ctx.store(HOP_OFF, &(hops - 1), 0).is_err() {
+    if rewrite(ctx, k, &s.value, seg).is_err() || ctx.store(HOP_OFF, &(hops - 1), 0).is_err() {
         return drop(StatIndex::DropMalformed, ctx.len());
     }
     count(StatIndex::Dnat, ctx.len());
@@ -358,15 +455,22 @@ fn dnat_flow(
 }
 
 /// An ICMPv6 error (destination unreachable, packet too big, time
-/// exceeded, parameter problem) from outside about a packet of a tracked
-/// flow: delivered to the container, the outer destination and the
-/// embedded packet's source (address, port or echo identifier) translated
-/// back, the ICMPv6 checksum following. Packet Too Big must reach the
-/// container: IPv6 routers never fragment, path MTU discovery depends on
-/// it. The embedded transport checksum is left as it is (no receiver
-/// checks it). None: not such an error, or about no flow of ours.
+/// exceeded, parameter problem) about a packet of a tracked flow, as
+/// `icmp::translate_error` for IPv4: the embedded packet I travelled the
+/// other way, so the error is the flow's whose entry is keyed by I
+/// reversed (R), translating to T. The error goes to T's destination,
+/// from T's source if R's source sent it (else, a router on the path, it
+/// keeps its source), and I becomes T reversed; the ICMPv6 checksum
+/// follows. From outside this brings Packet Too Big to the container
+/// (IPv6 routers never fragment, path MTU discovery depends on it); from
+/// a container (`from_container`), its errors about what it received (a
+/// closed port of a published UDP service) reach the peer as the host's.
+/// A container reports only on packets sent to it (I's destination is
+/// the error's own, anti-spoofed, source), never on another's flows. The
+/// embedded transport checksum is left as it is (no receiver checks it).
+/// None: not such an error, or about no flow of ours.
 #[inline(always)]
-fn icmp_error(ctx: &mut TcContext) -> Option<i32> {
+fn icmp_error(ctx: &mut TcContext, from_container: bool) -> Option<i32> {
     if ctx.load::<u8>(NEXT_OFF).ok()? != IPPROTO_ICMPV6 {
         return None;
     }
@@ -375,7 +479,9 @@ fn icmp_error(ctx: &mut TcContext) -> Option<i32> {
         return None;
     }
     let proto = ctx.load::<u8>(INNER + 6).ok()?;
-    let (port_off, sport, dport) = match proto {
+    // I's ports (an echo request: its identifier as source port) and
+    // where they are.
+    let (sport_off, sport, dport) = match proto {
         IPPROTO_TCP | IPPROTO_UDP => (
             INNER_L4,
             ctx.load::<u16>(INNER_L4).ok()?,
@@ -387,38 +493,65 @@ fn icmp_error(ctx: &mut TcContext) -> Option<i32> {
         _ => return None,
     };
     let s = scratch()?;
-    // The embedded packet left the host translated: the flow's entry for
-    // the other direction is keyed by its tuple reversed, and names the
-    // container (`nat_dst_*`) for MASQUERADE replies and DNAT originals
-    // alike.
-    s.key.src_ip = ctx.load::<[u8; 16]>(INNER + 24).ok()?;
-    s.key.dst_ip = ctx.load::<[u8; 16]>(INNER + 8).ok()?;
+    // R, and the outer addresses (kept in the scratch value's fields).
+    load_addr(ctx, INNER + 24, &mut s.key.src_ip)?;
+    load_addr(ctx, INNER + 8, &mut s.key.dst_ip)?;
     s.key.src_port = dport;
     s.key.dst_port = sport;
     s.key.proto = proto;
     unsafe { ptr::write_volatile(&mut s.key.pad, [0; 3]) };
-    let v = NETD_CT6.get_ptr(&s.key)?;
+    load_addr(ctx, SRC_OFF, &mut s.value.nat_src_ip)?;
+    load_addr(ctx, DST_OFF, &mut s.value.nat_dst_ip)?;
+    let from_r = same(&s.value.nat_src_ip, &s.key.src_ip);
+    if from_container && !from_r {
+        return None;
+    }
+    let entry = conntrack::lookup::<V6>(&s.key)?;
     // SAFETY: map value pointer, valid for this run.
-    let v = unsafe { &*v };
-    let ep = NETD_ENDPOINTS6.get_ptr(&v.nat_dst_ip)?;
-    // The outer destination (in the pseudo header), then the embedded
-    // source (in the ICMPv6 payload).
-    s.value.nat_src_ip = ctx.load::<[u8; 16]>(DST_OFF).ok()?;
+    let t = unsafe { &*entry.value };
+    // Where it goes: a container, or (from a container) out.
+    let ep = NETD_ENDPOINTS6.get_ptr(&t.nat_dst_ip);
+    if ep.is_none() && !from_container {
+        return None;
+    }
+    // Every address is written, changed or not: comparing 16-byte
+    // addresses costs more registers than the programs' stack can spill
+    // (and these are rare packets).
     let csum = L4 + 2;
-    let rewritten = set_addr(ctx, DST_OFF, &s.value.nat_src_ip, &v.nat_dst_ip, csum)
-        .and_then(|()| set_payload_addr(ctx, INNER + 8, &s.key.dst_ip, &v.nat_dst_ip, csum))
-        .and_then(|()| set_port(ctx, port_off, sport, v.nat_dst_port, csum));
+    let outer_src = if from_r {
+        &t.nat_src_ip
+    } else {
+        &s.value.nat_src_ip
+    };
+    let rewritten = set_addr(ctx, SRC_OFF, &s.value.nat_src_ip, outer_src, csum)
+        .and_then(|()| set_addr(ctx, DST_OFF, &s.value.nat_dst_ip, &t.nat_dst_ip, csum))
+        .and_then(|()| set_payload_addr(ctx, INNER + 8, &s.key.dst_ip, &t.nat_dst_ip, csum))
+        .and_then(|()| set_payload_addr(ctx, INNER + 24, &s.key.src_ip, &t.nat_src_ip, csum))
+        .and_then(|()| set_port(ctx, sport_off, sport, t.nat_dst_port, csum))
+        .and_then(|()| match proto {
+            IPPROTO_ICMPV6 => Ok(()),
+            _ => set_port(ctx, INNER_L4 + 2, dport, t.nat_src_port, csum),
+        });
     if rewritten.is_err() {
         return Some(drop(StatIndex::DropMalformed, ctx.len()));
     }
     count(StatIndex::ReverseNat, ctx.len());
-    // SAFETY: map value pointer, valid for this run.
-    let ep = unsafe { &*ep };
-    if set_macs(ctx, &ep.mac, &ep.gw_mac).is_err() {
-        return Some(TC_ACT_SHOT);
+    if let Some(ep) = ep {
+        // SAFETY: map value pointer, valid for this run.
+        return Some(to_endpoint(ctx, unsafe { &*ep }));
     }
-    count(StatIndex::ToContainer, ctx.len());
-    Some(unsafe { bpf_redirect_peer(ep.ifindex, 0) as i32 })
+    // Out, routed from its (new) source to the peer.
+    load_addr(ctx, SRC_OFF, &mut s.key.src_ip)?;
+    s.key.dst_ip = t.nat_dst_ip;
+    s.key.src_port = 0;
+    s.key.dst_port = 0;
+    s.key.proto = IPPROTO_ICMPV6;
+    Some(
+        match fib(ctx, &s.key.src_ip, &s.key.dst_ip, &s.key, &mut s.fib) {
+            Ok(rc) => send(ctx, rc, &s.fib),
+            Err(_) => drop(StatIndex::DropUntranslatable, ctx.len()),
+        },
+    )
 }
 
 /// IPv6 netd does not translate, from outside: nothing of it reaches a
@@ -462,16 +595,16 @@ fn hop(ctx: &mut TcContext) -> Result<(), ()> {
 
 /// A routed network's packet out, untranslated, where the FIB said.
 #[inline(always)]
-fn forward(ctx: &mut TcContext, params: &FibParams, rc: u32) -> i32 {
+fn forward(ctx: &mut TcContext, rc: u32, params: &FibParams) -> i32 {
     if hop(ctx).is_err() {
         return drop(StatIndex::DropTtl, ctx.len());
     }
-    send(ctx, params, rc)
+    send(ctx, rc, params)
 }
 
 /// The packet of tuple `k`, rewritten to `v`'s tuple, out through the FIB.
 #[inline(always)]
-fn out(ctx: &mut TcContext, k: &Ct6Key, v: &Ct6Value, params: &mut FibParams, l4: usize) -> i32 {
+fn out(ctx: &mut TcContext, k: &Ct6Key, v: &Ct6Value, seg: &Seg, params: &mut FibParams) -> i32 {
     let Ok(hops) = ctx.load::<u8>(HOP_OFF) else {
         return TC_ACT_UNSPEC;
     };
@@ -486,15 +619,15 @@ fn out(ctx: &mut TcContext, k: &Ct6Key, v: &Ct6Value, params: &mut FibParams, l4
     let Ok(rc) = fib(ctx, &v.nat_src_ip, &v.nat_dst_ip, &t, params) else {
         return TC_ACT_UNSPEC;
     };
-    if rewrite(ctx, k, v, l4).is_err() || ctx.store(HOP_OFF, &(hops - 1), 0).is_err() {
+    if rewrite(ctx, k, v, seg).is_err() || ctx.store(HOP_OFF, &(hops - 1), 0).is_err() {
         return drop(StatIndex::DropMalformed, ctx.len());
     }
-    send(ctx, params, rc)
+    send(ctx, rc, params)
 }
 
-/// Out of the device the FIB picked, to its next hop.
+/// Out through the FIB's answer `params` (`rc`: its code).
 #[inline(always)]
-fn send(ctx: &mut TcContext, params: &FibParams, rc: u32) -> i32 {
+fn send(ctx: &mut TcContext, rc: u32, params: &FibParams) -> i32 {
     let ifindex = params.ifindex;
     if rc == BPF_FIB_LKUP_RET_NO_NEIGH {
         return unsafe { bpf_redirect_neigh(ifindex, ptr::null_mut(), 0, 0) as i32 };
@@ -519,8 +652,7 @@ fn to_endpoint(ctx: &mut TcContext, ep: &Endpoint6Value) -> i32 {
 /// fixed header (checked first, a constant: the common case pays no
 /// walk), behind extension headers, or in a fragment (`fragment`; 0 for a
 /// later fragment, which has none). None for anything else
-/// (source-routed packets included). An out parameter: a returned tuple
-/// would cost the stack a second copy.
+/// (source-routed packets included).
 #[inline(always)]
 fn tuple(ctx: &TcContext, k: &mut Ct6Key) -> Option<usize> {
     let mut proto = ctx.load::<u8>(NEXT_OFF).ok()?;
@@ -538,8 +670,10 @@ fn tuple(ctx: &TcContext, k: &mut Ct6Key) -> Option<usize> {
     }
     k.proto = proto;
     ports(ctx, l4, k)?;
-    k.src_ip = ctx.load::<[u8; 16]>(SRC_OFF).ok()?;
-    k.dst_ip = ctx.load::<[u8; 16]>(DST_OFF).ok()?;
+    load_addr(ctx, SRC_OFF, &mut k.src_ip)?;
+    load_addr(ctx, DST_OFF, &mut k.dst_ip)?;
+    // SAFETY: a field of the caller's key (volatile: no memset call).
+    unsafe { ptr::write_volatile(&mut k.pad, [0; 3]) };
     Some(l4)
 }
 
@@ -575,8 +709,10 @@ fn ports(ctx: &TcContext, l4: usize, k: &mut Ct6Key) -> Option<()> {
 fn fragment(ctx: &TcContext, off: usize, k: &mut Ct6Key) -> Option<usize> {
     let head = ctx.load::<[u8; 8]>(off).ok()?;
     k.proto = head[0];
-    k.src_ip = ctx.load::<[u8; 16]>(SRC_OFF).ok()?;
-    k.dst_ip = ctx.load::<[u8; 16]>(DST_OFF).ok()?;
+    load_addr(ctx, SRC_OFF, &mut k.src_ip)?;
+    load_addr(ctx, DST_OFF, &mut k.dst_ip)?;
+    // SAFETY: as in `tuple`.
+    unsafe { ptr::write_volatile(&mut k.pad, [0; 3]) };
     let s = scratch()?;
     s.frag.src_ip = k.src_ip;
     s.frag.dst_ip = k.dst_ip;
@@ -613,10 +749,11 @@ fn same(a: &[u8; 16], b: &[u8; 16]) -> bool {
     w(a, 0) == w(b, 0) && w(a, 8) == w(b, 8)
 }
 
-/// New flows start with a TCP SYN, a UDP datagram or an echo request.
+/// New flows start with a TCP SYN, a UDP datagram or an echo request;
+/// never with a later fragment (no transport header).
 #[inline(always)]
-fn may_start(ctx: &TcContext, k: &Ct6Key, l4: usize) -> bool {
-    // A later fragment (no transport header) starts nothing.
+fn may_start(ctx: &TcContext, k: &Ct6Key, seg: &Seg) -> bool {
+    let l4 = usize::from(seg.l4);
     if l4 == 0 {
         return false;
     }
@@ -630,20 +767,92 @@ fn may_start(ctx: &TcContext, k: &Ct6Key, l4: usize) -> bool {
     }
 }
 
+/// What conntrack needs of a packet of flow `k` whose transport header
+/// is at `l4` (0: a later fragment), into `seg`: its length and, for TCP,
+/// flags, sequence number and payload length (the IPv6 payload less what
+/// precedes the TCP payload).
 #[inline(always)]
-fn touch(v: &mut Ct6Value, len: u32) {
+fn segment(ctx: &TcContext, k: &Ct6Key, seg: &mut Seg, l4: usize) {
+    seg.proto = k.proto;
+    seg.len = ctx.len();
+    seg.l4 = l4 as u16;
+    seg.tcp_flags = 0;
+    seg.tcp_seq = 0;
+    seg.tcp_payload = 0;
+    if k.proto == IPPROTO_TCP && l4 != 0 {
+        let payload = ctx.load::<u16>(ETH_HLEN + 4).map_or(0, u16::from_be);
+        let doff = ctx.load::<u8>(l4 + 12).map_or(0, |b| u32::from(b >> 4) * 4);
+        let ext = (l4 - L4) as u32;
+        seg.tcp_flags = ctx.load::<u8>(l4 + 13).unwrap_or(0);
+        seg.tcp_seq = ctx.load::<u32>(l4 + 4).map_or(0, u32::from_be);
+        seg.tcp_payload = u32::from(payload).saturating_sub(doff + ext);
+    }
+}
+
+/// A packet of a tracked flow, recorded on its entry (`conntrack::record`:
+/// TCP state, promotion); a flow that cannot become assured is counted.
+#[inline(always)]
+fn record(k: &Ct6Key, entry: &Entry<V6>, seg: &Seg) {
+    if conntrack::record::<V6, Seg>(k, entry, seg).is_err() {
+        count(StatIndex::DropCtFull, seg.len);
+    }
+}
+
+/// A new flow that could not be tracked is dropped, counted by why (as
+/// `nat::refused`).
+#[inline(always)]
+fn refused(ctx: &TcContext, why: Refused) -> i32 {
+    let stat = match why {
+        Refused::Full => StatIndex::DropCtFull,
+        Refused::Clash => StatIndex::DropInvalid,
+        Refused::NoPort => StatIndex::DropNoPort,
+    };
+    drop(stat, ctx.len())
+}
+
+/// Completes the entry `v` (its tuple already set) of a new flow for
+/// `direction`, as `conntrack::new_entry` (field by field, zeroes
+/// volatile: LLVM would merge them into a memset call the verifier
+/// refuses on map memory).
+#[inline(always)]
+fn new_entry(v: &mut Ct6Value, kind: u8, direction: u8, seg: &Seg) {
+    let original = direction == ct_dir::ORIGINAL;
+    v.kind = kind;
+    v.direction = direction;
     v.last_seen_ns = unsafe { bpf_ktime_get_coarse_ns() };
-    v.packets += 1;
-    v.bytes += u64::from(len);
+    unsafe {
+        ptr::write_volatile(&mut v.pad, 0);
+        ptr::write_volatile(&mut v.pad2, 0);
+        ptr::write_volatile(&mut v.packets, u64::from(original));
+        ptr::write_volatile(&mut v.bytes, if original { u64::from(seg.len) } else { 0 });
+    }
+    conntrack::start_tcp::<V6, Seg>(v, direction, seg);
+}
+
+/// A datagram from a container's published UDP port (`NETD_SERVICES6`):
+/// the reply of a flow whose entry is gone, never a new flow (as
+/// `policy::from_published_port`).
+#[inline(always)]
+fn from_published_port(k: &Ct6Key) -> bool {
+    if k.proto != IPPROTO_UDP {
+        return false;
+    }
+    let key = Service6Key {
+        container_ip: k.src_ip,
+        container_port: k.src_port,
+        proto: k.proto,
+        pad: 0,
+    };
+    NETD_SERVICES6.get_ptr(&key).is_some()
 }
 
 /// Creates the two entries of a MASQUERADE-d flow from `k` with the
 /// source `src`: the flow's own port if its reply tuple is free, else
-/// random ones of `--nat-ports`. The REPLY entry goes in first with
-/// NOEXIST (it is what makes a port taken). On success `s.value` is the
-/// ORIGINAL entry: the translated tuple.
+/// random ones of `--nat-ports`. The REPLY entry goes in first, never
+/// over another flow's in either table (it is what makes a port taken).
+/// On success `s.value` is the ORIGINAL entry: the translated tuple.
 #[inline(always)]
-fn masquerade(k: &Ct6Key, src: &[u8; 16], s: &mut Scratch6) -> bool {
+fn masquerade(k: &Ct6Key, src: &[u8; 16], seg: &Seg, s: &mut Scratch6) -> Result<(), Refused> {
     let (min, max) = match config() {
         Some(c) if c.nat_port_max >= c.nat_port_min && c.nat_port_min > 0 => {
             (c.nat_port_min, c.nat_port_max)
@@ -652,9 +861,6 @@ fn masquerade(k: &Ct6Key, src: &[u8; 16], s: &mut Scratch6) -> bool {
     };
     // Never zero, and LLVM can see it (no division-by-zero panic path).
     let span = (max.wrapping_sub(min) & 0xffff) + 1;
-    let now = unsafe { bpf_ktime_get_coarse_ns() };
-    // Field by field, zeroes volatile: LLVM would merge them into a
-    // memset call the verifier refuses on map memory.
     s.key.src_ip = k.dst_ip;
     s.key.dst_ip = *src;
     s.key.src_port = k.dst_port;
@@ -665,48 +871,37 @@ fn masquerade(k: &Ct6Key, src: &[u8; 16], s: &mut Scratch6) -> bool {
     s.value.nat_dst_ip = k.src_ip;
     s.value.nat_src_port = k.dst_port;
     s.value.nat_dst_port = k.src_port;
-    s.value.kind = ct_kind::SNAT;
-    s.value.direction = ct_dir::REPLY;
-    s.value.last_seen_ns = now;
-    unsafe {
-        ptr::write_volatile(&mut s.value.pad, [0; 2]);
-        ptr::write_volatile(&mut s.value.packets, 0);
-        ptr::write_volatile(&mut s.value.bytes, 0);
-    }
+    new_entry(&mut s.value, ct_kind::SNAT, ct_dir::REPLY, seg);
     let mut tries = 0;
     while tries <= PORT_TRIES {
-        if NETD_CT6
-            .insert(&s.key, &s.value, u64::from(BPF_NOEXIST))
-            .is_ok()
-        {
-            s.value.nat_src_ip = *src;
-            s.value.nat_dst_ip = k.dst_ip;
-            s.value.nat_src_port = s.key.dst_port;
-            s.value.nat_dst_port = k.dst_port;
-            s.value.direction = ct_dir::ORIGINAL;
-            if NETD_CT6
-                .insert(k, &s.value, u64::from(BPF_NOEXIST))
-                .is_err()
-            {
-                let _ = NETD_CT6.remove(&s.key);
-                return false;
+        match conntrack::insert_new::<V6>(&s.key, &s.value) {
+            Ok(()) => {
+                s.value.nat_src_ip = *src;
+                s.value.nat_dst_ip = k.dst_ip;
+                s.value.nat_src_port = s.key.dst_port;
+                s.value.nat_dst_port = k.dst_port;
+                new_entry(&mut s.value, ct_kind::SNAT, ct_dir::ORIGINAL, seg);
+                return conntrack::insert_original_of::<V6>(k, &s.value, &s.key);
             }
-            return true;
+            Err(Refused::Clash) => {}
+            Err(why) => return Err(why),
         }
         tries += 1;
         let random = unsafe { bpf_get_prandom_u32() };
         s.key.dst_port = ((min + random % span) as u16).to_be();
     }
-    false
+    Err(Refused::NoPort)
 }
 
 /// Rewrites the packet of tuple `k` to `v`'s tuple: addresses (the
-/// pseudo-header part of the L4 checksum), ports or the echo identifier.
+/// pseudo-header part of the L4 checksum), ports or the echo identifier,
+/// in the transport header at `seg.l4`; a later fragment's addresses only.
 #[inline(always)]
-fn rewrite(ctx: &mut TcContext, k: &Ct6Key, v: &Ct6Value, l4: usize) -> Result<(), ()> {
+fn rewrite(ctx: &mut TcContext, k: &Ct6Key, v: &Ct6Value, seg: &Seg) -> Result<(), ()> {
+    let l4 = usize::from(seg.l4);
     if l4 == 0 {
-        // A later fragment: the addresses only (the transport header and
-        // its checksum are in the first fragment).
+        // A later fragment: the transport header and its checksum are in
+        // the first fragment.
         if !same(&k.src_ip, &v.nat_src_ip) {
             ctx.store(SRC_OFF, &v.nat_src_ip, 0).map_err(|_| ())?;
         }

@@ -56,8 +56,15 @@ pub fn lookup(ip: u32, port: u16, proto: u8, asker: Asker) -> Option<PortMapValu
 /// `ip` is one of the host's own addresses (`NETD_HOST_ADDRS6`: traffic
 /// routed through the host to another address keeps its port), or ::1
 /// for a host socket. A mapping bound to ::1 is the host's sockets' only.
+/// The map's value itself, not a copy: the IPv6 tc paths have little
+/// stack to spare.
 #[inline(always)]
-pub fn lookup6(ip: &[u8; 16], port: u16, proto: u8, asker: Asker) -> Option<PortMap6Value> {
+pub fn lookup6(
+    ip: &[u8; 16],
+    port: u16,
+    proto: u8,
+    asker: Asker,
+) -> Option<&'static PortMap6Value> {
     if proto != IPPROTO_TCP && proto != IPPROTO_UDP {
         return None;
     }
@@ -72,15 +79,15 @@ pub fn lookup6(ip: &[u8; 16], port: u16, proto: u8, asker: Asker) -> Option<Port
         pad: 0,
     };
     if let Some(v) = NETD_PORTMAPS6.get_ptr(&key) {
-        // SAFETY: map value pointer, valid for this run; copied out.
-        return Some(unsafe { *v });
+        // SAFETY: map value pointer, valid for this program run.
+        return Some(unsafe { &*v });
     }
     if !loopback {
         NETD_HOST_ADDRS6.get_ptr(ip)?;
     }
     key.host_ip = [0; 16];
     // SAFETY: as above.
-    NETD_PORTMAPS6.get_ptr(&key).map(|v| unsafe { *v })
+    NETD_PORTMAPS6.get_ptr(&key).map(|v| unsafe { &*v })
 }
 
 /// ::1.

@@ -7,7 +7,7 @@ use aya_ebpf::{bindings::TC_ACT_UNSPEC, programs::TcContext};
 use netd_common::{CtKey, StatIndex, ct_dir, ct_kind};
 
 use crate::{
-    conntrack::{self, Entry, Tier},
+    conntrack::{self, Entry, V4},
     icmp,
     nat::translate,
     packet::{Packet, Skip, parse},
@@ -36,7 +36,7 @@ pub fn tracked_or_parsed(ctx: &mut TcContext, from: Ingress) -> Result<Packet, i
     if icmp::is_error(&pkt) {
         return Err(icmp_error(ctx, &pkt, from));
     }
-    match conntrack::lookup(&pkt.tuple) {
+    match conntrack::lookup::<V4>(&pkt.tuple) {
         Some(ct) => Err(forward_tracked(ctx, &pkt, ct, from)),
         None => Ok(pkt),
     }
@@ -81,19 +81,14 @@ fn icmp_error(ctx: &mut TcContext, pkt: &Packet, from: Ingress) -> i32 {
 
 /// A packet of a known flow: apply the flow's translation and deliver.
 #[inline(always)]
-fn forward_tracked(ctx: &mut TcContext, pkt: &Packet, entry: Entry, from: Ingress) -> i32 {
+fn forward_tracked(ctx: &mut TcContext, pkt: &Packet, entry: Entry<V4>, from: Ingress) -> i32 {
     if pkt.ttl <= 1 {
         return ttl_expired(ctx, pkt, from);
     }
     let ct = entry.value;
     // SAFETY: map value pointer, valid for this run.
     let t = unsafe { (*ct).translated(pkt.tuple.proto) };
-    if conntrack::touch(ct, pkt) {
-        conntrack::reset_tcp(&t.reversed());
-    }
-    // Only a new flow's packets can make it assured: assured flows (most
-    // packets) skip the out-of-line call.
-    if entry.tier == Tier::New && conntrack::settle(&pkt.tuple, &entry, pkt).is_err() {
+    if conntrack::record(&pkt.tuple, &entry, pkt).is_err() {
         count(StatIndex::DropCtFull, pkt.len);
     }
     if translate(ctx, pkt, &t).is_err() {

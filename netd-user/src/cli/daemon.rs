@@ -13,7 +13,9 @@ use tracing::warn;
 use crate::{
     engine::{EngineConfig, address_pool::AddressPool},
     kernel::{conntrack::Timeouts, host},
-    server::{self, CT_MAX_DEFAULT, CT_MAX_LIMIT, CT_MAX_MIN, DaemonConfig, NatPorts},
+    server::{
+        self, CT_MAX_DEFAULT, CT_MAX_LIMIT, CT_MAX_MIN, CT6_MAX_DEFAULT, DaemonConfig, NatPorts,
+    },
 };
 
 #[derive(Args, Debug)]
@@ -73,6 +75,11 @@ pub struct DaemonArgs {
     #[arg(long, value_name = "FLOWS", default_value_t = CT_MAX_DEFAULT,
           value_parser = clap::value_parser!(u32).range(CT_MAX_MIN as i64..=CT_MAX_LIMIT as i64))]
     pub ct_max: u32,
+    /// Flows each IPv6 conntrack table holds (two entries each, about 400
+    /// bytes of kernel memory per flow in the two tables); as `--ct-max`.
+    #[arg(long, value_name = "FLOWS", default_value_t = CT6_MAX_DEFAULT,
+          value_parser = clap::value_parser!(u32).range(CT_MAX_MIN as i64..=CT_MAX_LIMIT as i64))]
+    pub ct6_max: u32,
     /// MASQUERADE source ports: a flow keeps its own port when free, else
     /// gets one of MIN-MAX.
     #[arg(long, value_name = "MIN-MAX", default_value = "1024-65535")]
@@ -120,6 +127,7 @@ pub fn run(args: DaemonArgs, socket: &Path) -> Result<()> {
             icmp: Duration::from_secs(args.ct_icmp_timeout),
         },
         ct_max_flows: args.ct_max,
+        ct6_max_flows: args.ct6_max,
         nat_ports: args.nat_ports,
         ct_gc_interval: Duration::from_secs(args.ct_gc_interval),
         dns_upstreams: args.dns_upstreams.into_iter().map(Into::into).collect(),

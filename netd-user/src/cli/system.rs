@@ -28,19 +28,26 @@ pub fn status(ctx: &Ctx) -> Result<()> {
     Ok(())
 }
 
-/// "conntrack: 1200/524288 entries (0.2%), drop_ct_full 0, drop_no_port 0"
-/// (entries of both tables, new and assured flows).
+/// "conntrack: 1200/524288 entries (0.2%), IPv6 10/131072 entries (0.0%),
+/// drop_ct_full 0, drop_no_port 0" (entries of both tables, new and
+/// assured flows, per family).
 fn conntrack_line(ct: &Value) -> String {
-    let max = ct["max_entries"].as_u64().unwrap_or(0);
-    let fill = match ct["entries"].as_u64() {
-        Some(n) if max > 0 => format!("{n}/{max} entries ({:.1}%)", n as f64 * 100.0 / max as f64),
-        _ => format!("?/{max} entries (not counted yet)"),
-    };
     format!(
-        "conntrack: {fill}, drop_ct_full {}, drop_no_port {}",
+        "conntrack: {}, IPv6 {}, drop_ct_full {}, drop_no_port {}",
+        fill(ct),
+        fill(&ct["ipv6"]),
         super::field(ct, "drop_ct_full"),
         super::field(ct, "drop_no_port"),
     )
+}
+
+/// "1200/524288 entries (0.2%)".
+fn fill(ct: &Value) -> String {
+    let max = ct["max_entries"].as_u64().unwrap_or(0);
+    match ct["entries"].as_u64() {
+        Some(n) if max > 0 => format!("{n}/{max} entries ({:.1}%)", n as f64 * 100.0 / max as f64),
+        _ => format!("?/{max} entries (not counted yet)"),
+    }
 }
 
 pub fn stats(ctx: &Ctx) -> Result<()> {

@@ -5,19 +5,111 @@
 //! Timeouts follow Linux conntrack's spirit with Cilium's values: long for
 //! established TCP, short for unanswered and closing flows, and UDP/ICMP
 //! in between. A flow's age is the newer `last_seen` of its two entries.
+//!
+//! Both families by the same code: [`Conntrack`] is generic over the
+//! tuple type ([`Tuple`]: `CtKey` for the IPv4 tables, `Ct6Key` for the
+//! IPv6 ones), whose entries have the same fields.
 
 use std::{
-    net::Ipv4Addr,
+    hash::Hash,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
     os::fd::{AsFd, AsRawFd, BorrowedFd},
     path::Path,
     time::Duration,
 };
 
 use anyhow::{Context, Result};
-use aya::maps::{HashMap, IterableMap, Map, MapData};
+use aya::{
+    Pod,
+    maps::{HashMap, IterableMap, Map, MapData},
+};
 use netd_common::{
     Ct6Key, Ct6Value, CtKey, CtValue, IPPROTO_ICMP, IPPROTO_TCP, ct_dir, ct_kind, ct_tcp, map_names,
 };
+
+/// A family's conntrack tuple (the tables' key) and what the GC and the
+/// listing read of it and of its entries (`Value`).
+pub trait Tuple: Pod + Default + Eq + Hash {
+    type Value: Pod + Default;
+    /// The family's two tables, assured first (`map_names::CT_TABLES`).
+    const TABLES: [&'static str; 2];
+    /// What a failed batch read names.
+    const WHAT: &'static str;
+    fn proto(&self) -> u8;
+    fn reversed(&self) -> Self;
+    /// Source and destination address.
+    fn ips(&self) -> [IpAddr; 2];
+    /// Source and destination port (network order).
+    fn ports(&self) -> [u16; 2];
+    /// `value`'s translated tuple.
+    fn translated(value: &Self::Value, proto: u8) -> Self;
+    fn direction(value: &Self::Value) -> u8;
+    fn kind(value: &Self::Value) -> u8;
+    fn tcp_flags(value: &Self::Value) -> u8;
+    fn last_seen_ns(value: &Self::Value) -> u64;
+    fn packets(value: &Self::Value) -> u64;
+    fn bytes(value: &Self::Value) -> u64;
+}
+
+/// The same `Tuple` impl for both families' types (their fields have the
+/// same names).
+macro_rules! tuple_impl {
+    ($key:ty, $value:ty, $tables:expr, $what:literal, $ip:expr) => {
+        impl Tuple for $key {
+            type Value = $value;
+            const TABLES: [&'static str; 2] = $tables;
+            const WHAT: &'static str = $what;
+            fn proto(&self) -> u8 {
+                self.proto
+            }
+            fn reversed(&self) -> Self {
+                <$key>::reversed(self)
+            }
+            fn ips(&self) -> [IpAddr; 2] {
+                [$ip(self.src_ip), $ip(self.dst_ip)]
+            }
+            fn ports(&self) -> [u16; 2] {
+                [self.src_port, self.dst_port]
+            }
+            fn translated(value: &$value, proto: u8) -> Self {
+                value.translated(proto)
+            }
+            fn direction(value: &$value) -> u8 {
+                value.direction
+            }
+            fn kind(value: &$value) -> u8 {
+                value.kind
+            }
+            fn tcp_flags(value: &$value) -> u8 {
+                value.tcp_flags
+            }
+            fn last_seen_ns(value: &$value) -> u64 {
+                value.last_seen_ns
+            }
+            fn packets(value: &$value) -> u64 {
+                value.packets
+            }
+            fn bytes(value: &$value) -> u64 {
+                value.bytes
+            }
+        }
+    };
+}
+
+tuple_impl!(
+    CtKey,
+    CtValue,
+    map_names::CT_TABLES,
+    "the conntrack map",
+    |ip: u32| IpAddr::V4(Ipv4Addr::from(u32::from_be(ip)))
+);
+tuple_impl!(
+    Ct6Key,
+    Ct6Value,
+    map_names::CT6_TABLES,
+    "the IPv6 conntrack map",
+    |ip: [u8; 16]| IpAddr::V6(Ipv6Addr::from(ip))
+);
 use nix::time::{ClockId, clock_gettime};
 use serde_json::{Value, json};
 
@@ -95,31 +187,32 @@ impl TcpState {
 }
 
 /// A flow: its ORIGINAL entry and, when present, its REPLY entry.
-struct Flow {
-    key: CtKey,
-    orig: CtValue,
-    reply_key: CtKey,
-    reply: Option<CtValue>,
+struct Flow<K: Tuple> {
+    key: K,
+    orig: K::Value,
+    reply_key: K,
+    reply: Option<K::Value>,
 }
 
-impl Flow {
+impl<K: Tuple> Flow<K> {
     fn last_seen(&self) -> u64 {
-        self.reply.map_or(self.orig.last_seen_ns, |r| {
-            r.last_seen_ns.max(self.orig.last_seen_ns)
-        })
+        let orig = K::last_seen_ns(&self.orig);
+        self.reply
+            .as_ref()
+            .map_or(orig, |r| K::last_seen_ns(r).max(orig))
     }
 
     fn replied(&self) -> bool {
-        self.reply.is_some_and(|r| r.packets > 0)
+        self.reply.as_ref().is_some_and(|r| K::packets(r) > 0)
     }
 
     fn tcp_state(&self) -> TcpState {
-        let reply_flags = self.reply.map_or(0, |r| r.tcp_flags);
-        TcpState::of(self.orig.tcp_flags, reply_flags, self.replied())
+        let reply_flags = self.reply.as_ref().map_or(0, K::tcp_flags);
+        TcpState::of(K::tcp_flags(&self.orig), reply_flags, self.replied())
     }
 
     fn state(&self) -> &'static str {
-        match self.key.proto {
+        match self.key.proto() {
             IPPROTO_TCP => self.tcp_state().name(),
             _ if self.replied() => "REPLIED",
             _ => "UNREPLIED",
@@ -127,9 +220,9 @@ impl Flow {
     }
 
     fn timeout(&self, t: &Timeouts) -> Duration {
-        match self.key.proto {
+        match self.key.proto() {
             IPPROTO_TCP => self.tcp_state().timeout(t),
-            IPPROTO_ICMP => t.icmp,
+            IPPROTO_ICMP | IPPROTO_ICMPV6 => t.icmp,
             _ if self.replied() => t.udp,
             _ => t.udp_unreplied,
         }
@@ -139,18 +232,22 @@ impl Flow {
         now.saturating_sub(self.last_seen()) > self.timeout(t).as_nanos() as u64
     }
 
-    /// Whether the flow touches one of `ips` (network order) in its
-    /// original or translated tuple, and `port` (host order) anywhere.
+    /// Whether the flow touches one of `ips` in its original or
+    /// translated tuple, and `port` (host order) anywhere.
     fn matches(&self, filter: &Filter) -> bool {
-        let t = self.orig.translated(self.key.proto);
+        let t = K::translated(&self.orig, self.key.proto());
         let ip_ok = filter.ips.as_ref().is_none_or(|ips| {
-            [self.key.src_ip, self.key.dst_ip, t.src_ip, t.dst_ip]
+            self.key
+                .ips()
                 .iter()
+                .chain(t.ips().iter())
                 .any(|ip| ips.contains(ip))
         });
         let port_ok = filter.port.is_none_or(|port| {
-            [self.key.src_port, self.key.dst_port, t.src_port, t.dst_port]
+            self.key
+                .ports()
                 .iter()
+                .chain(t.ports().iter())
                 .any(|p| u16::from_be(*p) == port)
         });
         ip_ok && port_ok
@@ -158,17 +255,18 @@ impl Flow {
 
     fn to_json(&self, now: u64, timeouts: &Timeouts) -> Value {
         let idle = Duration::from_nanos(now.saturating_sub(self.last_seen()));
-        let t = self.orig.translated(self.key.proto);
+        let t = K::translated(&self.orig, self.key.proto());
         json!({
-            "proto": proto_name(self.key.proto),
-            "kind": kind_name(self.orig.kind),
+            "family": if matches!(self.key.ips()[0], IpAddr::V6(_)) { "ipv6" } else { "ipv4" },
+            "proto": proto_name(self.key.proto()),
+            "kind": kind_name(K::kind(&self.orig)),
             "state": self.state(),
             "original": tuple(&self.key),
             "translated": tuple(&t),
-            "packets": self.orig.packets,
-            "bytes": self.orig.bytes,
-            "reply_packets": self.reply.map_or(0, |r| r.packets),
-            "reply_bytes": self.reply.map_or(0, |r| r.bytes),
+            "packets": K::packets(&self.orig),
+            "bytes": K::bytes(&self.orig),
+            "reply_packets": self.reply.as_ref().map_or(0, K::packets),
+            "reply_bytes": self.reply.as_ref().map_or(0, K::bytes),
             "idle_secs": idle.as_secs(),
             "expires_in_secs": self.timeout(timeouts).saturating_sub(idle).as_secs(),
         })
@@ -178,8 +276,8 @@ impl Flow {
 /// Which flows `conntrack ls` shows: all when both are `None`.
 #[derive(Debug, Clone, Default)]
 pub struct Filter {
-    /// A container's endpoint addresses, network order.
-    pub ips: Option<Vec<u32>>,
+    /// A container's endpoint addresses.
+    pub ips: Option<Vec<IpAddr>>,
     /// A port, host order, on either side of either tuple.
     pub port: Option<u16>,
 }
@@ -193,13 +291,13 @@ pub struct GcPass {
     pub expired: usize,
 }
 
-/// The conntrack map, opened from its pin: the GC and the listing run
-/// beside the daemon's request handling without sharing (or locking) its
-/// map handles.
-pub struct Conntrack {
-    /// `map_names::CT_TABLES`: assured flows, then new flows (LRU), whose
-    /// copies of assured flows are stale and never shown.
-    tables: Vec<HashMap<MapData, CtKey, CtValue>>,
+/// A family's conntrack tables, opened from their pins: the GC and the
+/// listing run beside the daemon's request handling without sharing (or
+/// locking) its map handles. `Conntrack` (IPv4) or `Conntrack<Ct6Key>`.
+pub struct Conntrack<K: Tuple = CtKey> {
+    /// `K::TABLES`: assured flows, then new flows (LRU), whose copies of
+    /// assured flows are stale and never shown.
+    tables: Vec<HashMap<MapData, K, K::Value>>,
 }
 
 pub fn now_ns() -> Result<u64> {
@@ -207,10 +305,10 @@ pub fn now_ns() -> Result<u64> {
     Ok(ts.tv_sec() as u64 * 1_000_000_000 + ts.tv_nsec() as u64)
 }
 
-impl Conntrack {
-    /// Both conntrack tables, from their pins.
+impl<K: Tuple> Conntrack<K> {
+    /// Both conntrack tables of the family, from their pins.
     pub fn open(bpffs: &Path) -> Result<Self> {
-        let tables = map_names::CT_TABLES
+        let tables = K::TABLES
             .iter()
             .map(|name| {
                 let path = bpffs.join(name);
@@ -227,7 +325,7 @@ impl Conntrack {
     /// flow's entries are in one table, but one may be moving as we read).
     /// The GC needs it all at once to pair without a lookup per entry;
     /// `netd conntrack ls` uses [`Conntrack::list_batch`] instead.
-    fn flows(&self) -> Result<(usize, Vec<Flow>)> {
+    fn flows(&self) -> Result<(usize, Vec<Flow<K>>)> {
         let mut reader = self.reader();
         let mut entries = std::collections::HashMap::new();
         while let Some((_, batch)) = reader.next_batch()? {
@@ -248,7 +346,7 @@ impl Conntrack {
     pub fn gc(&mut self, timeouts: &Timeouts) -> Result<GcPass> {
         let now = now_ns()?;
         let (entries, flows) = self.flows()?;
-        let expired: Vec<Flow> = flows
+        let expired: Vec<Flow<K>> = flows
             .into_iter()
             .filter(|f| f.expired(now, timeouts))
             .collect();
@@ -265,16 +363,16 @@ impl Conntrack {
         })
     }
 
-    /// Deletes every flow with one of `ips` (network order) in either
-    /// tuple: the flows of a removed container, which must not outlive it
-    /// (its address may be handed out again). Returns how many went.
-    pub fn forget(&mut self, ips: &[u32]) -> Result<usize> {
+    /// Deletes every flow with one of `ips` in either tuple: the flows of
+    /// a removed container, which must not outlive it (its address may be
+    /// handed out again). Returns how many went.
+    pub fn forget(&mut self, ips: &[IpAddr]) -> Result<usize> {
         let filter = Filter {
             ips: Some(ips.to_vec()),
             port: None,
         };
         let (_, flows) = self.flows()?;
-        let gone: Vec<Flow> = flows.into_iter().filter(|f| f.matches(&filter)).collect();
+        let gone: Vec<Flow<K>> = flows.into_iter().filter(|f| f.matches(&filter)).collect();
         for flow in &gone {
             for table in &mut self.tables {
                 let _ = table.remove(&flow.key);
@@ -290,7 +388,7 @@ impl Conntrack {
     /// listing holds one batch at a time, however big the table.
     pub fn list_batch(
         &self,
-        reader: &mut BatchReader<'_>,
+        reader: &mut BatchReader<'_, K>,
         filter: &Filter,
         timeouts: &Timeouts,
     ) -> Result<Option<Vec<Value>>> {
@@ -299,12 +397,12 @@ impl Conntrack {
         };
         let now = now_ns()?;
         let assured = &self.tables[0];
-        let local: std::collections::HashMap<CtKey, CtValue> = batch
+        let local: std::collections::HashMap<K, K::Value> = batch
             .into_iter()
             // An LRU copy of an assured flow is stale: the assured one shows.
             .filter(|(key, _)| table == 0 || assured.get(key, 0).is_err())
             .collect();
-        let lookup = |k: &CtKey| {
+        let lookup = |k: &K| {
             local
                 .get(k)
                 .copied()
@@ -320,7 +418,7 @@ impl Conntrack {
     }
 
     /// A reader over both tables, for [`Conntrack::list_batch`].
-    pub fn reader(&self) -> BatchReader<'_> {
+    pub fn reader(&self) -> BatchReader<'_, K> {
         BatchReader::new(self.tables.iter().map(|t| t.map().fd().as_fd()).collect())
     }
 }
@@ -329,10 +427,14 @@ impl Conntrack {
 /// ORIGINAL entry with its REPLY; a REPLY whose ORIGINAL is gone (LRU
 /// eviction) as a flow of its own; `None` for a REPLY whose ORIGINAL will
 /// produce the flow.
-fn pair(key: &CtKey, value: &CtValue, find: impl Fn(&CtKey) -> Option<CtValue>) -> Option<Flow> {
-    let partner_key = value.translated(key.proto).reversed();
+fn pair<K: Tuple>(
+    key: &K,
+    value: &K::Value,
+    find: impl Fn(&K) -> Option<K::Value>,
+) -> Option<Flow<K>> {
+    let partner_key = K::translated(value, key.proto()).reversed();
     let partner = find(&partner_key);
-    match (value.direction, partner) {
+    match (K::direction(value), partner) {
         (ct_dir::ORIGINAL, reply) => Some(Flow {
             key: *key,
             orig: *value,
@@ -368,36 +470,38 @@ const BPF_MAP_LOOKUP_BATCH: nix::libc::c_long = 24;
 const BATCH: usize = 4096;
 
 /// Entries as one `BPF_MAP_LOOKUP_BATCH` returns them.
-pub type Batch = Vec<(CtKey, CtValue)>;
+pub type Batch<K> = Vec<(K, <K as Tuple>::Value)>;
 
 /// Walks the tables, one after the other, with `BPF_MAP_LOOKUP_BATCH`: a
 /// few syscalls for 100,000s of entries, where iterating (aya 0.14 has no
 /// batch API) costs two per entry.
-pub struct BatchReader<'a> {
+pub struct BatchReader<'a, K: Tuple> {
     fds: Vec<BorrowedFd<'a>>,
     /// The table being walked (index into `fds`).
     current: usize,
     token: Option<u64>,
+    family: std::marker::PhantomData<K>,
 }
 
-impl<'a> BatchReader<'a> {
+impl<'a, K: Tuple> BatchReader<'a, K> {
     fn new(fds: Vec<BorrowedFd<'a>>) -> Self {
         Self {
             fds,
             current: 0,
             token: None,
+            family: std::marker::PhantomData,
         }
     }
 
     /// The next batch of up to [`BATCH`] entries, with the index of the
     /// table it is from; `None` at the end.
-    pub fn next_batch(&mut self) -> Result<Option<(usize, Batch)>> {
+    pub fn next_batch(&mut self) -> Result<Option<(usize, Batch<K>)>> {
         let table = self.current;
         let Some(fd) = self.fds.get(table).copied() else {
             return Ok(None);
         };
-        let mut keys = vec![CtKey::default(); BATCH];
-        let mut values = vec![CtValue::default(); BATCH];
+        let mut keys = vec![K::default(); BATCH];
+        let mut values = vec![K::Value::default(); BATCH];
         let mut next = 0u64;
         let mut attr = BatchAttr {
             in_batch: self.token.as_ref().map_or(0, |t| t as *const u64 as u64),
@@ -423,7 +527,7 @@ impl<'a> BatchReader<'a> {
         if rc < 0 {
             // ENOENT: the walk is complete (the last entries came with it).
             if err.raw_os_error() != Some(nix::libc::ENOENT) {
-                return Err(err).context("BPF_MAP_LOOKUP_BATCH on the conntrack map");
+                return Err(err).with_context(|| format!("BPF_MAP_LOOKUP_BATCH on {}", K::WHAT));
             }
             // This table is done: the next one starts afresh.
             self.current += 1;
@@ -437,10 +541,13 @@ impl<'a> BatchReader<'a> {
     }
 }
 
+const IPPROTO_ICMPV6: u8 = 58;
+
 fn proto_name(proto: u8) -> &'static str {
     match proto {
         IPPROTO_TCP => "tcp",
         IPPROTO_ICMP => "icmp",
+        IPPROTO_ICMPV6 => "icmpv6",
         _ => "udp",
     }
 }
@@ -454,46 +561,24 @@ fn kind_name(kind: u8) -> &'static str {
     }
 }
 
-fn ip(raw: u32) -> Ipv4Addr {
-    Ipv4Addr::from(u32::from_be(raw))
+/// `addr:port`, an IPv6 address in brackets.
+fn endpoint(ip: IpAddr, port: u16) -> String {
+    std::net::SocketAddr::new(ip, u16::from_be(port)).to_string()
 }
 
-fn tuple(k: &CtKey) -> Value {
+fn tuple<K: Tuple>(k: &K) -> Value {
+    let ([src, dst], [sport, dport]) = (k.ips(), k.ports());
     json!({
-        "src": format!("{}:{}", ip(k.src_ip), u16::from_be(k.src_port)),
-        "dst": format!("{}:{}", ip(k.dst_ip), u16::from_be(k.dst_port)),
+        "src": endpoint(src, sport),
+        "dst": endpoint(dst, dport),
     })
-}
-
-/// Deletes every IPv6 flow (`NETD_CT6`) with one of `ips` in either
-/// tuple: the flows of a removed dual-stack endpoint. Returns how many
-/// entries went.
-pub fn forget6(bpffs: &Path, ips: &[[u8; 16]]) -> Result<usize> {
-    let path = bpffs.join(map_names::CT6);
-    let data = MapData::from_pin(&path)
-        .with_context(|| format!("opening pinned map {}", path.display()))?;
-    let mut map: HashMap<MapData, Ct6Key, Ct6Value> =
-        HashMap::try_from(Map::from_map_data(data)?).context("opening the IPv6 conntrack map")?;
-    let mine = |ip: &[u8; 16]| ips.contains(ip);
-    let gone: Vec<Ct6Key> = map
-        .iter()
-        .filter_map(Result::ok)
-        .filter(|(k, v)| {
-            mine(&k.src_ip) || mine(&k.dst_ip) || mine(&v.nat_src_ip) || mine(&v.nat_dst_ip)
-        })
-        .map(|(k, _)| k)
-        .collect();
-    for key in &gone {
-        let _ = map.remove(key);
-    }
-    Ok(gone.len())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn flow(proto: u8, flags: u8, reply_packets: Option<u64>) -> Flow {
+    fn flow(proto: u8, flags: u8, reply_packets: Option<u64>) -> Flow<CtKey> {
         let key = CtKey {
             proto,
             ..CtKey::default()
@@ -591,7 +676,7 @@ mod tests {
             reply: None,
         };
         let by_ip = |ip: Ipv4Addr| Filter {
-            ips: Some(vec![u32::from(ip).to_be()]),
+            ips: Some(vec![IpAddr::V4(ip)]),
             port: None,
         };
         let by_port = |port| Filter {

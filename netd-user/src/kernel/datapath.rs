@@ -25,8 +25,8 @@ use aya::{
 };
 use netd_common::{
     BridgeValue, Counter, DatapathConfig, Endpoint6Value, EndpointValue, PortMap6Key,
-    PortMap6Value, PortMapKey, PortMapValue, ServiceKey, StatIndex, Veth6Value, VethValue,
-    map_names,
+    PortMap6Value, PortMapKey, PortMapValue, Service6Key, ServiceKey, StatIndex, Veth6Value,
+    VethValue, map_names,
 };
 use nix::{
     fcntl::{Flock, FlockArg},
@@ -63,9 +63,9 @@ struct Objects {
 
 impl BpfDatapath {
     /// See [`Objects::load`].
-    pub fn load(bpffs: &Path, ct_max_flows: u32) -> Result<Self> {
+    pub fn load(bpffs: &Path, ct_max_flows: u32, ct6_max_flows: u32) -> Result<Self> {
         Ok(Self {
-            objects: Mutex::new(Objects::load(bpffs, ct_max_flows)?),
+            objects: Mutex::new(Objects::load(bpffs, ct_max_flows, ct6_max_flows)?),
         })
     }
 
@@ -93,20 +93,35 @@ impl BpfDatapath {
 
 impl Objects {
     /// Loads the programs and opens (or creates and pins) the maps; the
-    /// conntrack map holds `ct_max_flows` flows (two entries each).
-    pub fn load(bpffs: &Path, ct_max_flows: u32) -> Result<Self> {
+    /// conntrack tables hold `ct_max_flows` flows (two entries each), the
+    /// IPv6 ones `ct6_max_flows`.
+    pub fn load(bpffs: &Path, ct_max_flows: u32, ct6_max_flows: u32) -> Result<Self> {
         ensure_bpffs(bpffs)?;
         fs::create_dir_all(bpffs.join("links"))
             .with_context(|| format!("creating {}/links", bpffs.display()))?;
-        let ct_entries = ct_max_flows.saturating_mul(2);
-        refuse_conntrack_resize(bpffs, ct_entries)?;
+        let sizes = [
+            (
+                map_names::CT_TABLES,
+                ct_max_flows.saturating_mul(2),
+                "--ct-max",
+            ),
+            (
+                map_names::CT6_TABLES,
+                ct6_max_flows.saturating_mul(2),
+                "--ct6-max",
+            ),
+        ];
+        for (tables, entries, flag) in sizes {
+            refuse_conntrack_resize(bpffs, &tables, entries, flag)?;
+        }
         let mut loader = EbpfLoader::new();
         for name in map_names::ALL {
             loader.map_pin_path(name, bpffs.join(name));
         }
-        // The IPv6 table (NETD_CT6) is sized like the IPv4 ones.
-        for table in map_names::CT_TABLES.iter().chain([&map_names::CT6]) {
-            loader.map_max_entries(table, ct_entries);
+        for (tables, entries, _) in sizes {
+            for table in tables {
+                loader.map_max_entries(table, entries);
+            }
         }
         let mut ebpf = loader.load(OBJECT).context("loading the eBPF object")?;
         for name in CLASSIFIERS {
@@ -372,10 +387,17 @@ impl Objects {
         first_error.map_or(Ok(()), |e| Err(e.context("removing a published port")))
     }
 
-    /// Makes `NETD_SERVICES` hold exactly `services`.
-    pub fn sync_services(&mut self, services: &HashSet<ServiceKey>) -> Result<()> {
+    /// Makes `NETD_SERVICES` and `NETD_SERVICES6` hold exactly `services`
+    /// and `services6`.
+    pub fn sync_services(
+        &mut self,
+        services: &HashSet<ServiceKey>,
+        services6: &HashSet<Service6Key>,
+    ) -> Result<()> {
         self.sync_set(map_names::SERVICES, services)
-            .context("syncing the published services")
+            .context("syncing the published services")?;
+        self.sync_set(map_names::SERVICES6, services6)
+            .context("syncing the published IPv6 services")
     }
 
     /// Makes the set-like map `name` (key -> 1) hold exactly `wanted`.
@@ -439,8 +461,13 @@ impl Objects {
 /// aya reuses a pinned map whatever size the loader asks for, so a
 /// changed `--ct-max` would silently not apply. A map cannot be resized,
 /// and replacing it would drop every live flow: refuse instead.
-fn refuse_conntrack_resize(bpffs: &Path, wanted_entries: u32) -> Result<()> {
-    for table in map_names::CT_TABLES.iter().chain([&map_names::CT6]) {
+fn refuse_conntrack_resize(
+    bpffs: &Path,
+    tables: &[&str],
+    wanted_entries: u32,
+    flag: &str,
+) -> Result<()> {
+    for table in tables {
         let pin = bpffs.join(table);
         if !pin.exists() {
             continue;
@@ -450,7 +477,7 @@ fn refuse_conntrack_resize(bpffs: &Path, wanted_entries: u32) -> Result<()> {
             .max_entries();
         if pinned != wanted_entries {
             anyhow::bail!(
-                "the pinned conntrack map {} holds {} flows but --ct-max asks for {}: resizing would drop every live flow; restart with --ct-max {}, or run `netd down` first",
+                "the pinned conntrack map {} holds {} flows but {flag} asks for {}: resizing would drop every live flow; restart with {flag} {}, or run `netd down` first",
                 pin.display(),
                 pinned / 2,
                 wanted_entries / 2,
@@ -744,18 +771,26 @@ impl Datapath for BpfDatapath {
     }
 
     fn sync_services(&self, services: &HashSet<Service>) -> EngineResult<()> {
-        let keys = services
-            .iter()
-            .map(|s| {
-                Ok(ServiceKey {
-                    container_ip: be_v4(s.container_ip)?,
-                    container_port: s.container_port.to_be(),
-                    proto: proto_number(s.proto),
+        let mut keys = HashSet::new();
+        let mut keys6 = HashSet::new();
+        for s in services {
+            let (container_port, proto) = (s.container_port.to_be(), proto_number(s.proto));
+            match s.container_ip {
+                IpAddr::V4(ip) => keys.insert(ServiceKey {
+                    container_ip: u32::from(ip).to_be(),
+                    container_port,
+                    proto,
                     pad: 0,
-                })
-            })
-            .collect::<EngineResult<HashSet<_>>>()?;
-        self.with(|o| o.sync_services(&keys)).kernel()
+                }),
+                IpAddr::V6(ip) => keys6.insert(Service6Key {
+                    container_ip: ip.octets(),
+                    container_port,
+                    proto,
+                    pad: 0,
+                }),
+            };
+        }
+        self.with(|o| o.sync_services(&keys, &keys6)).kernel()
     }
 
     fn sync_host_addrs(&self, addrs: &[IpAddr]) -> EngineResult<()> {

@@ -13,6 +13,11 @@ pub const CT_MAX_DEFAULT: u32 = 131_072;
 pub const CT_MAX_MIN: u32 = 1024;
 pub const CT_MAX_LIMIT: u32 = 16 << 20;
 
+/// `--ct6-max`: flows in each IPv6 conntrack table, with the bounds of
+/// `--ct-max`. Smaller by default: an IPv6 entry is twice the size of an
+/// IPv4 one, and both tables are allocated whether IPv6 is used or not.
+pub const CT6_MAX_DEFAULT: u32 = 32_768;
+
 /// `--nat-ports MIN-MAX`: MASQUERADE source ports, used when a flow's own
 /// port is taken.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,6 +58,8 @@ pub struct DaemonConfig {
     pub ct_gc_interval: Duration,
     /// `--ct-max`: flows; each table holds twice as many entries.
     pub ct_max_flows: u32,
+    /// `--ct6-max`: the same for the IPv6 tables.
+    pub ct6_max_flows: u32,
     pub nat_ports: NatPorts,
     /// Where the embedded DNS forwards names it does not know (empty: the
     /// host's resolvers).

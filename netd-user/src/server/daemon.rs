@@ -22,8 +22,9 @@ pub struct Daemon {
     pub config: DaemonConfig,
     pub engine: Engine,
     pub names: Arc<NameFiles>,
-    /// Conntrack entries counted by the last GC pass (None before it).
-    ct_entries: Mutex<Option<usize>>,
+    /// Conntrack entries counted by the last GC pass (None before it):
+    /// IPv4, IPv6.
+    ct_entries: Mutex<[Option<usize>; 2]>,
 }
 
 impl Daemon {
@@ -31,7 +32,11 @@ impl Daemon {
     /// reconciles the kernel with the stored state).
     pub async fn start(config: DaemonConfig) -> Result<Self> {
         refuse_lost_state(&config)?;
-        let datapath = Arc::new(BpfDatapath::load(&config.bpffs, config.ct_max_flows)?);
+        let datapath = Arc::new(BpfDatapath::load(
+            &config.bpffs,
+            config.ct_max_flows,
+            config.ct6_max_flows,
+        )?);
         host::enable_forwarding()?;
         datapath.set_config(DatapathConfig {
             host_netns_cookie: host::netns_cookie()?,
@@ -55,17 +60,18 @@ impl Daemon {
             config,
             engine,
             names,
-            ct_entries: Mutex::new(None),
+            ct_entries: Mutex::new([None; 2]),
         })
     }
 
-    pub fn ct_entries(&self) -> Option<usize> {
-        self.ct_entries.lock().ok().and_then(|e| *e)
+    /// The entries of the IPv4 (`v6` false) or IPv6 tables.
+    pub fn ct_entries(&self, v6: bool) -> Option<usize> {
+        self.ct_entries.lock().ok().and_then(|e| e[usize::from(v6)])
     }
 
-    pub fn set_ct_entries(&self, entries: usize) {
+    pub fn set_ct_entries(&self, v6: bool, entries: usize) {
         if let Ok(mut e) = self.ct_entries.lock() {
-            *e = Some(entries);
+            e[usize::from(v6)] = Some(entries);
         }
     }
 

@@ -3,15 +3,16 @@
 //! address changes followed as they happen.
 
 use std::{
+    path::Path,
     sync::Arc,
     time::{Duration, Instant},
 };
 
-use netd_common::{Counter, StatIndex};
+use netd_common::{Counter, Ct6Key, CtKey, StatIndex};
 use tracing::{debug, warn};
 
 use super::daemon::Daemon;
-use crate::kernel::conntrack::Conntrack;
+use crate::kernel::conntrack::{Conntrack, Timeouts, Tuple};
 
 /// Periodic upkeep: expire conntrack entries, refresh host addresses,
 /// warn when new flows are being dropped for lack of room.
@@ -28,24 +29,31 @@ pub async fn maintain(daemon: Arc<Daemon>) {
         if let Err(e) = daemon.engine.sync_host_addrs().await {
             warn!("refreshing host addresses: {e}");
         }
-        // The GC has its own handle on the pinned map.
-        let started = Instant::now();
-        match Conntrack::open(&bpffs).and_then(|mut ct| ct.gc(&timeouts)) {
-            Ok(pass) => {
-                debug!(
-                    entries = pass.entries,
-                    expired = pass.expired,
-                    elapsed_ms = started.elapsed().as_secs_f64() * 1e3,
-                    "conntrack gc pass"
-                );
-                daemon.set_ct_entries(pass.entries);
-            }
-            Err(e) => warn!("conntrack gc: {e:#}"),
-        }
+        // The GC has its own handles on the pinned maps.
+        gc::<CtKey>(&daemon, &bpffs, &timeouts, false);
+        gc::<Ct6Key>(&daemon, &bpffs, &timeouts, true);
         match daemon.engine.stats() {
             Ok(stats) => drops.observe(Instant::now(), &stats),
             Err(e) => warn!("reading the datapath counters: {e}"),
         }
+    }
+}
+
+/// One GC pass over a family's tables (`v6`: the IPv6 ones).
+fn gc<K: Tuple>(daemon: &Daemon, bpffs: &Path, timeouts: &Timeouts, v6: bool) {
+    let started = Instant::now();
+    match Conntrack::<K>::open(bpffs).and_then(|mut ct| ct.gc(timeouts)) {
+        Ok(pass) => {
+            debug!(
+                ipv6 = v6,
+                entries = pass.entries,
+                expired = pass.expired,
+                elapsed_ms = started.elapsed().as_secs_f64() * 1e3,
+                "conntrack gc pass"
+            );
+            daemon.set_ct_entries(v6, pass.entries);
+        }
+        Err(e) => warn!(ipv6 = v6, "conntrack gc: {e:#}"),
     }
 }
 
@@ -98,7 +106,7 @@ impl DropWatch {
         self.seen = Some((ct_full, no_port));
         self.warned_at = Some(now);
         Some(format!(
-            "new flows dropped: {new_full} because the conntrack table is full (drop_ct_full total {ct_full}: new flows dropped, or answered ones left evictable; raise --ct-max or shorten the timeouts), {new_port} for want of a free MASQUERADE port (drop_no_port total {no_port}; widen --nat-ports)"
+            "new flows dropped: {new_full} because the conntrack table is full (drop_ct_full total {ct_full}: new flows dropped, or answered ones left evictable; raise --ct-max (--ct6-max for IPv6) or shorten the timeouts), {new_port} for want of a free MASQUERADE port (drop_no_port total {no_port}; widen --nat-ports)"
         ))
     }
 }

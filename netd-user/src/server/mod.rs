@@ -11,6 +11,7 @@ mod maintain;
 use std::{collections::BTreeMap, fs, os::unix::fs::PermissionsExt, path::Path, sync::Arc};
 
 use anyhow::{Context, Result, bail};
+use netd_common::{Ct6Key, CtKey};
 use nix::fcntl::{Flock, FlockArg};
 use serde_json::{Value, json};
 use tokio::{
@@ -24,7 +25,9 @@ use tokio::{
 };
 use tracing::{debug, info, warn};
 
-pub use config::{CT_MAX_DEFAULT, CT_MAX_LIMIT, CT_MAX_MIN, DaemonConfig, NatPorts};
+pub use config::{
+    CT_MAX_DEFAULT, CT_MAX_LIMIT, CT_MAX_MIN, CT6_MAX_DEFAULT, DaemonConfig, NatPorts,
+};
 pub use down::down_offline;
 
 use self::daemon::Daemon;
@@ -34,7 +37,7 @@ use crate::{
         error::{Error, Result as EngineResult},
         model::{PSEUDO_NETWORKS, Phase},
     },
-    kernel::conntrack::{Conntrack, Filter},
+    kernel::conntrack::{Conntrack, Filter, Tuple},
 };
 
 /// The longest request line the daemon reads. The largest real request
@@ -172,10 +175,20 @@ async fn stream_conntrack(
         .map(|name| container_addrs(daemon, name))
         .transpose()?;
     let filter = Filter { ips, port };
-    let ct = Conntrack::open(&daemon.config.bpffs)?;
+    let v4 = stream_family::<CtKey>(write, daemon, &filter).await?;
+    Ok(v4 + stream_family::<Ct6Key>(write, daemon, &filter).await?)
+}
+
+/// The flows of one family's tables, for [`stream_conntrack`].
+async fn stream_family<K: Tuple>(
+    write: &mut OwnedWriteHalf,
+    daemon: &Daemon,
+    filter: &Filter,
+) -> Result<usize> {
+    let ct = Conntrack::<K>::open(&daemon.config.bpffs)?;
     let mut reader = ct.reader();
     let mut count = 0;
-    while let Some(flows) = ct.list_batch(&mut reader, &filter, &daemon.config.ct_timeouts)? {
+    while let Some(flows) = ct.list_batch(&mut reader, filter, &daemon.config.ct_timeouts)? {
         let mut out = Vec::new();
         for flow in flows {
             serde_json::to_writer(&mut out, &Response::Item(flow))?;
@@ -187,9 +200,9 @@ async fn stream_conntrack(
     Ok(count)
 }
 
-/// The endpoint addresses (network order) of a container, for
+/// The endpoint addresses (both families) of a container, for
 /// `conntrack ls --container`.
-fn container_addrs(daemon: &Daemon, name: &str) -> Result<Vec<u32>> {
+fn container_addrs(daemon: &Daemon, name: &str) -> Result<Vec<std::net::IpAddr>> {
     let c = daemon
         .engine
         .container(name)
@@ -202,10 +215,7 @@ fn container_addrs(daemon: &Daemon, name: &str) -> Result<Vec<u32>> {
     }
     Ok(c.endpoints
         .iter()
-        .filter_map(|ep| match ep.ip {
-            std::net::IpAddr::V4(ip) => Some(u32::from(ip).to_be()),
-            std::net::IpAddr::V6(_) => None,
-        })
+        .flat_map(|ep| std::iter::once(ep.ip).chain(ep.ip6))
         .collect())
 }
 
@@ -406,17 +416,23 @@ fn status(daemon: &Daemon) -> EngineResult<Value> {
     let config = &daemon.config;
     // Two entries per flow, in two tables (new and assured flows).
     let max_entries = u64::from(config.ct_max_flows) * 2 * 2;
+    let max_entries6 = u64::from(config.ct6_max_flows) * 2 * 2;
     Ok(json!({
         "version": env!("CARGO_PKG_VERSION"),
         "state_dir": config.state_dir,
         "bpffs": config.bpffs,
         "containers": daemon.engine.read(|s| s.containers.len()),
         "conntrack": {
-            "entries": daemon.ct_entries(),
+            "entries": daemon.ct_entries(false),
             "max_entries": max_entries,
             "max_flows": config.ct_max_flows,
             "drop_ct_full": counter(netd_common::StatIndex::DropCtFull),
             "drop_no_port": counter(netd_common::StatIndex::DropNoPort),
+            "ipv6": {
+                "entries": daemon.ct_entries(true),
+                "max_entries": max_entries6,
+                "max_flows": config.ct6_max_flows,
+            },
         },
     }))
 }

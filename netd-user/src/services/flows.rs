@@ -5,6 +5,8 @@
 
 use std::{net::IpAddr, path::PathBuf};
 
+use netd_common::{Ct6Key, CtKey};
+
 use tracing::{debug, warn};
 
 use crate::{
@@ -12,7 +14,7 @@ use crate::{
         events::{Event, Observer},
         store::State,
     },
-    kernel::conntrack::{self, Conntrack},
+    kernel::conntrack::{Conntrack, Tuple},
 };
 
 pub struct FlowSweeper {
@@ -25,30 +27,18 @@ impl FlowSweeper {
     }
 
     fn forget(&self, ips: Vec<IpAddr>) {
-        let ips6: Vec<[u8; 16]> = ips
-            .iter()
-            .filter_map(|ip| match ip {
-                IpAddr::V6(ip) => Some(ip.octets()),
-                IpAddr::V4(_) => None,
-            })
-            .collect();
-        if !ips6.is_empty() {
-            match conntrack::forget6(&self.bpffs, &ips6) {
-                Ok(n) => debug!(entries = n, "IPv6 flows of a removed endpoint forgotten"),
-                Err(e) => warn!("forgetting the IPv6 flows of a removed endpoint: {e:#}"),
-            }
+        let (v6, v4): (Vec<IpAddr>, Vec<IpAddr>) = ips.into_iter().partition(IpAddr::is_ipv6);
+        if !v4.is_empty() {
+            self.forget_in::<CtKey>(&v4);
         }
-        let ips: Vec<u32> = ips
-            .into_iter()
-            .filter_map(|ip| match ip {
-                IpAddr::V4(ip) => Some(u32::from(ip).to_be()),
-                IpAddr::V6(_) => None,
-            })
-            .collect();
-        if ips.is_empty() {
-            return;
+        if !v6.is_empty() {
+            self.forget_in::<Ct6Key>(&v6);
         }
-        match Conntrack::open(&self.bpffs).and_then(|mut ct| ct.forget(&ips)) {
+    }
+
+    /// Forgets the flows of `ips` in one family's tables.
+    fn forget_in<K: Tuple>(&self, ips: &[IpAddr]) {
+        match Conntrack::<K>::open(&self.bpffs).and_then(|mut ct| ct.forget(ips)) {
             Ok(n) => debug!(flows = n, "flows of a removed endpoint forgotten"),
             Err(e) => warn!("forgetting the flows of a removed endpoint: {e:#}"),
         }

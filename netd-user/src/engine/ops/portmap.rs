@@ -339,13 +339,14 @@ impl Engine {
     }
 
     /// Makes the datapath's set of published container ports follow the
-    /// records (several mappings may point at one port).
+    /// records (several mappings may point at one port), on both of a
+    /// dual-stack container's addresses when the port is published on
+    /// IPv6 too.
     pub(super) fn sync_services(&self) -> Result<()> {
         let services: HashSet<Service> = self.read(|s| {
-            s.portmaps
-                .values()
-                .flat_map(|p| entries(&p.mapping, None).collect::<Vec<_>>())
-                .filter(|e| e.container_ip.is_ipv4())
+            let records: Vec<PortMap> = s.portmaps.values().cloned().collect();
+            all_entries(s, &records)
+                .into_iter()
                 .map(|e| Service {
                     container_ip: e.container_ip,
                     container_port: e.container_port,
