@@ -535,10 +535,14 @@ pub enum StatIndex {
     /// Dropped: a router advertisement from a container (only the host
     /// routes for containers).
     DropRouterAdvert = 16,
+    /// Passed to the stack untranslated: IPv6 from outside whose
+    /// extension headers netd does not walk (more than 4, cut short) or
+    /// that is source-routed (a routing header with segments left).
+    PassUnparsed = 17,
 }
 
 impl StatIndex {
-    pub const COUNT: u32 = 17;
+    pub const COUNT: u32 = 18;
     pub const ALL: [StatIndex; Self::COUNT as usize] = [
         StatIndex::FromContainer,
         StatIndex::ToContainer,
@@ -557,6 +561,7 @@ impl StatIndex {
         StatIndex::DropUntranslatable,
         StatIndex::DropTtl,
         StatIndex::DropRouterAdvert,
+        StatIndex::PassUnparsed,
     ];
 
     pub const fn name(self) -> &'static str {
@@ -578,6 +583,7 @@ impl StatIndex {
             StatIndex::DropUntranslatable => "drop_untranslatable",
             StatIndex::DropTtl => "drop_ttl",
             StatIndex::DropRouterAdvert => "drop_ra",
+            StatIndex::PassUnparsed => "pass_unparsed",
         }
     }
 }

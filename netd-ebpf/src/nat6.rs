@@ -281,7 +281,8 @@ fn tracked_from_outside(
 /// A packet `tuple` does not parse: an ICMPv6 error about a tracked flow
 /// is translated and delivered; anything else from a container (its
 /// endpoint's `network_id` and `flags`) is `untranslatable`, from outside
-/// it goes to the stack after the exposure check.
+/// it goes to the stack after the exposure check, counted if netd could
+/// not tell what it carries (`pass_unparsed`).
 #[inline(never)]
 fn not_a_flow(ctx: &mut TcContext, from_container: bool, network_id: u32, flags: u32) -> i32 {
     if let Some(verdict) = icmp_error(ctx, from_container) {
@@ -290,7 +291,11 @@ fn not_a_flow(ctx: &mut TcContext, from_container: bool, network_id: u32, flags:
     if from_container {
         return untranslatable(ctx, network_id, flags);
     }
-    exposure(ctx)
+    let verdict = exposure(ctx);
+    if verdict == TC_ACT_UNSPEC && ipv6::next_header(ctx).is_none_or(|n| n.source_routed) {
+        count(StatIndex::PassUnparsed, ctx.len());
+    }
+    verdict
 }
 
 /// A container's packet netd cannot translate (a source-routed packet,

@@ -933,6 +933,31 @@ for _ in range(3):
     s.sendto(struct.pack('!BBHI', 17, 0, 1000 & 0xfff8, 0x6e657464) + b'x' * 64, (sys.argv[1], 0))
 "#;
 
+/// Sends a UDP datagram of 40 + N bytes behind N Destination Options
+/// headers, through a raw socket (the checksum computed here): `SRC DST
+/// PORT N`.
+const UDP_BEHIND_N_OPTIONS: &str = r#"
+import socket, struct, sys
+src, dst, port, n = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+data = b'x' * (40 + n)
+length = 8 + len(data)
+def csum(b):
+    b += b'\0' * (len(b) % 2)
+    total = sum(struct.unpack('!%dH' % (len(b) // 2), b))
+    while total >> 16:
+        total = (total & 0xffff) + (total >> 16)
+    return (~total & 0xffff) or 0xffff
+pseudo = socket.inet_pton(socket.AF_INET6, src) + socket.inet_pton(socket.AF_INET6, dst)
+pseudo += struct.pack('!I3xB', length, 17)
+sport = 41000 + n
+check = csum(pseudo + struct.pack('!HHHH', sport, port, length, 0) + data)
+udp = struct.pack('!HHHH', sport, port, length, check) + data
+opts = b''.join(bytes([17 if i == n - 1 else 60, 0, 1, 4, 0, 0, 0, 0]) for i in range(n))
+s = socket.socket(socket.AF_INET6, socket.SOCK_RAW, 60)
+for _ in range(3):
+    s.sendto(opts + udp, (dst, 0))
+"#;
+
 /// `UDP_ASK6` from `ns`: (size, sender) of the answer, if one came.
 fn udp_ask6(ns: &str, mode: &str, dst: &str, port: u16, size: usize) -> Option<(usize, String)> {
     let (port, size) = (port.to_string(), size.to_string());
@@ -1007,6 +1032,35 @@ fn v6_extension_headers_and_fragments_are_translated_and_never_leak() {
     let near = std::fs::read_to_string(&near_log).unwrap_or_default();
     assert!(near.contains("3000 2001:2::2"), "the container saw: {near}");
     assert!(near.contains("100 2001:2::2"), "the container saw: {near}");
+    // The walk's bound: behind 4 options headers, translated; behind 5,
+    // passed to the stack untranslated and counted.
+    let (unparsed, dnat) = (tb.counter("pass_unparsed"), tb.counter("dnat"));
+    for n in ["4", "5"] {
+        in_ns_ok(
+            &ext,
+            &[
+                "/usr/bin/python3",
+                "-c",
+                UDP_BEHIND_N_OPTIONS,
+                "2001:2::2",
+                "2001:2::1",
+                "5353",
+                n,
+            ],
+        );
+    }
+    wait_until("the datagram behind 4 headers to arrive", WAIT, || {
+        std::fs::read_to_string(&near_log)
+            .unwrap_or_default()
+            .contains("44 2001:2::2")
+    });
+    assert!(tb.counter("dnat") > dnat);
+    assert!(
+        tb.counter("pass_unparsed") >= unparsed + 3,
+        "5 headers were not counted"
+    );
+    let near = std::fs::read_to_string(&near_log).unwrap_or_default();
+    assert!(!near.contains("45 "), "translated behind 5 headers: {near}");
     // A later fragment whose first never passed (no ports to translate
     // it by): dropped and counted, not sent out with the ULA source.
     let untranslatable = tb.counter("drop_untranslatable");
