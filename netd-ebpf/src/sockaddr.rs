@@ -149,20 +149,38 @@ pub fn redirect_to_container6(ctx: &SockAddrContext) {
 }
 
 /// getpeername6()/recvmsg6() of a redirected IPv6 socket: the address the
-/// application used.
+/// application used. A UDP datagram to an IPv4-mapped address was sent
+/// by the IPv4 path (`udp_sendmsg`, so `sendmsg4` noted it in
+/// `NETD_SOCK_ORIGIN`); its answers arrive here, mapped.
 #[inline(always)]
 pub fn show_original6(ctx: &SockAddrContext) {
+    let sa = ctx.sock_addr;
+    let ip = user_ip6(ctx);
     // SAFETY: the storage helper takes the context's socket as is.
     let origin = unsafe { NETD_SOCK_ORIGIN6.get_ptr_mut(ctx) };
+    if !origin.is_null() {
+        // SAFETY: non-null storage pointer and the kernel's context pointer.
+        unsafe {
+            if ip == (*origin).nat_ip && (*sa).user_port as u16 == (*origin).nat_port {
+                let orig = (*origin).orig_ip;
+                (*sa).user_port = u32::from((*origin).orig_port);
+                set_user_ip6(ctx, &orig);
+                return;
+            }
+        }
+    }
+    if ip[0] != 0 || ip[1] != 0 || ip[2] != V4_MAPPED {
+        return;
+    }
+    // SAFETY: as above.
+    let origin = unsafe { NETD_SOCK_ORIGIN.get_ptr_mut(ctx) };
     if origin.is_null() {
         return;
     }
-    let sa = ctx.sock_addr;
-    let ip = user_ip6(ctx);
     // SAFETY: non-null storage pointer and the kernel's context pointer.
     unsafe {
-        if ip == (*origin).nat_ip && (*sa).user_port as u16 == (*origin).nat_port {
-            let orig = (*origin).orig_ip;
+        if ip[3] == (*origin).nat_ip && (*sa).user_port as u16 == (*origin).nat_port {
+            let orig = [0, 0, V4_MAPPED, (*origin).orig_ip];
             (*sa).user_port = u32::from((*origin).orig_port);
             set_user_ip6(ctx, &orig);
         }

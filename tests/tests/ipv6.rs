@@ -1428,4 +1428,19 @@ fn host_v6_sockets_reach_published_ports_through_ipv4_mapped_addresses() {
         ],
     );
     assert_eq!(peer.trim(), "::ffff:198.18.0.1 8099");
+    // UDP: the datagram goes to the container (sendmsg), and the answer
+    // comes from the address the application sent to (recvmsg).
+    tb.netd_ok(&["portmap", "add", &format!("5399:{}:53/udp", tb.ip_of(&web))]);
+    let (_echo, log) = udp_echo6(&tb, &web, 53);
+    let answer = in_ns_ok(
+        &tb.host(),
+        &[
+            "/usr/bin/python3",
+            "-c",
+            "import socket; s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM); s.settimeout(5); s.sendto(b'hi', ('::ffff:198.18.0.1', 5399)); d, p = s.recvfrom(100); print(d.decode(), p[0], p[1])",
+        ],
+    );
+    assert_eq!(answer.trim(), "hi ::ffff:198.18.0.1 5399");
+    let seen = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(seen.contains("2 "), "the container saw: {seen}");
 }
