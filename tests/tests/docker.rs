@@ -615,6 +615,34 @@ fn what_netd_cannot_honour_over_ipv6_is_refused_and_leaves_nothing() {
         ],
         "one IPv6 subnet",
     );
+    // --ipv6 with Docker's IPAM and no IPv6 subnet: Docker 20.10 has no
+    // IPv6 pool of its own; and were an IPAM driver to answer without one,
+    // netd says so (the call as Docker makes it).
+    let out = d.docker(&["network", "create", "-d", &d.plugin, "--ipv6", "bad"]);
+    assert!(
+        !out.status.success(),
+        "--ipv6 without an IPv6 pool succeeded"
+    );
+    let answer = in_ns_ok(
+        &bed.host(),
+        &[
+            "curl",
+            "-sS",
+            "-m5",
+            "--unix-socket",
+            &d.plugin_socket().to_string_lossy(),
+            "-d",
+            r#"{"NetworkID":"0123456789abcdef","Options":{"com.docker.network.enable_ipv6":true},"IPv4Data":[{"Pool":"10.89.0.0/24","Gateway":"10.89.0.1/24"}],"IPv6Data":[]}"#,
+            "http://plugin/NetworkDriver.CreateNetwork",
+        ],
+    );
+    let answer: Value = serde_json::from_str(&answer).expect("the plugin's JSON");
+    assert!(
+        answer["Err"]
+            .as_str()
+            .is_some_and(|e| e.contains("no IPv6 pool")),
+        "{answer}"
+    );
     // Nothing of them is left, in netd or in Docker.
     assert_eq!(bed.netd_json(&["network", "ls"]), nets_before);
     assert!(
