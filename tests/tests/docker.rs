@@ -516,6 +516,10 @@ fn dual_stack_networks_publish_and_masquerade_ipv6() {
         String::from_utf8_lossy(&logs.stderr).contains(EXT_IP6)
             || String::from_utf8_lossy(&logs.stdout).contains(EXT_IP6)
     });
+    // netd shows the mapping once per family, as `docker port` would.
+    let ports = d.netd_ports("web");
+    assert!(ports.contains("80/tcp -> 0.0.0.0:8080"), "{ports}");
+    assert!(ports.contains("80/tcp -> [::]:8080"), "{ports}");
     // The same -p publishes IPv4 as before.
     assert_eq!(
         curl_ok(&bed.ext(), &format!("http://{HOST}:8080/index.html")).trim(),
@@ -541,9 +545,16 @@ fn dual_stack_networks_publish_and_masquerade_ipv6() {
     );
     assert_eq!(short6(&seen), HOST_IP6);
 
+    // Container to container over IPv6, and web's AAAA from Docker's DNS.
+    d.run_d("peer", &["--network", "n6"], &["sleep", "3600"]);
+    d.wait_running("peer");
+    d.exec_ok("peer", &["ping", "-c1", "-W2", &ip6]);
+    let looked = d.exec_ok("peer", &["nslookup", "-type=AAAA", "web", "127.0.0.11"]);
+    assert!(looked.contains(&ip6), "{looked}");
+
     // network rm: the IPv6 state goes with the rest; the /64 is free for
     // the next network.
-    d.docker_ok(&["rm", "-f", "web", "other"]);
+    d.docker_ok(&["rm", "-f", "web", "other", "peer"]);
     wait_until("the veths to go", WAIT, || bed.host_veths().is_empty());
     assert!(bed.portmaps().is_empty(), "{:?}", bed.portmaps());
     d.docker_ok(&["network", "rm", "n6", "d6"]);
