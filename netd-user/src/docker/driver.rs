@@ -325,3 +325,40 @@ async fn revoke(engine: &Engine, req: wire::EndpointCall) -> Answer {
     }
     Ok(json!({}))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn create_endpoint_answers_only_what_docker_did_not_give() {
+        let mac = "02:42:0a:01:00:02";
+        assert_eq!(
+            endpoint_answer("", mac, None),
+            json!({"Interface": {"MacAddress": mac}})
+        );
+        assert_eq!(endpoint_answer(mac, mac, None), json!({}));
+        assert_eq!(
+            endpoint_answer(mac, mac, Some("fd00:1::2/64".into())),
+            json!({"Interface": {"AddressIPv6": "fd00:1::2/64"}})
+        );
+    }
+
+    #[test]
+    fn join_answers_the_ipv6_gateway_when_there_is_one() {
+        let answer = |gateway_ipv6: &str| {
+            serde_json::to_value(wire::JoinResponse {
+                interface_name: wire::InterfaceName {
+                    src_name: "veth1p".into(),
+                    dst_prefix: "eth".into(),
+                },
+                gateway: "10.1.0.1".into(),
+                gateway_ipv6: gateway_ipv6.into(),
+                disable_gateway_service: false,
+            })
+            .unwrap()
+        };
+        assert_eq!(answer("fd00:1::1")["GatewayIPv6"], "fd00:1::1");
+        assert!(answer("").get("GatewayIPv6").is_none());
+    }
+}
