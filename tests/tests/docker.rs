@@ -422,7 +422,7 @@ fn short6(text: &str) -> String {
 
 #[test]
 fn dual_stack_networks_publish_and_masquerade_ipv6() {
-    let d = DockerBed::new();
+    let mut d = DockerBed::new();
     let bed = &d.bed;
     bed.uplink6();
 
@@ -545,9 +545,27 @@ fn dual_stack_networks_publish_and_masquerade_ipv6() {
     );
     assert_eq!(short6(&seen), HOST_IP6);
 
+    // netd restarts: web's IPv6 address stays held in the pool (the next
+    // container gets another), and web keeps answering.
+    d.bed.stop();
+    d.bed.restart();
+    let bed = &d.bed;
+    assert_eq!(
+        in_ns_ok(&bed.ext(), &["curl", "-6", "-sS", "-m5", "-f", &url6]).trim(),
+        "hello from busybox"
+    );
+
     // Container to container over IPv6, and web's AAAA from Docker's DNS.
     d.run_d("peer", &["--network", "n6"], &["sleep", "3600"]);
     d.wait_running("peer");
+    let peer6 = d.inspect("peer")["NetworkSettings"]["Networks"]["n6"]["GlobalIPv6Address"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        in_subnet(&peer6) && peer6 != ip6,
+        "peer got {peer6:?}, web has {ip6}"
+    );
     d.exec_ok("peer", &["ping", "-c1", "-W2", &ip6]);
     let looked = d.exec_ok("peer", &["nslookup", "-type=AAAA", "web", "127.0.0.11"]);
     assert!(looked.contains(&ip6), "{looked}");
