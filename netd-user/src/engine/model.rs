@@ -361,6 +361,26 @@ impl PortMapping {
         }
     }
 
+    /// Whether `other`, as `portmap rm` was given it, names this mapping:
+    /// itself, or, without a host address, the one on 0.0.0.0 written
+    /// out (only one of the two can exist: they conflict).
+    pub fn named_by(&self, other: &PortMapping) -> bool {
+        self == other
+            || (self.ipv4_only
+                && !other.ipv4_only
+                && *self
+                    == PortMapping {
+                        ipv4_only: true,
+                        ..other.clone()
+                    })
+    }
+
+    /// `named_by` for a host side alone (`[HOSTIP:]PORT[-END]/proto`).
+    pub fn side_named_by(&self, side: &str) -> bool {
+        let own = self.host_side();
+        own == side || (self.ipv4_only && own.strip_prefix("0.0.0.0:") == Some(side))
+    }
+
     /// Two mappings cannot coexist when their host sides meet: same
     /// protocol, overlapping ports, and, in a family both bind, addresses
     /// that meet (either a wildcard, or the same address).
@@ -544,6 +564,20 @@ mod tests {
         v4_only.ipv4_only = true;
         assert!(!v4_only.takes_from(&on6));
         assert!(!m("::", (22, 22), Proto::Tcp).takes_from(&ssh));
+    }
+
+    #[test]
+    fn a_side_without_address_names_the_ipv4_only_wildcard() {
+        let mut v4 = m("0.0.0.0", (80, 80), Proto::Tcp);
+        v4.ipv4_only = true;
+        let both = m("0.0.0.0", (80, 80), Proto::Tcp);
+        assert!(v4.named_by(&both));
+        assert!(v4.named_by(&v4.clone()));
+        assert!(v4.side_named_by("80/tcp"));
+        assert!(v4.side_named_by("0.0.0.0:80/tcp"));
+        assert!(!both.named_by(&v4));
+        assert!(!both.side_named_by("0.0.0.0:80/tcp"));
+        assert!(!m("::", (80, 80), Proto::Tcp).side_named_by("80/tcp"));
     }
 
     #[test]

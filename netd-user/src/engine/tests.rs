@@ -699,6 +699,14 @@ async fn published_ports_get_an_entry_per_family_they_bind() {
         .add_container(on("app", "e", vec![at("0.0.0.0", 8082, true)]))
         .await
         .unwrap();
+    // `portmap rm 8081` names the mapping on 0.0.0.0 written out, as
+    // before that form was IPv4 only.
+    let side = super::requests::PortSelector::HostSide("8081/tcp".into());
+    engine.unpublish(&side).await.unwrap();
+    assert_eq!(
+        kernel.with(|w| w.ports.keys().filter(|k| k.1 == 8081).count()),
+        0
+    );
     // Removing the container removes both families' entries.
     engine.remove_container(&by_name("a")).await.unwrap();
     let left: Vec<u16> = kernel.with(|w| w.ports.keys().map(|k| k.1).collect());

@@ -228,8 +228,8 @@ impl Engine {
             s.portmaps
                 .values()
                 .find(|p| match selector {
-                    PortSelector::Exact(m) => &p.mapping == m,
-                    PortSelector::HostSide(side) => &p.mapping.host_side() == side,
+                    PortSelector::Exact(m) => p.mapping.named_by(m),
+                    PortSelector::HostSide(side) => p.mapping.side_named_by(side),
                 })
                 .cloned()
         });
