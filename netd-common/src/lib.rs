@@ -35,12 +35,13 @@ pub mod names {
         pub const PORTMAPS6: &str = "NETD_PORTMAPS6";
         pub const HOST_ADDRS6: &str = "NETD_HOST_ADDRS6";
         pub const SOCK_ORIGIN6: &str = "NETD_SOCK_ORIGIN6";
+        pub const FRAGS6: &str = "NETD_FRAGS6";
         /// Per-CPU scratch room of the IPv6 path (eBPF-internal).
         pub const SCRATCH6: &str = "NETD_SCRATCH6";
         /// Every map of the object, all pinned by the daemon. A map the
         /// eBPF side declares must be in it (checked when `netd-ebpf`
         /// compiles).
-        pub const ALL: [&str; 21] = [
+        pub const ALL: [&str; 22] = [
             STATS,
             ENDPOINTS,
             PORTMAPS,
@@ -62,6 +63,7 @@ pub mod names {
             PORTMAPS6,
             HOST_ADDRS6,
             SOCK_ORIGIN6,
+            FRAGS6,
         ];
         /// The two conntrack tables: assured flows (never evicted) and new
         /// flows (LRU). An assured flow may still have (stale) copies in the
@@ -428,6 +430,18 @@ pub struct FragKey {
     pub pad: u8,
 }
 
+/// A fragmented IPv6 datagram, by its fragment header's identification
+/// (network order): as `FragKey`, for `NETD_FRAGS6`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Frag6Key {
+    pub src_ip: [u8; 16],
+    pub dst_ip: [u8; 16],
+    pub id: u32,
+    pub proto: u8,
+    pub pad: [u8; 3],
+}
+
 /// The ports of a fragmented datagram (network order; ICMP echo: the id in
 /// the tuple's position).
 #[repr(C)]
@@ -521,10 +535,14 @@ pub enum StatIndex {
     /// Dropped: a router advertisement from a container (only the host
     /// routes for containers).
     DropRouterAdvert = 16,
+    /// Passed to the stack untranslated: IPv6 from outside whose
+    /// extension headers netd does not walk (more than 4, cut short) or
+    /// that is source-routed (a routing header with segments left).
+    PassUnparsed = 17,
 }
 
 impl StatIndex {
-    pub const COUNT: u32 = 17;
+    pub const COUNT: u32 = 18;
     pub const ALL: [StatIndex; Self::COUNT as usize] = [
         StatIndex::FromContainer,
         StatIndex::ToContainer,
@@ -543,6 +561,7 @@ impl StatIndex {
         StatIndex::DropUntranslatable,
         StatIndex::DropTtl,
         StatIndex::DropRouterAdvert,
+        StatIndex::PassUnparsed,
     ];
 
     pub const fn name(self) -> &'static str {
@@ -564,6 +583,7 @@ impl StatIndex {
             StatIndex::DropUntranslatable => "drop_untranslatable",
             StatIndex::DropTtl => "drop_ttl",
             StatIndex::DropRouterAdvert => "drop_ra",
+            StatIndex::PassUnparsed => "pass_unparsed",
         }
     }
 }
@@ -670,6 +690,7 @@ mod pod {
     unsafe impl aya::Pod for ServiceKey {}
     unsafe impl aya::Pod for Service6Key {}
     unsafe impl aya::Pod for FragValue {}
+    unsafe impl aya::Pod for Frag6Key {}
     unsafe impl aya::Pod for DatapathConfig {}
     unsafe impl aya::Pod for SockOrigin {}
 }

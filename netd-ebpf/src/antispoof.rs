@@ -17,6 +17,7 @@ use netd_common::{StatIndex, VethValue};
 
 use crate::{
     ctx::PacketCtx,
+    ipv6,
     maps::{NETD_VETHS, NETD_VETHS6},
     packet::{ETH_HLEN, read},
 };
@@ -24,15 +25,8 @@ use crate::{
 const ETH_P_IP: u16 = 0x0800;
 const ETH_P_ARP: u16 = 0x0806;
 const ETH_P_IPV6: u16 = 0x86DD;
-const IP6_NEXT_OFF: usize = ETH_HLEN + 6;
 const IP6_SRC_OFF: usize = ETH_HLEN + 8;
-const IP6_HLEN: usize = 40;
-const NEXTHDR_HOP: u8 = 0;
-const NEXTHDR_ROUTING: u8 = 43;
-const NEXTHDR_DEST: u8 = 60;
 const NEXTHDR_ICMPV6: u8 = 58;
-/// Extension headers walked before the verdict is "cannot tell".
-const MAX_EXT_HEADERS: usize = 4;
 const ND_ROUTER_SOLICIT: u8 = 133;
 const ND_ROUTER_ADVERT: u8 = 134;
 const ND_NEIGHBOUR_SOLICIT: u8 = 135;
@@ -148,29 +142,16 @@ fn ipv6_verdict<C: PacketCtx>(ctx: &C, mac: u64) -> u32 {
     if !src_ok {
         return V6_SPOOFED;
     }
-    // Find the ICMPv6 header behind at most MAX_EXT_HEADERS extension
-    // headers. A fragment header or any other protocol ends the walk:
-    // neighbour discovery is never fragmented (RFC 6980; Linux drops
-    // fragmented ND), so what follows cannot be ND.
-    let Ok(mut next) = ctx.load::<u8>(IP6_NEXT_OFF) else {
+    // Find the ICMPv6 header behind the extension headers. A fragment
+    // header or any other protocol ends the walk: neighbour discovery is
+    // never fragmented (RFC 6980; Linux drops fragmented ND), so what
+    // follows cannot be ND.
+    let Some(ipv6::Next {
+        proto: next, off, ..
+    }) = ipv6::next_header(ctx)
+    else {
         return V6_UNPARSED;
     };
-    let mut off = ETH_HLEN + IP6_HLEN;
-    let mut walked = 0;
-    while walked < MAX_EXT_HEADERS {
-        if next != NEXTHDR_HOP && next != NEXTHDR_ROUTING && next != NEXTHDR_DEST {
-            break;
-        }
-        let (Ok(n), Ok(len)) = (ctx.load::<u8>(off), ctx.load::<u8>(off + 1)) else {
-            return V6_UNPARSED;
-        };
-        next = n;
-        off += (usize::from(len) + 1) * 8;
-        walked += 1;
-    }
-    if next == NEXTHDR_HOP || next == NEXTHDR_ROUTING || next == NEXTHDR_DEST {
-        return V6_UNPARSED;
-    }
     if next != NEXTHDR_ICMPV6 {
         // The unspecified source is for DAD and MLD only.
         return if unspecified { V6_SPOOFED } else { V6_OWN };

@@ -10,8 +10,9 @@ use aya_ebpf::{
 };
 use netd_common::{
     BridgeValue, Counter, Ct6Key, Ct6Value, CtKey, CtValue, DatapathConfig, Endpoint6Value,
-    EndpointValue, FragKey, FragValue, PortMap6Key, PortMap6Value, PortMapKey, PortMapValue,
-    Service6Key, ServiceKey, SockOrigin, SockOrigin6, StatIndex, Veth6Value, VethValue,
+    EndpointValue, Frag6Key, FragKey, FragValue, PortMap6Key, PortMap6Value, PortMapKey,
+    PortMapValue, Service6Key, ServiceKey, SockOrigin, SockOrigin6, StatIndex, Veth6Value,
+    VethValue,
     names::{self, maps::ALL},
 };
 
@@ -100,6 +101,10 @@ maps! {
     /// protocol). An LRU: entries are needed only until the last fragment.
     NETD_FRAGS: LruHashMap<FragKey, FragValue, 8192> = LruHashMap::new();
 
+    /// The same for IPv6, by (addresses, fragment identification,
+    /// protocol).
+    NETD_FRAGS6: LruHashMap<Frag6Key, FragValue, 8192> = LruHashMap::new();
+
     /// Bridges of netd networks by ifindex.
     NETD_BRIDGES: HashMap<u32, BridgeValue, 1024> = HashMap::new();
 
@@ -131,6 +136,8 @@ pub struct Scratch6 {
     pub key: Ct6Key,
     pub value: Ct6Value,
     pub fib: aya_ebpf::bindings::bpf_fib_lookup,
+    /// A fragment's `NETD_FRAGS6` key.
+    pub frag: Frag6Key,
 }
 
 #[inline(always)]

@@ -6,12 +6,17 @@
 //! addresses and 40-byte tuples would otherwise weigh on the stack and the
 //! paths of the IPv4 programs.
 //!
-//! What is translated: TCP, UDP and ICMPv6 echo whose transport header
-//! follows the fixed header directly, and ICMPv6 errors about them.
-//! Anything else (extension headers, fragments, other protocols) is never
-//! translated: it goes to the stack, which does not forward IPv6
-//! (`all.forwarding` stays 0), so it reaches the host or the container's
-//! own bridge and nothing beyond.
+//! What is translated: TCP, UDP and ICMPv6 echo, right after the fixed
+//! header (the common case, at a constant offset) or behind up to 4
+//! hop-by-hop, routing and destination-options headers (`ipv6`; the
+//! transport header's offset `Seg::l4` is then variable), fragments of
+//! them (as IPv4's: `frag`), and ICMPv6 errors about them. Anything else
+//! (source-routed packets, other protocols, a later fragment whose first
+//! was not seen) is never translated: from a container it goes where no
+//! translation is needed (its own network, the host, a routed network)
+//! or is dropped and counted (`drop_untranslatable`); from outside it
+//! goes to the stack, which does not forward IPv6 (`all.forwarding` stays
+//! 0).
 
 use aya_ebpf::{
     bindings::{
@@ -27,17 +32,19 @@ use aya_ebpf::{
 };
 use core::{mem, ptr};
 use netd_common::{
-    Ct6Key, Ct6Value, Endpoint6Value, IPPROTO_TCP, IPPROTO_UDP, PortMap6Key, PortMap6Value,
+    Ct6Key, Ct6Value, Endpoint6Value, FragValue, IPPROTO_TCP, IPPROTO_UDP, PortMap6Value,
     Service6Key, StatIndex, ct_dir, ct_kind, net_flags,
 };
 
 use crate::{
     conntrack::{self, Entry, Refused, Seg, Tier, V6},
+    frag, ipv6,
     maps::{
-        NETD_BRIDGES, NETD_ENDPOINTS6, NETD_PORTMAPS6, NETD_SCRATCH6, NETD_SERVICES6, Scratch6,
-        Scratch6Slot, config,
+        NETD_BRIDGES, NETD_ENDPOINTS6, NETD_SCRATCH6, NETD_SERVICES6, Scratch6, Scratch6Slot,
+        config,
     },
     packet::{ETH_HLEN, read, set_macs},
+    published::{self, Asker},
     stats::{count, drop},
 };
 
@@ -95,10 +102,10 @@ fn packet(ctx: &TcContext) -> Option<(&'static Ct6Key, &'static Seg)> {
 fn parse(ctx: &TcContext, p: *mut Scratch6Slot) -> bool {
     // SAFETY: the per-CPU slot, as in `packet`.
     let (k, seg) = unsafe { (&mut (*p).tuple, &mut (*p).seg) };
-    if tuple(ctx, k).is_none() {
+    let Some(l4) = tuple(ctx, k) else {
         return false;
-    }
-    segment(ctx, k, seg);
+    };
+    segment(ctx, k, seg, l4);
     true
 }
 
@@ -128,8 +135,8 @@ fn load_addr(ctx: &TcContext, off: usize, dst: &mut [u8; 16]) -> Option<()> {
 pub fn from_container(ctx: &mut TcContext, network_id: u32, flags: u32) -> i32 {
     let Some((k, seg)) = packet(ctx) else {
         // An error about a packet the container received: translated
-        // back to what its sender sent. Anything else is the stack's.
-        return not_a_flow(ctx, true);
+        // back to what its sender sent. Anything else: `untranslatable`.
+        return not_a_flow(ctx, true, network_id, flags);
     };
     if is_local_scope(&k.dst_ip) {
         return TC_ACT_UNSPEC;
@@ -157,13 +164,13 @@ fn tracked_from_container(
     // SAFETY: map value pointer, valid for this run.
     let v = unsafe { &*v };
     if let Some(ep) = NETD_ENDPOINTS6.get_ptr(&v.nat_dst_ip) {
-        if rewrite(ctx, k, v).is_err() {
+        if rewrite(ctx, k, v, seg).is_err() {
             return drop(StatIndex::DropMalformed, ctx.len());
         }
         // SAFETY: map value pointer, valid for this run.
         return to_endpoint(ctx, unsafe { &*ep });
     }
-    out(ctx, k, v, &mut s.fib)
+    out(ctx, k, v, seg, &mut s.fib)
 }
 
 /// A packet of no flow from a container: its own network is bridged,
@@ -189,18 +196,26 @@ fn new_from_container(
         }
         return drop(StatIndex::DropPolicy, ctx.len());
     }
-    match fib(ctx, &k.src_ip, &k.dst_ip, k, &mut s.fib) {
-        Ok(_) => {}
+    let rc = match fib(ctx, &k.src_ip, &k.dst_ip, k, &mut s.fib) {
+        Ok(rc) => rc,
         // To the host itself (the gateway, the uplink's address): a
         // published port there is a hairpin; the rest is the stack's.
         Err(BPF_FIB_LKUP_RET_NOT_FWDED) => return hairpin(ctx, k, seg, network_id, flags, s),
         Err(_) => return TC_ACT_UNSPEC,
-    }
-    if flags & (net_flags::INTERNAL | net_flags::ROUTED) != 0 {
+    };
+    if flags & net_flags::INTERNAL != 0 {
         // Not translated: the stack does not forward it.
         return TC_ACT_UNSPEC;
     }
-    if !may_start(ctx, k) || from_published_port(k) {
+    if flags & net_flags::ROUTED != 0 {
+        if NETD_BRIDGES.get_ptr(s.fib.ifindex).is_some() {
+            return drop(StatIndex::DropPolicy, ctx.len());
+        }
+        // --gateway-mode routed: out with its own address, as the
+        // stack routes IPv4 (it does not route IPv6).
+        return forward(ctx, rc, &s.fib);
+    }
+    if !may_start(ctx, k, seg) || from_published_port(k) {
         return drop(StatIndex::DropInvalid, ctx.len());
     }
     if NETD_BRIDGES.get_ptr(s.fib.ifindex).is_some() {
@@ -213,7 +228,7 @@ fn new_from_container(
         return refused(ctx, why);
     }
     count(StatIndex::Snat, ctx.len());
-    out(ctx, k, &s.value, &mut s.fib)
+    out(ctx, k, &s.value, seg, &mut s.fib)
 }
 
 /// A packet from the uplink: a reply of a MASQUERADE-d flow goes to its
@@ -223,11 +238,12 @@ fn new_from_container(
 #[inline(never)]
 pub fn from_outside(ctx: &mut TcContext) -> i32 {
     let Some((k, seg)) = packet(ctx) else {
-        return not_a_flow(ctx, false);
+        return not_a_flow(ctx, false, 0, 0);
     };
     let Some(entry) = conntrack::lookup::<V6>(k) else {
-        if NETD_ENDPOINTS6.get_ptr(&k.dst_ip).is_some() {
-            return drop(StatIndex::DropUnpublished, ctx.len());
+        if let Some(ep) = NETD_ENDPOINTS6.get_ptr(&k.dst_ip) {
+            // SAFETY: map value pointer, valid for this run.
+            return routed_in(ctx, unsafe { &*ep });
         }
         return dnat(ctx, k, seg);
     };
@@ -249,7 +265,7 @@ fn tracked_from_outside(
     let Some(ep) = NETD_ENDPOINTS6.get_ptr(&v.nat_dst_ip) else {
         return TC_ACT_UNSPEC;
     };
-    if rewrite(ctx, k, v).is_err() {
+    if rewrite(ctx, k, v, seg).is_err() {
         return drop(StatIndex::DropMalformed, ctx.len());
     }
     count(StatIndex::ReverseNat, ctx.len());
@@ -263,52 +279,100 @@ fn tracked_from_outside(
 }
 
 /// A packet `tuple` does not parse: an ICMPv6 error about a tracked flow
-/// is translated and delivered; anything else goes to the stack (from
-/// outside, after the exposure check).
+/// is translated and delivered; anything else from a container (its
+/// endpoint's `network_id` and `flags`) is `untranslatable`, from outside
+/// it goes to the stack after the exposure check, counted if netd could
+/// not tell what it carries (`pass_unparsed`).
 #[inline(never)]
-fn not_a_flow(ctx: &mut TcContext, from_container: bool) -> i32 {
+fn not_a_flow(ctx: &mut TcContext, from_container: bool, network_id: u32, flags: u32) -> i32 {
     if let Some(verdict) = icmp_error(ctx, from_container) {
         return verdict;
     }
     if from_container {
-        return TC_ACT_UNSPEC;
+        return untranslatable(ctx, network_id, flags);
     }
-    exposure(ctx)
+    let verdict = exposure(ctx);
+    if verdict == TC_ACT_UNSPEC && ipv6::next_header(ctx).is_none_or(|n| n.source_routed) {
+        count(StatIndex::PassUnparsed, ctx.len());
+    }
+    verdict
 }
 
-/// A new flow from outside to a published port (`NETD_PORTMAPS6`, the
-/// host-wide entries `-p` makes on a dual-stack network): DNAT to the
-/// container, whose reply goes out through its REPLY entry. The client's
-/// address is kept.
-#[inline(never)]
-fn dnat(ctx: &mut TcContext, k: &Ct6Key, seg: &Seg) -> i32 {
-    if k.proto != IPPROTO_TCP && k.proto != IPPROTO_UDP {
+/// A container's packet netd cannot translate (a source-routed packet,
+/// another protocol, a later fragment whose first was not seen): as
+/// IPv4's, it may go where no translation is needed, its own network or
+/// the host (the stack: bridged or local), or out of a routed network;
+/// else it is dropped and counted, never sent out with its private
+/// address (the stack would not route it either, silently).
+#[inline(always)]
+fn untranslatable(ctx: &mut TcContext, network_id: u32, flags: u32) -> i32 {
+    let Some(s) = scratch() else {
+        return TC_ACT_SHOT;
+    };
+    // The addresses, straight into the room (ports do not matter to
+    // this route: zeroes).
+    if load_addr(ctx, SRC_OFF, &mut s.key.src_ip).is_none()
+        || load_addr(ctx, DST_OFF, &mut s.key.dst_ip).is_none()
+    {
         return TC_ACT_UNSPEC;
     }
-    let key = PortMap6Key {
-        host_ip: [0; 16],
-        host_port: k.dst_port,
-        proto: k.proto,
-        pad: 0,
+    if is_local_scope(&s.key.dst_ip) {
+        return TC_ACT_UNSPEC;
+    }
+    if let Some(ep) = NETD_ENDPOINTS6.get_ptr(&s.key.dst_ip) {
+        // SAFETY: map value pointer, valid for this run.
+        if unsafe { (*ep).network_id } == network_id {
+            return TC_ACT_UNSPEC;
+        }
+        return drop(StatIndex::DropPolicy, ctx.len());
+    }
+    s.key.src_port = 0;
+    s.key.dst_port = 0;
+    s.key.proto = 0;
+    let rc = match fib(ctx, &s.key.src_ip, &s.key.dst_ip, &s.key, &mut s.fib) {
+        Ok(rc) => rc,
+        Err(BPF_FIB_LKUP_RET_NOT_FWDED) => return TC_ACT_UNSPEC,
+        Err(_) => return drop(StatIndex::DropUntranslatable, ctx.len()),
     };
-    let Some(target) = NETD_PORTMAPS6.get_ptr(&key) else {
+    if let Some(bridge) = NETD_BRIDGES.get_ptr(s.fib.ifindex) {
+        // On its own bridge (an address no endpoint holds): bridged.
+        // SAFETY: map value pointer, valid for this run.
+        if unsafe { (*bridge).network_id } == network_id {
+            return TC_ACT_UNSPEC;
+        }
+        return drop(StatIndex::DropPolicy, ctx.len());
+    }
+    if flags & net_flags::ROUTED != 0 && flags & net_flags::INTERNAL == 0 {
+        return forward(ctx, rc, &s.fib);
+    }
+    drop(StatIndex::DropUntranslatable, ctx.len())
+}
+
+/// A new flow from outside to a published port on one of the host's
+/// addresses (`published::lookup6`: bound to that address, or to `::`):
+/// DNAT to the container, whose reply goes out through its REPLY entry.
+/// The client's address is kept.
+#[inline(never)]
+fn dnat(ctx: &mut TcContext, k: &Ct6Key, seg: &Seg) -> i32 {
+    let Some(target) = published::lookup6(&k.dst_ip, k.dst_port, k.proto, Asker::Packet) else {
         return TC_ACT_UNSPEC;
     };
-    if !may_start(ctx, k) {
+    if !may_start(ctx, k, seg) {
         return drop(StatIndex::DropInvalid, ctx.len());
     }
     let Some(s) = scratch() else {
         return TC_ACT_SHOT;
     };
-    // SAFETY: map value pointer, valid for this run.
-    dnat_flow(ctx, k, seg, unsafe { &*target }, s)
+    dnat_flow(ctx, k, seg, target, &k.src_ip, s)
 }
 
 /// A container's new flow to a published port on a host address (its
 /// gateway, the uplink's address): DNAT to the target container, which
 /// sees the client's own address; from an `--internal` network only to
-/// its own network. None of it for a container reaching itself (it would
-/// need its source translated too): to the stack.
+/// its own network. A container reaching itself gets its source
+/// translated too, to the address it asked for, as IPv4 does to its
+/// gateway: its own address would make it answer itself directly,
+/// bypassing the translation back.
 #[inline(always)]
 fn hairpin(
     ctx: &mut TcContext,
@@ -318,44 +382,35 @@ fn hairpin(
     flags: u32,
     s: &mut Scratch6,
 ) -> i32 {
-    if k.proto != IPPROTO_TCP && k.proto != IPPROTO_UDP {
-        return TC_ACT_UNSPEC;
-    }
-    let key = PortMap6Key {
-        host_ip: [0; 16],
-        host_port: k.dst_port,
-        proto: k.proto,
-        pad: 0,
-    };
-    let Some(target) = NETD_PORTMAPS6.get_ptr(&key) else {
+    let Some(target) = published::lookup6(&k.dst_ip, k.dst_port, k.proto, Asker::Packet) else {
         return TC_ACT_UNSPEC;
     };
-    // SAFETY: map value pointer, valid for this run.
-    let target = unsafe { &*target };
-    if same(&target.container_ip, &k.src_ip) {
-        return TC_ACT_UNSPEC;
-    }
     let Some(ep) = NETD_ENDPOINTS6.get_ptr(&target.container_ip) else {
         return TC_ACT_UNSPEC;
     };
-    // SAFETY: as above.
+    // SAFETY: map value pointer, valid for this run.
     if flags & net_flags::INTERNAL != 0 && unsafe { (*ep).network_id } != network_id {
         return drop(StatIndex::DropPolicy, ctx.len());
     }
-    if !may_start(ctx, k) {
+    if !may_start(ctx, k, seg) {
         return drop(StatIndex::DropInvalid, ctx.len());
     }
-    dnat_flow(ctx, k, seg, target, s)
+    if same(&target.container_ip, &k.src_ip) {
+        return dnat_flow(ctx, k, seg, target, &k.dst_ip, s);
+    }
+    dnat_flow(ctx, k, seg, target, &k.src_ip, s)
 }
 
-/// Creates a DNAT flow from `k` to `target` (REPLY entry first, NOEXIST)
-/// and delivers the packet into the target container.
+/// Creates a DNAT flow from `k` to `target` (REPLY entry first, NOEXIST),
+/// with `src` as the source the target sees, and delivers the packet into
+/// the target container.
 #[inline(always)]
 fn dnat_flow(
     ctx: &mut TcContext,
     k: &Ct6Key,
     seg: &Seg,
     target: &PortMap6Value,
+    src: &[u8; 16],
     s: &mut Scratch6,
 ) -> i32 {
     let Ok(hops) = ctx.load::<u8>(HOP_OFF) else {
@@ -367,9 +422,10 @@ fn dnat_flow(
     let Some(ep) = NETD_ENDPOINTS6.get_ptr(&target.container_ip) else {
         return TC_ACT_UNSPEC;
     };
-    // REPLY: container:port -> client, back to host:port -> client.
+    // REPLY: container:port -> client (as translated), back to
+    // host:port -> client.
     s.key.src_ip = target.container_ip;
-    s.key.dst_ip = k.src_ip;
+    s.key.dst_ip = *src;
     s.key.src_port = target.container_port;
     s.key.dst_port = k.src_port;
     s.key.proto = k.proto;
@@ -382,7 +438,7 @@ fn dnat_flow(
     if let Err(why) = conntrack::insert_new::<V6>(&s.key, &s.value) {
         return refused(ctx, why);
     }
-    s.value.nat_src_ip = k.src_ip;
+    s.value.nat_src_ip = *src;
     s.value.nat_dst_ip = target.container_ip;
     s.value.nat_src_port = k.src_port;
     s.value.nat_dst_port = target.container_port;
@@ -390,7 +446,7 @@ fn dnat_flow(
     if let Err(why) = conntrack::insert_original_of::<V6>(k, &s.value, &s.key) {
         return refused(ctx, why);
     }
-    if rewrite(ctx, k, &s.value).is_err() || ctx.store(HOP_OFF, &(hops - 1), 0).is_err() {
+    if rewrite(ctx, k, &s.value, seg).is_err() || ctx.store(HOP_OFF, &(hops - 1), 0).is_err() {
         return drop(StatIndex::DropMalformed, ctx.len());
     }
     count(StatIndex::Dnat, ctx.len());
@@ -504,20 +560,56 @@ fn icmp_error(ctx: &mut TcContext, from_container: bool) -> Option<i32> {
 }
 
 /// IPv6 netd does not translate, from outside: nothing of it reaches a
-/// container address.
+/// container address but on a routed network.
 #[inline(always)]
-fn exposure(ctx: &TcContext) -> i32 {
-    match ctx.load::<[u8; 16]>(DST_OFF) {
-        Ok(dst) if NETD_ENDPOINTS6.get_ptr(&dst).is_some() => {
-            drop(StatIndex::DropUnpublished, ctx.len())
-        }
-        _ => TC_ACT_UNSPEC,
+fn exposure(ctx: &mut TcContext) -> i32 {
+    let Ok(dst) = ctx.load::<[u8; 16]>(DST_OFF) else {
+        return TC_ACT_UNSPEC;
+    };
+    match NETD_ENDPOINTS6.get_ptr(&dst) {
+        // SAFETY: map value pointer, valid for this run.
+        Some(ep) => routed_in(ctx, unsafe { &*ep }),
+        None => TC_ACT_UNSPEC,
     }
+}
+
+/// A packet from outside to a container address that no flow or
+/// published port claims: delivered as is (a hop) if its network is
+/// `--gateway-mode routed`, else dropped (exposure).
+#[inline(always)]
+fn routed_in(ctx: &mut TcContext, ep: &Endpoint6Value) -> i32 {
+    if ep.flags & net_flags::ROUTED == 0 {
+        return drop(StatIndex::DropUnpublished, ctx.len());
+    }
+    if hop(ctx).is_err() {
+        return drop(StatIndex::DropTtl, ctx.len());
+    }
+    to_endpoint(ctx, ep)
+}
+
+/// Takes one from the hop limit of a packet being routed; Err if it
+/// would expire (or cannot be read).
+#[inline(always)]
+fn hop(ctx: &mut TcContext) -> Result<(), ()> {
+    let hops = ctx.load::<u8>(HOP_OFF).map_err(|_| ())?;
+    if hops <= 1 {
+        return Err(());
+    }
+    ctx.store(HOP_OFF, &(hops - 1), 0).map_err(|_| ())
+}
+
+/// A routed network's packet out, untranslated, where the FIB said.
+#[inline(always)]
+fn forward(ctx: &mut TcContext, rc: u32, params: &FibParams) -> i32 {
+    if hop(ctx).is_err() {
+        return drop(StatIndex::DropTtl, ctx.len());
+    }
+    send(ctx, rc, params)
 }
 
 /// The packet of tuple `k`, rewritten to `v`'s tuple, out through the FIB.
 #[inline(always)]
-fn out(ctx: &mut TcContext, k: &Ct6Key, v: &Ct6Value, params: &mut FibParams) -> i32 {
+fn out(ctx: &mut TcContext, k: &Ct6Key, v: &Ct6Value, seg: &Seg, params: &mut FibParams) -> i32 {
     let Ok(hops) = ctx.load::<u8>(HOP_OFF) else {
         return TC_ACT_UNSPEC;
     };
@@ -532,7 +624,7 @@ fn out(ctx: &mut TcContext, k: &Ct6Key, v: &Ct6Value, params: &mut FibParams) ->
     let Ok(rc) = fib(ctx, &v.nat_src_ip, &v.nat_dst_ip, &t, params) else {
         return TC_ACT_UNSPEC;
     };
-    if rewrite(ctx, k, v).is_err() || ctx.store(HOP_OFF, &(hops - 1), 0).is_err() {
+    if rewrite(ctx, k, v, seg).is_err() || ctx.store(HOP_OFF, &(hops - 1), 0).is_err() {
         return drop(StatIndex::DropMalformed, ctx.len());
     }
     send(ctx, rc, params)
@@ -560,31 +652,92 @@ fn to_endpoint(ctx: &mut TcContext, ep: &Endpoint6Value) -> i32 {
     unsafe { bpf_redirect_peer(ep.ifindex, 0) as i32 }
 }
 
-/// The flow tuple of a TCP, UDP or ICMPv6 echo packet whose transport
-/// header follows the fixed header, into `k`; None for anything else.
+/// Fills in `k`, the flow tuple of a TCP, UDP or ICMPv6 echo packet, and
+/// returns the offset of its transport header (`l4`): right after the
+/// fixed header (checked first, a constant: the common case pays no
+/// walk), behind extension headers, or in a fragment (`fragment`; 0 for a
+/// later fragment, which has none). None for anything else
+/// (source-routed packets included).
 #[inline(always)]
-fn tuple(ctx: &TcContext, k: &mut Ct6Key) -> Option<()> {
-    let proto = ctx.load::<u8>(NEXT_OFF).ok()?;
-    let (src_port, dst_port) = match proto {
-        IPPROTO_TCP | IPPROTO_UDP => (ctx.load::<u16>(L4).ok()?, ctx.load::<u16>(L4 + 2).ok()?),
+fn tuple(ctx: &TcContext, k: &mut Ct6Key) -> Option<usize> {
+    let mut proto = ctx.load::<u8>(NEXT_OFF).ok()?;
+    let mut l4 = L4;
+    if proto != IPPROTO_TCP && proto != IPPROTO_UDP && proto != IPPROTO_ICMPV6 {
+        let next = ipv6::next_header(ctx)?;
+        if next.source_routed {
+            return None;
+        }
+        if next.proto == ipv6::NEXTHDR_FRAGMENT {
+            return fragment(ctx, next.off, k);
+        }
+        proto = next.proto;
+        l4 = next.off;
+    }
+    k.proto = proto;
+    ports(ctx, l4, k)?;
+    load_addr(ctx, SRC_OFF, &mut k.src_ip)?;
+    load_addr(ctx, DST_OFF, &mut k.dst_ip)?;
+    // SAFETY: a field of the caller's key (volatile: no memset call).
+    unsafe { ptr::write_volatile(&mut k.pad, [0; 3]) };
+    Some(l4)
+}
+
+/// The ports of `k` from a TCP or UDP header at `l4`, or an ICMPv6
+/// echo's identifier in the tuple's position.
+#[inline(always)]
+fn ports(ctx: &TcContext, l4: usize, k: &mut Ct6Key) -> Option<()> {
+    match k.proto {
+        IPPROTO_TCP | IPPROTO_UDP => {
+            k.src_port = ctx.load::<u16>(l4).ok()?;
+            k.dst_port = ctx.load::<u16>(l4 + 2).ok()?;
+        }
         IPPROTO_ICMPV6 => {
-            let id = ctx.load::<u16>(L4 + 4).ok()?;
-            match ctx.load::<u8>(L4).ok()? {
+            let id = ctx.load::<u16>(l4 + 4).ok()?;
+            (k.src_port, k.dst_port) = match ctx.load::<u8>(l4).ok()? {
                 ECHO_REQUEST => (id, 0),
                 ECHO_REPLY => (0, id),
                 _ => return None,
-            }
+            };
         }
         _ => return None,
-    };
+    }
+    Some(())
+}
+
+/// A fragment's tuple, as IPv4's (`frag`): the first fragment's transport
+/// header follows its fragment header, and its ports are remembered by
+/// the fragment identification; a later fragment takes them from there
+/// and has no transport header (`l4` 0: only its addresses are
+/// translated, the transport checksum is in the first fragment). None: a
+/// later fragment whose first was not seen.
+#[inline(always)]
+fn fragment(ctx: &TcContext, off: usize, k: &mut Ct6Key) -> Option<usize> {
+    let head = ctx.load::<[u8; 8]>(off).ok()?;
+    k.proto = head[0];
     load_addr(ctx, SRC_OFF, &mut k.src_ip)?;
     load_addr(ctx, DST_OFF, &mut k.dst_ip)?;
-    k.src_port = src_port;
-    k.dst_port = dst_port;
-    k.proto = proto;
-    // SAFETY: a field of the caller's key (volatile: no memset call).
+    // SAFETY: as in `tuple`.
     unsafe { ptr::write_volatile(&mut k.pad, [0; 3]) };
-    Some(())
+    let s = scratch()?;
+    s.frag.src_ip = k.src_ip;
+    s.frag.dst_ip = k.dst_ip;
+    s.frag.id = u32::from_ne_bytes([head[4], head[5], head[6], head[7]]);
+    s.frag.proto = k.proto;
+    unsafe { ptr::write_volatile(&mut s.frag.pad, [0; 3]) };
+    if u16::from_be_bytes([head[2], head[3]]) & 0xfff8 == 0 {
+        let l4 = off + 8;
+        ports(ctx, l4, k)?;
+        let v = FragValue {
+            src_port: k.src_port,
+            dst_port: k.dst_port,
+        };
+        frag::remember6(&s.frag, v);
+        return Some(l4);
+    }
+    let v = frag::ports6(&s.frag)?;
+    k.src_port = v.src_port;
+    k.dst_port = v.dst_port;
+    Some(0)
 }
 
 /// Link-local (fe80::/10) and multicast (ff00::/8): never routed.
@@ -601,11 +754,16 @@ fn same(a: &[u8; 16], b: &[u8; 16]) -> bool {
     w(a, 0) == w(b, 0) && w(a, 8) == w(b, 8)
 }
 
-/// New flows start with a TCP SYN, a UDP datagram or an echo request.
+/// New flows start with a TCP SYN, a UDP datagram or an echo request;
+/// never with a later fragment (no transport header).
 #[inline(always)]
-fn may_start(ctx: &TcContext, k: &Ct6Key) -> bool {
+fn may_start(ctx: &TcContext, k: &Ct6Key, seg: &Seg) -> bool {
+    let l4 = usize::from(seg.l4);
+    if l4 == 0 {
+        return false;
+    }
     match k.proto {
-        IPPROTO_TCP => match ctx.load::<u8>(L4 + 13) {
+        IPPROTO_TCP => match ctx.load::<u8>(l4 + 13) {
             Ok(f) => f & TCP_SYN != 0 && f & TCP_ACK == 0,
             Err(_) => false,
         },
@@ -614,21 +772,25 @@ fn may_start(ctx: &TcContext, k: &Ct6Key) -> bool {
     }
 }
 
-/// What conntrack needs of a packet of flow `k`, into `seg`: its length
-/// and, for TCP, flags, sequence number and payload length.
+/// What conntrack needs of a packet of flow `k` whose transport header
+/// is at `l4` (0: a later fragment), into `seg`: its length and, for TCP,
+/// flags, sequence number and payload length (the IPv6 payload less what
+/// precedes the TCP payload).
 #[inline(always)]
-fn segment(ctx: &TcContext, k: &Ct6Key, seg: &mut Seg) {
+fn segment(ctx: &TcContext, k: &Ct6Key, seg: &mut Seg, l4: usize) {
     seg.proto = k.proto;
     seg.len = ctx.len();
+    seg.l4 = l4 as u16;
     seg.tcp_flags = 0;
     seg.tcp_seq = 0;
     seg.tcp_payload = 0;
-    if k.proto == IPPROTO_TCP {
+    if k.proto == IPPROTO_TCP && l4 != 0 {
         let payload = ctx.load::<u16>(ETH_HLEN + 4).map_or(0, u16::from_be);
-        let doff = ctx.load::<u8>(L4 + 12).map_or(0, |b| u32::from(b >> 4) * 4);
-        seg.tcp_flags = ctx.load::<u8>(L4 + 13).unwrap_or(0);
-        seg.tcp_seq = ctx.load::<u32>(L4 + 4).map_or(0, u32::from_be);
-        seg.tcp_payload = u32::from(payload).saturating_sub(doff);
+        let doff = ctx.load::<u8>(l4 + 12).map_or(0, |b| u32::from(b >> 4) * 4);
+        let ext = (l4 - L4) as u32;
+        seg.tcp_flags = ctx.load::<u8>(l4 + 13).unwrap_or(0);
+        seg.tcp_seq = ctx.load::<u32>(l4 + 4).map_or(0, u32::from_be);
+        seg.tcp_payload = u32::from(payload).saturating_sub(doff + ext);
     }
 }
 
@@ -737,13 +899,26 @@ fn masquerade(k: &Ct6Key, src: &[u8; 16], seg: &Seg, s: &mut Scratch6) -> Result
 }
 
 /// Rewrites the packet of tuple `k` to `v`'s tuple: addresses (the
-/// pseudo-header part of the L4 checksum), ports or the echo identifier.
+/// pseudo-header part of the L4 checksum), ports or the echo identifier,
+/// in the transport header at `seg.l4`; a later fragment's addresses only.
 #[inline(always)]
-fn rewrite(ctx: &mut TcContext, k: &Ct6Key, v: &Ct6Value) -> Result<(), ()> {
+fn rewrite(ctx: &mut TcContext, k: &Ct6Key, v: &Ct6Value, seg: &Seg) -> Result<(), ()> {
+    let l4 = usize::from(seg.l4);
+    if l4 == 0 {
+        // A later fragment: the transport header and its checksum are in
+        // the first fragment.
+        if !same(&k.src_ip, &v.nat_src_ip) {
+            ctx.store(SRC_OFF, &v.nat_src_ip, 0).map_err(|_| ())?;
+        }
+        if !same(&k.dst_ip, &v.nat_dst_ip) {
+            ctx.store(DST_OFF, &v.nat_dst_ip, 0).map_err(|_| ())?;
+        }
+        return Ok(());
+    }
     let csum = match k.proto {
-        IPPROTO_TCP => L4 + 16,
-        IPPROTO_UDP => L4 + 6,
-        _ => L4 + 2,
+        IPPROTO_TCP => l4 + 16,
+        IPPROTO_UDP => l4 + 6,
+        _ => l4 + 2,
     };
     if !same(&k.src_ip, &v.nat_src_ip) {
         set_addr(ctx, SRC_OFF, &k.src_ip, &v.nat_src_ip, csum)?;
@@ -759,10 +934,10 @@ fn rewrite(ctx: &mut TcContext, k: &Ct6Key, v: &Ct6Value) -> Result<(), ()> {
         } else {
             (k.dst_port, v.nat_dst_port)
         };
-        return set_port(ctx, L4 + 4, old, new, csum);
+        return set_port(ctx, l4 + 4, old, new, csum);
     }
-    set_port(ctx, L4, k.src_port, v.nat_src_port, csum)?;
-    set_port(ctx, L4 + 2, k.dst_port, v.nat_dst_port, csum)
+    set_port(ctx, l4, k.src_port, v.nat_src_port, csum)?;
+    set_port(ctx, l4 + 2, k.dst_port, v.nat_dst_port, csum)
 }
 
 #[inline(always)]

@@ -51,14 +51,48 @@ pub fn lookup(ip: u32, port: u16, proto: u8, asker: Asker) -> Option<PortMapValu
     NETD_PORTMAPS.get_ptr(key).map(|v| unsafe { *v })
 }
 
-/// For a host socket: the IPv6 published port `ip:port/proto` is, if any
-/// (the host-wide mappings `-p` makes on dual-stack containers, reached
-/// through ::1 or one of the host's IPv6 addresses).
+/// The IPv6 published port `ip:port/proto` is, if any, as `lookup` for
+/// IPv4: a mapping bound to `ip` itself, or a wildcard (`::`) one when
+/// `ip` is one of the host's own addresses (`NETD_HOST_ADDRS6`: traffic
+/// routed through the host to another address keeps its port), or ::1
+/// for a host socket. A mapping bound to ::1 is the host's sockets' only.
+/// The map's value itself, not a copy: the IPv6 tc paths have little
+/// stack to spare.
 #[inline(always)]
-pub fn lookup6_for_host(ip: &[u8; 16], port: u16, proto: u8) -> Option<PortMap6Value> {
+pub fn lookup6(
+    ip: &[u8; 16],
+    port: u16,
+    proto: u8,
+    asker: Asker,
+) -> Option<&'static PortMap6Value> {
     if proto != IPPROTO_TCP && proto != IPPROTO_UDP {
         return None;
     }
+    let loopback = is_loopback6(ip);
+    if loopback && asker == Asker::Packet {
+        return None;
+    }
+    let mut key = PortMap6Key {
+        host_ip: *ip,
+        host_port: port,
+        proto,
+        pad: 0,
+    };
+    if let Some(v) = NETD_PORTMAPS6.get_ptr(&key) {
+        // SAFETY: map value pointer, valid for this program run.
+        return Some(unsafe { &*v });
+    }
+    if !loopback {
+        NETD_HOST_ADDRS6.get_ptr(ip)?;
+    }
+    key.host_ip = [0; 16];
+    // SAFETY: as above.
+    NETD_PORTMAPS6.get_ptr(&key).map(|v| unsafe { &*v })
+}
+
+/// ::1.
+#[inline(always)]
+fn is_loopback6(ip: &[u8; 16]) -> bool {
     let mut loopback = true;
     let mut i = 0;
     while i < 16 {
@@ -68,17 +102,7 @@ pub fn lookup6_for_host(ip: &[u8; 16], port: u16, proto: u8) -> Option<PortMap6V
         }
         i += 1;
     }
-    if !loopback {
-        NETD_HOST_ADDRS6.get_ptr(ip)?;
-    }
-    let key = PortMap6Key {
-        host_ip: [0; 16],
-        host_port: port,
-        proto,
-        pad: 0,
-    };
-    // SAFETY: map value pointer, valid for this run; copied out.
-    NETD_PORTMAPS6.get_ptr(&key).map(|v| unsafe { *v })
+    loopback
 }
 
 /// The published port a new TCP/UDP flow is addressed to, if any.

@@ -20,7 +20,10 @@ pub trait Segment {
 pub struct Seg {
     pub proto: u8,
     pub tcp_flags: u8,
-    pub pad: u16,
+    /// Where the transport header is in the frame (the IPv6 path's:
+    /// behind extension headers it moves; 0 for a later fragment, which
+    /// has none).
+    pub l4: u16,
     pub len: u32,
     pub tcp_seq: u32,
     pub tcp_payload: u32,

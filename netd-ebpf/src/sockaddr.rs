@@ -91,9 +91,31 @@ fn set_user_ip6(ctx: &SockAddrContext, ip: &[u32; 4]) {
     }
 }
 
+/// The second word of an IPv4-mapped address (::ffff:a.b.c.d), as the
+/// context holds it (network order in memory).
+const V4_MAPPED: u32 = u32::from_ne_bytes([0, 0, 0xff, 0xff]);
+
+/// The published port an IPv6 socket address names, and the container
+/// address (in the socket's family) it goes to: for ::ffff:a.b.c.d, the
+/// IPv4 mapping of a.b.c.d (the socket speaks IPv4 to the container's
+/// IPv4 address, mapped), else the IPv6 one.
+#[inline(always)]
+fn target6(ip: &[u32; 4], port: u16, proto: u8) -> Option<([u32; 4], u16)> {
+    if ip[0] == 0 && ip[1] == 0 && ip[2] == V4_MAPPED {
+        let t = published::lookup(ip[3], port, proto, Asker::HostSocket)?;
+        return Some(([0, 0, V4_MAPPED, t.container_ip], t.container_port));
+    }
+    // SAFETY: 16 bytes either way.
+    let bytes: [u8; 16] = unsafe { core::mem::transmute(*ip) };
+    let t = published::lookup6(&bytes, port, proto, Asker::HostSocket)?;
+    // SAFETY: as above.
+    let nat: [u32; 4] = unsafe { core::mem::transmute(t.container_ip) };
+    Some((nat, t.container_port))
+}
+
 /// connect6()/sendmsg6() from the host's namespace to a published port on
-/// ::1 or a host IPv6 address: the socket goes to the container's IPv6
-/// address, the original noted in `NETD_SOCK_ORIGIN6`.
+/// ::1, a host IPv6 address or an IPv4-mapped one: the socket goes to the
+/// container's address, the original noted in `NETD_SOCK_ORIGIN6`.
 #[inline(always)]
 pub fn redirect_to_container6(ctx: &SockAddrContext) {
     let Some(cfg) = config() else { return };
@@ -105,18 +127,14 @@ pub fn redirect_to_container6(ctx: &SockAddrContext) {
     let ip = user_ip6(ctx);
     // SAFETY: the context pointer the kernel handed us.
     let (port, proto) = unsafe { ((*sa).user_port as u16, (*sa).protocol) };
-    // SAFETY: 16 bytes either way.
-    let bytes: [u8; 16] = unsafe { core::mem::transmute(ip) };
-    let Some(target) = published::lookup6_for_host(&bytes, port, proto as u8) else {
+    let Some((nat, nat_port)) = target6(&ip, port, proto as u8) else {
         return;
     };
-    // SAFETY: as above.
-    let nat: [u32; 4] = unsafe { core::mem::transmute(target.container_ip) };
     let mut origin = SockOrigin6 {
         orig_ip: ip,
         nat_ip: nat,
         orig_port: port,
-        nat_port: target.container_port,
+        nat_port,
     };
     // SAFETY: the storage helper takes the context's socket as is; the
     // slot it returns is checked for null.
@@ -125,26 +143,44 @@ pub fn redirect_to_container6(ctx: &SockAddrContext) {
         if !slot.is_null() {
             *slot = origin;
         }
-        (*sa).user_port = u32::from(target.container_port);
+        (*sa).user_port = u32::from(nat_port);
     }
     set_user_ip6(ctx, &nat);
 }
 
 /// getpeername6()/recvmsg6() of a redirected IPv6 socket: the address the
-/// application used.
+/// application used. A UDP datagram to an IPv4-mapped address was sent
+/// by the IPv4 path (`udp_sendmsg`, so `sendmsg4` noted it in
+/// `NETD_SOCK_ORIGIN`); its answers arrive here, mapped.
 #[inline(always)]
 pub fn show_original6(ctx: &SockAddrContext) {
+    let sa = ctx.sock_addr;
+    let ip = user_ip6(ctx);
     // SAFETY: the storage helper takes the context's socket as is.
     let origin = unsafe { NETD_SOCK_ORIGIN6.get_ptr_mut(ctx) };
+    if !origin.is_null() {
+        // SAFETY: non-null storage pointer and the kernel's context pointer.
+        unsafe {
+            if ip == (*origin).nat_ip && (*sa).user_port as u16 == (*origin).nat_port {
+                let orig = (*origin).orig_ip;
+                (*sa).user_port = u32::from((*origin).orig_port);
+                set_user_ip6(ctx, &orig);
+                return;
+            }
+        }
+    }
+    if ip[0] != 0 || ip[1] != 0 || ip[2] != V4_MAPPED {
+        return;
+    }
+    // SAFETY: as above.
+    let origin = unsafe { NETD_SOCK_ORIGIN.get_ptr_mut(ctx) };
     if origin.is_null() {
         return;
     }
-    let sa = ctx.sock_addr;
-    let ip = user_ip6(ctx);
     // SAFETY: non-null storage pointer and the kernel's context pointer.
     unsafe {
-        if ip == (*origin).nat_ip && (*sa).user_port as u16 == (*origin).nat_port {
-            let orig = (*origin).orig_ip;
+        if ip[3] == (*origin).nat_ip && (*sa).user_port as u16 == (*origin).nat_port {
+            let orig = [0, 0, V4_MAPPED, (*origin).orig_ip];
             (*sa).user_port = u32::from((*origin).orig_port);
             set_user_ip6(ctx, &orig);
         }

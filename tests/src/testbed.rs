@@ -136,6 +136,13 @@ impl Testbed {
             ip(&cmd.iter().map(String::as_str).collect::<Vec<_>>());
         }
     }
+
+    /// Adds IPv6 between ext and host (`topology::ip6_commands`).
+    pub fn uplink6(&self) {
+        for cmd in topology::ip6_commands(&self.host(), &self.ext()) {
+            ip(&cmd.iter().map(String::as_str).collect::<Vec<_>>());
+        }
+    }
 }
 
 // Daemon lifecycle.

@@ -6,9 +6,11 @@
 use std::{path::Path, time::Duration};
 
 use netd_tests::{
-    HttpServer, Testbed,
+    Bg, HttpServer, Testbed,
     cni::{Call, INDEX, Podman, REFERENCE_PLUGINS, conf, invoke, netd_cni, ns_name, runtime_netns},
-    curl, curl_ok, in_ns, in_ns_ok, wait_until,
+    curl, curl_ok, in_ns, in_ns_ok,
+    topology::{EXT_IP6, HOST_IP6},
+    wait_until,
 };
 use serde_json::{Value, json};
 
@@ -603,6 +605,191 @@ fn static_addresses_isolation_anti_spoofing_and_dns_names() {
 }
 
 // ---------------------------------------------------------------------------
+// Dual stack: a netd network created with --ipv6.
+
+/// `netd network create <p><suffix> --ipv6 --subnet V4 --subnet V6`.
+fn network6(tb: &Testbed, suffix: &str, v4: &str, v6: &str) -> String {
+    let name = tb.name(suffix);
+    tb.netd_ok(&[
+        "network", "create", &name, "--ipv6", "--subnet", v4, "--subnet", v6,
+    ]);
+    name
+}
+
+/// An address in its short form (socat writes it in full, bracketed).
+fn short6(text: &str) -> String {
+    let text = text.trim().trim_start_matches('[').trim_end_matches(']');
+    text.parse::<std::net::Ipv6Addr>()
+        .map_or_else(|_| text.to_owned(), |ip| ip.to_string())
+}
+
+/// A TCP server on [::]:`port` in `ns` answering with the peer's address.
+fn who6(tb: &Testbed, ns: &str, port: u16) -> Bg {
+    Bg::server(
+        ns,
+        &[
+            "socat",
+            "-t5",
+            &format!("TCP6-LISTEN:{port},fork,reuseaddr"),
+            "SYSTEM:echo $SOCAT_PEERADDR",
+        ],
+        &tb.tmp().join(format!("who6-{ns}-{port}.log")),
+        "tcp",
+        port,
+    )
+}
+
+fn ask6(ns: &str, ip: &str, port: u16) -> String {
+    short6(&in_ns_ok(
+        ns,
+        &["socat", "-t5", "-T5", "-", &format!("TCP6:[{ip}]:{port}")],
+    ))
+}
+
+#[test]
+fn dual_stack_add_check_del_and_ipv6_ports() {
+    let tb = Testbed::new();
+    tb.uplink6();
+    let net = network6(&tb, "d6", "198.19.6.0/24", "fd00:96::/64");
+    let ns = runtime_netns(&tb, "d6a");
+    let id = tb.name("d6000001");
+    let mut conf = conf(&tb, "1.1.0", &tb.name("-cni"), &net);
+    // A runtime may list a mapping once per family.
+    conf["runtimeConfig"] = json!({"portMappings": [
+        {"hostPort": 8086, "containerPort": 80, "protocol": "tcp", "hostIP": ""},
+        {"hostPort": 8086, "containerPort": 80, "protocol": "tcp", "hostIP": "::"},
+    ]});
+    let result = netd_cni(&tb, &Call::new("ADD", &id, &ns, "eth0"), &conf).ok();
+
+    // Both addresses on the container's interface, both default routes.
+    assert_eq!(
+        result["ips"],
+        json!([
+            {"address": "198.19.6.2/24", "gateway": "198.19.6.1", "interface": 1},
+            {"address": "fd00:96::2/64", "gateway": "fd00:96::1", "interface": 1},
+        ])
+    );
+    assert_eq!(
+        result["routes"],
+        json!([{"dst": "0.0.0.0/0", "gw": "198.19.6.1"}, {"dst": "::/0", "gw": "fd00:96::1"}])
+    );
+    let addrs = in_ns_ok(
+        ns_name(&ns),
+        &["ip", "-6", "-o", "addr", "show", "dev", "eth0"],
+    );
+    assert!(addrs.contains("fd00:96::2/64"), "{addrs}");
+    let routes = in_ns_ok(ns_name(&ns), &["ip", "-6", "route"]);
+    assert!(routes.contains("default via fd00:96::1"), "{routes}");
+    let maps = tb.portmaps();
+    assert_eq!(maps.len(), 1, "one mapping for both families: {maps:?}");
+
+    // ext reaches the container on the host's IPv6 address and is seen
+    // as itself; the container reaches ext masqueraded.
+    let _web = who6(&tb, ns_name(&ns), 80);
+    assert_eq!(ask6(&tb.ext(), HOST_IP6, 8086), EXT_IP6);
+    let _ext = who6(&tb, &tb.ext(), 7300);
+    assert_eq!(ask6(ns_name(&ns), EXT_IP6, 7300), HOST_IP6);
+
+    // CHECK passes, then fails once the IPv6 address is removed by hand.
+    let check = Call::new("CHECK", &id, &ns, "eth0");
+    assert_eq!(
+        netd_cni(&tb, &check, &with_prev(&conf, &result)).ok(),
+        Value::Null
+    );
+    in_ns_ok(
+        ns_name(&ns),
+        &["ip", "addr", "del", "fd00:96::2/64", "dev", "eth0"],
+    );
+    let failed = netd_cni(&tb, &check, &with_prev(&conf, &result));
+    assert_eq!(failed.code(), 107);
+    assert!(failed.msg().contains("fd00:96::2/64"), "{}", failed.msg());
+
+    // Fixed addresses of both families through CNI_ARGS IP=; a 0.3.1
+    // result names each address's version.
+    let ns_b = runtime_netns(&tb, "d6b");
+    let id_b = tb.name("d6000002");
+    let conf_old = {
+        let mut c = conf.clone();
+        c["cniVersion"] = json!("0.3.1");
+        c["runtimeConfig"] = json!({});
+        c
+    };
+    let fixed = netd_cni(
+        &tb,
+        &add(&id_b, &ns_b, "eth0", "IP=198.19.6.50,fd00:96::50"),
+        &conf_old,
+    )
+    .ok();
+    assert_eq!(fixed["cniVersion"], "0.3.1");
+    assert_eq!(
+        fixed["ips"],
+        json!([
+            {"version": "4", "address": "198.19.6.50/24", "gateway": "198.19.6.1", "interface": 1},
+            {"version": "6", "address": "fd00:96::50/64", "gateway": "fd00:96::1", "interface": 1},
+        ])
+    );
+    // The two containers reach each other over IPv6.
+    in_ns_ok(ns_name(&ns_b), &["ping", "-6", "-c1", "-W2", "fd00:96::1"]);
+
+    // DEL removes everything, both families.
+    for (i, n, c) in [(&id, &ns, &conf), (&id_b, &ns_b, &conf_old)] {
+        netd_cni(&tb, &Call::new("DEL", i, n, "eth0"), c).ok();
+    }
+    assert!(tb.ls().is_empty());
+    assert!(tb.portmaps().is_empty());
+    assert!(!has_link(&ns_b, "eth0"));
+    assert!(
+        in_ns(
+            &tb.ext(),
+            &["socat", "-T2", "-", &format!("TCP6:[{HOST_IP6}]:8086")]
+        )
+        .stdout
+        .is_empty()
+    );
+}
+
+#[test]
+fn ipv6_requests_netd_cannot_honour_are_refused_and_leave_nothing() {
+    let tb = Testbed::new();
+    let v4only = network(&tb, "n4", "198.19.4.0/24");
+    let net6 = network6(&tb, "n6", "198.19.6.0/24", "fd00:96::/64");
+    let ns = runtime_netns(&tb, "e6");
+    let id = tb.name("e6000001");
+    let before = tb.snapshot();
+    let refused = |conf: &Value, args: &str, code: u64, says: &str| {
+        let e = netd_cni(&tb, &add(&id, &ns, "eth0", args), conf);
+        assert_eq!(e.code(), code, "{}", e.msg());
+        assert!(e.msg().contains(says), "{}", e.msg());
+        assert!(!has_link(&ns, "eth0"));
+        assert_eq!(tb.snapshot(), before);
+    };
+    // An IPv6 address on a network without IPv6.
+    refused(
+        &conf(&tb, "1.1.0", &tb.name("-cni"), &v4only),
+        "IP=fd00:96::9",
+        7,
+        "--ipv6",
+    );
+    // Two IPv6 addresses for one interface.
+    let mut two = conf(&tb, "1.1.0", &tb.name("-cni"), &net6);
+    two["runtimeConfig"] = json!({"ips": ["fd00:96::9/64", "fd00:96::a/64"]});
+    refused(&two, "", 7, "one IPv4 and one IPv6");
+    // An IPv6 address outside the network's IPv6 subnet.
+    refused(
+        &conf(&tb, "1.1.0", &tb.name("-cni"), &net6),
+        "IP=fd00:97::9",
+        7,
+        "fd00:97::9",
+    );
+    // A port on one IPv6 host address.
+    let mut one6 = conf(&tb, "1.1.0", &tb.name("-cni"), &net6);
+    one6["runtimeConfig"] = json!({"portMappings": [
+        {"hostPort": 8086, "containerPort": 80, "hostIP": "2001:2::1"},
+    ]});
+    refused(&one6, "", 7, "every host address");
+}
+
+// ---------------------------------------------------------------------------
 // podman 4.3 with its CNI backend.
 
 /// A conflist named after the netd network, with netd alone.
@@ -702,6 +889,62 @@ fn podman_publishes_masquerades_and_removes_through_netd() {
             .success()
     );
     assert_no_firewall_rules(&tb);
+}
+
+#[test]
+fn podman_on_a_dual_stack_netd_network_publishes_on_ipv6() {
+    let tb = Testbed::new();
+    tb.uplink6();
+    let net = network6(&tb, "p6", "198.19.6.0/24", "fd00:96::/64");
+    let pm = Podman::new(&tb);
+    podman_conflist(&tb, &pm, &net);
+    let web = tb.name("web6");
+    pm.run_detached(
+        &web,
+        &net,
+        &["-p", "8089:80"],
+        &["/bin/httpd", "-f", "-p", "80", "-h", "/www"],
+    );
+    // podman shows the IPv6 address netd gave, from the CNI result.
+    let info = tb.inspect(&web);
+    assert_eq!(info["ip6"], "fd00:96::2");
+    let shown = pm.ok(&[
+        "inspect",
+        "-f",
+        &format!("{{{{(index .NetworkSettings.Networks \"{net}\").GlobalIPv6Address}}}}"),
+        &web,
+    ]);
+    assert_eq!(shown, "fd00:96::2");
+    // ext over IPv6 to the host's address; httpd sees ext's.
+    let url = format!("http://[{HOST_IP6}]:8089/index.html");
+    let mut body = String::new();
+    wait_until("httpd to answer over IPv6", WAIT, || {
+        let out = in_ns(&tb.ext(), &["curl", "-6", "-sS", "-m5", "-f", &url]);
+        body = String::from_utf8_lossy(&out.stdout).into_owned();
+        out.status.success()
+    });
+    assert_eq!(body, INDEX);
+    let client = in_ns_ok(
+        &tb.ext(),
+        &[
+            "curl",
+            "-6",
+            "-sS",
+            "-m5",
+            "-f",
+            &format!("http://[{HOST_IP6}]:8089/cgi-bin/ip"),
+        ],
+    );
+    assert_eq!(short6(&client), EXT_IP6);
+    // IPv4 as before.
+    assert_eq!(
+        curl_ok(&tb.ext(), "http://198.18.0.1:8089/index.html"),
+        INDEX
+    );
+    assert_no_firewall_rules(&tb);
+    pm.ok(&["rm", "-f", "-t", "0", &web]);
+    assert!(tb.portmaps().is_empty());
+    assert!(!names(&tb).contains(&web));
 }
 
 #[test]

@@ -6,10 +6,13 @@
 use std::time::Duration;
 
 use netd_tests::{
-    HttpServer, Testbed, curl, curl_ok,
+    Bg, HttpServer, Testbed, curl, curl_ok,
     docker::{DockerBed, USR},
-    in_ns, in_ns_ok, wait_until,
+    in_ns, in_ns_ok,
+    topology::{EXT_IP6, HOST_IP6},
+    wait_until,
 };
+use serde_json::Value;
 
 const HOST: &str = "198.18.0.1";
 const EXT: &str = "198.18.0.2";
@@ -382,4 +385,323 @@ fn dockerd_restart_brings_containers_back_on_netd() {
     assert_eq!(d.bed.host_veths().len(), 1);
     assert_eq!(d.bed.portmaps().len(), 1);
     assert_no_netfilter(&d.bed);
+}
+
+/// `docker network inspect NAME` as JSON.
+fn network_inspect(d: &DockerBed, name: &str) -> Value {
+    let out = d.docker_ok(&["network", "inspect", name]);
+    let v: Value = serde_json::from_str(&out).expect("docker network inspect JSON");
+    v[0].clone()
+}
+
+/// The subnets of a Docker network's IPAM configuration.
+fn docker_subnets(net: &Value) -> Vec<String> {
+    net["IPAM"]["Config"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|c| c["Subnet"].as_str().map(str::to_owned))
+        .collect()
+}
+
+/// The netd network behind a Docker network, from `netd network ls`.
+fn netd_network(bed: &Testbed, docker_id: &str) -> Option<Value> {
+    bed.netd_json(&["network", "ls"])
+        .as_array()?
+        .iter()
+        .find(|n| n["Id"].as_str() == Some(docker_id))
+        .cloned()
+}
+
+/// An address in its short form (socat and Docker may write it in full).
+fn short6(text: &str) -> String {
+    let text = text.trim().trim_start_matches('[').trim_end_matches(']');
+    text.parse::<std::net::Ipv6Addr>()
+        .map_or_else(|_| text.to_owned(), |ip| ip.to_string())
+}
+
+#[test]
+fn dual_stack_networks_publish_and_masquerade_ipv6() {
+    let mut d = DockerBed::new();
+    let bed = &d.bed;
+    bed.uplink6();
+
+    // netd's IPAM, no subnet given: a /64 of netd's ULA pool, shown by
+    // Docker and by netd alike.
+    let n6 = d.network("n6", &["--ipv6"]);
+    let shown = network_inspect(&d, "n6");
+    assert_eq!(shown["EnableIPv6"], Value::Bool(true), "{shown}");
+    let subnets = docker_subnets(&shown);
+    let subnet6 = subnets
+        .iter()
+        .find(|s| s.contains(':'))
+        .unwrap_or_else(|| panic!("no IPv6 subnet in {shown}"))
+        .clone();
+    assert!(subnet6.starts_with("fd00:6e65:7464:"), "{subnet6}");
+    assert!(subnet6.ends_with("/64"), "{subnet6}");
+    let netd_net = netd_network(bed, &n6).expect("netd network of n6");
+    assert_eq!(netd_net["Subnet6"].as_str(), Some(subnet6.as_str()));
+
+    // Docker's default IPAM with both subnets given.
+    let d6 = d.docker_ok(&[
+        "network",
+        "create",
+        "-d",
+        &d.plugin,
+        "--ipv6",
+        "--subnet",
+        "10.88.0.0/24",
+        "--subnet",
+        "fd00:88::/64",
+        "d6",
+    ]);
+    let netd_d6 = netd_network(bed, &d6).expect("netd network of d6");
+    assert_eq!(netd_d6["Subnet6"].as_str(), Some("fd00:88::/64"));
+
+    d.run_d(
+        "web",
+        &["--network", "n6", "-p", "8080:80", USR[0], USR[1]],
+        &["sh", "-c", HTTPD],
+    );
+    d.run_d("other", &["--network", "d6"], &["sleep", "3600"]);
+    d.wait_running("web");
+    d.wait_running("other");
+
+    // The IPv6 address and gateway Docker shows are those in the
+    // container, with the IPv6 default route via the gateway.
+    let settings = &d.inspect("web")["NetworkSettings"]["Networks"]["n6"];
+    let ip6 = settings["GlobalIPv6Address"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let gw6 = settings["IPv6Gateway"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    // A /64: the upper half is the subnet, the gateway its first host.
+    let base: std::net::Ipv6Addr = subnet6.trim_end_matches("/64").parse().unwrap();
+    let in_subnet = |ip: &str| {
+        ip.parse::<std::net::Ipv6Addr>()
+            .is_ok_and(|ip| u128::from(ip) >> 64 == u128::from(base) >> 64)
+    };
+    assert!(
+        in_subnet(&ip6),
+        "web's IPv6 address {ip6:?} is not in {subnet6}: {settings}"
+    );
+    let first = std::net::Ipv6Addr::from(u128::from(base) + 1).to_string();
+    assert_eq!(gw6, first, "{settings}");
+    let addrs = d.exec_ok("web", &["ip", "-6", "-o", "addr", "show", "dev", "eth0"]);
+    assert!(addrs.contains(&format!("{ip6}/64")), "{addrs}");
+    let routes = d.exec_ok("web", &["ip", "-6", "route"]);
+    assert!(routes.contains(&format!("default via {gw6}")), "{routes}");
+    let other6 = d.inspect("other")["NetworkSettings"]["Networks"]["d6"]["GlobalIPv6Address"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(other6.starts_with("fd00:88::"), "{other6}");
+    let addrs = d.exec_ok("other", &["ip", "-6", "-o", "addr", "show", "dev", "eth0"]);
+    assert!(addrs.contains(&format!("{other6}/64")), "{addrs}");
+
+    // In: from ext to the host's IPv6 address; httpd sees ext's address.
+    let url6 = format!("http://[{HOST_IP6}]:8080/index.html");
+    wait_until("web's httpd to answer over IPv6", WAIT, || {
+        in_ns(&bed.ext(), &["curl", "-6", "-sS", "-m5", "-f", &url6])
+            .status
+            .success()
+    });
+    let body = in_ns_ok(&bed.ext(), &["curl", "-6", "-sS", "-m5", "-f", &url6]);
+    assert_eq!(body.trim(), "hello from busybox");
+    wait_until("httpd to log ext's IPv6 address", WAIT, || {
+        let logs = d.docker(&["logs", "web"]);
+        String::from_utf8_lossy(&logs.stderr).contains(EXT_IP6)
+            || String::from_utf8_lossy(&logs.stdout).contains(EXT_IP6)
+    });
+    // netd shows the mapping once per family, as `docker port` would.
+    let ports = d.netd_ports("web");
+    assert!(ports.contains("80/tcp -> 0.0.0.0:8080"), "{ports}");
+    assert!(ports.contains("80/tcp -> [::]:8080"), "{ports}");
+    // The same -p publishes IPv4 as before.
+    assert_eq!(
+        curl_ok(&bed.ext(), &format!("http://{HOST}:8080/index.html")).trim(),
+        "hello from busybox"
+    );
+
+    // Out: masqueraded to the host's IPv6 address.
+    let _who = Bg::server(
+        &bed.ext(),
+        &[
+            "socat",
+            "-t5",
+            "TCP6-LISTEN:7300,fork,reuseaddr",
+            "SYSTEM:echo $SOCAT_PEERADDR",
+        ],
+        &bed.tmp().join("who6.log"),
+        "tcp",
+        7300,
+    );
+    let seen = d.exec_ok(
+        "web",
+        &["/usr/bin/python3", "-c", TCP_READ, EXT_IP6, "7300"],
+    );
+    assert_eq!(short6(&seen), HOST_IP6);
+
+    // netd restarts: web's IPv6 address stays held in the pool (the next
+    // container gets another), and web keeps answering.
+    d.bed.stop();
+    d.bed.restart();
+    let bed = &d.bed;
+    assert_eq!(
+        in_ns_ok(&bed.ext(), &["curl", "-6", "-sS", "-m5", "-f", &url6]).trim(),
+        "hello from busybox"
+    );
+
+    // Container to container over IPv6, and web's AAAA from Docker's DNS.
+    d.run_d("peer", &["--network", "n6"], &["sleep", "3600"]);
+    d.wait_running("peer");
+    let peer6 = d.inspect("peer")["NetworkSettings"]["Networks"]["n6"]["GlobalIPv6Address"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        in_subnet(&peer6) && peer6 != ip6,
+        "peer got {peer6:?}, web has {ip6}"
+    );
+    d.exec_ok("peer", &["ping", "-c1", "-W2", &ip6]);
+    let looked = d.exec_ok("peer", &["nslookup", "-type=AAAA", "web", "127.0.0.11"]);
+    assert!(looked.contains(&ip6), "{looked}");
+
+    // network rm: the IPv6 state goes with the rest; the /64 is free for
+    // the next network.
+    d.docker_ok(&["rm", "-f", "web", "other", "peer"]);
+    wait_until("the veths to go", WAIT, || bed.host_veths().is_empty());
+    assert!(bed.portmaps().is_empty(), "{:?}", bed.portmaps());
+    d.docker_ok(&["network", "rm", "n6", "d6"]);
+    assert!(netd_network(bed, &n6).is_none());
+    assert!(netd_network(bed, &d6).is_none());
+    d.network("again", &["--ipv6"]);
+    assert!(
+        docker_subnets(&network_inspect(&d, "again")).contains(&subnet6),
+        "the released /64 {subnet6} was not handed out again"
+    );
+    assert_no_netfilter(bed);
+}
+
+/// Connects to `argv[1]`:`argv[2]` and prints what the server says.
+const TCP_READ: &str = "import socket, sys\n\
+    s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=5)\n\
+    print(s.recv(200).decode().strip())\n";
+
+#[test]
+fn what_netd_cannot_honour_over_ipv6_is_refused_and_leaves_nothing() {
+    let d = DockerBed::new();
+    let bed = &d.bed;
+    let nets_before = bed.netd_json(&["network", "ls"]);
+    // `docker network create -d netd EXTRA... bad` fails with `expect`.
+    let refused = |extra: &[&str], expect: &str| {
+        let mut args = vec!["network", "create", "-d", d.plugin.as_str()];
+        args.extend_from_slice(extra);
+        args.push("bad");
+        let out = d.docker(&args);
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(
+            !out.status.success(),
+            "`docker {}` succeeded",
+            args.join(" ")
+        );
+        assert!(err.contains(expect), "`docker {}`: {err}", args.join(" "));
+    };
+    // Too small a subnet for netd's IPAM, and for Docker's.
+    refused(
+        &[
+            "--ipam-driver",
+            &d.plugin,
+            "--ipv6",
+            "--subnet",
+            "fd00:89::/125",
+        ],
+        "too small",
+    );
+    refused(
+        &[
+            "--ipv6",
+            "--subnet",
+            "10.89.0.0/24",
+            "--subnet",
+            "fd00:89::/125",
+        ],
+        "too small",
+    );
+    // Two IPv6 subnets.
+    refused(
+        &[
+            "--ipv6",
+            "--subnet",
+            "10.89.0.0/24",
+            "--subnet",
+            "fd00:89::/64",
+            "--subnet",
+            "fd00:90::/64",
+        ],
+        "one IPv6 subnet",
+    );
+    // --ipv6 with Docker's IPAM and no IPv6 subnet: Docker 20.10 has no
+    // IPv6 pool of its own; and were an IPAM driver to answer without one,
+    // netd says so (the call as Docker makes it).
+    let out = d.docker(&["network", "create", "-d", &d.plugin, "--ipv6", "bad"]);
+    assert!(
+        !out.status.success(),
+        "--ipv6 without an IPv6 pool succeeded"
+    );
+    let answer = in_ns_ok(
+        &bed.host(),
+        &[
+            "curl",
+            "-sS",
+            "-m5",
+            "--unix-socket",
+            &d.plugin_socket().to_string_lossy(),
+            "-d",
+            r#"{"NetworkID":"0123456789abcdef","Options":{"com.docker.network.enable_ipv6":true},"IPv4Data":[{"Pool":"10.89.0.0/24","Gateway":"10.89.0.1/24"}],"IPv6Data":[]}"#,
+            "http://plugin/NetworkDriver.CreateNetwork",
+        ],
+    );
+    let answer: Value = serde_json::from_str(&answer).expect("the plugin's JSON");
+    assert!(
+        answer["Err"]
+            .as_str()
+            .is_some_and(|e| e.contains("no IPv6 pool")),
+        "{answer}"
+    );
+    // Nothing of them is left, in netd or in Docker.
+    assert_eq!(bed.netd_json(&["network", "ls"]), nets_before);
+    assert!(
+        !d.docker_ok(&["network", "ls", "--format", "{{.Name}}"])
+            .lines()
+            .any(|n| n == "bad")
+    );
+    // The refused networks held no pool: the first /64 is still free.
+    d.network("n6", &["--ipv6"]);
+    assert!(docker_subnets(&network_inspect(&d, "n6")).contains(&"fd00:6e65:7464::/64".to_owned()));
+
+    // One IPv6 host address: refused at start, nothing published or left.
+    let out = d.docker(&[
+        "run",
+        "-d",
+        "--name",
+        "one6",
+        "--network",
+        "n6",
+        "-p",
+        "[2001:2::1]:8081:80",
+        netd_tests::docker::IMAGE,
+        "sleep",
+        "3600",
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!out.status.success(), "one6 started");
+    assert!(err.contains("every host address"), "{err}");
+    assert!(bed.portmaps().is_empty(), "{:?}", bed.portmaps());
+    wait_until("one6's endpoint to go", WAIT, || {
+        netd_containers(bed).is_empty() && bed.host_veths().is_empty()
+    });
 }

@@ -895,85 +895,191 @@ fn host_processes_reach_published_ports_over_v6_through_the_socket_hooks() {
     assert_eq!(peer.trim(), "::1 8082");
 }
 
-/// Sends 3 UDP datagrams to [DST]:PORT whose payload is the first
-/// argument, with a Destination Options header (PadN) when it is "ext":
-/// `plain|ext DST PORT`.
-const SEND_UDP6: &str = r#"
+/// A UDP echo server on [::]:PORT that logs each datagram's size and
+/// sender: `PORT`.
+const UDP_ECHO6: &str = r#"
+import socket, sys
+s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+s.bind(('::', int(sys.argv[1])))
+while True:
+    data, peer = s.recvfrom(65535)
+    print(len(data), peer[0], flush=True)
+    s.sendto(data, peer)
+"#;
+
+/// Sends SIZE bytes to [DST]:PORT over UDP, with a Destination Options
+/// header (PadN) when MODE is "ext", and prints the size of the answer
+/// and its sender (up to 3 tries): `MODE DST PORT SIZE`.
+const UDP_ASK6: &str = r#"
 import socket, sys
 s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
 if sys.argv[1] == 'ext':
     s.setsockopt(socket.IPPROTO_IPV6, 59, bytes([0, 0, 1, 4, 0, 0, 0, 0]))
+s.settimeout(2)
 for _ in range(3):
-    s.sendto(sys.argv[1].encode(), (sys.argv[2], int(sys.argv[3])))
+    s.sendto(b'x' * int(sys.argv[4]), (sys.argv[2], int(sys.argv[3])))
+    try:
+        data, peer = s.recvfrom(65535)
+        print(len(data), peer[0])
+        break
+    except socket.timeout:
+        pass
 "#;
 
+/// Sends a later fragment (offset 1000, UDP) of a datagram whose first
+/// fragment is never sent, through a raw socket: `DST`.
+const ORPHAN_FRAGMENT6: &str = r#"
+import socket, struct, sys
+s = socket.socket(socket.AF_INET6, socket.SOCK_RAW, 44)
+for _ in range(3):
+    s.sendto(struct.pack('!BBHI', 17, 0, 1000 & 0xfff8, 0x6e657464) + b'x' * 64, (sys.argv[1], 0))
+"#;
+
+/// Sends a UDP datagram of 40 + N bytes behind N Destination Options
+/// headers, through a raw socket (the checksum computed here): `SRC DST
+/// PORT N`.
+const UDP_BEHIND_N_OPTIONS: &str = r#"
+import socket, struct, sys
+src, dst, port, n = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+data = b'x' * (40 + n)
+length = 8 + len(data)
+def csum(b):
+    b += b'\0' * (len(b) % 2)
+    total = sum(struct.unpack('!%dH' % (len(b) // 2), b))
+    while total >> 16:
+        total = (total & 0xffff) + (total >> 16)
+    return (~total & 0xffff) or 0xffff
+pseudo = socket.inet_pton(socket.AF_INET6, src) + socket.inet_pton(socket.AF_INET6, dst)
+pseudo += struct.pack('!I3xB', length, 17)
+sport = 41000 + n
+check = csum(pseudo + struct.pack('!HHHH', sport, port, length, 0) + data)
+udp = struct.pack('!HHHH', sport, port, length, check) + data
+opts = b''.join(bytes([17 if i == n - 1 else 60, 0, 1, 4, 0, 0, 0, 0]) for i in range(n))
+s = socket.socket(socket.AF_INET6, socket.SOCK_RAW, 60)
+for _ in range(3):
+    s.sendto(opts + udp, (dst, 0))
+"#;
+
+/// `UDP_ASK6` from `ns`: (size, sender) of the answer, if one came.
+fn udp_ask6(ns: &str, mode: &str, dst: &str, port: u16, size: usize) -> Option<(usize, String)> {
+    let (port, size) = (port.to_string(), size.to_string());
+    let out = in_ns_ok(
+        ns,
+        &["/usr/bin/python3", "-c", UDP_ASK6, mode, dst, &port, &size],
+    );
+    let mut it = out.split_whitespace();
+    let len = it.next()?.parse().ok()?;
+    Some((len, short(it.next()?)))
+}
+
+fn udp_echo6(tb: &Testbed, ns: &str, port: u16) -> (Bg, std::path::PathBuf) {
+    let log = tb.tmp().join(format!("echo6-{ns}-{port}.log"));
+    let port_s = port.to_string();
+    let bg = Bg::server(
+        ns,
+        &["/usr/bin/python3", "-u", "-c", UDP_ECHO6, &port_s],
+        &log,
+        "udp",
+        port,
+    );
+    (bg, log)
+}
+
 #[test]
-fn v6_with_extension_headers_is_never_translated_nor_leaks() {
+fn v6_extension_headers_and_fragments_are_translated_and_never_leak() {
     let tb = Testbed::new();
     uplink6(&tb);
     create_net(&tb, &["app", "--ipv6", "--subnet", "fd00:99::/64"]);
-    let c1 = tb.add_with("c1", &["--network", "app"]);
-    let log = tb.tmp().join("udp6-ext.log");
-    let _sink = Bg::server(
-        &tb.ext(),
-        &["socat", "-u", "UDP6-RECVFROM:7500,fork", "SYSTEM:cat; echo"],
-        &log,
-        "udp",
-        7500,
-    );
+    let c1 = tb.add_with("c1", &["--network", "app", "-p", "5353:53/udp"]);
+    let ext = tb.ext();
+    let (_far, far_log) = udp_echo6(&tb, &ext, 7500);
+    let (_near, near_log) = udp_echo6(&tb, &c1, 53);
     let dump = tb.tmp().join("tcpdump6.log");
-    let wire = Bg::spawn(
-        &tb.ext(),
-        &["tcpdump", "-l", "-n", "-i", "ext0", "ip6 and udp"],
-        &dump,
-    );
+    let wire = Bg::spawn(&ext, &["tcpdump", "-l", "-n", "-i", "ext0", "ip6"], &dump);
     wait_until("tcpdump to listen", WAIT, || {
         std::fs::read_to_string(&dump)
             .unwrap_or_default()
             .contains("listening")
     });
-    // With a Destination Options header: not translated, so not routed
-    // either (the host's stack forwards no IPv6): nothing arrives, least
-    // of all with the container's ULA source.
-    in_ns_ok(
-        &c1,
-        &[
-            "/usr/bin/python3",
-            "-c",
-            SEND_UDP6,
-            "ext",
-            "2001:2::2",
-            "7500",
-        ],
+    let host = "2001:2::1".to_owned();
+    let (snat, dnat) = (tb.counter("snat"), tb.counter("dnat"));
+
+    // Out, with a Destination Options header: masqueraded (the transport
+    // header found behind it), answered, the answer translated back.
+    assert_eq!(
+        udp_ask6(&c1, "ext", "2001:2::2", 7500, 100),
+        Some((100, "2001:2::2".to_owned()))
     );
-    // The control, after: plain datagrams arrive, masqueraded.
-    in_ns_ok(
-        &c1,
-        &[
-            "/usr/bin/python3",
-            "-c",
-            SEND_UDP6,
-            "plain",
-            "2001:2::2",
-            "7500",
-        ],
+    // In, to a published port, with the same header.
+    assert_eq!(
+        udp_ask6(&ext, "ext", "2001:2::1", 5353, 100),
+        Some((100, host.clone()))
     );
-    wait_until("the plain datagrams to arrive", WAIT, || {
-        std::fs::read_to_string(&log)
+    // Fragmented both ways (3000 bytes over 1500-byte links: the senders'
+    // stacks fragment, and so does the answerer's): every fragment gets
+    // the first one's translation and the datagram arrives whole.
+    assert_eq!(
+        udp_ask6(&c1, "plain", "2001:2::2", 7500, 3000),
+        Some((3000, "2001:2::2".to_owned()))
+    );
+    assert_eq!(
+        udp_ask6(&ext, "plain", "2001:2::1", 5353, 3000),
+        Some((3000, host.clone()))
+    );
+    assert!(tb.counter("snat") > snat, "not masqueraded by eBPF");
+    assert!(tb.counter("dnat") > dnat, "not DNAT-ed by eBPF");
+    let far = std::fs::read_to_string(&far_log).unwrap_or_default();
+    assert!(far.contains(&format!("3000 {host}")), "{far}");
+    assert!(far.contains(&format!("100 {host}")), "{far}");
+    let near = std::fs::read_to_string(&near_log).unwrap_or_default();
+    assert!(near.contains("3000 2001:2::2"), "the container saw: {near}");
+    assert!(near.contains("100 2001:2::2"), "the container saw: {near}");
+    // The walk's bound: behind 4 options headers, translated; behind 5,
+    // passed to the stack untranslated and counted.
+    let (unparsed, dnat) = (tb.counter("pass_unparsed"), tb.counter("dnat"));
+    for n in ["4", "5"] {
+        in_ns_ok(
+            &ext,
+            &[
+                "/usr/bin/python3",
+                "-c",
+                UDP_BEHIND_N_OPTIONS,
+                "2001:2::2",
+                "2001:2::1",
+                "5353",
+                n,
+            ],
+        );
+    }
+    wait_until("the datagram behind 4 headers to arrive", WAIT, || {
+        std::fs::read_to_string(&near_log)
             .unwrap_or_default()
-            .contains("plain")
+            .contains("44 2001:2::2")
     });
-    wait_until("tcpdump to see them", WAIT, || {
+    assert!(tb.counter("dnat") > dnat);
+    assert!(
+        tb.counter("pass_unparsed") >= unparsed + 3,
+        "5 headers were not counted"
+    );
+    let near = std::fs::read_to_string(&near_log).unwrap_or_default();
+    assert!(!near.contains("45 "), "translated behind 5 headers: {near}");
+    // A later fragment whose first never passed (no ports to translate
+    // it by): dropped and counted, not sent out with the ULA source.
+    let untranslatable = tb.counter("drop_untranslatable");
+    in_ns_ok(
+        &c1,
+        &["/usr/bin/python3", "-c", ORPHAN_FRAGMENT6, "2001:2::2"],
+    );
+    assert!(
+        tb.counter("drop_untranslatable") > untranslatable,
+        "an orphan fragment was not counted"
+    );
+    wait_until("tcpdump to see the fragments", WAIT, || {
         std::fs::read_to_string(&dump)
             .unwrap_or_default()
-            .contains("2001:2::1")
+            .contains("frag")
     });
     drop(wire);
-    let got = std::fs::read_to_string(&log).unwrap_or_default();
-    assert!(
-        !got.contains("ext"),
-        "a datagram with an extension header got through: {got}"
-    );
     let seen = std::fs::read_to_string(&dump).unwrap_or_default();
     assert!(
         !seen.contains("fd00:99"),
@@ -1032,7 +1138,7 @@ for i in range(n):
 /// `HOST PORT`: one UDP datagram to [HOST]:PORT from a connected socket;
 /// prints what came of it: "answer", "refused" (an ICMPv6 port
 /// unreachable matched the socket) or "timeout".
-const UDP_ASK6: &str = r#"
+const UDP_REFUSED6: &str = r#"
 import socket, sys
 s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
 s.settimeout(3)
@@ -1274,7 +1380,10 @@ fn a_containers_icmpv6_errors_reach_the_peer_translated() {
     // unreachable, which must reach the client as the host's, about what
     // the client sent (the connected socket gets ECONNREFUSED).
     let reverse = tb.counter("reverse_nat");
-    let got = in_ns_ok(&tb.ext(), &["python3", "-c", UDP_ASK6, "2001:2::1", "5353"]);
+    let got = in_ns_ok(
+        &tb.ext(),
+        &["python3", "-c", UDP_REFUSED6, "2001:2::1", "5353"],
+    );
     assert_eq!(got.trim(), "refused");
     assert!(tb.counter("reverse_nat") > reverse);
     // A datagram from the published port without a flow (an answer whose
@@ -1455,4 +1564,364 @@ fn a_v6_table_pinned_with_another_layout_is_refused() {
             && log.contains("netd down"),
         "the refusal must say what to do:\n{log}"
     );
+}
+
+/// An address as socat writes it (`[0000:...]`), in its short form; an
+/// IPv4-mapped one as IPv4.
+fn short(addr: &str) -> String {
+    let addr = addr.trim().trim_start_matches('[').trim_end_matches(']');
+    match addr.parse::<std::net::Ipv6Addr>() {
+        Ok(ip) => ip
+            .to_ipv4_mapped()
+            .map_or_else(|| ip.to_string(), |v4| v4.to_string()),
+        Err(_) => addr.to_owned(),
+    }
+}
+
+/// `socat` to `target` from `ns`: Some(what the server answered, an
+/// address in its short form), None when the connection fails.
+fn try_ask(ns: &str, target: &str) -> Option<String> {
+    let out = in_ns(ns, &["socat", "-t3", "-T3", "-", target]);
+    let got = short(&String::from_utf8_lossy(&out.stdout));
+    (out.status.success() && !got.is_empty()).then_some(got)
+}
+
+#[test]
+fn v6_host_addresses_and_families_of_published_ports() {
+    let tb = Testbed::new();
+    uplink6(&tb);
+    // A second IPv6 address of the host, on which nothing is published.
+    in_ns_ok(
+        &tb.host(),
+        &[
+            "ip",
+            "addr",
+            "add",
+            "2001:2::3/64",
+            "dev",
+            "uplink0",
+            "nodad",
+        ],
+    );
+    create_net(&tb, &["app", "--ipv6", "--subnet", "fd00:9b::/64"]);
+    let web = tb.add_with(
+        "web",
+        &[
+            "--network",
+            "app",
+            "-p",
+            "[2001:2::1]:8083:80",
+            "-p",
+            "0.0.0.0:8084:80",
+            "-p",
+            "[::]:8085:80",
+            "-p",
+            "[::1]:8086:80",
+            "-p",
+            "8087:80",
+        ],
+    );
+    let _who = who_server6(&tb, &web, 80);
+    let ext = tb.ext();
+    let v6 = |port: u16| try_ask(&ext, &format!("TCP6:[2001:2::1]:{port}"));
+    let v6_other = |port: u16| try_ask(&ext, &format!("TCP6:[2001:2::3]:{port}"));
+    let v4 = |port: u16| try_ask(&ext, &format!("TCP4:198.18.0.1:{port}"));
+    // [2001:2::1]: that address only, IPv6 only.
+    assert_eq!(v6(8083).as_deref(), Some("2001:2::2"));
+    assert_eq!(v6_other(8083), None, "published on another v6 address");
+    assert_eq!(v4(8083), None, "a v6 binding answered on v4");
+    // 0.0.0.0 written out: IPv4 only.
+    assert!(v4(8084).is_some());
+    assert_eq!(v6(8084), None, "0.0.0.0 answered on v6");
+    // [::]: every IPv6 address, no IPv4.
+    assert!(v6(8085).is_some());
+    assert!(v6_other(8085).is_some());
+    assert_eq!(v4(8085), None, "[::] answered on v4");
+    // [::1]: the host's own sockets only, never DNAT-ed.
+    assert_eq!(v6(8086), None, "a ::1 binding answered from outside");
+    assert_eq!(ask6(&tb.host(), "::1", 8086), "fd00:9b::1");
+    // None: both.
+    assert!(v6(8087).is_some());
+    assert!(v4(8087).is_some());
+
+    // Only the host's own addresses are DNAT-ed: a flow routed through the
+    // host to another address on a published port is left alone.
+    in_ns_ok(
+        &ext,
+        &[
+            "ip",
+            "-6",
+            "route",
+            "add",
+            "2001:2:99::/64",
+            "via",
+            "2001:2::1",
+        ],
+    );
+    let dnat = tb.counter("dnat");
+    assert_eq!(try_ask(&ext, "TCP6:[2001:2:99::1]:8087"), None);
+    assert_eq!(tb.counter("dnat"), dnat, "a routed flow was DNAT-ed");
+
+    // `portmap ls` shows the bindings of each family.
+    let ls = tb.netd_json(&["portmap", "ls"]);
+    let row = |port: &str| {
+        ls.as_array()
+            .and_then(|a| a.iter().find(|m| m["host_port"] == port))
+            .cloned()
+            .unwrap_or_else(|| panic!("no {port} in {ls}"))
+    };
+    assert_eq!(
+        row("8087")["host_ips"],
+        serde_json::json!(["0.0.0.0", "::"])
+    );
+    assert_eq!(row("8087")["container_ip6"], "fd00:9b::2");
+    assert_eq!(row("8083")["host_ips"], serde_json::json!(["2001:2::1"]));
+    assert_eq!(
+        row("8083")["spec"],
+        format!("[2001:2::1]:8083:{}:80/tcp", tb.ip_of(&web))
+    );
+    assert_eq!(row("8084")["host_ips"], serde_json::json!(["0.0.0.0"]));
+    let table = tb.netd_ok(&["portmap", "ls"]);
+    assert!(table.contains("0.0.0.0,::"), "{table}");
+
+    // `portmap add` takes the same host side; `rm` by host side.
+    let spec = format!("[2001:2::3]:8091:{}:80", tb.ip_of(&web));
+    tb.netd_ok(&["portmap", "add", &spec]);
+    assert!(try_ask(&ext, "TCP6:[2001:2::3]:8091").is_some());
+    assert_eq!(v6(8091), None);
+    tb.netd_ok(&["portmap", "rm", "[2001:2::3]:8091"]);
+    assert_eq!(try_ask(&ext, "TCP6:[2001:2::3]:8091"), None);
+
+    // Conflicts are per family: [::]:8085 leaves 0.0.0.0:8085 free, not
+    // [2001:2::1]:8085 nor 8085 (both).
+    let other = tb.add_with("other", &["--network", "app", "-p", "0.0.0.0:8085:80"]);
+    let err = tb.netd_err(&[
+        "container",
+        "add",
+        &tb.name("x1"),
+        "--network",
+        "app",
+        "-p",
+        "[2001:2::1]:8085:80",
+    ]);
+    assert!(err.contains("conflicts with existing mapping"), "{err}");
+    let err = tb.netd_err(&[
+        "container",
+        "add",
+        &tb.name("x2"),
+        "--network",
+        "app",
+        "-p",
+        "8083:80",
+    ]);
+    assert!(err.contains("conflicts with existing mapping"), "{err}");
+    tb.rm(&other);
+
+    // Bad host sides: one line each, nothing left behind.
+    let before = tb.ls();
+    for (spec, want) in [
+        ("[2001:2::99]:8095:80", "is not an address of this host"),
+        (
+            "2001:2::1:8095:80",
+            "write an IPv6 host address in brackets",
+        ),
+        ("[2001:2::1:8095:80", "unclosed '['"),
+        ("[::ffff:198.18.0.1]:8095:80", "write it as 198.18.0.1"),
+    ] {
+        let err = tb.netd_err(&[
+            "container",
+            "add",
+            &tb.name("bad"),
+            "--network",
+            "app",
+            "-p",
+            spec,
+        ]);
+        assert!(err.contains(want), "-p {spec}: {err}");
+    }
+    // IPv6 only on a container without an IPv6 address.
+    create_net(&tb, &["v4only", "--subnet", "10.79.0.0/24"]);
+    let err = tb.netd_err(&[
+        "container",
+        "add",
+        &tb.name("bad"),
+        "--network",
+        "v4only",
+        "-p",
+        "[::]:8096:80",
+    ]);
+    assert!(err.contains("has no IPv6 address"), "{err}");
+    let v4c = tb.add_with("v4c", &["--network", "v4only"]);
+    let err = tb.netd_err(&[
+        "portmap",
+        "add",
+        &format!("[2001:2::1]:8096:{}:80", tb.ip_of(&v4c)),
+    ]);
+    assert!(err.contains("has no IPv6 address"), "{err}");
+    tb.rm(&v4c);
+    assert_eq!(tb.ls(), before, "a refused add left a container");
+
+    // A host process listening on an IPv6 address holds its port there,
+    // not on IPv4.
+    let listen = Bg::server(
+        &tb.host(),
+        &["socat", "TCP6-LISTEN:8097,bind=[2001:2::1],reuseaddr", "-"],
+        &tb.tmp().join("listen6.log"),
+        "tcp",
+        8097,
+    );
+    let err = tb.netd_err(&[
+        "container",
+        "add",
+        &tb.name("x3"),
+        "--network",
+        "app",
+        "-p",
+        "[2001:2::1]:8097:80",
+    ]);
+    assert!(err.contains("in use by a process on the host"), "{err}");
+    tb.add_with("v4side", &["--network", "app", "-p", "0.0.0.0:8097:80"]);
+    drop(listen);
+}
+
+#[test]
+fn a_container_reaches_itself_through_its_v6_published_port() {
+    let tb = Testbed::new();
+    uplink6(&tb);
+    create_net(&tb, &["app", "--ipv6", "--subnet", "fd00:9c::/64"]);
+    let web = tb.add_with("web", &["--network", "app", "-p", "8092:80"]);
+    let root = tb.tmp().join("www-self6");
+    std::fs::create_dir_all(&root).unwrap();
+    std::fs::write(root.join("id.txt"), format!("self6 {}\n", tb.p)).unwrap();
+    let root_s = root.to_string_lossy().into_owned();
+    let _http = Bg::server(
+        &web,
+        &[
+            "python3",
+            "-u",
+            "-m",
+            "http.server",
+            "80",
+            "--bind",
+            "::",
+            "--directory",
+            &root_s,
+        ],
+        &tb.tmp().join("http-self6.log"),
+        "tcp",
+        80,
+    );
+    let dnat = tb.counter("dnat");
+    for url in [
+        "http://[2001:2::1]:8092/id.txt",
+        "http://[fd00:9c::1]:8092/id.txt",
+    ] {
+        let body = in_ns_ok(&web, &["curl", "-6", "-sS", "--max-time", "5", url]);
+        assert_eq!(body, format!("self6 {}\n", tb.p), "{url}");
+    }
+    assert!(tb.counter("dnat") >= dnat + 2, "not translated by eBPF");
+    // Its source was translated to the address it asked for (its own
+    // would have it answer itself, untranslated).
+    let _who = who_server6(&tb, &web, 81);
+    tb.netd_ok(&["portmap", "add", &format!("8098:{}:81", tb.ip_of(&web))]);
+    assert_eq!(ask6(&web, "2001:2::1", 8098), "2001:2::1");
+}
+
+#[test]
+fn routed_v6_networks_are_reached_directly_and_not_masqueraded() {
+    let tb = Testbed::new();
+    uplink6(&tb);
+    create_net(
+        &tb,
+        &[
+            "app",
+            "--ipv6",
+            "--subnet",
+            "fd00:9d::/64",
+            "--gateway-mode",
+            "routed",
+        ],
+    );
+    let c1 = tb.add_with("c1", &["--network", "app"]);
+    let ext = tb.ext();
+    in_ns_ok(
+        &ext,
+        &[
+            "ip",
+            "-6",
+            "route",
+            "add",
+            "fd00:9d::/64",
+            "via",
+            "2001:2::1",
+        ],
+    );
+    // From outside to the container's own address, no published port.
+    let _who = who_server6(&tb, &c1, 80);
+    assert_eq!(ask6(&ext, "fd00:9d::2", 80), "2001:2::2");
+    ping6(&ext, "fd00:9d::2");
+    // Out with its own address.
+    let _out = who_server6(&tb, &ext, 7310);
+    let snat = tb.counter("snat");
+    assert_eq!(ask6(&c1, "2001:2::2", 7310), "fd00:9d::2");
+    ping6(&c1, "2001:2::2");
+    assert_eq!(tb.counter("snat"), snat, "a routed network was masqueraded");
+    // A NAT network beside it stays hidden.
+    create_net(&tb, &["nat", "--ipv6", "--subnet", "fd00:9e::/64"]);
+    let c2 = tb.add_with("c2", &["--network", "nat"]);
+    let _who2 = who_server6(&tb, &c2, 80);
+    in_ns_ok(
+        &ext,
+        &[
+            "ip",
+            "-6",
+            "route",
+            "add",
+            "fd00:9e::/64",
+            "via",
+            "2001:2::1",
+        ],
+    );
+    assert_eq!(try_ask(&ext, "TCP6:[fd00:9e::2]:80"), None);
+}
+
+#[test]
+fn host_v6_sockets_reach_published_ports_through_ipv4_mapped_addresses() {
+    let tb = Testbed::new();
+    uplink6(&tb);
+    create_net(&tb, &["app", "--subnet", "10.80.0.0/24"]);
+    let web = tb.add_with("web", &["--network", "app", "-p", "8099:80"]);
+    let _who = who_server6(&tb, &web, 80);
+    let dnat = tb.counter("dnat");
+    // A v6 socket to ::ffff:HOSTIP and ::ffff:127.0.0.1: the container
+    // (IPv4 only) answers, and sees the host's side of its bridge.
+    let ask = |ip: &str| try_ask(&tb.host(), &format!("TCP6:[{ip}]:8099"));
+    assert_eq!(ask("::ffff:198.18.0.1").as_deref(), Some("10.80.0.1"));
+    assert_eq!(ask("::ffff:127.0.0.1").as_deref(), Some("10.80.0.1"));
+    assert_eq!(tb.counter("dnat"), dnat, "host-local went through tc DNAT");
+    // getpeername() shows the address the application asked for.
+    let peer = in_ns_ok(
+        &tb.host(),
+        &[
+            "/usr/bin/python3",
+            "-c",
+            "import socket; s = socket.create_connection(('::ffff:198.18.0.1', 8099), timeout=5); print(s.getpeername()[0], s.getpeername()[1])",
+        ],
+    );
+    assert_eq!(peer.trim(), "::ffff:198.18.0.1 8099");
+    // UDP: the datagram goes to the container (sendmsg), and the answer
+    // comes from the address the application sent to (recvmsg).
+    tb.netd_ok(&["portmap", "add", &format!("5399:{}:53/udp", tb.ip_of(&web))]);
+    let (_echo, log) = udp_echo6(&tb, &web, 53);
+    let answer = in_ns_ok(
+        &tb.host(),
+        &[
+            "/usr/bin/python3",
+            "-c",
+            "import socket; s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM); s.settimeout(5); s.sendto(b'hi', ('::ffff:198.18.0.1', 5399)); d, p = s.recvfrom(100); print(d.decode(), p[0], p[1])",
+        ],
+    );
+    assert_eq!(answer.trim(), "hi ::ffff:198.18.0.1 5399");
+    let seen = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(seen.contains("2 "), "the container saw: {seen}");
 }

@@ -1,8 +1,9 @@
 //! Docker's port syntax, parsed at the front door into the engine's typed
 //! mappings: `-p [HOSTIP:]HOSTPORT[-END]:CPORT[-END][/proto]`, and
-//! `portmap add` with the container address in the middle.
+//! `portmap add` with the container address in the middle. An IPv6 host
+//! address goes in brackets, as Docker writes it: `[2001:db8::1]:8080:80`.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv6Addr};
 
 use anyhow::{Context, Result, anyhow, bail};
 
@@ -20,10 +21,62 @@ fn split_proto(spec: &str) -> Result<(&str, Proto)> {
     }
 }
 
+/// A host side's address: IPv4, or IPv6 in brackets. 0.0.0.0 written
+/// out is IPv4 only (the second value); no address is both families.
+fn parse_host_ip(s: &str) -> Result<(IpAddr, bool)> {
+    let Some(inner) = s.strip_prefix('[').and_then(|r| r.strip_suffix(']')) else {
+        let ip = parse_ip(s)?;
+        return Ok((ip, ip.is_unspecified()));
+    };
+    let ip: Ipv6Addr = inner
+        .parse()
+        .map_err(|_| anyhow!("invalid IPv6 address {inner:?}"))?;
+    if let Some(v4) = ip.to_ipv4_mapped() {
+        bail!("host address {ip} is IPv4-mapped: write it as {v4}");
+    }
+    Ok((IpAddr::V6(ip), false))
+}
+
 fn parse_ip(s: &str) -> Result<IpAddr> {
+    if s.contains('[') || s.contains(']') {
+        bail!(
+            "invalid address {s:?}: only the host address may be IPv6 (in brackets); the container's is its IPv4 address"
+        );
+    }
     s.parse::<std::net::Ipv4Addr>()
         .map(IpAddr::V4)
-        .map_err(|_| anyhow!("invalid IPv4 address {s:?}"))
+        .map_err(|_| anyhow!("invalid IPv4 address {s:?} (write an IPv6 host address in brackets)"))
+}
+
+/// The ':'-separated fields of a spec, a bracketed IPv6 address being one.
+fn fields(addr: &str) -> Result<Vec<&str>> {
+    let mut out = Vec::new();
+    let mut rest = addr;
+    loop {
+        if rest.starts_with('[') {
+            let Some(end) = rest.find(']') else {
+                bail!("unclosed '[' in {addr:?}");
+            };
+            let (field, after) = rest.split_at(end + 1);
+            out.push(field);
+            match after.strip_prefix(':') {
+                Some(next) => rest = next,
+                None if after.is_empty() => return Ok(out),
+                None => bail!("expected ':' after {field}"),
+            }
+            continue;
+        }
+        match rest.split_once(':') {
+            Some((field, next)) => {
+                out.push(field);
+                rest = next;
+            }
+            None => {
+                out.push(rest);
+                return Ok(out);
+            }
+        }
+    }
 }
 
 /// `START[-END]`, ports 1-65535.
@@ -55,11 +108,13 @@ fn check_lengths(host: PortRange, container: PortRange) -> Result<()> {
 pub fn parse_mapping(spec: &str) -> Result<PortMapping> {
     let parsed = (|| -> Result<PortMapping> {
         let (addr, proto) = split_proto(spec)?;
-        let parts: Vec<&str> = addr.split(':').collect();
-        let (host_ip, hp, cip, cp) = match parts.as_slice() {
-            [hp, cip, cp] => (ANY_V4, *hp, *cip, *cp),
-            [hip, hp, cip, cp] => (parse_ip(hip)?, *hp, *cip, *cp),
-            _ => bail!("wrong number of ':'-separated fields"),
+        let parts = fields(addr)?;
+        let ((host_ip, ipv4_only), hp, cip, cp) = match parts.as_slice() {
+            [hp, cip, cp] => ((ANY_V4, false), *hp, *cip, *cp),
+            [hip, hp, cip, cp] => (parse_host_ip(hip)?, *hp, *cip, *cp),
+            _ => bail!(
+                "wrong number of ':'-separated fields (write an IPv6 host address in brackets)"
+            ),
         };
         let host_ports = parse_range(hp)?;
         let container_ip = parse_ip(cip)?;
@@ -71,6 +126,7 @@ pub fn parse_mapping(spec: &str) -> Result<PortMapping> {
             container_ip,
             container_ports,
             proto,
+            ipv4_only,
         })
     })();
     parsed.with_context(|| format!("bad port mapping {spec:?} (expected [HOSTIP:]HOSTPORT[-END]:CONTAINER_IP:PORT[-END][/tcp|/udp])"))
@@ -81,12 +137,14 @@ pub fn parse_mapping(spec: &str) -> Result<PortMapping> {
 pub fn parse_publish(spec: &str) -> Result<Publish> {
     let parsed = (|| -> Result<Publish> {
         let (addr, proto) = split_proto(spec)?;
-        let parts: Vec<&str> = addr.split(':').collect();
-        let (host_ip, hp, cp) = match parts.as_slice() {
-            [cp] => (ANY_V4, "", *cp),
-            [hp, cp] => (ANY_V4, *hp, *cp),
-            [hip, hp, cp] => (parse_ip(hip)?, *hp, *cp),
-            _ => bail!("wrong number of ':'-separated fields"),
+        let parts = fields(addr)?;
+        let ((host_ip, ipv4_only), hp, cp) = match parts.as_slice() {
+            [cp] => ((ANY_V4, false), "", *cp),
+            [hp, cp] => ((ANY_V4, false), *hp, *cp),
+            [hip, hp, cp] => (parse_host_ip(hip)?, *hp, *cp),
+            _ => bail!(
+                "wrong number of ':'-separated fields (write an IPv6 host address in brackets)"
+            ),
         };
         let container_ports = parse_range(cp)?;
         // No host port: netd picks free ones (Docker's `-p 80`).
@@ -103,6 +161,7 @@ pub fn parse_publish(spec: &str) -> Result<Publish> {
             host_ports,
             container_ports,
             proto,
+            ipv4_only,
         })
     })();
     parsed.with_context(|| {
@@ -119,9 +178,9 @@ pub fn parse_selector(spec: &str) -> Result<crate::engine::requests::PortSelecto
     }
     let parsed = (|| -> Result<PortMapping> {
         let (addr, proto) = split_proto(spec)?;
-        let (host_ip, ports) = match addr.rsplit_once(':') {
-            Some((ip, ports)) => (parse_ip(ip)?, ports),
-            None => (ANY_V4, addr),
+        let ((host_ip, ipv4_only), ports) = match addr.rsplit_once(':') {
+            Some((ip, ports)) => (parse_host_ip(ip)?, ports),
+            None => ((ANY_V4, false), addr),
         };
         let host_ports = parse_range(ports)?;
         Ok(PortMapping {
@@ -130,6 +189,7 @@ pub fn parse_selector(spec: &str) -> Result<crate::engine::requests::PortSelecto
             container_ip: ANY_V4,
             container_ports: host_ports,
             proto,
+            ipv4_only,
         })
     })();
     parsed
@@ -180,6 +240,42 @@ mod tests {
             PortRange::single(80)
         );
         assert!(parse_publish("80:").is_err());
+    }
+
+    #[test]
+    fn parses_v6_host_addresses_and_families() {
+        let p = parse_publish("[2001:2::1]:8080:80").unwrap();
+        assert_eq!(p.host_ip, "2001:2::1".parse::<IpAddr>().unwrap());
+        assert!(!p.ipv4_only);
+        let any6 = parse_publish("[::]:8080:80/udp").unwrap();
+        assert_eq!(any6.host_ip, "::".parse::<IpAddr>().unwrap());
+        assert_eq!(any6.proto, Proto::Udp);
+        assert!(parse_publish("0.0.0.0:8080:80").unwrap().ipv4_only);
+        assert!(!parse_publish("8080:80").unwrap().ipv4_only);
+        assert!(!parse_publish("198.18.0.1:8080:80").unwrap().ipv4_only);
+        let open = parse_publish("[::1]::80").unwrap();
+        assert_eq!(open.host_ports.start, 0);
+        let m = parse_mapping("[2001:2::1]:8080:172.17.0.2:80").unwrap();
+        assert_eq!(m.to_string(), "[2001:2::1]:8080:172.17.0.2:80/tcp");
+        assert_eq!(parse_mapping(&m.to_string()).unwrap(), m);
+        let v4 = parse_mapping("0.0.0.0:8080:172.17.0.2:80").unwrap();
+        assert_eq!(parse_mapping(&v4.to_string()).unwrap(), v4);
+        assert_eq!(
+            parse_selector("[::]:8080/udp").unwrap(),
+            crate::engine::requests::PortSelector::HostSide("[::]:8080/udp".into())
+        );
+        for bad in [
+            "2001:2::1:8080:80",
+            "[2001:2::1:8080:80",
+            "[2001:2::zz]:8080:80",
+            "[::ffff:198.18.0.1]:8080:80",
+            "[2001:2::1]x:8080:80",
+            "[198.18.0.1]:8080:80",
+        ] {
+            let err = format!("{:#}", parse_publish(bad).unwrap_err());
+            assert!(err.starts_with("bad -p"), "{bad}: {err}");
+        }
+        assert!(parse_mapping("8080:[fd00::2]:80").is_err());
     }
 
     #[test]

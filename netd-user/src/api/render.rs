@@ -2,7 +2,7 @@
 //! Docker's shapes where Docker has one (`network inspect`), and engine
 //! errors phrased for netd's CLI.
 
-use std::{collections::BTreeMap, path::Path};
+use std::{collections::BTreeMap, net::IpAddr, path::Path};
 
 use netd_common::{Counter, StatIndex};
 use serde_json::{Map, Value, json};
@@ -185,16 +185,30 @@ pub fn pseudo_network_inspect(name: &str, driver: &str, containers: &[Container]
     })
 }
 
-/// Published ports, with their container's name and id.
-pub fn portmaps(records: &[PortMap], containers: &BTreeMap<String, String>) -> Value {
+/// Published ports, with their container's name and id, and what each
+/// family binds: `host_ips` the host addresses (0.0.0.0 and :: for a
+/// mapping on every address of a dual-stack container), `container_ip6`
+/// the address the IPv6 side reaches (`ip6s`: container IPv4 address to
+/// IPv6 one).
+pub fn portmaps(
+    records: &[PortMap],
+    containers: &BTreeMap<String, String>,
+    ip6s: &BTreeMap<IpAddr, IpAddr>,
+) -> Value {
     Value::Array(
         records
             .iter()
             .map(|r| {
                 let m = &r.mapping;
+                let (v4, v6) = m.host_binds();
+                let ip6 = ip6s.get(&m.container_ip).copied();
+                let v6 = v6.filter(|_| ip6.is_some());
+                let host_ips: Vec<IpAddr> = v4.into_iter().chain(v6).collect();
                 json!({
                     "spec": m.to_string(),
                     "host_ip": m.host_ip,
+                    "host_ips": host_ips,
+                    "container_ip6": v6.and(ip6),
                     "host_port": m.host_ports.to_string(),
                     "container_ip": m.container_ip,
                     "container_port": m.container_ports.to_string(),

@@ -27,13 +27,30 @@ pub fn run(cmd: DockerCommand, ctx: &Ctx) -> Result<()> {
 
 fn ports(container: &str, ctx: &Ctx) -> Result<()> {
     let ids = endpoint_ids(container, ctx)?;
+    // A dual-stack endpoint's mappings on every host address are on
+    // IPv6 too: `docker port` shows them once per family.
+    let dual: Vec<&String> = ids
+        .iter()
+        .filter(|id| {
+            ctx.call(&Request::ContainerInspect {
+                container: ContainerRef::Id((*id).clone()),
+            })
+            .is_ok_and(|c| c["ip6"].is_string())
+        })
+        .collect();
     let maps = ctx.call(&Request::PortmapLs)?;
     let mut lines = Vec::new();
     for m in items(&maps) {
-        if !ids.iter().any(|id| m["container_id"].as_str() == Some(id)) {
+        let Some(id) = ids
+            .iter()
+            .find(|id| m["container_id"].as_str() == Some(id.as_str()))
+        else {
             continue;
+        };
+        lines.extend(port_lines(m, None));
+        if dual.contains(&id) && m["host_ip"].as_str().is_none_or(|ip| ip == "0.0.0.0") {
+            lines.extend(port_lines(m, Some("::")));
         }
-        lines.extend(port_lines(m));
     }
     lines.sort();
     match ctx.output {
@@ -47,8 +64,9 @@ fn ports(container: &str, ctx: &Ctx) -> Result<()> {
     Ok(())
 }
 
-/// `80/tcp -> 0.0.0.0:8080`, one line per port of a range.
-fn port_lines(m: &Value) -> Vec<String> {
+/// `80/tcp -> 0.0.0.0:8080` (`80/tcp -> [::]:8080` with `host_ip`
+/// `::`), one line per port of a range.
+fn port_lines(m: &Value, host_ip: Option<&str>) -> Vec<String> {
     let range = |key: &str| -> Option<(u16, u16)> {
         let s = m[key].as_str()?;
         let (a, b) = s.split_once('-').unwrap_or((s, s));
@@ -57,7 +75,13 @@ fn port_lines(m: &Value) -> Vec<String> {
     let (Some((h0, h1)), Some((c0, _))) = (range("host_port"), range("container_port")) else {
         return Vec::new();
     };
-    let host_ip = m["host_ip"].as_str().unwrap_or("0.0.0.0");
+    let host_ip = host_ip.or(m["host_ip"].as_str()).unwrap_or("0.0.0.0");
+    // As `net.JoinHostPort` writes it (docker port's form).
+    let host_ip = if host_ip.contains(':') {
+        format!("[{host_ip}]")
+    } else {
+        host_ip.to_owned()
+    };
     let proto = m["proto"].as_str().unwrap_or("tcp");
     (0..=h1.saturating_sub(h0))
         .map(|i| format!("{}/{proto} -> {host_ip}:{}", c0 + i, h0 + i))

@@ -48,7 +48,23 @@ fn specs(value: &Value) -> String {
 }
 
 fn list_table(value: &Value) -> String {
-    let rows = columns(
+    // Every host address bound, both families' on a dual-stack container.
+    let host_ips: Vec<String> = items(value)
+        .iter()
+        .map(|m| {
+            let ips = m["host_ips"].as_array().cloned().unwrap_or_default();
+            let ips: Vec<String> = ips
+                .iter()
+                .filter_map(|v| v.as_str().map(str::to_owned))
+                .collect();
+            if ips.is_empty() {
+                field(m, "host_ip")
+            } else {
+                ips.join(",")
+            }
+        })
+        .collect();
+    let mut rows = columns(
         value,
         &[
             "host_ip",
@@ -59,6 +75,9 @@ fn list_table(value: &Value) -> String {
             "container",
         ],
     );
+    for (row, ips) in rows.iter_mut().zip(host_ips) {
+        row[0] = ips;
+    }
     table(
         &[
             "HOST IP",

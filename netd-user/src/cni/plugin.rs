@@ -12,7 +12,7 @@
 
 use std::{
     collections::BTreeSet,
-    net::{IpAddr, Ipv4Addr},
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
     path::Path,
 };
 
@@ -72,7 +72,7 @@ pub fn add(conf: &NetConf, version: &str, att: &Attach) -> Result<Value, CniErro
         .as_ref()
         .map(CniResult::decode)
         .transpose()?;
-    let ip = static_ip(conf, att)?;
+    let (ip, ip6) = static_ips(conf, att)?;
     let publish = publishes(conf)?;
     let daemon = Daemon::new(conf.socket());
     let network = conf.network();
@@ -92,7 +92,7 @@ pub fn add(conf: &NetConf, version: &str, att: &Attach) -> Result<Value, CniErro
         id: Some(endpoint_id(conf_name(conf), &att.container_id, &att.ifname)),
         ifname: Some(att.ifname.clone()),
         ip,
-        ip6: None,
+        ip6,
         peer_on_host: false,
     };
     let id = ContainerRef::Id(att.container_id.clone());
@@ -114,32 +114,47 @@ pub fn add(conf: &NetConf, version: &str, att: &Attach) -> Result<Value, CniErro
     Ok(serde_json::to_value(result.in_version(version)).unwrap_or_default())
 }
 
-/// A fixed address: `CNI_ARGS IP=`, else the `ips` capability or
-/// `args.cni.ips` (the first IPv4 one).
-fn static_ip(conf: &NetConf, att: &Attach) -> Result<Option<IpAddr>, CniError> {
+/// Fixed addresses, IPv4 and IPv6: `CNI_ARGS IP=`, the `ips` capability
+/// and `args.cni.ips`, at most one of each family (an interface has one
+/// address of each).
+fn static_ips(conf: &NetConf, att: &Attach) -> Result<(Option<IpAddr>, Option<IpAddr>), CniError> {
     let asked: Vec<String> = att
         .args
         .get("IP")
-        .cloned()
         .into_iter()
+        .flat_map(|list| list.split(','))
+        .map(str::to_owned)
         .chain(conf.requested_ips())
         .collect();
-    let mut parsed = Vec::new();
+    let (mut v4, mut v6) = (None, None);
     for text in &asked {
-        parsed.push(parse_ip(text)?);
+        let ip = parse_ip(text)?;
+        let slot = if ip.is_ipv4() { &mut v4 } else { &mut v6 };
+        match slot {
+            Some(other) if *other != ip => {
+                return Err(CniError::invalid_config(format!(
+                    "addresses {other} and {ip} asked for one interface: netd gives an interface one IPv4 and one IPv6 address, ask for at most one of each"
+                )));
+            }
+            _ => *slot = Some(ip),
+        }
     }
-    match parsed.iter().find(|ip| ip.is_ipv4()) {
-        Some(ip) => Ok(Some(*ip)),
-        None if parsed.is_empty() => Ok(None),
-        None => Err(CniError::invalid_config(format!(
-            "no IPv4 address among {}: netd's networks are IPv4",
-            asked.join(", ")
-        ))),
-    }
+    Ok((v4, v6))
 }
 
-/// `runtimeConfig.portMappings` as the engine's `-p`.
+/// `runtimeConfig.portMappings` as the engine's `-p` (a runtime may
+/// list a mapping once per family: `""` or `0.0.0.0`, and `::`).
 fn publishes(conf: &NetConf) -> Result<Vec<Publish>, CniError> {
+    let mut out: Vec<Publish> = Vec::new();
+    for p in publishes_listed(conf)? {
+        if !out.contains(&p) {
+            out.push(p);
+        }
+    }
+    Ok(out)
+}
+
+fn publishes_listed(conf: &NetConf) -> Result<Vec<Publish>, CniError> {
     conf.runtime_config
         .port_mappings
         .iter()
@@ -158,9 +173,22 @@ fn publishes(conf: &NetConf) -> Result<Vec<Publish>, CniError> {
                 None | Some("") => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
                 Some(text) => text.parse().map_err(|_| {
                     CniError::invalid_config(format!(
-                        "port mapping with hostIP {text:?}: give an IPv4 address of the host, or none for all"
+                        "port mapping with hostIP {text:?}: give an address of the host, or none for all"
                     ))
                 })?,
+            };
+            // A mapping on every host address covers both families (on a
+            // dual-stack network), so `::` is that mapping; one IPv6
+            // host address is not something netd publishes on.
+            let host_ip = match host_ip {
+                IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+                IpAddr::V6(ip) => {
+                    return Err(CniError::invalid_config(format!(
+                        "port mapping {}:{} with hostIP {ip}: netd publishes IPv6 ports on every host address only; leave hostIP empty (or ::) to publish on both families",
+                        m.host_port, m.container_port
+                    )));
+                }
+                v4 => v4,
             };
             if m.container_port == 0 {
                 return Err(CniError::invalid_config(
@@ -172,6 +200,7 @@ fn publishes(conf: &NetConf) -> Result<Vec<Publish>, CniError> {
                 host_ports: PortRange::single(m.host_port),
                 container_ports: PortRange::single(m.container_port),
                 proto,
+                ipv4_only: false,
             })
         })
         .collect()
@@ -317,6 +346,7 @@ fn connect(
                         container_ip,
                         container_ports: p.container_ports,
                         proto: p.proto,
+                        ipv4_only: p.ipv4_only,
                     })
                     .collect(),
                 force: false,
@@ -387,12 +417,29 @@ fn result_of(
         }],
         ..Default::default()
     };
+    // A dual-stack network's second address.
+    let v6 = address6(iface);
+    if let Some((ip6, prefix6, gateway6)) = &v6 {
+        result.ips.push(IpConfig {
+            address: format!("{ip6}/{prefix6}"),
+            gateway: gateway6.map(|g| g.to_string()),
+            interface: Some(1),
+            ..Default::default()
+        });
+    }
     if carries_default_route(container, ifname, networks) {
         result.routes.push(Route {
             dst: "0.0.0.0/0".into(),
             gw: Some(gateway.clone()),
             ..Default::default()
         });
+        if let Some((_, _, Some(gateway6))) = v6 {
+            result.routes.push(Route {
+                dst: "::/0".into(),
+                gw: Some(gateway6.to_string()),
+                ..Default::default()
+            });
+        }
     }
     // netd's DNS responder listens on user networks' gateways.
     if network != DEFAULT_NETWORK {
@@ -402,6 +449,17 @@ fn result_of(
         };
     }
     Ok(result)
+}
+
+/// The IPv6 address, its prefix length and the IPv6 gateway of an
+/// interface of the daemon's answer (None: not on a dual-stack network).
+fn address6(iface: &Value) -> Option<(Ipv6Addr, u8, Option<Ipv6Addr>)> {
+    let ip6 = str_of(iface, "ip6").parse().ok()?;
+    let prefix6 = iface["prefix_len6"]
+        .as_u64()
+        .and_then(|p| u8::try_from(p).ok())?;
+    let gateway6 = str_of(iface, "gateway6").parse().ok();
+    Some((ip6, prefix6, gateway6))
 }
 
 /// Whether the container's default route goes via this interface: the
@@ -560,21 +618,26 @@ pub fn check(conf: &NetConf, version: &str, att: &Attach) -> Result<(), CniError
         .map_err(|_| CniError::new(code::PROTOCOL, "the daemon's answer has no address"))?;
     let prefix = iface["prefix_len"].as_u64().unwrap_or(32) as u8;
     let gateway = str_of(iface, "gateway");
-    let (seen, default_gw) = sandbox::look(netns, &att.ifname)
+    let look = sandbox::look(netns, &att.ifname)
         .map_err(|e| CniError::new(code::IO, format!("looking into {}: {e}", netns.display())))?;
-    let Some(seen) = seen else {
+    let Some(seen) = look.iface else {
         return Err(failed(format!(
             "interface {} is missing in {}",
             att.ifname,
             netns.display()
         )));
     };
-    if !seen.addrs.contains(&(ip, prefix)) {
-        return Err(failed(format!(
-            "interface {} in {} lacks its address {ip}/{prefix}",
-            att.ifname,
-            netns.display()
-        )));
+    let v6 = address6(iface);
+    let mut addresses = vec![(ip, prefix)];
+    addresses.extend(v6.map(|(ip6, prefix6, _)| (IpAddr::V6(ip6), prefix6)));
+    for (ip, prefix) in &addresses {
+        if !seen.addrs.contains(&(*ip, *prefix)) {
+            return Err(failed(format!(
+                "interface {} in {} lacks its address {ip}/{prefix}",
+                att.ifname,
+                netns.display()
+            )));
+        }
     }
     if !seen.up {
         return Err(failed(format!("interface {} is down", att.ifname)));
@@ -589,20 +652,30 @@ pub fn check(conf: &NetConf, version: &str, att: &Attach) -> Result<(), CniError
     let networks = daemon
         .call(&Request::NetworkLs)
         .map_err(|e| e.to_cni("listing netd's networks"))?;
-    if carries_default_route(&container, &att.ifname, &networks)
-        && default_gw.map(|g| g.to_string()) != Some(gateway.clone())
-    {
-        return Err(failed(format!(
-            "the default route in {} does not go via {gateway}",
-            netns.display()
-        )));
+    if carries_default_route(&container, &att.ifname, &networks) {
+        if look.gateway.map(|g| g.to_string()) != Some(gateway.clone()) {
+            return Err(failed(format!(
+                "the default route in {} does not go via {gateway}",
+                netns.display()
+            )));
+        }
+        if let Some((_, _, Some(gateway6))) = v6
+            && !look.gateways6.contains(&gateway6)
+        {
+            return Err(failed(format!(
+                "the IPv6 default route in {} does not go via {gateway6}",
+                netns.display()
+            )));
+        }
     }
-    let address = format!("{ip}/{prefix}");
-    if !prev.ips.iter().any(|i| i.address == address) {
-        return Err(failed(format!(
-            "prevResult does not list {address}, the address netd gave {}",
-            att.ifname
-        )));
+    for (ip, prefix) in &addresses {
+        let address = format!("{ip}/{prefix}");
+        if !prev.ips.iter().any(|i| i.address == address) {
+            return Err(failed(format!(
+                "prevResult does not list {address}, the address netd gave {}",
+                att.ifname
+            )));
+        }
     }
     check_ports(&daemon, conf, &att.container_id, ip)
 }
@@ -753,6 +826,51 @@ mod tests {
         )
         .unwrap();
         assert_eq!(publishes(&sctp).unwrap_err().code, code::INVALID_CONFIG);
+        // Once per family from the runtime: one mapping on every address.
+        let both = NetConf::decode(
+            br#"{"cniVersion":"1.0.0","name":"n","runtimeConfig":{"portMappings":[
+                {"hostPort":8088,"containerPort":80,"hostIP":""},
+                {"hostPort":8088,"containerPort":80,"hostIP":"::"}]}}"#,
+        )
+        .unwrap();
+        let p = publishes(&both).unwrap();
+        assert_eq!(p.len(), 1);
+        assert_eq!(p[0].host_ip, IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+        let one6 = NetConf::decode(
+            br#"{"cniVersion":"1.0.0","name":"n","runtimeConfig":{"portMappings":[
+                {"hostPort":8088,"containerPort":80,"hostIP":"2001:2::1"}]}}"#,
+        )
+        .unwrap();
+        let e = publishes(&one6).unwrap_err();
+        assert_eq!(e.code, code::INVALID_CONFIG);
+        assert!(e.msg.contains("every host address"), "{}", e.msg);
+    }
+
+    #[test]
+    fn static_addresses_one_of_each_family() {
+        let conf = |ips: &str| {
+            NetConf::decode(
+                format!(r#"{{"cniVersion":"1.0.0","name":"n","runtimeConfig":{{"ips":{ips}}}}}"#)
+                    .as_bytes(),
+            )
+            .unwrap()
+        };
+        let ip = |s: &str| Some(s.parse::<IpAddr>().unwrap());
+        let none = att("", "c");
+        assert_eq!(
+            static_ips(&conf(r#"["fd00:1::9/64", "10.1.0.9/24"]"#), &none).unwrap(),
+            (ip("10.1.0.9"), ip("fd00:1::9"))
+        );
+        assert_eq!(
+            static_ips(&conf("[]"), &att("IP=10.1.0.8,fd00:1::8", "c")).unwrap(),
+            (ip("10.1.0.8"), ip("fd00:1::8"))
+        );
+        assert_eq!(
+            static_ips(&conf(r#"["fd00:1::9"]"#), &none).unwrap(),
+            (None, ip("fd00:1::9"))
+        );
+        let two = static_ips(&conf(r#"["fd00:1::9", "fd00:1::a"]"#), &none).unwrap_err();
+        assert_eq!(two.code, code::INVALID_CONFIG);
     }
 
     #[test]
@@ -781,5 +899,45 @@ mod tests {
             r.routes.is_empty(),
             "internal networks get no default route"
         );
+    }
+
+    #[test]
+    fn dual_stack_results_carry_both_addresses_and_routes() {
+        let container = serde_json::json!({
+            "id": "abc", "netns": "/run/netns/x",
+            "interfaces": [
+                {"name": "eth0", "network": "app", "ip": "172.18.0.2", "prefix_len": 16,
+                 "gateway": "172.18.0.1", "ip6": "fd00:1::2", "prefix_len6": 64,
+                 "gateway6": "fd00:1::1", "mac": "02:42:ac:12:00:02", "host_veth": "vethno2"},
+            ]
+        });
+        let networks = serde_json::json!([{"Name": "app", "Internal": false}]);
+        let r = result_of(&container, "eth0", &networks, Path::new("/run/netns/x")).unwrap();
+        let ips: Vec<(&str, Option<&str>, Option<usize>)> = r
+            .ips
+            .iter()
+            .map(|i| (i.address.as_str(), i.gateway.as_deref(), i.interface))
+            .collect();
+        assert_eq!(
+            ips,
+            [
+                ("172.18.0.2/16", Some("172.18.0.1"), Some(1)),
+                ("fd00:1::2/64", Some("fd00:1::1"), Some(1))
+            ]
+        );
+        let routes: Vec<(&str, Option<&str>)> = r
+            .routes
+            .iter()
+            .map(|r| (r.dst.as_str(), r.gw.as_deref()))
+            .collect();
+        assert_eq!(
+            routes,
+            [
+                ("0.0.0.0/0", Some("172.18.0.1")),
+                ("::/0", Some("fd00:1::1"))
+            ]
+        );
+        let old = serde_json::to_value(r.in_version("0.3.1")).unwrap();
+        assert_eq!(old["ips"][1]["version"], "6");
     }
 }

@@ -5,7 +5,7 @@
 
 use std::{
     fs::File,
-    net::{IpAddr, Ipv4Addr},
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
     path::Path,
 };
 
@@ -24,16 +24,30 @@ pub struct Seen {
     pub addrs: Vec<(IpAddr, u8)>,
 }
 
-/// The interface `ifname` inside `netns` (None: no such interface) and
-/// the IPv4 default route's gateway there.
-pub fn look(netns: &Path, ifname: &str) -> Result<(Option<Seen>, Option<Ipv4Addr>), String> {
+/// What CHECK reads in a namespace.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Look {
+    /// The interface (None: no such interface).
+    pub iface: Option<Seen>,
+    /// The IPv4 default route's gateway.
+    pub gateway: Option<Ipv4Addr>,
+    /// The IPv6 default routes' gateways (a dual-stack container has one).
+    pub gateways6: Vec<Ipv6Addr>,
+}
+
+/// The interface `ifname` inside `netns` and the default routes there.
+pub fn look(netns: &Path, ifname: &str) -> Result<Look, String> {
     let file = File::open(netns).map_err(|e| format!("opening {}: {e}", netns.display()))?;
     std::thread::scope(|scope| {
         scope
             .spawn(|| {
                 setns(&file, CloneFlags::CLONE_NEWNET)
                     .map_err(|e| format!("entering {}: {e}", netns.display()))?;
-                Ok((interface(ifname)?, default_gateway()?))
+                Ok(Look {
+                    iface: interface(ifname)?,
+                    gateway: default_gateway()?,
+                    gateways6: default_gateways6()?,
+                })
             })
             .join()
             .unwrap_or_else(|_| Err("the namespace reader panicked".into()))
@@ -87,6 +101,34 @@ fn default_gateway() -> Result<Option<Ipv4Addr>, String> {
     }))
 }
 
+/// The gateways of the IPv6 default routes (`::/0` via an address), from
+/// the calling thread's view of `/proc/net/ipv6_route`: destination,
+/// its prefix length, source, its prefix length, next hop, in hex.
+fn default_gateways6() -> Result<Vec<Ipv6Addr>, String> {
+    let table = match std::fs::read_to_string("/proc/thread-self/net/ipv6_route") {
+        Ok(table) => table,
+        // IPv6 disabled in this kernel: no IPv6 routes.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(format!("reading the IPv6 routes: {e}")),
+    };
+    Ok(parse_gateways6(&table))
+}
+
+fn parse_gateways6(table: &str) -> Vec<Ipv6Addr> {
+    table
+        .lines()
+        .filter_map(|line| {
+            let cols: Vec<&str> = line.split_whitespace().collect();
+            let (dst, len, hop) = (cols.first()?, cols.get(1)?, cols.get(4)?);
+            if u128::from_str_radix(dst, 16).ok()? != 0 || *len != "00" {
+                return None;
+            }
+            let hop = Ipv6Addr::from(u128::from_str_radix(hop, 16).ok()?);
+            (!hop.is_unspecified()).then_some(hop)
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -99,5 +141,18 @@ mod tests {
         assert!(lo.addrs.contains(&(IpAddr::V4(Ipv4Addr::LOCALHOST), 8)));
         assert!(interface("no-such-if0").unwrap().is_none());
         assert_eq!(format_mac([2, 0x42, 0xac, 0x11, 0, 2]), "02:42:ac:11:00:02");
+    }
+
+    #[test]
+    fn ipv6_default_gateways_from_the_route_table() {
+        let table = "\
+00000000000000000000000000000000 00 00000000000000000000000000000000 00 fd000077000000000000000000000001 00000400 00000001 00000000 00000003     eth0
+fd000077000000000000000000000000 40 00000000000000000000000000000000 00 00000000000000000000000000000000 00000100 00000001 00000000 00000001     eth0
+00000000000000000000000000000000 00 00000000000000000000000000000000 00 00000000000000000000000000000000 ffffffff 00000001 00000000 00200200       lo
+";
+        assert_eq!(
+            parse_gateways6(table),
+            ["fd00:77::1".parse::<Ipv6Addr>().unwrap()]
+        );
     }
 }

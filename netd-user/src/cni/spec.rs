@@ -259,8 +259,8 @@ impl NetConf {
         Ok(())
     }
 
-    /// The fixed address asked for through the `ips` capability or
-    /// `args.cni.ips` (the first IPv4 one).
+    /// The fixed addresses asked for through the `ips` capability or
+    /// `args.cni.ips` (at most one of each family).
     pub fn requested_ips(&self) -> Vec<String> {
         let mut ips = self.runtime_config.ips.clone();
         if let Some(list) = self
@@ -282,7 +282,7 @@ pub fn parse_ip(text: &str) -> Result<IpAddr, CniError> {
     let addr = text.split('/').next().unwrap_or_default();
     addr.parse().map_err(|_| {
         CniError::invalid_config(format!(
-            "invalid address {text:?} asked for: give an IPv4 address of the netd network's subnet, like 172.18.0.10"
+            "invalid address {text:?} asked for: give an address of the netd network's subnets, like 172.18.0.10 or fd00:1::10"
         ))
     })
 }

@@ -67,21 +67,34 @@ async fn create_endpoint(engine: &Engine, req: wire::CreateEndpoint) -> Answer {
     }
     let net = engine.network_by_id(&req.network_id)?;
     let iface = req.interface.unwrap_or_default();
-    if !iface.address_ipv6.is_empty() {
-        return Err(Failure::Err(
-            "netd handles IPv4 only for now: run the container without an IPv6 address".into(),
-        ));
-    }
+    let cidr_ip = |what: &str, s: &str| {
+        s.parse::<IpNetwork>()
+            .map(|n| n.ip())
+            .map_err(|_| Failure::Err(format!("netd: endpoint {what} {s:?} is not in CIDR form")))
+    };
     let ip = match iface.address.as_str() {
         "" => {
             return Err(Failure::Err(
                 "netd: Docker gave the endpoint no IPv4 address: use an IPAM driver that does (the default, or netd)".into(),
             ));
         }
-        s => s
-            .parse::<IpNetwork>()
-            .map_err(|_| Failure::Err(format!("netd: endpoint address {s:?} is not in CIDR form")))?
-            .ip(),
+        s => cidr_ip("address", s)?,
+    };
+    // Docker's IPAM gives the IPv6 address of a dual-stack network's
+    // endpoint; were it to give none, netd's IPAM picks one and the
+    // answer carries it.
+    let ip6 = match iface.address_ipv6.as_str() {
+        "" => None,
+        s => {
+            let ip6 = cidr_ip("IPv6 address", s)?;
+            if !net.ipv6() {
+                return Err(Failure::Err(format!(
+                    "netd: endpoint IPv6 address {ip6} on network {}, which has no IPv6 subnet: create the network with --ipv6",
+                    net.name
+                )));
+            }
+            Some(ip6)
+        }
     };
     let mac = format_mac(mac_for(ip));
     if !iface.mac_address.is_empty() && !iface.mac_address.eq_ignore_ascii_case(&mac) {
@@ -89,9 +102,16 @@ async fn create_endpoint(engine: &Engine, req: wire::CreateEndpoint) -> Answer {
             "netd gives an endpoint the MAC address derived from its IP address ({mac}) and accepts no other (its anti-spoofing checks it): run the container without --mac-address"
         )));
     }
+    let answer = |ep_ip6: Option<std::net::IpAddr>| {
+        let ip6 = ep_ip6
+            .filter(|_| ip6.is_none())
+            .zip(net.subnet6)
+            .map(|(a, s)| format!("{a}/{}", s.prefix()));
+        endpoint_answer(&iface.mac_address, &mac, ip6)
+    };
     if let Some((c, ep)) = engine.endpoint_by_id(&req.endpoint_id) {
-        if ep.ip == ip && c.endpoints.len() == 1 {
-            return Ok(mac_answer(&iface.mac_address, &mac));
+        if ep.ip == ip && ip6.is_none_or(|a| ep.ip6 == Some(a)) && c.endpoints.len() == 1 {
+            return Ok(answer(ep.ip6));
         }
         return Err(Failure::Err(format!(
             "netd: endpoint {} exists already with another address",
@@ -107,7 +127,7 @@ async fn create_endpoint(engine: &Engine, req: wire::CreateEndpoint) -> Answer {
             id: Some(req.endpoint_id.clone()),
             ifname: None,
             ip: Some(ip),
-            ip6: None,
+            ip6,
             peer_on_host: true,
         }),
         publish: Vec::new(),
@@ -117,17 +137,26 @@ async fn create_endpoint(engine: &Engine, req: wire::CreateEndpoint) -> Answer {
         extra_hosts: Vec::new(),
     };
     let c = engine.add_container(add).await?;
-    info!(container = %c.name, network = %net.name, %ip, "Docker endpoint created");
-    Ok(mac_answer(&iface.mac_address, &mac))
+    let ep_ip6 = c.endpoints.first().and_then(|e| e.ip6);
+    info!(container = %c.name, network = %net.name, %ip, ip6 = ?ep_ip6, "Docker endpoint created");
+    Ok(answer(ep_ip6))
 }
 
-/// The MAC goes back only when Docker gave none (libnetwork refuses a
-/// driver that changes what it gave).
-fn mac_answer(given: &str, mac: &str) -> Value {
-    if given.is_empty() {
-        json!({ "Interface": { "MacAddress": mac } })
-    } else {
+/// What goes back is only what Docker did not give (libnetwork refuses a
+/// driver that changes what it gave): the MAC, and an IPv6 address netd
+/// picked (`ip6`, CIDR).
+fn endpoint_answer(given_mac: &str, mac: &str, ip6: Option<String>) -> Value {
+    let mut iface = serde_json::Map::new();
+    if given_mac.is_empty() {
+        iface.insert("MacAddress".into(), json!(mac));
+    }
+    if let Some(ip6) = ip6 {
+        iface.insert("AddressIPv6".into(), json!(ip6));
+    }
+    if iface.is_empty() {
         json!({})
+    } else {
+        json!({ "Interface": iface })
     }
 }
 
@@ -210,6 +239,10 @@ async fn join(engine: &Engine, req: wire::Join) -> Answer {
         } else {
             net.gateway.to_string()
         },
+        gateway_ipv6: match net.gateway6 {
+            Some(gw) if !net.internal => gw.to_string(),
+            _ => String::new(),
+        },
         disable_gateway_service: net.internal,
     };
     serde_json::to_value(answer).map_err(|e| Failure::Err(e.to_string()))
@@ -230,6 +263,7 @@ fn mapping(p: &Publish, ip: IpAddr) -> PortMapping {
         container_ip: ip,
         container_ports: p.container_ports,
         proto: p.proto,
+        ipv4_only: p.ipv4_only,
     }
 }
 
@@ -291,4 +325,41 @@ async fn revoke(engine: &Engine, req: wire::EndpointCall) -> Answer {
         unpublish_all(engine, &req.endpoint_id).await?;
     }
     Ok(json!({}))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn create_endpoint_answers_only_what_docker_did_not_give() {
+        let mac = "02:42:0a:01:00:02";
+        assert_eq!(
+            endpoint_answer("", mac, None),
+            json!({"Interface": {"MacAddress": mac}})
+        );
+        assert_eq!(endpoint_answer(mac, mac, None), json!({}));
+        assert_eq!(
+            endpoint_answer(mac, mac, Some("fd00:1::2/64".into())),
+            json!({"Interface": {"AddressIPv6": "fd00:1::2/64"}})
+        );
+    }
+
+    #[test]
+    fn join_answers_the_ipv6_gateway_when_there_is_one() {
+        let answer = |gateway_ipv6: &str| {
+            serde_json::to_value(wire::JoinResponse {
+                interface_name: wire::InterfaceName {
+                    src_name: "veth1p".into(),
+                    dst_prefix: "eth".into(),
+                },
+                gateway: "10.1.0.1".into(),
+                gateway_ipv6: gateway_ipv6.into(),
+                disable_gateway_service: false,
+            })
+            .unwrap()
+        };
+        assert_eq!(answer("fd00:1::1")["GatewayIPv6"], "fd00:1::1");
+        assert!(answer("").get("GatewayIPv6").is_none());
+    }
 }

@@ -49,26 +49,24 @@ fn address(s: &str) -> Option<IpAddr> {
 }
 
 async fn request_pool(engine: &Engine, req: wire::RequestPool) -> Answer {
-    if req.v6 || req.pool.contains(':') {
-        return Err(Failure::Err(
-            "netd handles IPv4 only for now: create the network without --ipv6 (and without an IPv6 --subnet)".into(),
-        ));
-    }
     if !req.sub_pool.is_empty() && req.sub_pool != req.pool {
         return Err(Failure::Err(
             "netd hands out addresses from the whole subnet: create the network without --ip-range"
                 .into(),
         ));
     }
+    let example = if req.v6 { "fd00:1::/64" } else { "10.1.0.0/24" };
     let subnet = match req.pool.as_str() {
         "" => None,
         s => Some(s.parse::<IpNetwork>().map_err(|_| {
             Failure::Err(format!(
-                "netd: subnet {s:?} is not in CIDR form (e.g. 10.1.0.0/24)"
+                "netd: subnet {s:?} is not in CIDR form (e.g. {example})"
             ))
         })?),
     };
-    let pool = engine.request_pool(subnet).await?;
+    // `V6`: Docker asks for the pool of a `--ipv6` network's second
+    // family; without a subnet netd gives a /64 of its ULA pool.
+    let pool = engine.request_pool(subnet, req.v6).await?;
     Ok(json!({ "PoolID": pool.id, "Pool": pool.subnet.to_string(), "Data": {} }))
 }
 
@@ -90,6 +88,6 @@ async fn request_address(engine: &Engine, req: wire::RequestAddress) -> Answer {
         .pools()
         .into_iter()
         .find(|p| p.id == req.pool_id)
-        .map_or(32, |p| p.subnet.prefix());
+        .map_or(if ip.is_ipv6() { 128 } else { 32 }, |p| p.subnet.prefix());
     Ok(json!({ "Address": format!("{ip}/{prefix}"), "Data": Value::Object(Default::default()) }))
 }

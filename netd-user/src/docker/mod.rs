@@ -87,7 +87,8 @@ pub async fn serve(listener: UnixListener, engine: Engine) {
 pub(crate) enum Failure {
     /// A method netd does not implement (Docker treats 404 as such).
     Unknown(String),
-    /// `{"Err": ...}`: what a Docker user sees.
+    /// `{"Err": ...}` (`{"Error": ...}` from the IPAM driver): what a
+    /// Docker user sees.
     Err(String),
 }
 
@@ -135,7 +136,7 @@ async fn dispatch(State(engine): State<Engine>, uri: Uri, body: Bytes) -> Respon
         Ok(value) => (StatusCode::OK, value),
         Err(Failure::Err(err)) => {
             warn!(call = method, "Docker plugin call failed: {err}");
-            (StatusCode::OK, json!({ "Err": err }))
+            (StatusCode::OK, json!({ error_key(&method): err }))
         }
         Err(Failure::Unknown(m)) => (
             StatusCode::NOT_FOUND,
@@ -149,6 +150,18 @@ async fn dispatch(State(engine): State<Engine>, uri: Uri, body: Bytes) -> Respon
         value.to_string(),
     )
         .into_response()
+}
+
+/// Where an answer carries its error: the IPAM API's responses name the
+/// field `Error` (libnetwork's ipams/remote/api), the network driver's
+/// `Err` (drivers/remote/api). Docker reads only its own: an IPAM error
+/// under `Err` reached the user as "invalid CIDR address".
+fn error_key(method: &str) -> &'static str {
+    if method.starts_with("IpamDriver.") {
+        "Error"
+    } else {
+        "Err"
+    }
 }
 
 async fn call(engine: &Engine, method: &str, body: &[u8]) -> Answer {

@@ -66,13 +66,22 @@ pub fn network_request(req: &CreateNetwork) -> Result<NetworkCreate, String> {
     }
     let empty = Options::new();
     let options = req.options.as_ref().unwrap_or(&empty);
-    let v6_data = req.ipv6_data.as_deref().unwrap_or_default();
-    if options.get(ENABLE_IPV6).is_some_and(is_true) || !v6_data.is_empty() {
-        return Err(
-            "netd handles IPv4 only for now: create the network without --ipv6 (and without an IPv6 --subnet)"
-                .into(),
-        );
-    }
+    let v6 = match req.ipv6_data.as_deref().unwrap_or_default() {
+        [] if options.get(ENABLE_IPV6).is_some_and(is_true) => {
+            return Err(
+                "netd: --ipv6 but the IPAM driver gave the network no IPv6 pool: add an IPv6 --subnet (e.g. fd00:1::/64) or use --ipam-driver netd"
+                    .into(),
+            );
+        }
+        [] => None,
+        [one] => Some(one),
+        _ => {
+            return Err(
+                "netd networks have one IPv6 subnet: give docker network create one IPv6 --subnet"
+                    .into(),
+            );
+        }
+    };
     let v4 = req.ipv4_data.as_deref().unwrap_or_default();
     let data = match v4 {
         [] => {
@@ -89,7 +98,11 @@ pub fn network_request(req: &CreateNetwork) -> Result<NetworkCreate, String> {
             );
         }
     };
-    if data.aux_addresses.as_ref().is_some_and(|a| !a.is_empty()) {
+    if [Some(data), v6]
+        .into_iter()
+        .flatten()
+        .any(|d| d.aux_addresses.as_ref().is_some_and(|a| !a.is_empty()))
+    {
         return Err(
             "netd does not reserve auxiliary addresses (--aux-address): create the network without them"
                 .into(),
@@ -100,11 +113,30 @@ pub fn network_request(req: &CreateNetwork) -> Result<NetworkCreate, String> {
         "" => None,
         gw => Some(cidr("gateway", gw)?.ip()),
     };
+    let (subnet6, gateway6) = match v6 {
+        None => (None, None),
+        Some(d) => {
+            let subnet6 = cidr("IPv6 pool", &d.pool)?;
+            if subnet6.is_ipv4() {
+                return Err(format!(
+                    "netd: the IPv6 pool {subnet6} is an IPv4 subnet: give an IPv6 --subnet"
+                ));
+            }
+            let gateway6 = match d.gateway.as_str() {
+                "" => None,
+                gw => Some(cidr("IPv6 gateway", gw)?.ip()),
+            };
+            (Some(subnet6), gateway6)
+        }
+    };
     let mut create = NetworkCreate {
         name: network_name(&req.network_id),
         id: Some(req.network_id.clone()),
         subnet: Some(subnet),
         gateway,
+        ipv6: subnet6.is_some(),
+        subnet6,
+        gateway6,
         internal: options.get(INTERNAL).is_some_and(is_true),
         ..NetworkCreate::default()
     };
@@ -151,8 +183,8 @@ pub fn port_bindings(options: Option<&Options>) -> Result<Vec<PortBinding>, Stri
 
 /// What to publish for Docker's bindings: `fixed` all at once; each of
 /// `pick_one` is a host port range of which any one port will do
-/// (`-p 8000-8010:80`), tried in order. IPv6 host addresses are left out
-/// (netd publishes IPv4; Docker adds `::` twins of IPv4 bindings).
+/// (`-p 8000-8010:80`), tried in order. A mapping on every host address
+/// is published on IPv6 too when the endpoint has an IPv6 address.
 #[derive(Debug, Default, PartialEq)]
 pub struct Publishing {
     pub fixed: Vec<Publish>,
@@ -161,8 +193,25 @@ pub struct Publishing {
 
 pub fn publishing(bindings: &[PortBinding]) -> Result<Publishing, String> {
     let mut out = Publishing::default();
-    // Docker lists a range's ports in any order.
+    // `::` is the IPv6 side of every host address: netd's mapping on every
+    // host address (0.0.0.0) covers both families, so `::` is that
+    // mapping, and Docker's `::` twin of a `0.0.0.0` binding goes with it.
     let mut bindings = bindings.to_vec();
+    for b in &mut bindings {
+        if let Ok(IpAddr::V6(ip)) = b.host_ip.parse::<IpAddr>() {
+            if !ip.is_unspecified() {
+                return Err(format!(
+                    "netd publishes IPv6 ports on every host address only: publish -p {}:{} (both families) instead of on {ip}",
+                    b.host_port, b.port
+                ));
+            }
+            b.host_ip.clear();
+        }
+        if b.host_ip == "0.0.0.0" {
+            b.host_ip.clear();
+        }
+    }
+    // Docker lists a range's ports in any order.
     bindings.sort_by_key(|b| {
         (
             b.proto,
@@ -172,6 +221,7 @@ pub fn publishing(bindings: &[PortBinding]) -> Result<Publishing, String> {
             b.port,
         )
     });
+    bindings.dedup();
     for b in &bindings {
         let proto = match b.proto {
             6 => Proto::Tcp,
@@ -189,9 +239,6 @@ pub fn publishing(bindings: &[PortBinding]) -> Result<Publishing, String> {
                 format!("netd: host address {s:?} of a port binding is not an address")
             })?,
         };
-        if host_ip.is_ipv6() {
-            continue;
-        }
         if b.port == 0 {
             return Err("netd: a port binding without a container port".into());
         }
@@ -201,6 +248,7 @@ pub fn publishing(bindings: &[PortBinding]) -> Result<Publishing, String> {
             host_ports,
             container_ports: container,
             proto,
+            ipv4_only: false,
         };
         if b.host_port != 0 && b.host_port_end > b.host_port {
             out.pick_one.push(publish(PortRange {
@@ -294,8 +342,24 @@ mod tests {
             create(v)
         };
         assert!(base(json!({})).is_ok());
-        let v6 = base(json!({"IPv6Data": [{"Pool": "fd00::/64"}]})).unwrap_err();
-        assert!(v6.contains("IPv4 only"), "{v6}");
+        let v6 = base(json!({"IPv6Data": [{"Pool": "fd00:1::/64", "Gateway": "fd00:1::1/64"}]}))
+            .unwrap();
+        assert!(v6.ipv6);
+        assert_eq!(v6.subnet6.unwrap().to_string(), "fd00:1::/64");
+        assert_eq!(v6.gateway6.unwrap().to_string(), "fd00:1::1");
+        let no_pool =
+            base(json!({"Options": {"com.docker.network.enable_ipv6": true}})).unwrap_err();
+        assert!(no_pool.contains("no IPv6 pool"), "{no_pool}");
+        let two = base(json!({"IPv6Data": [{"Pool": "fd00:1::/64"}, {"Pool": "fd00:2::/64"}]}))
+            .unwrap_err();
+        assert!(two.contains("one IPv6 subnet"), "{two}");
+        let wrong = base(json!({"IPv6Data": [{"Pool": "10.2.0.0/24"}]})).unwrap_err();
+        assert!(wrong.contains("IPv4 subnet"), "{wrong}");
+        let aux = base(
+            json!({"IPv6Data": [{"Pool": "fd00:1::/64", "AuxAddresses": {"a": "fd00:1::9"}}]}),
+        )
+        .unwrap_err();
+        assert!(aux.contains("aux"), "{aux}");
         let opt = base(json!({"Options": {"com.docker.network.generic": {"com.docker.network.bridge.enable_icc": "false"}}})).unwrap_err();
         assert!(opt.contains("enable_icc=false"), "{opt}");
         let ok = base(
@@ -356,5 +420,12 @@ mod tests {
             }
         );
         assert!(publishing(&[b(132, "", 1, 1, 1)]).is_err());
+        // `::` alone is every host address too; one IPv6 address is not
+        // something netd publishes on.
+        let any6 = publishing(&[b(6, "::", 80, 8080, 8080)]).unwrap();
+        assert_eq!(any6.fixed.len(), 1);
+        assert!(any6.fixed[0].host_ip.is_unspecified() && any6.fixed[0].host_ip.is_ipv4());
+        let one6 = publishing(&[b(6, "2001:2::1", 80, 8080, 8080)]).unwrap_err();
+        assert!(one6.contains("every host address"), "{one6}");
     }
 }

@@ -59,17 +59,25 @@ pub async fn reconcile(engine: &Engine) -> Vec<ContainerRef> {
     let networks = engine.networks();
     let containers = engine.containers();
     for pool in engine.pools() {
-        let Some(net) = networks.iter().find(|n| n.subnet == pool.subnet) else {
+        // A pool is a network's IPv4 subnet or its IPv6 one.
+        let Some(net) = networks
+            .iter()
+            .find(|n| n.subnet == pool.subnet || n.subnet6 == Some(pool.subnet))
+        else {
             continue;
         };
         let held: BTreeSet<_> = containers
             .iter()
             .flat_map(|c| c.endpoints.iter())
             .filter(|e| e.network == net.name)
-            .map(|e| e.ip)
+            .flat_map(|e| std::iter::once(e.ip).chain(e.ip6))
             .collect();
         for ip in &pool.addresses {
-            if Some(*ip) == pool.gateway || *ip == net.gateway || held.contains(ip) {
+            if Some(*ip) == pool.gateway
+                || *ip == net.gateway
+                || Some(*ip) == net.gateway6
+                || held.contains(ip)
+            {
                 continue;
             }
             info!(pool = %pool.id, %ip, "releasing an address no endpoint holds");

@@ -23,11 +23,9 @@ pub struct PortEntry {
     pub host_port: u16,
     pub proto: Proto,
     pub container_ip: IpAddr,
+    /// Of the host address's family: a mapping's IPv6 side reaches the
+    /// container's IPv6 address.
     pub container_port: u16,
-    /// The container's IPv6 address when the mapping is on every host
-    /// address and the container is dual-stack: the port is published on
-    /// the host's IPv6 addresses too.
-    pub container_ip6: Option<IpAddr>,
 }
 
 /// A container port that a mapping publishes (its UDP orphans are

@@ -6,7 +6,7 @@
 
 use std::{
     fmt,
-    net::{IpAddr, Ipv4Addr},
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
     path::{Path, PathBuf},
 };
 
@@ -312,63 +312,117 @@ impl fmt::Display for PortRange {
 /// One published port or port range.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PortMapping {
-    /// Unspecified (0.0.0.0): every host address.
+    /// Unspecified (0.0.0.0): every host address, of both families
+    /// unless `ipv4_only`; an IPv6 address (`::` for all of them): that
+    /// family only.
     pub host_ip: IpAddr,
     pub host_ports: PortRange,
+    /// The container's IPv4 address: it names the endpoint, whose IPv6
+    /// address (if any) the IPv6 side of the mapping reaches.
     pub container_ip: IpAddr,
     pub container_ports: PortRange,
     pub proto: Proto,
+    /// A 0.0.0.0 given as such (Docker's `-p 0.0.0.0:8080:80`): every
+    /// host IPv4 address and no IPv6 one. Absent in records of earlier
+    /// versions, where 0.0.0.0 meant both families, as it still does.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub ipv4_only: bool,
 }
 
 impl PortMapping {
-    /// The store key and the identity of a mapping: its host side,
-    /// `[HOSTIP:]PORT[-END]/proto`.
-    pub fn host_side(&self) -> String {
-        if self.host_ip.is_unspecified() {
-            format!("{}/{}", self.host_ports, self.proto)
-        } else {
-            format!("{}:{}/{}", self.host_ip, self.host_ports, self.proto)
+    /// The host address it binds in each family, (IPv4, IPv6); an
+    /// unspecified one is every address of that family.
+    pub fn host_binds(&self) -> (Option<IpAddr>, Option<IpAddr>) {
+        match self.host_ip {
+            IpAddr::V6(_) => (None, Some(self.host_ip)),
+            ip if ip.is_unspecified() && !self.ipv4_only => {
+                (Some(ip), Some(IpAddr::V6(Ipv6Addr::UNSPECIFIED)))
+            }
+            ip => (Some(ip), None),
         }
     }
 
+    /// Whether the host address is written out (0.0.0.0 only when given
+    /// as such), and how.
+    fn host_prefix(&self) -> Option<String> {
+        match self.host_ip {
+            IpAddr::V6(ip) => Some(format!("[{ip}]")),
+            ip if ip.is_unspecified() && !self.ipv4_only => None,
+            ip => Some(ip.to_string()),
+        }
+    }
+
+    /// The store key and the identity of a mapping: its host side,
+    /// `[HOSTIP:]PORT[-END]/proto` (an IPv6 HOSTIP in brackets).
+    pub fn host_side(&self) -> String {
+        match self.host_prefix() {
+            None => format!("{}/{}", self.host_ports, self.proto),
+            Some(ip) => format!("{ip}:{}/{}", self.host_ports, self.proto),
+        }
+    }
+
+    /// Whether `other`, as `portmap rm` was given it, names this mapping:
+    /// itself, or, without a host address, the one on 0.0.0.0 written
+    /// out (only one of the two can exist: they conflict).
+    pub fn named_by(&self, other: &PortMapping) -> bool {
+        self == other
+            || (self.ipv4_only
+                && !other.ipv4_only
+                && *self
+                    == PortMapping {
+                        ipv4_only: true,
+                        ..other.clone()
+                    })
+    }
+
+    /// `named_by` for a host side alone (`[HOSTIP:]PORT[-END]/proto`).
+    pub fn side_named_by(&self, side: &str) -> bool {
+        let own = self.host_side();
+        own == side || (self.ipv4_only && own.strip_prefix("0.0.0.0:") == Some(side))
+    }
+
     /// Two mappings cannot coexist when their host sides meet: same
-    /// protocol, overlapping ports, and addresses that meet (either a
-    /// wildcard, or the same address).
+    /// protocol, overlapping ports, and, in a family both bind, addresses
+    /// that meet (either a wildcard, or the same address).
     pub fn conflicts_with(&self, other: &PortMapping) -> bool {
+        let meet = |a: Option<IpAddr>, b: Option<IpAddr>| match (a, b) {
+            (Some(a), Some(b)) => a == b || a.is_unspecified() || b.is_unspecified(),
+            _ => false,
+        };
+        let (mine, theirs) = (self.host_binds(), other.host_binds());
         self.proto == other.proto
             && self.host_ports.overlaps(other.host_ports)
-            && (self.host_ip == other.host_ip
-                || self.host_ip.is_unspecified()
-                || other.host_ip.is_unspecified())
+            && (meet(mine.0, theirs.0) || meet(mine.1, theirs.1))
     }
 
     /// Whether `socket` (a host process's) would lose traffic to this
     /// mapping: same protocol, a port in the range, and addresses that
-    /// meet (an IPv6 wildcard socket normally takes IPv4 too).
+    /// meet in a family the mapping binds (an IPv6 wildcard socket
+    /// normally takes IPv4 too; an IPv4-mapped address is IPv4).
     pub fn takes_from(&self, socket: &HostSocket) -> bool {
         let ports = self.host_ports;
         if socket.proto != self.proto || socket.port < ports.start || socket.port > ports.end {
             return false;
         }
-        let socket_v4 = match socket.addr {
-            IpAddr::V4(ip) => Some(ip),
-            IpAddr::V6(ip) => ip.to_ipv4_mapped(),
+        let (v4, v6) = self.host_binds();
+        let meets = |own: Option<IpAddr>, addr: IpAddr| {
+            own.is_some_and(|own| own.is_unspecified() || addr.is_unspecified() || own == addr)
         };
-        let own_v4 = match self.host_ip {
-            IpAddr::V4(ip) => Some(ip),
-            IpAddr::V6(_) => None,
-        };
-        socket.addr.is_unspecified()
-            || self.host_ip.is_unspecified()
-            || (socket_v4.is_some() && socket_v4 == own_v4)
-            || socket.addr == self.host_ip
+        match socket.addr {
+            IpAddr::V4(_) => meets(v4, socket.addr),
+            IpAddr::V6(ip) if ip.is_unspecified() => v4.is_some() || v6.is_some(),
+            IpAddr::V6(ip) => match ip.to_ipv4_mapped() {
+                Some(mapped) => meets(v4, IpAddr::V4(mapped)),
+                None => meets(v6, socket.addr),
+            },
+        }
     }
 }
 
 impl fmt::Display for PortMapping {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if !self.host_ip.is_unspecified() {
-            write!(f, "{}:", self.host_ip)?;
+        if let Some(ip) = self.host_prefix() {
+            write!(f, "{ip}:")?;
         }
         write!(
             f,
@@ -459,6 +513,7 @@ mod tests {
                 end: ports.1,
             },
             proto,
+            ipv4_only: false,
         }
     }
 
@@ -495,6 +550,54 @@ mod tests {
             proto: Proto::Tcp,
         };
         assert!(m("198.18.0.1", (80, 80), Proto::Tcp).takes_from(&any6));
+        let on6 = HostSocket {
+            addr: "2001:2::1".parse().unwrap(),
+            port: 80,
+            proto: Proto::Tcp,
+        };
+        assert!(m("0.0.0.0", (80, 80), Proto::Tcp).takes_from(&on6));
+        assert!(m("::", (80, 80), Proto::Tcp).takes_from(&on6));
+        assert!(m("2001:2::1", (80, 80), Proto::Tcp).takes_from(&on6));
+        assert!(!m("2001:2::9", (80, 80), Proto::Tcp).takes_from(&on6));
+        assert!(!m("198.18.0.1", (80, 80), Proto::Tcp).takes_from(&on6));
+        let mut v4_only = m("0.0.0.0", (80, 80), Proto::Tcp);
+        v4_only.ipv4_only = true;
+        assert!(!v4_only.takes_from(&on6));
+        assert!(!m("::", (22, 22), Proto::Tcp).takes_from(&ssh));
+    }
+
+    #[test]
+    fn a_side_without_address_names_the_ipv4_only_wildcard() {
+        let mut v4 = m("0.0.0.0", (80, 80), Proto::Tcp);
+        v4.ipv4_only = true;
+        let both = m("0.0.0.0", (80, 80), Proto::Tcp);
+        assert!(v4.named_by(&both));
+        assert!(v4.named_by(&v4.clone()));
+        assert!(v4.side_named_by("80/tcp"));
+        assert!(v4.side_named_by("0.0.0.0:80/tcp"));
+        assert!(!both.named_by(&v4));
+        assert!(!both.side_named_by("0.0.0.0:80/tcp"));
+        assert!(!m("::", (80, 80), Proto::Tcp).side_named_by("80/tcp"));
+    }
+
+    #[test]
+    fn families_decide_v6_conflicts() {
+        let both = m("0.0.0.0", (80, 80), Proto::Tcp);
+        let mut v4 = m("0.0.0.0", (80, 80), Proto::Tcp);
+        v4.ipv4_only = true;
+        let any6 = m("::", (80, 80), Proto::Tcp);
+        let one6 = m("2001:2::1", (80, 80), Proto::Tcp);
+        let other6 = m("2001:2::2", (80, 80), Proto::Tcp);
+        let lo6 = m("::1", (80, 80), Proto::Tcp);
+        assert!(both.conflicts_with(&any6));
+        assert!(both.conflicts_with(&one6));
+        assert!(both.conflicts_with(&v4));
+        assert!(!v4.conflicts_with(&any6));
+        assert!(!v4.conflicts_with(&one6));
+        assert!(any6.conflicts_with(&one6));
+        assert!(!one6.conflicts_with(&other6));
+        assert!(!lo6.conflicts_with(&one6));
+        assert!(!m("127.0.0.1", (80, 80), Proto::Tcp).conflicts_with(&any6));
     }
 
     #[test]
@@ -504,5 +607,14 @@ mod tests {
             m("127.0.0.1", (80, 82), Proto::Udp).host_side(),
             "127.0.0.1:80-82/udp"
         );
+        assert_eq!(
+            m("2001:2::1", (80, 80), Proto::Tcp).host_side(),
+            "[2001:2::1]:80/tcp"
+        );
+        assert_eq!(m("::", (80, 80), Proto::Tcp).host_side(), "[::]:80/tcp");
+        let mut v4 = m("0.0.0.0", (80, 80), Proto::Tcp);
+        v4.ipv4_only = true;
+        assert_eq!(v4.host_side(), "0.0.0.0:80/tcp");
+        assert_eq!(v4.to_string(), "0.0.0.0:80:172.17.0.3:80/tcp");
     }
 }

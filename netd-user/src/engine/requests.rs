@@ -92,6 +92,9 @@ pub struct Publish {
     pub host_ports: PortRange,
     pub container_ports: PortRange,
     pub proto: Proto,
+    /// 0.0.0.0 given as such: IPv4 only (`PortMapping::ipv4_only`).
+    #[serde(default)]
+    pub ipv4_only: bool,
 }
 
 /// `container add`.

@@ -24,6 +24,18 @@ pub fn check_subnet(subnet: IpNetwork) -> Result<IpNetwork> {
     Ok(subnet)
 }
 
+/// An IPv6 subnet for containers: no host bits, room for more than a
+/// handful of addresses (sequential allocation wants a range to walk).
+pub fn check_subnet6(subnet: IpNetwork) -> Result<IpNetwork> {
+    let subnet = check_subnet(subnet)?;
+    if subnet.prefix() > 120 {
+        return Err(Error::invalid(format!(
+            "IPv6 subnet {subnet} is too small: use a /120 or larger (a /64 is usual)"
+        )));
+    }
+    Ok(subnet)
+}
+
 /// The subnet's first host address: the default gateway.
 pub fn first_host(subnet: IpNetwork) -> Result<IpAddr> {
     let no_room = || Error::invalid(format!("subnet {subnet} has no room for a gateway"));

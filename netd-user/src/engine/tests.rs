@@ -74,6 +74,7 @@ fn publish(port: u16) -> Publish {
         host_ports: PortRange::single(port),
         container_ports: PortRange::single(80),
         proto: Proto::Tcp,
+        ipv4_only: false,
     }
 }
 
@@ -626,4 +627,88 @@ async fn the_default_network_follows_default_subnet6_while_empty() {
     let engine = start(config()).await.unwrap();
     assert_eq!(engine.network("bridge").unwrap().subnet6, None);
     assert!(!bridge_has("fd00:17::1/64"));
+}
+
+#[tokio::test]
+async fn published_ports_get_an_entry_per_family_they_bind() {
+    let (kernel, store) = (FakeKernel::default(), SharedStore::default());
+    kernel.with(|w| w.host_addrs = vec![ip("2001:db8::1")]);
+    let engine = engine_with(&kernel, &store).await;
+    engine.create_network(dual("app")).await.unwrap();
+    let on = |network: &str, name: &str, publish: Vec<Publish>| {
+        let mut req = add(name);
+        req.endpoint.as_mut().unwrap().network = network.into();
+        req.publish = publish;
+        req
+    };
+    let at = |host: &str, port: u16, ipv4_only: bool| Publish {
+        host_ip: ip(host),
+        ipv4_only,
+        ..publish(port)
+    };
+    engine
+        .add_container(on(
+            "app",
+            "a",
+            vec![
+                publish(8080),
+                at("0.0.0.0", 8081, true),
+                at("::", 8082, false),
+                at("2001:db8::1", 8083, false),
+            ],
+        ))
+        .await
+        .unwrap();
+    let (v4, v6) = (ip("172.18.0.2"), ip("fd00:6e65:7464::2"));
+    let ports = kernel.with(|w| w.ports.clone());
+    let entry = |host: &str, port: u16| {
+        ports
+            .get(&(ip(host), port, Proto::Tcp))
+            .map(|e| e.container_ip)
+    };
+    // No address: both families, each to the container's own address.
+    assert_eq!(entry("0.0.0.0", 8080), Some(v4));
+    assert_eq!(entry("::", 8080), Some(v6));
+    // 0.0.0.0 given: IPv4 only; [::] and an IPv6 address: IPv6 only.
+    assert_eq!(entry("0.0.0.0", 8081), Some(v4));
+    assert_eq!(entry("::", 8081), None);
+    assert_eq!(entry("::", 8082), Some(v6));
+    assert_eq!(entry("0.0.0.0", 8082), None);
+    assert_eq!(entry("2001:db8::1", 8083), Some(v6));
+    assert_eq!(ports.len(), 5, "{ports:?}");
+
+    // An IPv6 host address must be the host's; an IPv6-only binding
+    // needs an IPv6 address; conflicts are per family.
+    let err = engine
+        .add_container(on("app", "b", vec![at("2001:db8::9", 9000, false)]))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind, ErrorKind::InvalidInput, "{err}");
+    let err = engine
+        .add_container(on("bridge", "c", vec![at("::", 9001, false)]))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind, ErrorKind::InvalidInput, "{err}");
+    assert!(err.message.contains("no IPv6 address"), "{err}");
+    let err = engine
+        .add_container(on("app", "d", vec![at("2001:db8::1", 8082, false)]))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Conflict, "{err}");
+    engine
+        .add_container(on("app", "e", vec![at("0.0.0.0", 8082, true)]))
+        .await
+        .unwrap();
+    // `portmap rm 8081` names the mapping on 0.0.0.0 written out, as
+    // before that form was IPv4 only.
+    let side = super::requests::PortSelector::HostSide("8081/tcp".into());
+    engine.unpublish(&side).await.unwrap();
+    assert_eq!(
+        kernel.with(|w| w.ports.keys().filter(|k| k.1 == 8081).count()),
+        0
+    );
+    // Removing the container removes both families' entries.
+    engine.remove_container(&by_name("a")).await.unwrap();
+    let left: Vec<u16> = kernel.with(|w| w.ports.keys().map(|k| k.1).collect());
+    assert_eq!(left, vec![8082], "{left:?}");
 }

@@ -425,6 +425,11 @@ impl Objects {
         Ok(map.keys().filter_map(Result::ok).collect())
     }
 
+    pub fn portmap6_keys(&mut self) -> Result<Vec<PortMap6Key>> {
+        let map = self.hash::<PortMap6Key, PortMap6Value>(map_names::PORTMAPS6)?;
+        Ok(map.keys().filter_map(Result::ok).collect())
+    }
+
     /// Sums the per-CPU counters.
     pub fn stats(&self) -> Result<Vec<(StatIndex, Counter)>> {
         let map = self
@@ -617,13 +622,20 @@ fn proto_number(proto: Proto) -> u8 {
     proto.number()
 }
 
-/// The IPv6 twin of a mapping on every host address.
-fn port_key6(e: &PortEntry) -> PortMap6Key {
+fn port_key6(e: &PortEntry, host_ip: Ipv6Addr) -> PortMap6Key {
     PortMap6Key {
-        host_ip: [0; 16],
+        host_ip: host_ip.octets(),
         host_port: e.host_port.to_be(),
         proto: proto_number(e.proto),
         pad: 0,
+    }
+}
+
+fn proto_of(number: u8) -> Option<Proto> {
+    match number {
+        netd_common::IPPROTO_TCP => Some(Proto::Tcp),
+        netd_common::IPPROTO_UDP => Some(Proto::Udp),
+        _ => None,
     }
 }
 
@@ -724,47 +736,46 @@ impl Datapath for BpfDatapath {
         self.with(|o| o.set_bridge(bridge.ifindex, value)).kernel()
     }
 
+    /// Each entry into its family's map, by its host address.
     fn insert_ports(&self, entries: &[PortEntry]) -> EngineResult<()> {
-        let entries_in = entries;
-        let entries = entries
-            .iter()
-            .map(|e| {
-                let value = PortMapValue {
-                    container_ip: be_v4(e.container_ip)?,
-                    container_port: e.container_port.to_be(),
-                    pad: 0,
-                };
-                Ok((port_key(e)?, value))
-            })
-            .collect::<EngineResult<Vec<_>>>()?;
-        let entries6: Vec<(PortMap6Key, PortMap6Value)> = entries_in
-            .iter()
-            .filter_map(|e| match e.container_ip6 {
-                Some(IpAddr::V6(ip6)) => Some((
-                    port_key6(e),
+        let mut v4 = Vec::new();
+        let mut v6 = Vec::new();
+        for e in entries {
+            match (e.host_ip, e.container_ip) {
+                (IpAddr::V6(host), IpAddr::V6(container)) => v6.push((
+                    port_key6(e, host),
                     PortMap6Value {
-                        container_ip: ip6.octets(),
+                        container_ip: container.octets(),
                         container_port: e.container_port.to_be(),
                         pad: 0,
                     },
                 )),
-                _ => None,
-            })
-            .collect();
-        self.with(|o| o.insert_portmaps(&entries)).kernel()?;
-        self.with(|o| o.insert_portmaps6(&entries6)).kernel()
+                _ => v4.push((
+                    port_key(e)?,
+                    PortMapValue {
+                        container_ip: be_v4(e.container_ip)?,
+                        container_port: e.container_port.to_be(),
+                        pad: 0,
+                    },
+                )),
+            }
+        }
+        self.with(|o| o.insert_portmaps(&v4)).kernel()?;
+        self.with(|o| o.insert_portmaps6(&v6)).kernel()
     }
 
     fn remove_ports(&self, entries: &[PortEntry]) -> EngineResult<()> {
         let keys = entries
             .iter()
+            .filter(|e| e.host_ip.is_ipv4())
             .map(port_key)
             .collect::<EngineResult<Vec<_>>>()?;
-        // A mapping on every host address may have its IPv6 twin.
         let keys6: Vec<PortMap6Key> = entries
             .iter()
-            .filter(|e| e.host_ip.is_unspecified())
-            .map(port_key6)
+            .filter_map(|e| match e.host_ip {
+                IpAddr::V6(host) => Some(port_key6(e, host)),
+                IpAddr::V4(_) => None,
+            })
             .collect();
         let v6 = self.with(|o| o.remove_portmaps6(&keys6)).kernel();
         self.with(|o| o.remove_portmaps(&keys)).kernel().and(v6)
@@ -772,18 +783,16 @@ impl Datapath for BpfDatapath {
 
     fn port_keys(&self) -> EngineResult<Vec<(IpAddr, u16, Proto)>> {
         let keys = self.with(|o| o.portmap_keys()).kernel()?;
-        Ok(keys
-            .into_iter()
-            .filter_map(|k| {
-                let proto = match k.proto {
-                    netd_common::IPPROTO_TCP => Proto::Tcp,
-                    netd_common::IPPROTO_UDP => Proto::Udp,
-                    _ => return None,
-                };
-                let ip = IpAddr::V4(Ipv4Addr::from(u32::from_be(k.host_ip)));
-                Some((ip, u16::from_be(k.host_port), proto))
-            })
-            .collect())
+        let keys6 = self.with(|o| o.portmap6_keys()).kernel()?;
+        let v4 = keys.into_iter().filter_map(|k| {
+            let ip = IpAddr::V4(Ipv4Addr::from(u32::from_be(k.host_ip)));
+            Some((ip, u16::from_be(k.host_port), proto_of(k.proto)?))
+        });
+        let v6 = keys6.into_iter().filter_map(|k| {
+            let ip = IpAddr::V6(Ipv6Addr::from(k.host_ip));
+            Some((ip, u16::from_be(k.host_port), proto_of(k.proto)?))
+        });
+        Ok(v4.chain(v6).collect())
     }
 
     fn sync_services(&self, services: &HashSet<Service>) -> EngineResult<()> {

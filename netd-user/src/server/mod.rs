@@ -394,13 +394,15 @@ fn network_inspect(daemon: &Daemon, name: &str) -> EngineResult<Value> {
 }
 
 fn portmaps_json(daemon: &Daemon, records: &[crate::engine::model::PortMap]) -> Value {
-    let names: BTreeMap<String, String> = daemon
-        .engine
-        .containers()
-        .into_iter()
-        .map(|c| (c.id.0, c.name))
+    let containers = daemon.engine.containers();
+    let ip6s = containers
+        .iter()
+        .flat_map(|c| &c.endpoints)
+        .filter_map(|e| Some((e.ip, e.ip6?)))
         .collect();
-    render::portmaps(records, &names)
+    let names: BTreeMap<String, String> =
+        containers.into_iter().map(|c| (c.id.0, c.name)).collect();
+    render::portmaps(records, &names, &ip6s)
 }
 
 fn status(daemon: &Daemon) -> EngineResult<Value> {

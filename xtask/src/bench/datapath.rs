@@ -9,14 +9,14 @@ use std::{
     time::{Duration, Instant},
 };
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use clap::ValueEnum;
 use serde::{Deserialize, Serialize};
 
 use super::{
     procs,
     rules::{self, BRIDGE, CONTAINER_IP, EXTRA_BASE, Style},
-    testbed::{Daemon, EXT_IP, HOST_IP, Topology, ip},
+    testbed::{Daemon, EXT_IP, EXT_IP6, HOST_IP, HOST_IP6, Topology, ip, sysctl},
 };
 
 const LOAD_LIMIT: Duration = Duration::from_secs(120);
@@ -97,6 +97,34 @@ pub struct Target {
     pub port: u16,
 }
 
+impl Target {
+    /// `http://ip:port/`, an IPv6 address in brackets.
+    pub fn url(&self) -> String {
+        if self.ip.contains(':') {
+            format!("http://[{}]:{}/", self.ip, self.port)
+        } else {
+            format!("http://{}:{}/", self.ip, self.port)
+        }
+    }
+}
+
+/// An address family of the dual-stack testbed.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Family {
+    V4,
+    V6,
+}
+
+impl Family {
+    pub fn name(self) -> &'static str {
+        match self {
+            Family::V4 => "IPv4",
+            Family::V6 => "IPv6",
+        }
+    }
+}
+
 /// A datapath, ready for traffic. Fields drop in order: the daemon (which
 /// runs `netd down`) before the namespaces.
 pub struct Bed {
@@ -106,18 +134,36 @@ pub struct Bed {
     extra_ports: u32,
     /// Client source addresses used so far (see `fresh_source`).
     sources: u8,
+    /// Whether the testbed is dual-stack (see `up_dual`).
+    dual: bool,
 }
 
 impl Bed {
     /// `netd_bin`: the binary of `kind` if it runs netd (see
     /// `Kind::is_netd`), ignored otherwise.
     pub fn up(kind: Kind, netd_bin: &Path) -> Result<Self> {
+        Self::build(kind, netd_bin, false)
+    }
+
+    /// Like `up`, dual-stack: the uplink also has IPv6 (2001:2::/64), the
+    /// containers also an address of fd00:172:17::/64 (netd: the default
+    /// bridge's `--default-subnet6`), and the netfilter datapaths also
+    /// their ip6tables or nftables NAT66 rules, as Docker's with `--ipv6`
+    /// and `ip6tables: true`.
+    pub fn up_dual(kind: Kind, netd_bin: &Path) -> Result<Self> {
+        Self::build(kind, netd_bin, true)
+    }
+
+    fn build(kind: Kind, netd_bin: &Path, dual: bool) -> Result<Self> {
         let topo = Topology::new()?;
+        if dual {
+            topo.add_ipv6()?;
+        }
         let daemon = match kind {
-            _ if kind.is_netd() => Some(netd_containers(&topo, netd_bin)?),
+            _ if kind.is_netd() => Some(netd_containers(&topo, netd_bin, dual)?),
             Kind::Host => None,
             _ => {
-                plumb(&topo)?;
+                plumb(&topo, dual)?;
                 None
             }
         };
@@ -127,6 +173,7 @@ impl Bed {
             topo,
             extra_ports: 0,
             sources: 0,
+            dual,
         };
         bed.nat_rules(0)?;
         if kind == Kind::Routed {
@@ -141,6 +188,10 @@ impl Bed {
             ])?;
         }
         Ok(bed)
+    }
+
+    pub fn dual(&self) -> bool {
+        self.dual
     }
 
     pub fn topo(&self) -> &Topology {
@@ -202,6 +253,39 @@ impl Bed {
         }
     }
 
+    /// The published HTTP port in `family` (dual-stack beds), from ext.
+    pub fn http_in(&self, family: Family) -> Target {
+        match family {
+            Family::V4 => self.http(),
+            Family::V6 => Target {
+                ip: HOST_IP6,
+                port: 8080,
+            },
+        }
+    }
+
+    /// The published iperf3 port in `family` (dual-stack beds), from ext.
+    pub fn iperf_in_family(&self, family: Family) -> Target {
+        match family {
+            Family::V4 => self.iperf_in(),
+            Family::V6 => Target {
+                ip: HOST_IP6,
+                port: 5201,
+            },
+        }
+    }
+
+    /// ext's iperf3 server in `family`.
+    pub fn ext_server_in(family: Family) -> Target {
+        match family {
+            Family::V4 => Self::ext_server(),
+            Family::V6 => Target {
+                ip: EXT_IP6,
+                port: 5201,
+            },
+        }
+    }
+
     /// Client namespace and server of the container-to-container test.
     pub fn c2c(&self) -> Option<(String, Target)> {
         (self.kind != Kind::Host).then(|| {
@@ -220,6 +304,9 @@ impl Bed {
     /// (rules evaluated again) in netfilter.
     pub fn fresh_source(&mut self) -> Result<()> {
         let addr = self.topo.client_source(self.sources)?;
+        if self.dual {
+            self.topo.client_source6(self.sources)?;
+        }
         self.sources += 1;
         if self.kind == Kind::Routed {
             let ext = self.topo.ext();
@@ -270,7 +357,19 @@ impl Bed {
             Kind::Nftables => ("nft", rules::nftables(extra)),
             _ => return Ok(()),
         };
-        let file = self.topo.tmp().join("rules");
+        self.load_rules(tool, &text, "rules")?;
+        if !self.dual {
+            return Ok(());
+        }
+        match self.kind {
+            Kind::Iptables => self.load_rules("ip6tables-restore", &rules::ip6tables(), "rules6"),
+            Kind::Nftables => self.load_rules("nft", &rules::nftables6(), "rules6"),
+            _ => bail!("{} has no IPv6 rules", self.kind),
+        }
+    }
+
+    fn load_rules(&self, tool: &str, text: &str, name: &str) -> Result<()> {
+        let file = self.topo.tmp().join(name);
         fs::write(&file, text).with_context(|| format!("cannot write {}", file.display()))?;
         let mut load = procs::in_ns(&self.topo.host(), tool);
         if tool == "nft" {
@@ -288,9 +387,14 @@ fn extra_range(n: u32) -> String {
     format!("{first}-{last}:{CONTAINER_IP}:{first}-{last}")
 }
 
-/// netd daemon plus containers c1 (published ports) and c2.
-fn netd_containers(topo: &Topology, bin: &Path) -> Result<Daemon> {
-    let daemon = Daemon::start(topo, bin)?;
+/// netd daemon plus containers c1 (published ports) and c2; `dual`: the
+/// default bridge is dual-stack.
+fn netd_containers(topo: &Topology, bin: &Path, dual: bool) -> Result<Daemon> {
+    let daemon = if dual {
+        Daemon::start_with(topo, bin, &["--default-subnet6", rules::SUBNET6])?
+    } else {
+        Daemon::start(topo, bin)?
+    };
     let mut add = vec!["container".to_owned(), "add".to_owned(), topo.container(1)];
     for (hport, cport) in rules::PUBLISHED {
         add.extend(["-p".to_owned(), format!("{hport}:{cport}")]);
@@ -302,19 +406,26 @@ fn netd_containers(topo: &Topology, bin: &Path) -> Result<Daemon> {
 }
 
 /// Docker's plumbing by hand: bridge 172.17.0.1/16 in the host namespace,
-/// containers c1 (172.17.0.2) and c2 (172.17.0.3) on veths.
-fn plumb(topo: &Topology) -> Result<()> {
+/// containers c1 (172.17.0.2) and c2 (172.17.0.3) on veths; `dual`: also
+/// fd00:172:17::1/64 on the bridge, ::2 and ::3 in the containers, and
+/// IPv6 forwarding on, as Docker's `--ipv6` does.
+fn plumb(topo: &Topology, dual: bool) -> Result<()> {
     let host = topo.host();
     ip(&["-n", &host, "link", "add", BRIDGE, "type", "bridge"])?;
     ip(&["-n", &host, "addr", "add", "172.17.0.1/16", "dev", BRIDGE])?;
+    if dual {
+        let gw = format!("{}/64", rules::GATEWAY6);
+        ip(&["-n", &host, "addr", "add", &gw, "dev", BRIDGE, "nodad"])?;
+        sysctl(&host, "net.ipv6.conf.all.forwarding=1")?;
+    }
     ip(&["-n", &host, "link", "set", BRIDGE, "up"])?;
     for n in 1..=2 {
-        container(topo, n)?;
+        container(topo, n, dual)?;
     }
     Ok(())
 }
 
-fn container(topo: &Topology, n: usize) -> Result<()> {
+fn container(topo: &Topology, n: usize, dual: bool) -> Result<()> {
     let (host, ns) = (topo.host(), topo.container(n));
     let veth = format!("veth{n}");
     let addr = format!("172.17.0.{}/16", n + 1);
@@ -326,5 +437,12 @@ fn container(topo: &Topology, n: usize) -> Result<()> {
     ip(&["-n", &ns, "addr", "add", &addr, "dev", "eth0"])?;
     ip(&["-n", &ns, "link", "set", "lo", "up"])?;
     ip(&["-n", &ns, "link", "set", "eth0", "up"])?;
-    ip(&["-n", &ns, "route", "add", "default", "via", "172.17.0.1"])
+    ip(&["-n", &ns, "route", "add", "default", "via", "172.17.0.1"])?;
+    if dual {
+        let addr6 = format!("fd00:172:17::{}/64", n + 1);
+        ip(&["-n", &ns, "addr", "add", &addr6, "dev", "eth0", "nodad"])?;
+        let gw = rules::GATEWAY6;
+        ip(&["-n", &ns, "-6", "route", "add", "default", "via", gw])?;
+    }
+    Ok(())
 }

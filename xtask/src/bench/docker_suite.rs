@@ -249,7 +249,7 @@ fn web(beds: &[DockerBed], conn_ports: u32) -> Result<Vec<Background>> {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         bed.docker(&args)?;
         let ns = bed.attach_netns("web")?;
-        let nginx = measure::nginx_in(&bed.topo().tmp().join("nginx"), &ns, 80)?;
+        let nginx = measure::nginx_in(&bed.topo().tmp().join("nginx"), &ns, 80, false)?;
         measure::wait_http(&bed.topo().ext(), &http_target())
             .with_context(|| format!("nginx in the container on {}", bed.engine))?;
         servers.push(nginx);

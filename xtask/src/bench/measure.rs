@@ -13,7 +13,7 @@ use anyhow::{Context, Result, bail};
 use serde_json::Value;
 
 use super::{
-    datapath::{Bed, Target},
+    datapath::{Bed, Family, Target},
     procs::{self, Background, Cpu},
 };
 
@@ -40,6 +40,9 @@ impl Servers {
         wait_listening(&ns, 5201)?;
         wait_listening(&ext, 5201)?;
         wait_http(&ext, &bed.http())?;
+        if bed.dual() {
+            wait_http(&ext, &bed.http_in(Family::V6))?;
+        }
         Ok(Servers {
             _nginx: nginx,
             _iperf: iperf,
@@ -49,14 +52,16 @@ impl Servers {
 }
 
 fn nginx(bed: &Bed, ns: &str) -> Result<Background> {
-    nginx_in(&bed.topo().tmp().join("nginx"), ns, bed.http_listen_port())
+    let dir = bed.topo().tmp().join("nginx");
+    nginx_in(&dir, ns, bed.http_listen_port(), bed.dual())
 }
 
-/// nginx (see `nginx_conf`) in namespace `ns` on `port`, its files in `dir`.
-pub fn nginx_in(dir: &Path, ns: &str, port: u16) -> Result<Background> {
+/// nginx (see `nginx_conf`) in namespace `ns` on `port` (`dual`: IPv6
+/// too), its files in `dir`.
+pub fn nginx_in(dir: &Path, ns: &str, port: u16, dual: bool) -> Result<Background> {
     fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let conf = dir.join("nginx.conf");
-    fs::write(&conf, nginx_conf(&dir.to_string_lossy(), port))
+    fs::write(&conf, nginx_conf(&dir.to_string_lossy(), port, dual))
         .with_context(|| format!("cannot write {}", conf.display()))?;
     let mut c = procs::in_ns_on(ns, Cpu::Server, "nginx");
     c.arg("-e")
@@ -72,8 +77,15 @@ pub fn nginx_in(dir: &Path, ns: &str, port: u16) -> Result<Background> {
 }
 
 /// One process (no master), small fixed body, no logs: the server should
-/// cost as little as possible so the datapath's share shows.
-fn nginx_conf(dir: &str, port: u16) -> String {
+/// cost as little as possible so the datapath's share shows. The IPv6
+/// socket only on dual-stack beds: the IPv4 figures stay comparable with
+/// earlier runs.
+fn nginx_conf(dir: &str, port: u16, dual: bool) -> String {
+    let listen6 = if dual {
+        format!("\n    listen [::]:{port} ipv6only=on backlog=4096;")
+    } else {
+        String::new()
+    };
     format!(
         "daemon off;
 master_process off;
@@ -90,7 +102,7 @@ http {{
   uwsgi_temp_path {dir}/uwsgi;
   scgi_temp_path {dir}/scgi;
   server {{
-    listen {port} backlog=4096;
+    listen {port} backlog=4096;{listen6}
     location / {{ return 200 \"ok\\n\"; }}
   }}
 }}
@@ -120,10 +132,10 @@ fn wait_listening(ns: &str, port: u16) -> Result<()> {
 }
 
 pub fn wait_http(ns: &str, target: &Target) -> Result<()> {
-    let url = format!("http://{}:{}/", target.ip, target.port);
+    let url = target.url();
     poll(READY_TIMEOUT, || {
         let mut curl = procs::in_ns(ns, "curl");
-        curl.args(["-s", "-m", "1", &url]);
+        curl.args(["-s", "-g", "-m", "1", &url]);
         let out = procs::output_within(&mut curl, Duration::from_secs(5))?;
         Ok(String::from_utf8_lossy(&out.stdout).trim() == "ok")
     })
@@ -285,7 +297,7 @@ pub fn wrk(ns: &str, to: &Target, mode: HttpMode, secs: u32) -> Result<Http> {
     if mode == HttpMode::Close {
         c.args(["-H", "Connection: close"]);
     }
-    c.arg(format!("http://{}:{}/", to.ip, to.port));
+    c.arg(to.url());
     let cpu = CpuTimes::now()?;
     let out = procs::output_within(&mut c, Duration::from_secs(secs.into()) + CLIENT_SLACK)?;
     let busy = cpu.busy_since()?;
@@ -407,8 +419,10 @@ Transfer/sec:      3.07MB
 
     #[test]
     fn nginx_conf_listens_and_logs_nowhere_global() {
-        let conf = nginx_conf("/tmp/x", 80);
+        let conf = nginx_conf("/tmp/x", 80, false);
         assert!(conf.contains("listen 80 backlog=4096;"));
+        assert!(!conf.contains("[::]"));
+        assert!(nginx_conf("/tmp/x", 80, true).contains("listen [::]:80 ipv6only=on"));
         assert!(conf.contains("return 200 \"ok\\n\";"));
         assert!(conf.contains("pid /tmp/x/nginx.pid;"));
     }

@@ -9,7 +9,8 @@
 //! wrk, iperf3, CPU), `suite` (one datapath's tests), `control`, `memory`,
 //! `profile`, `bpf` (bpftool, run-time stats), `results`, `stats`,
 //! `report`, `baseline` (the A/B section of the report), `plot`, `docs`, `procs` (bounded child processes),
-//! `interrupt` (Ctrl-C → clean unwind); the Docker section: `docker`
+//! `interrupt` (Ctrl-C → clean unwind), `dual` (the IPv6 part: both
+//! families on a dual-stack testbed); the Docker section: `docker`
 //! (dockerd in a testbed), `docker_suite` (its measurements),
 //! `docker_report`.
 
@@ -21,6 +22,7 @@ mod docker;
 mod docker_report;
 mod docker_suite;
 mod docs;
+mod dual;
 mod interrupt;
 mod measure;
 mod memory;
@@ -97,8 +99,11 @@ enum Part {
     Control,
     /// netd daemon RSS and map memory with 10,000 ports and conntrack entries.
     Memory,
-    /// netd's BPF program run times during the connection-rate test.
+    /// netd's BPF program run times: connection rate, keep-alive, outbound.
     Profile,
+    /// IPv6 against IPv4 on a dual-stack testbed, netd against ip6tables
+    /// and nftables NAT66: new connections/s, TCP in and out.
+    Ipv6,
     /// Docker on netd against Docker with iptables and docker-proxy:
     /// `docker run -p` time, memory, new connections/s.
     Docker,
@@ -183,6 +188,20 @@ impl Plan {
         if self.parts == [Part::Docker] {
             return format!("Docker section only: {}", self.docker.describe());
         }
+        if self.parts == [Part::Ipv6] {
+            let kinds: Vec<&str> = dual::kinds_of(&self.kinds)
+                .iter()
+                .map(|k| k.name())
+                .collect();
+            return format!(
+                "IPv6 part only: {} repeat(s) of [{}] on a dual-stack testbed; per family \
+                 two connection-rate runs of {} s and one iperf3 run of {} s each way",
+                self.repeats,
+                kinds.join(", "),
+                self.conn_secs(),
+                self.iperf_secs
+            );
+        }
         let kinds: Vec<&str> = self.kinds.iter().map(|k| k.name()).collect();
         format!(
             "{} repeat(s) of [{}], interleaved (each repeat runs every datapath in turn, \
@@ -209,6 +228,8 @@ struct Outcome {
     memory: Option<Memory>,
     profile: Option<Profile>,
     docker: Option<docker_suite::DockerResults>,
+    /// The IPv6 part (`dual`).
+    ipv6: Option<Samples>,
 }
 
 const TOOLS: &[&str] = &[
@@ -216,6 +237,7 @@ const TOOLS: &[&str] = &[
     "nginx",
     "iperf3",
     "iptables-restore",
+    "ip6tables-restore",
     "nft",
     "bpftool",
     "python3",
@@ -279,6 +301,10 @@ fn measure_all(plan: &Plan, bin: &Path) -> Result<Outcome> {
         println!("==> profile: netd program run times during the connection-rate test");
         out.profile = Some(profile::run(bin, plan)?);
     }
+    if plan.has(Part::Ipv6) {
+        println!("==> ipv6: IPv4 and IPv6 on a dual-stack testbed");
+        out.ipv6 = Some(dual::run(bin, plan)?);
+    }
     if plan.has(Part::Docker) {
         println!("==> docker: {}", plan.docker.describe());
         out.docker = Some(docker_suite::run(bin, &plan.docker)?);
@@ -313,6 +339,7 @@ fn write_outputs(plan: &Plan, meta: &Meta, out: &Outcome, update_docs: bool) -> 
         memory: out.memory.as_ref(),
         profile: out.profile.as_ref(),
         docker: out.docker.as_ref(),
+        ipv6: out.ipv6.as_ref(),
     }
     .markdown();
     let svg = dir.join("conn-rate.svg");

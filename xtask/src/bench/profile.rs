@@ -1,6 +1,6 @@
 //! Where netd's CPU goes: BPF run-time stats (run count and time per
-//! program) over a connection-rate run and a keep-alive run, next to the
-//! machine's total CPU per request. With `--baseline-bin`, the baseline
+//! program) over a connection-rate run, a keep-alive run and an outbound
+//! bulk transfer, next to the machine's total CPU per request. With `--baseline-bin`, the baseline
 //! binary is profiled the same way in every repeat, the order alternating,
 //! so its programs' ns/run can be set against netd's: a per-program A/B
 //! that other load on the machine disturbs far less than the rates do.
@@ -13,7 +13,7 @@ use super::{
     Plan, bpf,
     datapath::{Bed, Kind},
     interrupt,
-    measure::{Http, Servers},
+    measure::{self, Http, Servers},
     results::{ProfTest, Profile, ProfileRun, ProgCost},
     suite,
 };
@@ -52,11 +52,12 @@ fn profile_bed(
         .bpffs()
         .to_path_buf();
     let _stats = bpf::enable_stats()?;
-    for test in [ProfTest::Conn, ProfTest::KeepAlive] {
+    for test in ProfTest::ALL {
         let before = bpf::link_progs(&bpffs)?;
         let http = match test {
             ProfTest::Conn => suite::conn_rate(&mut bed, plan)?,
             ProfTest::KeepAlive => suite::keep_alive(&bed, plan)?,
+            ProfTest::Outbound => outbound(&bed, plan)?,
         };
         let after = bpf::link_progs(&bpffs)?;
         let run = ProfileRun {
@@ -80,6 +81,22 @@ fn profile_bed(
         out.push(run);
     }
     Ok(())
+}
+
+/// One outbound iperf3 run as a "request" per MB moved: rate in Gbit/s,
+/// CPU in µs per MB.
+fn outbound(bed: &Bed, plan: &Plan) -> Result<Http> {
+    let tcp = measure::iperf(
+        &bed.outbound_client_ns(),
+        &Bed::ext_server(),
+        plan.iperf_secs,
+    )?;
+    Ok(Http {
+        rate: tcp.gbps,
+        requests: tcp.gbps * f64::from(plan.iperf_secs) * 1000.0 / 8.0,
+        cpu_us_per_req: tcp.cpu_s_per_gb * 1000.0,
+        ..Http::default()
+    })
 }
 
 fn deltas(before: &[bpf::ProgRun], after: &[bpf::ProgRun], http: &Http) -> Vec<ProgCost> {

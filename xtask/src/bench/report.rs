@@ -8,6 +8,7 @@ use super::{
     baseline,
     datapath::Kind,
     docker_suite::DockerResults,
+    dual,
     results::{
         Control, Memory, Metric, PORT_STEPS, ProfTest, Profile, ProfileRun, ProgCost, Samples,
     },
@@ -36,6 +37,8 @@ pub struct Report<'a> {
     pub memory: Option<&'a Memory>,
     pub profile: Option<&'a Profile>,
     pub docker: Option<&'a DockerResults>,
+    /// The IPv6 part's samples, if it ran.
+    pub ipv6: Option<&'a Samples>,
 }
 
 pub const CONN_RATIO_TARGET: f64 = 1.3;
@@ -72,6 +75,9 @@ impl Report<'_> {
         self.control_table(&mut md);
         self.memory_table(&mut md);
         self.profile_table(&mut md);
+        if let Some(s) = self.ipv6 {
+            dual::markdown(&dual::kinds_of(self.kinds), s, &mut md);
+        }
         if let Some(d) = self.docker {
             d.markdown(&mut md);
         }
@@ -321,8 +327,8 @@ impl Report<'_> {
         let _ = writeln!(
             md,
             "### netd program cost\n\nBPF run-time stats (BPF_ENABLE_STATS, on only for these \
-             extra runs), {repeats} repeat(s){}: a connection-rate run and a keep-alive run \
-             (50 connections) per testbed. Medians over the repeats{}; µs/req is runs/req × \
+             extra runs), {repeats} repeat(s){}: a connection-rate run, a keep-alive run \
+             (50 connections) and an outbound iperf3 run (MASQUERADE) per testbed. Medians over the repeats{}; µs/req is runs/req × \
              ns/run, against the machine's total CPU per request.\n",
             if ab {
                 " of netd and the baseline binary, the order alternating"
@@ -404,18 +410,24 @@ fn profile_test(p: &Profile, test: ProfTest, kinds: &[Kind], md: &mut String) {
     let med =
         |s: Option<Summary>, d: usize| s.map_or("-".to_owned(), |s| format!("{:.*}", d, s.median));
     let spread = |s: Option<Summary>, d: usize| s.map_or("-".to_owned(), |s| cell_text(&s, d));
+    let (rate_unit, per) = test.units();
     let rates: Vec<String> = kinds
         .iter()
         .map(|&k| {
             format!(
-                "{}: {} req/s, {} µs of CPU per request",
+                "{}: {} {rate_unit}, {} µs of CPU per {per}",
                 k.title(),
-                med(prof_summary(p, k, test, |r| Some(r.rate)), 0),
+                med(prof_summary(p, k, test, |r| Some(r.rate)), 2),
                 med(prof_summary(p, k, test, |r| Some(r.cpu_us_per_req)), 1)
             )
         })
         .collect();
-    let _ = writeln!(md, "**{}** ({}).\n", test.name(), rates.join("; "));
+    let note = if per == "request" {
+        String::new()
+    } else {
+        format!("; runs/req and µs/req are per {per}")
+    };
+    let _ = writeln!(md, "**{}** ({}{note}).\n", test.name(), rates.join("; "));
     if kinds.len() == 2 {
         md.push_str(
             "| program | runs/req | runs/req (baseline) | ns/run | ns/run (baseline) | new/base ns/run | µs/req | µs/req (baseline) |\n\
@@ -490,7 +502,7 @@ fn profile_test(p: &Profile, test: ProfTest, kinds: &[Kind], md: &mut String) {
     }
 }
 
-fn cell_text(s: &Summary, decimals: usize) -> String {
+pub fn cell_text(s: &Summary, decimals: usize) -> String {
     if s.n < 2 {
         return format!("{:.*}", decimals, s.median);
     }

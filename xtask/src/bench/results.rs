@@ -3,7 +3,10 @@
 
 use serde::Serialize;
 
-use super::{datapath::Kind, stats::Summary};
+use super::{
+    datapath::{Family, Kind},
+    stats::Summary,
+};
 
 /// Port counts of the connection-rate scaling test.
 pub const PORT_STEPS: [u32; 3] = [0, 1000, 10000];
@@ -37,6 +40,13 @@ pub enum Metric {
     },
     /// Busy CPU of the machine, %, in 1 s with the datapath idle (other work).
     IdleLoad,
+    /// The IPv6 part (dual-stack testbed): new connections/s through the
+    /// published port, CPU µs per connection, TCP Gbit/s inbound through
+    /// the published port and outbound (MASQUERADE), per family.
+    FamilyConn(Family),
+    FamilyConnCpu(Family),
+    FamilyTcpIn(Family),
+    FamilyTcpOut(Family),
 }
 
 pub struct Spec {
@@ -78,6 +88,10 @@ impl Metric {
                 1,
             ),
             Metric::IdleLoad => ("other load before the tests".into(), "% CPU", false, 0),
+            Metric::FamilyConn(_) => ("new conn/s (published port)".into(), "conn/s", true, 0),
+            Metric::FamilyConnCpu(_) => ("CPU per new connection".into(), "µs", false, 1),
+            Metric::FamilyTcpIn(_) => ("TCP inbound (published port)".into(), "Gbit/s", true, 2),
+            Metric::FamilyTcpOut(_) => ("TCP outbound (MASQUERADE)".into(), "Gbit/s", true, 2),
         };
         Spec {
             label,
@@ -113,6 +127,18 @@ impl Metric {
         );
         order.push(Metric::IdleLoad);
         order
+    }
+}
+
+impl Metric {
+    /// The IPv6 part's tests, each a metric per family, in display order.
+    pub fn family_tests() -> [fn(Family) -> Metric; 4] {
+        [
+            Metric::FamilyConn,
+            Metric::FamilyConnCpu,
+            Metric::FamilyTcpIn,
+            Metric::FamilyTcpOut,
+        ]
     }
 }
 
@@ -229,15 +255,27 @@ pub enum ProfTest {
     Conn,
     /// 50 keep-alive connections: per-packet work of established flows.
     KeepAlive,
+    /// One iperf3 stream from the container out (MASQUERADE): the
+    /// per-packet work of a bulk transfer; its "request" is a MB moved.
+    Outbound,
 }
 
 impl ProfTest {
-    pub const ALL: [ProfTest; 2] = [ProfTest::Conn, ProfTest::KeepAlive];
+    pub const ALL: [ProfTest; 3] = [ProfTest::Conn, ProfTest::KeepAlive, ProfTest::Outbound];
 
     pub fn name(self) -> &'static str {
         match self {
             ProfTest::Conn => "conn-rate",
             ProfTest::KeepAlive => "keep-alive",
+            ProfTest::Outbound => "outbound",
+        }
+    }
+
+    /// The unit of `ProfileRun::rate` and what one "request" is.
+    pub fn units(self) -> (&'static str, &'static str) {
+        match self {
+            ProfTest::Outbound => ("Gbit/s", "MB"),
+            _ => ("req/s", "request"),
         }
     }
 }

@@ -12,6 +12,11 @@ use std::fmt::Write as _;
 pub const BRIDGE: &str = "docker0";
 pub const SUBNET: &str = "172.17.0.0/16";
 pub const CONTAINER_IP: &str = "172.17.0.2";
+/// The dual-stack bed's IPv6 subnet (a ULA, as Docker users pick for
+/// `--ipv6`), its gateway on the bridge, and c1's address.
+pub const SUBNET6: &str = "fd00:172:17::/64";
+pub const GATEWAY6: &str = "fd00:172:17::1";
+pub const CONTAINER_IP6: &str = "fd00:172:17::2";
 /// Published TCP ports of the measured container: (host port, container port).
 pub const PUBLISHED: [(u16, u16); 2] = [(8080, 80), (5201, 5201)];
 /// First host (and container) port of the extra mappings.
@@ -150,6 +155,70 @@ table ip filter {{
     )
 }
 
+/// Docker's IPv6 rules with `ip6tables: true` (NAT66), the measured
+/// mappings only, as `Style::Minimal`: an `ip6tables-restore` input.
+pub fn ip6tables() -> String {
+    let b = BRIDGE;
+    let mut out = String::new();
+    out.push_str("*nat\n:PREROUTING ACCEPT [0:0]\n:INPUT ACCEPT [0:0]\n");
+    out.push_str(":OUTPUT ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\n:DOCKER - [0:0]\n");
+    out.push_str("-A PREROUTING -m addrtype --dst-type LOCAL -j DOCKER\n");
+    let _ = writeln!(out, "-A POSTROUTING -s {SUBNET6} ! -o {b} -j MASQUERADE");
+    let _ = writeln!(out, "-A DOCKER -i {b} -j RETURN");
+    for (hport, cport) in PUBLISHED {
+        let _ = writeln!(
+            out,
+            "-A DOCKER ! -i {b} -p tcp -m tcp --dport {hport} -j DNAT --to-destination [{CONTAINER_IP6}]:{cport}"
+        );
+    }
+    out.push_str("COMMIT\n");
+    out.push_str("*filter\n:INPUT ACCEPT [0:0]\n:FORWARD DROP [0:0]\n:OUTPUT ACCEPT [0:0]\n");
+    let _ = writeln!(
+        out,
+        "-A FORWARD -o {b} -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT"
+    );
+    let _ = writeln!(out, "-A FORWARD -o {b} -j ACCEPT");
+    let _ = writeln!(out, "-A FORWARD -i {b} -j ACCEPT");
+    out.push_str("COMMIT\n");
+    out
+}
+
+/// The nftables IPv6 tables beside `nftables`'s IPv4 ones (loaded after
+/// them, so no `flush ruleset`): the same map lookup, NAT66.
+pub fn nftables6() -> String {
+    let elements: Vec<String> = PUBLISHED
+        .iter()
+        .map(|(hport, cport)| format!("{hport} : {CONTAINER_IP6} . {cport}"))
+        .collect();
+    let b = BRIDGE;
+    format!(
+        "table ip6 nat {{
+  map ports {{
+    type inet_service : ipv6_addr . inet_service
+    elements = {{ {elements} }}
+  }}
+  chain prerouting {{
+    type nat hook prerouting priority dstnat; policy accept;
+    iifname != \"{b}\" fib daddr type local dnat ip6 addr . port to tcp dport map @ports
+  }}
+  chain postrouting {{
+    type nat hook postrouting priority srcnat; policy accept;
+    ip6 saddr {SUBNET6} oifname != \"{b}\" masquerade
+  }}
+}}
+table ip6 filter {{
+  chain forward {{
+    type filter hook forward priority filter; policy drop;
+    oifname \"{b}\" ct state related,established accept
+    oifname \"{b}\" accept
+    iifname \"{b}\" accept
+  }}
+}}
+",
+        elements = elements.join(", ")
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -182,6 +251,16 @@ mod tests {
         assert!(rules.contains(
             "-A POSTROUTING -s 172.17.0.2/32 -d 172.17.0.2/32 -p tcp -m tcp --dport 80 -j MASQUERADE"
         ));
+    }
+
+    #[test]
+    fn ipv6_rules_translate_to_the_containers_v6_address() {
+        let rules = ip6tables();
+        assert!(rules.contains("--dport 8080 -j DNAT --to-destination [fd00:172:17::2]:80"));
+        assert_eq!(rules.matches("-j MASQUERADE").count(), 1);
+        let nft = nftables6();
+        assert!(nft.contains("8080 : fd00:172:17::2 . 80"));
+        assert!(!nft.contains("flush ruleset"));
     }
 
     #[test]

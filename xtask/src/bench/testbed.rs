@@ -15,7 +15,7 @@ use anyhow::{Context, Result, bail};
 
 use super::procs::{self, Background};
 
-pub use netd_tests::topology::{EXT_IP, HOST_IP};
+pub use netd_tests::topology::{EXT_IP, EXT_IP6, HOST_IP, HOST_IP6};
 use netd_tests::{
     cleanup::{netns_entries, remove_bpffs_dir, remove_namespaces},
     topology,
@@ -91,6 +91,33 @@ impl Topology {
         ]
         .concat())?;
         Ok(addr)
+    }
+
+    /// Makes ext's IPv6 clients use source address 2001:2::(10 + n), as
+    /// `client_source` does for IPv4.
+    pub fn client_source6(&self, n: u8) -> Result<String> {
+        if n >= 200 {
+            bail!("out of client source addresses");
+        }
+        let addr = format!("2001:2::{:x}", 0x10 + u32::from(n));
+        let ext = self.ext();
+        let cidr = format!("{addr}/64");
+        ip(&["-n", &ext, "addr", "add", &cidr, "dev", "ext0", "nodad"])?;
+        let link = ["dev", "ext0", "proto", "kernel", "src", &addr];
+        ip(&[
+            &["-n", &ext, "-6", "route", "replace", "2001:2::/64"][..],
+            &link,
+        ]
+        .concat())?;
+        Ok(addr)
+    }
+
+    /// IPv6 on the uplink (`topology::ip6_commands`).
+    pub fn add_ipv6(&self) -> Result<()> {
+        for cmd in topology::ip6_commands(&self.host(), &self.ext()) {
+            ip(&cmd.iter().map(String::as_str).collect::<Vec<_>>())?;
+        }
+        Ok(())
     }
 
     fn build(&self) -> Result<()> {

@@ -17,7 +17,7 @@ use crate::engine::{
     model::{DEFAULT_NETWORK, GatewayMode, Network, RESERVED_NETWORKS},
     requests::NetworkCreate,
     store::{Change, State},
-    subnets::{check_gateway, check_subnet, first_host, overlaps},
+    subnets::{check_gateway, check_subnet, check_subnet6, first_host, overlaps},
     validate,
 };
 
@@ -261,24 +261,32 @@ fn plan_subnet6(state: &State, req: &NetworkCreate) -> Result<(Option<IpNetwork>
         }
         return Ok((None, None));
     }
-    let taken: Vec<IpNetwork> = state.networks.values().filter_map(|n| n.subnet6).collect();
+    // A runtime IPAM's IPv6 pools are taken too (see plan_network).
+    let taken: Vec<IpNetwork> = state
+        .networks
+        .values()
+        .filter_map(|n| n.subnet6)
+        .chain(state.pools.values().map(|p| p.subnet))
+        .collect();
     let subnet6 = match req.subnet6 {
         Some(IpNetwork::V4(s)) => {
             return Err(Error::invalid(format!(
                 "{s} is an IPv4 subnet where the IPv6 one is expected"
             )));
         }
-        Some(s) => {
-            let s = check_subnet(s)?;
-            if s.prefix() > 120 {
-                return Err(Error::invalid(format!(
-                    "IPv6 subnet {s} is too small: use a /120 or larger (a /64 is usual)"
-                )));
-            }
-            s
-        }
+        Some(s) => check_subnet6(s)?,
         None => next_free_subnet6(&taken)?,
     };
+    if let Some(pool) = state
+        .pools
+        .values()
+        .find(|p| p.subnet != subnet6 && overlaps(p.subnet, subnet6))
+    {
+        return Err(Error::conflict(format!(
+            "IPv6 subnet {subnet6} overlaps address pool {} of a Docker network: pick a subnet that does not",
+            pool.subnet
+        )));
+    }
     if let Some(other) = state
         .networks
         .values()

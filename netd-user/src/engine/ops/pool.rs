@@ -11,13 +11,13 @@ use tracing::info;
 
 use crate::engine::{
     Engine,
-    address_pool::{AddressPool, next_free_subnet},
+    address_pool::{AddressPool, next_free_subnet, next_free_subnet6},
     error::{Error, Result},
     ipam,
     model::AddressPoolLease,
     requests::AddressUse,
     store::{Change, State},
-    subnets::{check_gateway, check_subnet, first_host, overlaps},
+    subnets::{check_gateway, check_subnet, check_subnet6, first_host, overlaps},
 };
 
 fn no_such_pool(id: &str) -> Error {
@@ -26,38 +26,56 @@ fn no_such_pool(id: &str) -> Error {
     ))
 }
 
-/// The pool `request_pool` will record, nothing recorded.
+/// The pool `request_pool` will record, nothing recorded: an IPv4 pool,
+/// or with `v6` an IPv6 one (the next free /64 of the IPv6 pool when no
+/// subnet is given).
 pub(super) fn plan_pool(
     state: &State,
     pools: &[AddressPool],
     subnet: Option<IpNetwork>,
+    v6: bool,
 ) -> Result<AddressPoolLease> {
+    // Both families of every network, and every pool.
+    let taken: Vec<IpNetwork> = state
+        .networks
+        .values()
+        .flat_map(|n| std::iter::once(n.subnet).chain(n.subnet6))
+        .chain(state.pools.values().map(|p| p.subnet))
+        .collect();
     let subnet = match subnet {
         Some(subnet) => {
-            let subnet = check_subnet(subnet)?;
+            let subnet = match (subnet, v6) {
+                (IpNetwork::V4(_), false) => check_subnet(subnet)?,
+                (IpNetwork::V6(_), true) => check_subnet6(subnet)?,
+                (IpNetwork::V4(_), true) => {
+                    return Err(Error::invalid(format!(
+                        "{subnet} is an IPv4 subnet where an IPv6 one is asked for: give an IPv6 subnet"
+                    )));
+                }
+                (IpNetwork::V6(_), false) => {
+                    return Err(Error::invalid(format!(
+                        "{subnet} is an IPv6 subnet where an IPv4 one is asked for: give it as the IPv6 subnet"
+                    )));
+                }
+            };
             if let Some(other) = state.pools.values().find(|p| overlaps(p.subnet, subnet)) {
                 return Err(Error::conflict(format!(
                     "subnet {subnet} overlaps address pool {} of another network: pick a subnet that does not",
                     other.subnet
                 )));
             }
-            if let Some(net) = state.networks.values().find(|n| overlaps(n.subnet, subnet)) {
+            if let Some(net) = state.networks.values().find(|n| {
+                overlaps(n.subnet, subnet) || n.subnet6.is_some_and(|s| overlaps(s, subnet))
+            }) {
                 return Err(Error::conflict(format!(
-                    "subnet {subnet} overlaps netd network {} ({}): pick a subnet that does not",
-                    net.name, net.subnet
+                    "subnet {subnet} overlaps netd network {}: pick a subnet that does not",
+                    net.name
                 )));
             }
             subnet
         }
-        None => {
-            let taken: Vec<IpNetwork> = state
-                .networks
-                .values()
-                .map(|n| n.subnet)
-                .chain(state.pools.values().map(|p| p.subnet))
-                .collect();
-            next_free_subnet(pools, &taken)?
-        }
+        None if v6 => next_free_subnet6(&taken)?,
+        None => next_free_subnet(pools, &taken)?,
     };
     Ok(AddressPoolLease {
         id: subnet.to_string(),
@@ -92,18 +110,22 @@ pub(super) fn plan_address(
             // The pool's own record, and the endpoints of a network on it
             // (belt and braces: they should be in the record).
             let mut used: HashSet<IpAddr> = pool.addresses.iter().copied().collect();
+            // An IPv6 pool is a dual-stack network's second subnet.
+            let v6 = pool.subnet.is_ipv6();
+            let on_pool = |n: &crate::engine::model::Network| {
+                if v6 {
+                    n.subnet6 == Some(pool.subnet)
+                } else {
+                    n.subnet == pool.subnet
+                }
+            };
             used.extend(
                 state
                     .containers
                     .values()
                     .flat_map(|c| c.endpoints.iter())
-                    .filter(|e| {
-                        state
-                            .networks
-                            .get(&e.network)
-                            .is_some_and(|n| n.subnet == pool.subnet)
-                    })
-                    .map(|e| e.ip),
+                    .filter(|e| state.networks.get(&e.network).is_some_and(on_pool))
+                    .filter_map(|e| if v6 { e.ip6 } else { Some(e.ip) }),
             );
             let gateway = pool
                 .gateway
@@ -111,8 +133,8 @@ pub(super) fn plan_address(
                     state
                         .networks
                         .values()
-                        .find(|n| n.subnet == pool.subnet)
-                        .map(|n| n.gateway)
+                        .find(|n| on_pool(n))
+                        .and_then(|n| if v6 { n.gateway6 } else { Some(n.gateway) })
                 })
                 .unwrap_or(pool.subnet.network());
             ipam::allocate(pool.subnet, gateway, &used, preferred)
@@ -128,10 +150,14 @@ impl Engine {
 
     /// Holds a subnet for a network to come: `subnet` if given (it must
     /// overlap no network and no other pool), else the next free subnet
-    /// of the default address pools.
-    pub async fn request_pool(&self, subnet: Option<IpNetwork>) -> Result<AddressPoolLease> {
+    /// of the default address pools (with `v6`, of the IPv6 pool).
+    pub async fn request_pool(
+        &self,
+        subnet: Option<IpNetwork>,
+        v6: bool,
+    ) -> Result<AddressPoolLease> {
         let _guard = self.lock().await;
-        let pool = self.read(|s| plan_pool(s, &self.config().address_pools, subnet))?;
+        let pool = self.read(|s| plan_pool(s, &self.config().address_pools, subnet, v6))?;
         self.commit(vec![Change::PutPool(pool.clone())])?;
         info!(pool = %pool.id, "address pool requested");
         Ok(pool)
@@ -223,13 +249,13 @@ mod tests {
     fn pools_skip_networks_and_each_other() {
         let mut state = with_default_bridge();
         let pools = AddressPool::defaults();
-        let a = plan_pool(&state, &pools, None).unwrap();
+        let a = plan_pool(&state, &pools, None, false).unwrap();
         assert_eq!(a.subnet, net("172.18.0.0/16"));
         assert_eq!(a.id, "172.18.0.0/16");
         state.pools.insert(a.id.clone(), a);
-        let b = plan_pool(&state, &pools, None).unwrap();
+        let b = plan_pool(&state, &pools, None, false).unwrap();
         assert_eq!(b.subnet, net("172.19.0.0/16"));
-        let kind = |s: &str| plan_pool(&state, &pools, Some(net(s))).map_err(|e| e.kind);
+        let kind = |s: &str| plan_pool(&state, &pools, Some(net(s)), false).map_err(|e| e.kind);
         assert_eq!(kind("172.17.5.0/24").unwrap_err(), ErrorKind::Conflict);
         assert_eq!(kind("172.18.0.0/24").unwrap_err(), ErrorKind::Conflict);
         assert_eq!(kind("198.19.5.1/24").unwrap_err(), ErrorKind::InvalidInput);
@@ -237,10 +263,58 @@ mod tests {
     }
 
     #[test]
+    fn v6_pools_take_a_ula_64_and_refuse_the_wrong_family() {
+        let mut state = with_default_bridge();
+        let pools = AddressPool::defaults();
+        let a = plan_pool(&state, &pools, None, true).unwrap();
+        assert_eq!(a.subnet, net("fd00:6e65:7464::/64"));
+        state.pools.insert(a.id.clone(), a);
+        let b = plan_pool(&state, &pools, None, true).unwrap();
+        assert_eq!(b.subnet, net("fd00:6e65:7464:1::/64"));
+        let kind = |s: &str, v6| plan_pool(&state, &pools, Some(net(s)), v6).map_err(|e| e.kind);
+        assert_eq!(
+            kind("fd00:6e65:7464::/80", true).unwrap_err(),
+            ErrorKind::Conflict
+        );
+        assert_eq!(
+            kind("fd00:1::/125", true).unwrap_err(),
+            ErrorKind::InvalidInput
+        );
+        assert_eq!(
+            kind("fd00:1::5/64", true).unwrap_err(),
+            ErrorKind::InvalidInput
+        );
+        assert_eq!(
+            kind("10.9.0.0/24", true).unwrap_err(),
+            ErrorKind::InvalidInput
+        );
+        assert_eq!(
+            kind("fd00:1::/64", false).unwrap_err(),
+            ErrorKind::InvalidInput
+        );
+        assert!(kind("fd00:1::/64", true).is_ok());
+        // An address of a v6 pool: the first host is the gateway's.
+        let mut pool = plan_pool(&state, &pools, Some(net("fd00:1::/64")), true).unwrap();
+        let gw = plan_address(&state, &pool, None, AddressUse::Gateway).unwrap();
+        assert_eq!(gw, ip("fd00:1::1"));
+        pool.gateway = Some(gw);
+        pool.addresses.insert(gw);
+        assert_eq!(
+            plan_address(&state, &pool, None, AddressUse::Host).unwrap(),
+            ip("fd00:1::2")
+        );
+    }
+
+    #[test]
     fn addresses_follow_the_pool_record() {
         let state = State::default();
-        let mut pool =
-            plan_pool(&state, &AddressPool::defaults(), Some(net("198.19.1.0/24"))).unwrap();
+        let mut pool = plan_pool(
+            &state,
+            &AddressPool::defaults(),
+            Some(net("198.19.1.0/24")),
+            false,
+        )
+        .unwrap();
         let gw = plan_address(&state, &pool, None, AddressUse::Gateway).unwrap();
         assert_eq!(gw, ip("198.19.1.1"));
         pool.gateway = Some(gw);

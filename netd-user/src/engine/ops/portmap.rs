@@ -20,24 +20,42 @@ use crate::engine::{
     store::{Change, State},
 };
 
-/// One datapath entry per port of the mapping's range.
+/// One datapath entry per port of the mapping's range and family: the
+/// IPv4 side to the container's IPv4 address, the IPv6 side (if the
+/// mapping binds one) to `ip6`, the container's IPv6 address, if it has
+/// one.
 pub(super) fn entries(
     mapping: &PortMapping,
     ip6: Option<IpAddr>,
 ) -> impl Iterator<Item = PortEntry> + '_ {
-    // Only a mapping on every host address is published on IPv6 too.
-    let ip6 = ip6.filter(|_| mapping.host_ip.is_unspecified());
-    (0..mapping.host_ports.count()).map(move |i| {
-        let offset = i as u16;
-        PortEntry {
-            host_ip: mapping.host_ip,
-            host_port: mapping.host_ports.start + offset,
-            proto: mapping.proto,
-            container_ip: mapping.container_ip,
-            container_port: mapping.container_ports.start + offset,
-            container_ip6: ip6,
-        }
-    })
+    let (v4, v6) = mapping.host_binds();
+    let sides = [v4.map(|host| (host, mapping.container_ip)), v6.zip(ip6)];
+    sides
+        .into_iter()
+        .flatten()
+        .flat_map(move |(host_ip, container_ip)| {
+            (0..mapping.host_ports.count()).map(move |i| {
+                let offset = i as u16;
+                PortEntry {
+                    host_ip,
+                    host_port: mapping.host_ports.start + offset,
+                    proto: mapping.proto,
+                    container_ip,
+                    container_port: mapping.container_ports.start + offset,
+                }
+            })
+        })
+}
+
+/// A mapping bound to IPv6 only needs a container with an IPv6 address.
+fn check_family(mapping: &PortMapping, ep: &Endpoint) -> Result<()> {
+    if mapping.host_binds().0.is_none() && ep.ip6.is_none() {
+        return Err(Error::invalid(format!(
+            "port mapping {mapping} is on an IPv6 host address, but the container has no IPv6 address on network {}: publish on an IPv4 host address, or use a network created with --ipv6",
+            ep.network
+        )));
+    }
+    Ok(())
 }
 
 /// The datapath entries of `records`, each with its container's IPv6
@@ -131,8 +149,12 @@ pub(super) fn plan_publish(
             container_ip: ep.ip,
             container_ports: p.container_ports,
             proto: p.proto,
+            ipv4_only: p.ipv4_only,
         })
         .collect();
+    for mapping in &mappings {
+        check_family(mapping, ep)?;
+    }
     check_conflicts(state, &mappings)?;
     Ok(mappings
         .into_iter()
@@ -164,6 +186,7 @@ fn plan_mappings(state: &State, mappings: Vec<PortMapping>) -> Result<Vec<PortMa
                 .with_remedy(Remedy::ListContainers));
             };
             refuse_internal(state, &ep.network)?;
+            check_family(&mapping, ep)?;
             Ok(PortMap {
                 mapping,
                 container: c.id.clone(),
@@ -205,8 +228,8 @@ impl Engine {
             s.portmaps
                 .values()
                 .find(|p| match selector {
-                    PortSelector::Exact(m) => &p.mapping == m,
-                    PortSelector::HostSide(side) => &p.mapping.host_side() == side,
+                    PortSelector::Exact(m) => p.mapping.named_by(m),
+                    PortSelector::HostSide(side) => p.mapping.side_named_by(side),
                 })
                 .cloned()
         });
@@ -324,14 +347,10 @@ impl Engine {
             let records: Vec<PortMap> = s.portmaps.values().cloned().collect();
             all_entries(s, &records)
                 .into_iter()
-                .flat_map(|e| {
-                    std::iter::once(e.container_ip)
-                        .chain(e.container_ip6)
-                        .map(move |ip| Service {
-                            container_ip: ip,
-                            container_port: e.container_port,
-                            proto: e.proto,
-                        })
+                .map(|e| Service {
+                    container_ip: e.container_ip,
+                    container_port: e.container_port,
+                    proto: e.proto,
                 })
                 .collect()
         });
@@ -361,7 +380,6 @@ impl Engine {
                 proto,
                 container_ip: host_ip,
                 container_port: 0,
-                container_ip6: None,
             })
             .collect();
         self.kernel().datapath.remove_ports(&stale)?;
