@@ -392,7 +392,9 @@ fn hairpin(
     if flags & net_flags::INTERNAL != 0 && unsafe { (*ep).network_id } != network_id {
         return drop(StatIndex::DropPolicy, ctx.len());
     }
-    if !may_start(ctx, k, seg) {
+    // A late datagram from a published UDP port starts nothing here
+    // either (as IPv4's `policy::may_start` for hairpins).
+    if !may_start(ctx, k, seg) || from_published_port(k) {
         return drop(StatIndex::DropInvalid, ctx.len());
     }
     if same(&target.container_ip, &k.src_ip) {

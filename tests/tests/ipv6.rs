@@ -1405,6 +1405,14 @@ fn a_containers_icmpv6_errors_reach_the_peer_translated() {
     });
     assert!(listener.try_wait().is_none());
     assert!(!listener.log().contains("late"), "{}", listener.log());
+    // Nor as a hairpin, to a published port on a host address.
+    let invalid = tb.counter("drop_invalid");
+    let hairpin = "import socket; s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM); \
+                   s.bind(('::', 53)); s.sendto(b'late answer', ('2001:2::1', 5353))";
+    in_ns_ok(&web, &["python3", "-c", hairpin]);
+    wait_until("the orphan hairpin to be dropped", WAIT, || {
+        tb.counter("drop_invalid") > invalid
+    });
 }
 
 #[test]
