@@ -217,16 +217,25 @@ pub fn curl_ok(ns: &str, url: &str) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// Sends `payload` in one UDP datagram from `ns` to `ip:port`; returns the
-/// first datagram that comes back (3 s timeout).
+/// Sends `payload` in a UDP datagram from `ns` to `ip:port` (IPv4 or
+/// IPv6) and returns the first datagram that comes back. UDP may lose a
+/// datagram, or reach a server that forks per datagram before it answers
+/// in time: the same socket sends again every 2 s, 5 times at most.
 pub fn udp_exchange(ns: &str, ip: &str, port: u16, payload: &str) -> String {
     const CLIENT: &str = "import socket, sys\n\
-        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
-        s.settimeout(3)\n\
-        s.sendto(sys.argv[3].encode(), (sys.argv[1], int(sys.argv[2])))\n\
-        print(s.recv(65535).decode(), end='')\n";
+        fam = socket.AF_INET6 if ':' in sys.argv[1] else socket.AF_INET\n\
+        s = socket.socket(fam, socket.SOCK_DGRAM)\n\
+        s.settimeout(2)\n\
+        for _ in range(5):\n\
+        \x20   s.sendto(sys.argv[3].encode(), (sys.argv[1], int(sys.argv[2])))\n\
+        \x20   try:\n\
+        \x20       print(s.recv(65535).decode(), end='')\n\
+        \x20       sys.exit(0)\n\
+        \x20   except socket.timeout:\n\
+        \x20       pass\n\
+        sys.exit('no answer after 5 tries')\n";
     let port = port.to_string();
-    let out = in_ns(ns, &["python3", "-c", CLIENT, ip, &port, payload]);
+    let out = in_ns_for(15, ns, &["python3", "-c", CLIENT, ip, &port, payload]);
     assert_success(&format!("UDP {payload:?} from {ns} to {ip}:{port}"), &out);
     String::from_utf8_lossy(&out.stdout).into_owned()
 }

@@ -658,6 +658,7 @@ fn dual_stack_add_check_del_and_ipv6_ports() {
     conf["runtimeConfig"] = json!({"portMappings": [
         {"hostPort": 8086, "containerPort": 80, "protocol": "tcp", "hostIP": ""},
         {"hostPort": 8086, "containerPort": 80, "protocol": "tcp", "hostIP": "::"},
+        {"hostPort": 8081, "containerPort": 80, "protocol": "tcp", "hostIP": "2001:2::1"},
     ]});
     let result = netd_cni(&tb, &Call::new("ADD", &id, &ns, "eth0"), &conf).ok();
 
@@ -681,12 +682,24 @@ fn dual_stack_add_check_del_and_ipv6_ports() {
     let routes = in_ns_ok(ns_name(&ns), &["ip", "-6", "route"]);
     assert!(routes.contains("default via fd00:96::1"), "{routes}");
     let maps = tb.portmaps();
-    assert_eq!(maps.len(), 1, "one mapping for both families: {maps:?}");
+    assert_eq!(
+        maps.len(),
+        2,
+        "one mapping for both families and one on 2001:2::1: {maps:?}"
+    );
 
     // ext reaches the container on the host's IPv6 address and is seen
     // as itself; the container reaches ext masqueraded.
     let _web = who6(&tb, ns_name(&ns), 80);
     assert_eq!(ask6(&tb.ext(), HOST_IP6, 8086), EXT_IP6);
+    // hostIP 2001:2::1: that address only, ext seen as itself.
+    assert_eq!(ask6(&tb.ext(), HOST_IP6, 8081), EXT_IP6);
+    assert!(
+        in_ns(&tb.ext(), &["socat", "-T2", "-", "TCP4:198.18.0.1:8081"])
+            .stdout
+            .is_empty(),
+        "a mapping on 2001:2::1 answered on IPv4"
+    );
     let _ext = who6(&tb, &tb.ext(), 7300);
     assert_eq!(ask6(ns_name(&ns), EXT_IP6, 7300), HOST_IP6);
 
@@ -751,6 +764,8 @@ fn dual_stack_add_check_del_and_ipv6_ports() {
 #[test]
 fn ipv6_requests_netd_cannot_honour_are_refused_and_leave_nothing() {
     let tb = Testbed::new();
+    // The host has IPv6 addresses (2001:2::1), only not 2001:2::99.
+    tb.uplink6();
     let v4only = network(&tb, "n4", "198.19.4.0/24");
     let net6 = network6(&tb, "n6", "198.19.6.0/24", "fd00:96::/64");
     let ns = runtime_netns(&tb, "e6");
@@ -781,12 +796,12 @@ fn ipv6_requests_netd_cannot_honour_are_refused_and_leave_nothing() {
         7,
         "fd00:97::9",
     );
-    // A port on one IPv6 host address.
-    let mut one6 = conf(&tb, "1.1.0", &tb.name("-cni"), &net6);
-    one6["runtimeConfig"] = json!({"portMappings": [
-        {"hostPort": 8086, "containerPort": 80, "hostIP": "2001:2::1"},
+    // A port on an IPv6 host address that is not the host's.
+    let mut not_ours = conf(&tb, "1.1.0", &tb.name("-cni"), &net6);
+    not_ours["runtimeConfig"] = json!({"portMappings": [
+        {"hostPort": 8086, "containerPort": 80, "hostIP": "2001:2::99"},
     ]});
-    refused(&one6, "", 7, "every host address");
+    refused(&not_ours, "", 7, "is not an address of this host");
 }
 
 // ---------------------------------------------------------------------------

@@ -460,7 +460,20 @@ fn dual_stack_networks_publish_and_masquerade_ipv6() {
 
     d.run_d(
         "web",
-        &["--network", "n6", "-p", "8080:80", USR[0], USR[1]],
+        &[
+            "--network",
+            "n6",
+            "-p",
+            "8080:80",
+            "-p",
+            "[2001:2::1]:8081:80",
+            "-p",
+            "0.0.0.0:8082:80",
+            "-p",
+            "[::]:8083:80",
+            USR[0],
+            USR[1],
+        ],
         &["sh", "-c", HTTPD],
     );
     d.run_d("other", &["--network", "d6"], &["sleep", "3600"]);
@@ -525,6 +538,41 @@ fn dual_stack_networks_publish_and_masquerade_ipv6() {
         curl_ok(&bed.ext(), &format!("http://{HOST}:8080/index.html")).trim(),
         "hello from busybox"
     );
+
+    // `-p [2001:2::1]:8081:80`: that IPv6 address only, ext seen as itself.
+    let logged = || {
+        let logs = d.docker(&["logs", "web"]);
+        let text = String::from_utf8_lossy(&logs.stderr) + String::from_utf8_lossy(&logs.stdout);
+        text.matches(EXT_IP6).count()
+    };
+    let seen = logged();
+    let url81 = format!("http://[{HOST_IP6}]:8081/index.html");
+    assert_eq!(
+        in_ns_ok(&bed.ext(), &["curl", "-6", "-sS", "-m5", "-f", &url81]).trim(),
+        "hello from busybox"
+    );
+    wait_until("httpd to log ext's IPv6 address again", WAIT, || {
+        logged() > seen
+    });
+    assert!(
+        !curl(&bed.ext(), &format!("http://{HOST}:8081/index.html"))
+            .status
+            .success(),
+        "a binding on 2001:2::1 answered on IPv4"
+    );
+    assert!(ports.contains("80/tcp -> [2001:2::1]:8081"), "{ports}");
+    assert!(!ports.contains("0.0.0.0:8081"), "{ports}");
+    // As Docker means them: 0.0.0.0 written out is IPv4 only, [::] IPv6
+    // only.
+    let answers = |url: String| curl(&bed.ext(), &url).status.success();
+    assert!(answers(format!("http://{HOST}:8082/index.html")));
+    assert!(!answers(format!("http://[{HOST_IP6}]:8082/index.html")));
+    assert!(answers(format!("http://[{HOST_IP6}]:8083/index.html")));
+    assert!(!answers(format!("http://{HOST}:8083/index.html")));
+    assert!(ports.contains("80/tcp -> 0.0.0.0:8082"), "{ports}");
+    assert!(!ports.contains("[::]:8082"), "{ports}");
+    assert!(ports.contains("80/tcp -> [::]:8083"), "{ports}");
+    assert!(!ports.contains("0.0.0.0:8083"), "{ports}");
 
     // Out: masqueraded to the host's IPv6 address.
     let _who = Bg::server(
@@ -595,6 +643,8 @@ const TCP_READ: &str = "import socket, sys\n\
 fn what_netd_cannot_honour_over_ipv6_is_refused_and_leaves_nothing() {
     let d = DockerBed::new();
     let bed = &d.bed;
+    // The host has IPv6 addresses (2001:2::1), only not the one asked for.
+    bed.uplink6();
     let nets_before = bed.netd_json(&["network", "ls"]);
     // `docker network create -d netd EXTRA... bad` fails with `expect`.
     let refused = |extra: &[&str], expect: &str| {
@@ -683,25 +733,26 @@ fn what_netd_cannot_honour_over_ipv6_is_refused_and_leaves_nothing() {
     d.network("n6", &["--ipv6"]);
     assert!(docker_subnets(&network_inspect(&d, "n6")).contains(&"fd00:6e65:7464::/64".to_owned()));
 
-    // One IPv6 host address: refused at start, nothing published or left.
+    // An IPv6 host address that is not the host's: refused at start with
+    // the engine's reason, nothing published or left.
     let out = d.docker(&[
         "run",
         "-d",
         "--name",
-        "one6",
+        "not_ours",
         "--network",
         "n6",
         "-p",
-        "[2001:2::1]:8081:80",
+        "[2001:2::99]:8081:80",
         netd_tests::docker::IMAGE,
         "sleep",
         "3600",
     ]);
     let err = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(!out.status.success(), "one6 started");
-    assert!(err.contains("every host address"), "{err}");
+    assert!(!out.status.success(), "not_ours started");
+    assert!(err.contains("is not an address of this host"), "{err}");
     assert!(bed.portmaps().is_empty(), "{:?}", bed.portmaps());
-    wait_until("one6's endpoint to go", WAIT, || {
+    wait_until("not_ours's endpoint to go", WAIT, || {
         netd_containers(bed).is_empty() && bed.host_veths().is_empty()
     });
 }

@@ -11,7 +11,7 @@
 
 use std::time::Duration;
 
-use netd_tests::{Bg, Testbed, bpftool_dump, in_ns, in_ns_ok, mac_of, wait_until};
+use netd_tests::{Bg, Testbed, bpftool_dump, in_ns, in_ns_ok, mac_of, udp_exchange, wait_until};
 use serde_json::Value;
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -483,33 +483,6 @@ fn no_ip6tables_rules_and_the_v6_map_dumps_with_field_names() {
     assert!(dump.contains("\"network_id\""), "{dump}");
 }
 
-/// IPv6 between ext and host, as 198.18.0.0/15 is for IPv4: 2001:2::1 on
-/// the host's uplink, 2001:2::2 in ext, the host's IPv6 default route via
-/// ext.
-fn uplink6(tb: &Testbed) {
-    let (host, ext) = (tb.host(), tb.ext());
-    in_ns_ok(
-        &host,
-        &[
-            "ip",
-            "addr",
-            "add",
-            "2001:2::1/64",
-            "dev",
-            "uplink0",
-            "nodad",
-        ],
-    );
-    in_ns_ok(
-        &ext,
-        &["ip", "addr", "add", "2001:2::2/64", "dev", "ext0", "nodad"],
-    );
-    in_ns_ok(
-        &host,
-        &["ip", "-6", "route", "add", "default", "via", "2001:2::2"],
-    );
-}
-
 /// A TCP server on [::]:`port` in `ns` answering with the peer's address
 /// and port.
 fn who_port_server6(tb: &Testbed, ns: &str, port: u16) -> Bg {
@@ -532,7 +505,7 @@ fn who_port_server6(tb: &Testbed, ns: &str, port: u16) -> Bg {
 #[test]
 fn v6_flows_to_the_outside_are_masqueraded() {
     let tb = Testbed::new();
-    uplink6(&tb);
+    tb.uplink6();
     create_net(&tb, &["app", "--ipv6", "--subnet", "fd00:93::/64"]);
     let c1 = tb.add_with("c1", &["--network", "app"]);
     let c2 = tb.add_with("c2", &["--network", "app"]);
@@ -557,14 +530,7 @@ fn v6_flows_to_the_outside_are_masqueraded() {
         "udp",
         7302,
     );
-    let got = in_ns_ok(
-        &c1,
-        &[
-            "sh",
-            "-c",
-            "echo hi | socat -t3 -T3 - UDP6:[2001:2::2]:7302",
-        ],
-    );
+    let got = udp_exchange(&c1, "2001:2::2", 7302, "hi");
     let got = got.trim().trim_start_matches('[').trim_end_matches(']');
     assert_eq!(
         got.parse::<std::net::Ipv6Addr>().ok(),
@@ -623,7 +589,7 @@ fn v6_flows_to_the_outside_are_masqueraded() {
 #[test]
 fn published_ports_answer_on_the_hosts_v6_address_with_the_client_kept() {
     let tb = Testbed::new();
-    uplink6(&tb);
+    tb.uplink6();
     create_net(&tb, &["app", "--ipv6", "--subnet", "fd00:94::/64"]);
     let web = tb.add_with(
         "web",
@@ -692,14 +658,7 @@ fn published_ports_answer_on_the_hosts_v6_address_with_the_client_kept() {
         "udp",
         53,
     );
-    let got = in_ns_ok(
-        &tb.ext(),
-        &[
-            "sh",
-            "-c",
-            "echo hi | socat -t3 -T3 - UDP6:[2001:2::1]:5353",
-        ],
-    );
+    let got = udp_exchange(&tb.ext(), "2001:2::1", 5353, "hi");
     let got = got.trim().trim_start_matches('[').trim_end_matches(']');
     assert_eq!(
         got.parse::<std::net::Ipv6Addr>().ok(),
@@ -810,7 +769,7 @@ fn far_behind_a_small_mtu(tb: &Testbed) -> String {
 #[test]
 fn packet_too_big_reaches_the_container_and_the_transfer_completes() {
     let tb = Testbed::new();
-    uplink6(&tb);
+    tb.uplink6();
     let far = far_behind_a_small_mtu(&tb);
     create_net(&tb, &["app", "--ipv6", "--subnet", "fd00:95::/64"]);
     let c1 = tb.add_with("c1", &["--network", "app"]);
@@ -850,7 +809,7 @@ fn packet_too_big_reaches_the_container_and_the_transfer_completes() {
 #[test]
 fn containers_reach_published_ports_on_host_v6_addresses_hairpin() {
     let tb = Testbed::new();
-    uplink6(&tb);
+    tb.uplink6();
     create_net(&tb, &["app", "--ipv6", "--subnet", "fd00:96::/64"]);
     create_net(&tb, &["other", "--ipv6", "--subnet", "fd00:97::/64"]);
     let web = tb.add_with("web", &["--network", "app", "-p", "8081:80"]);
@@ -872,7 +831,7 @@ fn containers_reach_published_ports_on_host_v6_addresses_hairpin() {
 #[test]
 fn host_processes_reach_published_ports_over_v6_through_the_socket_hooks() {
     let tb = Testbed::new();
-    uplink6(&tb);
+    tb.uplink6();
     create_net(&tb, &["app", "--ipv6", "--subnet", "fd00:98::/64"]);
     let web = tb.add_with("web", &["--network", "app", "-p", "8082:80"]);
     let _who = who_server6(&tb, &web, 80);
@@ -988,7 +947,7 @@ fn udp_echo6(tb: &Testbed, ns: &str, port: u16) -> (Bg, std::path::PathBuf) {
 #[test]
 fn v6_extension_headers_and_fragments_are_translated_and_never_leak() {
     let tb = Testbed::new();
-    uplink6(&tb);
+    tb.uplink6();
     create_net(&tb, &["app", "--ipv6", "--subnet", "fd00:99::/64"]);
     let c1 = tb.add_with("c1", &["--network", "app", "-p", "5353:53/udp"]);
     let ext = tb.ext();
@@ -1204,7 +1163,7 @@ fn echo_server6(tb: &Testbed, ns: &str, port: u16) -> Bg {
 /// A dual-stack network (fd00:95::/64) with `web` publishing 8091 (TCP)
 /// and 5353/udp (to 53), and the uplink's IPv6 addresses.
 fn published_web(tb: &Testbed) -> String {
-    uplink6(tb);
+    tb.uplink6();
     create_net(tb, &["app", "--ipv6", "--subnet", "fd00:95::/64"]);
     tb.add_with(
         "web",
@@ -1597,7 +1556,7 @@ fn try_ask(ns: &str, target: &str) -> Option<String> {
 #[test]
 fn v6_host_addresses_and_families_of_published_ports() {
     let tb = Testbed::new();
-    uplink6(&tb);
+    tb.uplink6();
     // A second IPv6 address of the host, on which nothing is published.
     in_ns_ok(
         &tb.host(),
@@ -1795,7 +1754,7 @@ fn v6_host_addresses_and_families_of_published_ports() {
 #[test]
 fn a_container_reaches_itself_through_its_v6_published_port() {
     let tb = Testbed::new();
-    uplink6(&tb);
+    tb.uplink6();
     create_net(&tb, &["app", "--ipv6", "--subnet", "fd00:9c::/64"]);
     let web = tb.add_with("web", &["--network", "app", "-p", "8092:80"]);
     let root = tb.tmp().join("www-self6");
@@ -1838,7 +1797,7 @@ fn a_container_reaches_itself_through_its_v6_published_port() {
 #[test]
 fn routed_v6_networks_are_reached_directly_and_not_masqueraded() {
     let tb = Testbed::new();
-    uplink6(&tb);
+    tb.uplink6();
     create_net(
         &tb,
         &[
@@ -1896,7 +1855,7 @@ fn routed_v6_networks_are_reached_directly_and_not_masqueraded() {
 #[test]
 fn host_v6_sockets_reach_published_ports_through_ipv4_mapped_addresses() {
     let tb = Testbed::new();
-    uplink6(&tb);
+    tb.uplink6();
     create_net(&tb, &["app", "--subnet", "10.80.0.0/24"]);
     let web = tb.add_with("web", &["--network", "app", "-p", "8099:80"]);
     let _who = who_server6(&tb, &web, 80);

@@ -27,29 +27,25 @@ pub fn run(cmd: DockerCommand, ctx: &Ctx) -> Result<()> {
 
 fn ports(container: &str, ctx: &Ctx) -> Result<()> {
     let ids = endpoint_ids(container, ctx)?;
-    // A dual-stack endpoint's mappings on every host address are on
-    // IPv6 too: `docker port` shows them once per family.
-    let dual: Vec<&String> = ids
-        .iter()
-        .filter(|id| {
-            ctx.call(&Request::ContainerInspect {
-                container: ContainerRef::Id((*id).clone()),
-            })
-            .is_ok_and(|c| c["ip6"].is_string())
-        })
-        .collect();
     let maps = ctx.call(&Request::PortmapLs)?;
     let mut lines = Vec::new();
     for m in items(&maps) {
-        let Some(id) = ids
+        if !ids
             .iter()
-            .find(|id| m["container_id"].as_str() == Some(id.as_str()))
-        else {
+            .any(|id| m["container_id"].as_str() == Some(id.as_str()))
+        {
             continue;
-        };
-        lines.extend(port_lines(m, None));
-        if dual.contains(&id) && m["host_ip"].as_str().is_none_or(|ip| ip == "0.0.0.0") {
-            lines.extend(port_lines(m, Some("::")));
+        }
+        // `docker port` shows a mapping once per host address it binds:
+        // `host_ips`, 0.0.0.0 and :: for one on every address of a
+        // dual-stack endpoint, 0.0.0.0 alone when given as such.
+        for host_ip in m["host_ips"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+        {
+            lines.extend(port_lines(m, host_ip));
         }
     }
     lines.sort();
@@ -66,7 +62,7 @@ fn ports(container: &str, ctx: &Ctx) -> Result<()> {
 
 /// `80/tcp -> 0.0.0.0:8080` (`80/tcp -> [::]:8080` with `host_ip`
 /// `::`), one line per port of a range.
-fn port_lines(m: &Value, host_ip: Option<&str>) -> Vec<String> {
+fn port_lines(m: &Value, host_ip: &str) -> Vec<String> {
     let range = |key: &str| -> Option<(u16, u16)> {
         let s = m[key].as_str()?;
         let (a, b) = s.split_once('-').unwrap_or((s, s));
@@ -75,7 +71,6 @@ fn port_lines(m: &Value, host_ip: Option<&str>) -> Vec<String> {
     let (Some((h0, h1)), Some((c0, _))) = (range("host_port"), range("container_port")) else {
         return Vec::new();
     };
-    let host_ip = host_ip.or(m["host_ip"].as_str()).unwrap_or("0.0.0.0");
     // As `net.JoinHostPort` writes it (docker port's form).
     let host_ip = if host_ip.contains(':') {
         format!("[{host_ip}]")

@@ -178,17 +178,11 @@ fn publishes_listed(conf: &NetConf) -> Result<Vec<Publish>, CniError> {
                 })?,
             };
             // A mapping on every host address covers both families (on a
-            // dual-stack network), so `::` is that mapping; one IPv6
-            // host address is not something netd publishes on.
+            // dual-stack network), so `::` is that mapping; one IPv6 host
+            // address is that address only, as netd's `-p [ADDR]:P:C`.
             let host_ip = match host_ip {
                 IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
-                IpAddr::V6(ip) => {
-                    return Err(CniError::invalid_config(format!(
-                        "port mapping {}:{} with hostIP {ip}: netd publishes IPv6 ports on every host address only; leave hostIP empty (or ::) to publish on both families",
-                        m.host_port, m.container_port
-                    )));
-                }
-                v4 => v4,
+                ip => ip,
             };
             if m.container_port == 0 {
                 return Err(CniError::invalid_config(
@@ -841,9 +835,11 @@ mod tests {
                 {"hostPort":8088,"containerPort":80,"hostIP":"2001:2::1"}]}}"#,
         )
         .unwrap();
-        let e = publishes(&one6).unwrap_err();
-        assert_eq!(e.code, code::INVALID_CONFIG);
-        assert!(e.msg.contains("every host address"), "{}", e.msg);
+        // One IPv6 host address: that address only.
+        let p = publishes(&one6).unwrap();
+        assert_eq!(p.len(), 1);
+        assert_eq!(p[0].host_ip.to_string(), "2001:2::1");
+        assert!(!p[0].ipv4_only);
     }
 
     #[test]

@@ -193,24 +193,40 @@ pub struct Publishing {
 
 pub fn publishing(bindings: &[PortBinding]) -> Result<Publishing, String> {
     let mut out = Publishing::default();
-    // `::` is the IPv6 side of every host address: netd's mapping on every
-    // host address (0.0.0.0) covers both families, so `::` is that
-    // mapping, and Docker's `::` twin of a `0.0.0.0` binding goes with it.
-    let mut bindings = bindings.to_vec();
-    for b in &mut bindings {
-        if let Ok(IpAddr::V6(ip)) = b.host_ip.parse::<IpAddr>() {
-            if !ip.is_unspecified() {
-                return Err(format!(
-                    "netd publishes IPv6 ports on every host address only: publish -p {}:{} (both families) instead of on {ip}",
-                    b.host_port, b.port
-                ));
+    // Docker's (moby's bridge driver's) meaning of a binding's HostIP: none
+    // is every host address of both families; 0.0.0.0 given as such, IPv4
+    // only; `::`, IPv6 only; any other address, that one. A 0.0.0.0 and a
+    // `::` binding of the same ports together are both families, which is
+    // netd's mapping without a host address, so they become that one
+    // mapping (as does a `::` twin of a binding without a host address);
+    // two mappings, one per family, would each pick a port of a range on
+    // their own. After this, "" is both families, "0.0.0.0" IPv4 only.
+    let same_ports = |a: &PortBinding, b: &PortBinding| {
+        (a.proto, a.port, a.host_port, a.host_port_end)
+            == (b.proto, b.port, b.host_port, b.host_port_end)
+    };
+    let unspecified = |b: &PortBinding, v4: bool| {
+        b.host_ip
+            .parse::<IpAddr>()
+            .is_ok_and(|ip| ip.is_unspecified() && ip.is_ipv4() == v4)
+    };
+    let twin = |b: &PortBinding, host: &dyn Fn(&PortBinding) -> bool| {
+        bindings.iter().any(|o| same_ports(o, b) && host(o))
+    };
+    let none = |b: &PortBinding| b.host_ip.is_empty();
+    let any4 = |b: &PortBinding| unspecified(b, true);
+    let any6 = |b: &PortBinding| unspecified(b, false);
+    let mut bindings: Vec<PortBinding> = bindings
+        .iter()
+        .filter(|b| !(any6(b) && (twin(b, &none) || twin(b, &any4))))
+        .cloned()
+        .map(|mut b| {
+            if any4(&b) && twin(&b, &any6) {
+                b.host_ip.clear();
             }
-            b.host_ip.clear();
-        }
-        if b.host_ip == "0.0.0.0" {
-            b.host_ip.clear();
-        }
-    }
+            b
+        })
+        .collect();
     // Docker lists a range's ports in any order.
     bindings.sort_by_key(|b| {
         (
@@ -239,6 +255,7 @@ pub fn publishing(bindings: &[PortBinding]) -> Result<Publishing, String> {
                 format!("netd: host address {s:?} of a port binding is not an address")
             })?,
         };
+        let ipv4_only = !b.host_ip.is_empty() && host_ip == ANY_V4;
         if b.port == 0 {
             return Err("netd: a port binding without a container port".into());
         }
@@ -248,7 +265,7 @@ pub fn publishing(bindings: &[PortBinding]) -> Result<Publishing, String> {
             host_ports,
             container_ports: container,
             proto,
-            ipv4_only: false,
+            ipv4_only,
         };
         if b.host_port != 0 && b.host_port_end > b.host_port {
             out.pick_one.push(publish(PortRange {
@@ -263,6 +280,7 @@ pub fn publishing(bindings: &[PortBinding]) -> Result<Publishing, String> {
             && let Some(last) = out.fixed.last_mut()
             && last.proto == proto
             && last.host_ip == host_ip
+            && last.ipv4_only == ipv4_only
             && last.host_ports.start != 0
             && u32::from(last.host_ports.end) + 1 == u32::from(b.host_port)
             && u32::from(last.container_ports.end) + 1 == u32::from(b.port)
@@ -286,7 +304,7 @@ pub fn bindings_of(m: &crate::engine::model::PortMapping) -> Vec<PortBinding> {
                 proto: m.proto.number(),
                 ip: m.container_ip.to_string(),
                 port: m.container_ports.start + i,
-                host_ip: if m.host_ip == IpAddr::V4(Ipv4Addr::UNSPECIFIED) {
+                host_ip: if m.host_ip == IpAddr::V4(Ipv4Addr::UNSPECIFIED) && !m.ipv4_only {
                     String::new()
                 } else {
                     m.host_ip.to_string()
@@ -420,12 +438,23 @@ mod tests {
             }
         );
         assert!(publishing(&[b(132, "", 1, 1, 1)]).is_err());
-        // `::` alone is every host address too; one IPv6 address is not
-        // something netd publishes on.
-        let any6 = publishing(&[b(6, "::", 80, 8080, 8080)]).unwrap();
-        assert_eq!(any6.fixed.len(), 1);
-        assert!(any6.fixed[0].host_ip.is_unspecified() && any6.fixed[0].host_ip.is_ipv4());
-        let one6 = publishing(&[b(6, "2001:2::1", 80, 8080, 8080)]).unwrap_err();
-        assert!(one6.contains("every host address"), "{one6}");
+        // As Docker means them: `::` alone is IPv6 only, 0.0.0.0 alone IPv4
+        // only, both together every address of both families; one IPv6
+        // address is that address.
+        let one = |bs: &[PortBinding]| {
+            let p = publishing(bs).unwrap();
+            assert_eq!(p.fixed.len(), 1, "{p:?}");
+            let f = &p.fixed[0];
+            (f.host_ip.to_string(), f.ipv4_only)
+        };
+        let any6 = b(6, "::", 80, 8080, 8080);
+        let any4 = b(6, "0.0.0.0", 80, 8080, 8080);
+        assert_eq!(one(std::slice::from_ref(&any6)), ("::".into(), false));
+        assert_eq!(one(std::slice::from_ref(&any4)), ("0.0.0.0".into(), true));
+        assert_eq!(one(&[any4, any6]), ("0.0.0.0".into(), false));
+        assert_eq!(
+            one(&[b(6, "2001:2::1", 80, 8080, 8080)]),
+            ("2001:2::1".into(), false)
+        );
     }
 }
