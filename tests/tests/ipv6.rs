@@ -1112,6 +1112,23 @@ except socket.timeout:
     print('timeout')
 "#;
 
+/// `ping` to [2001:2::1]:5353 from [2001:2::2]:45100, sent again (bounded)
+/// while no answer comes (the echo forks a shell per datagram); prints the
+/// answer.
+const UDP_FROM_45100: &str = r#"
+import socket
+s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+s.bind(('2001:2::2', 45100))
+s.settimeout(2)
+for _ in range(3):
+    s.sendto(b'ping', ('2001:2::1', 5353))
+    try:
+        print(s.recv(100).decode())
+        break
+    except socket.timeout:
+        pass
+"#;
+
 /// A started [`CLIENT6`], ready (its first exchange done), and its trigger.
 struct Client6 {
     bg: Bg,
@@ -1200,10 +1217,8 @@ fn v6_flows_are_listed_expire_and_go_with_their_container() {
         "udp",
         53,
     );
-    let ask = "import socket; s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM); \
-               s.bind(('2001:2::2', 45100)); s.settimeout(3); \
-               s.sendto(b'ping', ('2001:2::1', 5353)); print(s.recv(100).decode())";
-    let got = in_ns_ok(&tb.ext(), &["python3", "-c", ask]);
+    // From a fixed port, to find the flow.
+    let got = in_ns_ok(&tb.ext(), &["python3", "-c", UDP_FROM_45100]);
     assert_eq!(got.trim(), "pong");
     // Listed, with IPv6 addresses, by container and by port too.
     let flow = flow6(&tb, 45100, 5353).expect("the v6 UDP flow is listed");
