@@ -196,7 +196,7 @@ fn new_from_container(
         }
         return drop(StatIndex::DropPolicy, ctx.len());
     }
-    let rc = match fib(ctx, &k.src_ip, &k.dst_ip, k, &mut s.fib) {
+    let rc = match fib_with_source(ctx, &k.src_ip, &k.dst_ip, k, &mut s.fib) {
         Ok(rc) => rc,
         // To the host itself (the gateway, the uplink's address): a
         // published port there is a hairpin; the rest is the stack's.
@@ -1015,6 +1015,34 @@ fn fib(
     t: &Ct6Key,
     params: &mut FibParams,
 ) -> Result<u32, u32> {
+    fib_lookup(ctx, src, dst, t, params, 0)
+}
+
+/// `fib`, and the source address the host would pick for `dst` in
+/// `params.ipv6_src`: what a new MASQUERADE-d flow leaves with. Only
+/// then: IPv6 source selection (`ipv6_dev_get_saddr`, unless the route
+/// names a preferred source) weighs every address of the device, and
+/// made each tracked packet cost about three times what IPv4's does.
+#[inline(always)]
+fn fib_with_source(
+    ctx: &TcContext,
+    src: &[u8; 16],
+    dst: &[u8; 16],
+    t: &Ct6Key,
+    params: &mut FibParams,
+) -> Result<u32, u32> {
+    fib_lookup(ctx, src, dst, t, params, BPF_FIB_LOOKUP_SRC)
+}
+
+#[inline(always)]
+fn fib_lookup(
+    ctx: &TcContext,
+    src: &[u8; 16],
+    dst: &[u8; 16],
+    t: &Ct6Key,
+    params: &mut FibParams,
+    flags: u32,
+) -> Result<u32, u32> {
     // Zeroed word by word (a memset call on map memory is refused).
     let words = (params as *mut FibParams).cast::<u64>();
     let mut i = 0;
@@ -1036,7 +1064,7 @@ fn fib(
             ctx.skb.skb.cast(),
             params,
             mem::size_of::<FibParams>() as i32,
-            BPF_FIB_LOOKUP_SRC,
+            flags,
         )
     } as u32;
     if rc != BPF_FIB_LKUP_RET_SUCCESS && rc != BPF_FIB_LKUP_RET_NO_NEIGH {

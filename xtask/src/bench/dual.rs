@@ -19,11 +19,14 @@ use super::{
     stats::median,
 };
 
-/// The datapaths with an IPv6 equivalent of their IPv4 rules.
-const KINDS: [Kind; 4] = [
+/// The datapaths with an IPv6 equivalent of their IPv4 rules, and the
+/// host itself (no forwarding, no NAT): the kernel's own IPv6/IPv4 ratio,
+/// which the clients and servers of every datapath pay too.
+const KINDS: [Kind; 5] = [
     Kind::Netd,
     Kind::Iptables,
     Kind::Nftables,
+    Kind::Host,
     Kind::NetdBaseline,
 ];
 
@@ -180,12 +183,14 @@ fn targets(s: &Samples, md: &mut String) {
         (Metric::FamilyTcpIn, "TCP inbound"),
         (Metric::FamilyTcpOut, "TCP outbound"),
     ] {
-        let v6_v4 = median(&s.ratios(netd(test(Family::V6)), netd(test(Family::V4))));
+        let v6_v4 = |k: Kind| median(&s.ratios((k, test(Family::V6)), (k, test(Family::V4))));
+        let (ours, kernel) = (v6_v4(Kind::Netd), v6_v4(Kind::Host));
         let _ = writeln!(
             md,
-            "| netd IPv6 {what} within 5 % of netd IPv4 | {} | {} |",
-            v6_v4.map_or("-".into(), |r| format!("{r:.3}×")),
-            verdict(v6_v4.map(|r| r >= SAME_AS_V4))
+            "| netd IPv6 {what} within 5 % of netd IPv4 | {}{} | {} |",
+            ours.map_or("-".into(), |r| format!("{r:.3}×")),
+            kernel.map_or(String::new(), |r| format!(" (the host itself: {r:.3}×)")),
+            verdict(ours.map(|r| r >= SAME_AS_V4))
         );
         // The target is against ip6tables; nftables is reported.
         for (v4_other, v6_other, is_target) in [

@@ -101,6 +101,8 @@ enum Part {
     Memory,
     /// netd's BPF program run times: connection rate, keep-alive, outbound.
     Profile,
+    /// The profile over IPv4 and IPv6 connections on a dual-stack testbed.
+    ProfileIpv6,
     /// IPv6 against IPv4 on a dual-stack testbed, netd against ip6tables
     /// and nftables NAT66: new connections/s, TCP in and out.
     Ipv6,
@@ -299,7 +301,15 @@ fn measure_all(plan: &Plan, bin: &Path) -> Result<Outcome> {
     }
     if plan.has(Part::Profile) {
         println!("==> profile: netd program run times during the connection-rate test");
-        out.profile = Some(profile::run(bin, plan)?);
+        out.profile = Some(profile::run(bin, plan, false)?);
+    }
+    if plan.has(Part::ProfileIpv6) {
+        println!("==> profile-ipv6: netd program run times, IPv4 and IPv6 connections");
+        let dual = profile::run(bin, plan, true)?;
+        match &mut out.profile {
+            Some(p) => p.runs.extend(dual.runs),
+            None => out.profile = Some(dual),
+        }
     }
     if plan.has(Part::Ipv6) {
         println!("==> ipv6: IPv4 and IPv6 on a dual-stack testbed");

@@ -11,14 +11,16 @@ use anyhow::{Context, Result};
 
 use super::{
     Plan, bpf,
-    datapath::{Bed, Kind},
+    datapath::{Bed, Family, Kind},
     interrupt,
     measure::{self, Http, Servers},
     results::{ProfTest, Profile, ProfileRun, ProgCost},
     suite,
 };
 
-pub fn run(netd_bin: &Path, plan: &Plan) -> Result<Profile> {
+/// `dual`: a dual-stack testbed and the per-family connection tests
+/// (`ProfTest::FAMILIES`) instead of `ProfTest::ALL`.
+pub fn run(netd_bin: &Path, plan: &Plan, dual: bool) -> Result<Profile> {
     let mut kinds = vec![Kind::Netd];
     if plan.baseline_bin.is_some() {
         kinds.push(Kind::NetdBaseline);
@@ -29,7 +31,14 @@ pub fn run(netd_bin: &Path, plan: &Plan) -> Result<Profile> {
             interrupt::check()?;
             let kind = kinds[(i + r as usize) % kinds.len()];
             println!("==> profile {}/{}: {kind}", r + 1, plan.repeats);
-            profile_bed(kind, plan.bin_for(kind, netd_bin)?, plan, r, &mut runs)?;
+            profile_bed(
+                kind,
+                plan.bin_for(kind, netd_bin)?,
+                plan,
+                r,
+                dual,
+                &mut runs,
+            )?;
         }
     }
     Ok(Profile { runs })
@@ -42,9 +51,14 @@ fn profile_bed(
     bin: &Path,
     plan: &Plan,
     repeat: u32,
+    dual: bool,
     out: &mut Vec<ProfileRun>,
 ) -> Result<()> {
-    let mut bed = Bed::up(kind, bin)?;
+    let mut bed = if dual {
+        Bed::up_dual(kind, bin)?
+    } else {
+        Bed::up(kind, bin)?
+    };
     let _servers = Servers::start(&bed)?;
     let bpffs = bed
         .daemon()
@@ -52,12 +66,19 @@ fn profile_bed(
         .bpffs()
         .to_path_buf();
     let _stats = bpf::enable_stats()?;
-    for test in ProfTest::ALL {
+    let tests: &[ProfTest] = if dual {
+        &ProfTest::FAMILIES
+    } else {
+        &ProfTest::ALL
+    };
+    for &test in tests {
         let before = bpf::link_progs(&bpffs)?;
         let http = match test {
             ProfTest::Conn => suite::conn_rate(&mut bed, plan)?,
             ProfTest::KeepAlive => suite::keep_alive(&bed, plan)?,
             ProfTest::Outbound => outbound(&bed, plan)?,
+            ProfTest::ConnV4 => suite::conn_rate_in(&mut bed, Family::V4, plan)?,
+            ProfTest::ConnV6 => suite::conn_rate_in(&mut bed, Family::V6, plan)?,
         };
         let after = bpf::link_progs(&bpffs)?;
         let run = ProfileRun {

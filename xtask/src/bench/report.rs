@@ -341,8 +341,10 @@ impl Report<'_> {
                 ", min–max in brackets"
             }
         );
-        for test in ProfTest::ALL {
-            profile_test(p, test, &kinds, md);
+        for test in ProfTest::ALL.into_iter().chain(ProfTest::FAMILIES) {
+            if p.runs.iter().any(|r| r.test == test) {
+                profile_test(p, test, &kinds, md);
+            }
         }
     }
 }

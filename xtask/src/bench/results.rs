@@ -258,16 +258,23 @@ pub enum ProfTest {
     /// One iperf3 stream from the container out (MASQUERADE): the
     /// per-packet work of a bulk transfer; its "request" is a MB moved.
     Outbound,
+    /// `--parts profile-ipv6` (a dual-stack testbed): new connections over
+    /// IPv4, then over IPv6, through the published port.
+    ConnV4,
+    ConnV6,
 }
 
 impl ProfTest {
     pub const ALL: [ProfTest; 3] = [ProfTest::Conn, ProfTest::KeepAlive, ProfTest::Outbound];
+    pub const FAMILIES: [ProfTest; 2] = [ProfTest::ConnV4, ProfTest::ConnV6];
 
     pub fn name(self) -> &'static str {
         match self {
             ProfTest::Conn => "conn-rate",
             ProfTest::KeepAlive => "keep-alive",
             ProfTest::Outbound => "outbound",
+            ProfTest::ConnV4 => "conn-rate IPv4 (dual-stack)",
+            ProfTest::ConnV6 => "conn-rate IPv6 (dual-stack)",
         }
     }
 

@@ -6,7 +6,7 @@ use anyhow::{Context, Result};
 
 use super::{
     Plan,
-    datapath::{Bed, Kind, Target},
+    datapath::{Bed, Family, Kind, Target},
     interrupt,
     measure::{self, Http, HttpMode, Servers, Tcp},
     results::{Metric, PORT_STEPS, Samples},
@@ -108,18 +108,33 @@ fn conn_tests(bed: &mut Bed, plan: &Plan, rec: &mut impl FnMut(Metric, f64)) -> 
 /// (`Bed::fresh_source`): at most 2 s, about the 64,000 ports of one
 /// address at 30,000 conn/s, so no 4-tuple is used twice.
 fn conn_run(bed: &mut Bed, secs: u32) -> Result<Http> {
+    conn_run_in(bed, Family::V4, secs)
+}
+
+/// `conn_run` over `family` (a dual-stack bed for IPv6).
+fn conn_run_in(bed: &mut Bed, family: Family, secs: u32) -> Result<Http> {
     bed.fresh_source()?;
-    http_for(bed, HttpMode::Close, secs.min(SEGMENT_SECS))
+    http_to(
+        bed,
+        &bed.http_in(family),
+        HttpMode::Close,
+        secs.min(SEGMENT_SECS),
+    )
 }
 
 const SEGMENT_SECS: u32 = 2;
 
 /// New connections/s over `plan.http_secs`, in runs of at most 2 s.
 pub fn conn_rate(bed: &mut Bed, plan: &Plan) -> Result<Http> {
+    conn_rate_in(bed, Family::V4, plan)
+}
+
+/// `conn_rate` over `family`.
+pub fn conn_rate_in(bed: &mut Bed, family: Family, plan: &Plan) -> Result<Http> {
     let segments = plan.http_secs.div_ceil(SEGMENT_SECS).max(1);
     let mut parts = Vec::new();
     for _ in 0..segments {
-        parts.push(conn_run(bed, plan.http_secs)?);
+        parts.push(conn_run_in(bed, family, plan.http_secs)?);
     }
     Ok(Http::combine(&parts))
 }
@@ -147,8 +162,12 @@ fn http(bed: &Bed, mode: HttpMode, plan: &Plan) -> Result<Http> {
 }
 
 fn http_for(bed: &Bed, mode: HttpMode, secs: u32) -> Result<Http> {
+    http_to(bed, &bed.http(), mode, secs)
+}
+
+fn http_to(bed: &Bed, to: &Target, mode: HttpMode, secs: u32) -> Result<Http> {
     interrupt::check()?;
-    let result = measure::wrk(&bed.topo().ext(), &bed.http(), mode, secs)
+    let result = measure::wrk(&bed.topo().ext(), to, mode, secs)
         .with_context(|| format!("wrk {mode:?} on {}", bed.kind))?;
     let errors_pct = result.errors as f64 * 100.0 / result.requests.max(1.0);
     if errors_pct > 1.0 {
