@@ -76,7 +76,8 @@ fn profile_bed(
         let http = match test {
             ProfTest::Conn => suite::conn_rate(&mut bed, plan)?,
             ProfTest::KeepAlive => suite::keep_alive(&bed, plan)?,
-            ProfTest::Outbound => outbound(&bed, plan)?,
+            ProfTest::Outbound | ProfTest::OutboundV4 => outbound(&bed, Family::V4, plan)?,
+            ProfTest::OutboundV6 => outbound(&bed, Family::V6, plan)?,
             ProfTest::ConnV4 => suite::conn_rate_in(&mut bed, Family::V4, plan)?,
             ProfTest::ConnV6 => suite::conn_rate_in(&mut bed, Family::V6, plan)?,
         };
@@ -106,12 +107,9 @@ fn profile_bed(
 
 /// One outbound iperf3 run as a "request" per MB moved: rate in Gbit/s,
 /// CPU in µs per MB.
-fn outbound(bed: &Bed, plan: &Plan) -> Result<Http> {
-    let tcp = measure::iperf(
-        &bed.outbound_client_ns(),
-        &Bed::ext_server(),
-        plan.iperf_secs,
-    )?;
+fn outbound(bed: &Bed, family: Family, plan: &Plan) -> Result<Http> {
+    let to = Bed::ext_server_in(family);
+    let tcp = measure::iperf(&bed.outbound_client_ns(), &to, plan.iperf_secs)?;
     Ok(Http {
         rate: tcp.gbps,
         requests: tcp.gbps * f64::from(plan.iperf_secs) * 1000.0 / 8.0,

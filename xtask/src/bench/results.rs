@@ -262,11 +262,19 @@ pub enum ProfTest {
     /// IPv4, then over IPv6, through the published port.
     ConnV4,
     ConnV6,
+    /// ... and an outbound bulk transfer over each family.
+    OutboundV4,
+    OutboundV6,
 }
 
 impl ProfTest {
     pub const ALL: [ProfTest; 3] = [ProfTest::Conn, ProfTest::KeepAlive, ProfTest::Outbound];
-    pub const FAMILIES: [ProfTest; 2] = [ProfTest::ConnV4, ProfTest::ConnV6];
+    pub const FAMILIES: [ProfTest; 4] = [
+        ProfTest::ConnV4,
+        ProfTest::ConnV6,
+        ProfTest::OutboundV4,
+        ProfTest::OutboundV6,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -275,13 +283,15 @@ impl ProfTest {
             ProfTest::Outbound => "outbound",
             ProfTest::ConnV4 => "conn-rate IPv4 (dual-stack)",
             ProfTest::ConnV6 => "conn-rate IPv6 (dual-stack)",
+            ProfTest::OutboundV4 => "outbound IPv4 (dual-stack)",
+            ProfTest::OutboundV6 => "outbound IPv6 (dual-stack)",
         }
     }
 
     /// The unit of `ProfileRun::rate` and what one "request" is.
     pub fn units(self) -> (&'static str, &'static str) {
         match self {
-            ProfTest::Outbound => ("Gbit/s", "MB"),
+            ProfTest::Outbound | ProfTest::OutboundV4 | ProfTest::OutboundV6 => ("Gbit/s", "MB"),
             _ => ("req/s", "request"),
         }
     }
