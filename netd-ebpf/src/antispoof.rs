@@ -19,7 +19,7 @@ use crate::{
     ctx::PacketCtx,
     ipv6,
     maps::{NETD_VETHS, NETD_VETHS6},
-    packet::{ETH_HLEN, read},
+    packet::{ETH_HLEN, fetch, read},
 };
 
 const ETH_P_IP: u16 = 0x0800;
@@ -133,7 +133,7 @@ fn is_unspecified(a: &[u8; 16]) -> bool {
 /// endpoint's MAC as `mac_word` packs it.
 #[inline(never)]
 fn ipv6_verdict<C: PacketCtx>(ctx: &C, mac: u64) -> u32 {
-    let Ok(src) = ctx.load::<[u8; 16]>(IP6_SRC_OFF) else {
+    let Ok(src) = fetch::<[u8; 16]>(ctx, IP6_SRC_OFF) else {
         return V6_UNPARSED;
     };
     let own = own_ipv6(ctx.ifindex());
@@ -156,7 +156,7 @@ fn ipv6_verdict<C: PacketCtx>(ctx: &C, mac: u64) -> u32 {
         // The unspecified source is for DAD and MLD only.
         return if unspecified { V6_SPOOFED } else { V6_OWN };
     }
-    let Ok(icmp_type) = ctx.load::<u8>(off) else {
+    let Ok(icmp_type) = fetch::<u8>(ctx, off) else {
         return V6_UNPARSED;
     };
     let opt_off = match icmp_type {
@@ -165,7 +165,7 @@ fn ipv6_verdict<C: PacketCtx>(ctx: &C, mac: u64) -> u32 {
         ND_NEIGHBOUR_SOLICIT => off + 24,
         ND_NEIGHBOUR_ADVERT => {
             // It may only announce the endpoint's own addresses.
-            let Ok(target) = ctx.load::<[u8; 16]>(off + 8) else {
+            let Ok(target) = fetch::<[u8; 16]>(ctx, off + 8) else {
                 return V6_UNPARSED;
             };
             if !is_link_local(&target) && !src_eq(&target, &own) {
@@ -178,7 +178,7 @@ fn ipv6_verdict<C: PacketCtx>(ctx: &C, mac: u64) -> u32 {
     // The first option, if it is a link-local address one, must carry
     // the endpoint's MAC (a message without options has nothing to lie
     // about: the Ethernet source was checked).
-    let Ok(opt) = ctx.load::<[u8; 8]>(opt_off) else {
+    let Ok(opt) = fetch::<[u8; 8]>(ctx, opt_off) else {
         return V6_OWN;
     };
     if (opt[0] == ND_OPT_SOURCE_LL || opt[0] == ND_OPT_TARGET_LL) && opt[1] == 1 {

@@ -5,7 +5,10 @@
 //! more, or one cut short, is "cannot tell" (None), which each caller
 //! drops or passes and counts.
 
-use crate::{ctx::PacketCtx, packet::ETH_HLEN};
+use crate::{
+    ctx::PacketCtx,
+    packet::{ETH_HLEN, fetch},
+};
 
 /// The next-header field of the fixed header.
 pub const NEXT_OFF: usize = ETH_HLEN + 6;
@@ -42,7 +45,7 @@ fn is_options(next: u8) -> bool {
 /// first 8). None: truncated, or more than `MAX_EXT_HEADERS` of them.
 #[inline(always)]
 pub fn next_header<C: PacketCtx>(ctx: &C) -> Option<Next> {
-    let mut proto = ctx.load::<u8>(NEXT_OFF).ok()?;
+    let mut proto = fetch::<u8>(ctx, NEXT_OFF).ok()?;
     let mut off = PAYLOAD_OFF;
     let mut source_routed = false;
     let mut walked = 0;
@@ -50,7 +53,7 @@ pub fn next_header<C: PacketCtx>(ctx: &C) -> Option<Next> {
         if !is_options(proto) {
             break;
         }
-        let head = ctx.load::<[u8; 4]>(off).ok()?;
+        let head = fetch::<[u8; 4]>(ctx, off).ok()?;
         if proto == NEXTHDR_ROUTING && head[3] != 0 {
             source_routed = true;
         }

@@ -43,7 +43,7 @@ use crate::{
         NETD_BRIDGES, NETD_ENDPOINTS6, NETD_SCRATCH6, NETD_SERVICES6, Scratch6, Scratch6Slot,
         config,
     },
-    packet::{ETH_HLEN, read, set_macs},
+    packet::{ETH_HLEN, fetch, put, read, set_macs},
     published::{self, Asker},
     stats::{count, drop},
 };
@@ -113,6 +113,10 @@ fn parse(ctx: &TcContext, p: *mut Scratch6Slot) -> bool {
 /// 16-byte copy on the stack.
 #[inline(always)]
 fn load_addr(ctx: &TcContext, off: usize, dst: &mut [u8; 16]) -> Option<()> {
+    if let Some(addr) = read::<[u8; 16]>(ctx, off) {
+        *dst = addr;
+        return Some(());
+    }
     // SAFETY: the skb the kernel handed us; `dst` holds 16 bytes.
     let rc = unsafe {
         aya_ebpf::helpers::generated::bpf_skb_load_bytes(
@@ -415,7 +419,7 @@ fn dnat_flow(
     src: &[u8; 16],
     s: &mut Scratch6,
 ) -> i32 {
-    let Ok(hops) = ctx.load::<u8>(HOP_OFF) else {
+    let Ok(hops) = fetch::<u8>(ctx, HOP_OFF) else {
         return TC_ACT_UNSPEC;
     };
     if hops <= 1 {
@@ -448,7 +452,7 @@ fn dnat_flow(
     if let Err(why) = conntrack::insert_original_of::<V6>(k, &s.value, &s.key) {
         return refused(ctx, why);
     }
-    if rewrite(ctx, k, &s.value, seg).is_err() || ctx.store(HOP_OFF, &(hops - 1), 0).is_err() {
+    if rewrite(ctx, k, &s.value, seg).is_err() || put(ctx, HOP_OFF, &(hops - 1)).is_err() {
         return drop(StatIndex::DropMalformed, ctx.len());
     }
     count(StatIndex::Dnat, ctx.len());
@@ -478,24 +482,24 @@ fn dnat_flow(
 /// None: not such an error, or about no flow of ours.
 #[inline(always)]
 fn icmp_error(ctx: &mut TcContext, from_container: bool) -> Option<i32> {
-    if ctx.load::<u8>(NEXT_OFF).ok()? != IPPROTO_ICMPV6 {
+    if fetch::<u8>(ctx, NEXT_OFF).ok()? != IPPROTO_ICMPV6 {
         return None;
     }
-    let ty = ctx.load::<u8>(L4).ok()?;
+    let ty = fetch::<u8>(ctx, L4).ok()?;
     if ty == 0 || ty > ICMP6_PARAM_PROBLEM {
         return None;
     }
-    let proto = ctx.load::<u8>(INNER + 6).ok()?;
+    let proto = fetch::<u8>(ctx, INNER + 6).ok()?;
     // I's ports (an echo request: its identifier as source port) and
     // where they are.
     let (sport_off, sport, dport) = match proto {
         IPPROTO_TCP | IPPROTO_UDP => (
             INNER_L4,
-            ctx.load::<u16>(INNER_L4).ok()?,
-            ctx.load::<u16>(INNER_L4 + 2).ok()?,
+            fetch::<u16>(ctx, INNER_L4).ok()?,
+            fetch::<u16>(ctx, INNER_L4 + 2).ok()?,
         ),
-        IPPROTO_ICMPV6 if ctx.load::<u8>(INNER_L4).ok()? == ECHO_REQUEST => {
-            (INNER_L4 + 4, ctx.load::<u16>(INNER_L4 + 4).ok()?, 0)
+        IPPROTO_ICMPV6 if fetch::<u8>(ctx, INNER_L4).ok()? == ECHO_REQUEST => {
+            (INNER_L4 + 4, fetch::<u16>(ctx, INNER_L4 + 4).ok()?, 0)
         }
         _ => return None,
     };
@@ -565,7 +569,7 @@ fn icmp_error(ctx: &mut TcContext, from_container: bool) -> Option<i32> {
 /// container address but on a routed network.
 #[inline(always)]
 fn exposure(ctx: &mut TcContext) -> i32 {
-    let Ok(dst) = ctx.load::<[u8; 16]>(DST_OFF) else {
+    let Ok(dst) = fetch::<[u8; 16]>(ctx, DST_OFF) else {
         return TC_ACT_UNSPEC;
     };
     match NETD_ENDPOINTS6.get_ptr(&dst) {
@@ -593,11 +597,11 @@ fn routed_in(ctx: &mut TcContext, ep: &Endpoint6Value) -> i32 {
 /// would expire (or cannot be read).
 #[inline(always)]
 fn hop(ctx: &mut TcContext) -> Result<(), ()> {
-    let hops = ctx.load::<u8>(HOP_OFF).map_err(|_| ())?;
+    let hops = fetch::<u8>(ctx, HOP_OFF).map_err(|_| ())?;
     if hops <= 1 {
         return Err(());
     }
-    ctx.store(HOP_OFF, &(hops - 1), 0).map_err(|_| ())
+    put(ctx, HOP_OFF, &(hops - 1)).map_err(|_| ())
 }
 
 /// A routed network's packet out, untranslated, where the FIB said.
@@ -612,7 +616,7 @@ fn forward(ctx: &mut TcContext, rc: u32, params: &FibParams) -> i32 {
 /// The packet of tuple `k`, rewritten to `v`'s tuple, out through the FIB.
 #[inline(always)]
 fn out(ctx: &mut TcContext, k: &Ct6Key, v: &Ct6Value, seg: &Seg, params: &mut FibParams) -> i32 {
-    let Ok(hops) = ctx.load::<u8>(HOP_OFF) else {
+    let Ok(hops) = fetch::<u8>(ctx, HOP_OFF) else {
         return TC_ACT_UNSPEC;
     };
     if hops <= 1 {
@@ -626,7 +630,7 @@ fn out(ctx: &mut TcContext, k: &Ct6Key, v: &Ct6Value, seg: &Seg, params: &mut Fi
     let Ok(rc) = fib(ctx, &v.nat_src_ip, &v.nat_dst_ip, &t, params) else {
         return TC_ACT_UNSPEC;
     };
-    if rewrite(ctx, k, v, seg).is_err() || ctx.store(HOP_OFF, &(hops - 1), 0).is_err() {
+    if rewrite(ctx, k, v, seg).is_err() || put(ctx, HOP_OFF, &(hops - 1)).is_err() {
         return drop(StatIndex::DropMalformed, ctx.len());
     }
     send(ctx, rc, params)
@@ -662,7 +666,10 @@ fn to_endpoint(ctx: &mut TcContext, ep: &Endpoint6Value) -> i32 {
 /// (source-routed packets included).
 #[inline(always)]
 fn tuple(ctx: &TcContext, k: &mut Ct6Key) -> Option<usize> {
-    let mut proto = ctx.load::<u8>(NEXT_OFF).ok()?;
+    if let Some(l4) = tuple_linear(ctx, k) {
+        return Some(l4);
+    }
+    let mut proto = fetch::<u8>(ctx, NEXT_OFF).ok()?;
     let mut l4 = L4;
     if proto != IPPROTO_TCP && proto != IPPROTO_UDP && proto != IPPROTO_ICMPV6 {
         let next = ipv6::next_header(ctx)?;
@@ -684,18 +691,50 @@ fn tuple(ctx: &TcContext, k: &mut Ct6Key) -> Option<usize> {
     Some(l4)
 }
 
+/// `tuple` of the common packet, by direct packet access (no helper
+/// call per field): TCP or UDP right after the fixed header, the headers
+/// in the linear part. None: anything else, for the general path.
+#[inline(always)]
+fn tuple_linear(ctx: &TcContext, k: &mut Ct6Key) -> Option<usize> {
+    let hdr = read::<Ip6Head>(ctx, ETH_HLEN)?;
+    if hdr.next != IPPROTO_TCP && hdr.next != IPPROTO_UDP {
+        return None;
+    }
+    let ports = read::<[u16; 2]>(ctx, L4)?;
+    k.proto = hdr.next;
+    k.src_port = ports[0];
+    k.dst_port = ports[1];
+    k.src_ip = hdr.src;
+    k.dst_ip = hdr.dst;
+    // SAFETY: a field of the caller's key (volatile: no memset call).
+    unsafe { ptr::write_volatile(&mut k.pad, [0; 3]) };
+    Some(L4)
+}
+
+/// The fixed IPv6 header (RFC 8200) as it sits in the packet.
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct Ip6Head {
+    vtc_flow: u32,
+    payload_len: u16,
+    next: u8,
+    hop_limit: u8,
+    src: [u8; 16],
+    dst: [u8; 16],
+}
+
 /// The ports of `k` from a TCP or UDP header at `l4`, or an ICMPv6
 /// echo's identifier in the tuple's position.
 #[inline(always)]
 fn ports(ctx: &TcContext, l4: usize, k: &mut Ct6Key) -> Option<()> {
     match k.proto {
         IPPROTO_TCP | IPPROTO_UDP => {
-            k.src_port = ctx.load::<u16>(l4).ok()?;
-            k.dst_port = ctx.load::<u16>(l4 + 2).ok()?;
+            k.src_port = fetch::<u16>(ctx, l4).ok()?;
+            k.dst_port = fetch::<u16>(ctx, l4 + 2).ok()?;
         }
         IPPROTO_ICMPV6 => {
-            let id = ctx.load::<u16>(l4 + 4).ok()?;
-            (k.src_port, k.dst_port) = match ctx.load::<u8>(l4).ok()? {
+            let id = fetch::<u16>(ctx, l4 + 4).ok()?;
+            (k.src_port, k.dst_port) = match fetch::<u8>(ctx, l4).ok()? {
                 ECHO_REQUEST => (id, 0),
                 ECHO_REPLY => (0, id),
                 _ => return None,
@@ -714,7 +753,7 @@ fn ports(ctx: &TcContext, l4: usize, k: &mut Ct6Key) -> Option<()> {
 /// later fragment whose first was not seen.
 #[inline(always)]
 fn fragment(ctx: &TcContext, off: usize, k: &mut Ct6Key) -> Option<usize> {
-    let head = ctx.load::<[u8; 8]>(off).ok()?;
+    let head = fetch::<[u8; 8]>(ctx, off).ok()?;
     k.proto = head[0];
     load_addr(ctx, SRC_OFF, &mut k.src_ip)?;
     load_addr(ctx, DST_OFF, &mut k.dst_ip)?;
@@ -765,7 +804,7 @@ fn may_start(ctx: &TcContext, k: &Ct6Key, seg: &Seg) -> bool {
         return false;
     }
     match k.proto {
-        IPPROTO_TCP => match ctx.load::<u8>(l4 + 13) {
+        IPPROTO_TCP => match fetch::<u8>(ctx, l4 + 13) {
             Ok(f) => f & TCP_SYN != 0 && f & TCP_ACK == 0,
             Err(_) => false,
         },
@@ -786,12 +825,23 @@ fn segment(ctx: &TcContext, k: &Ct6Key, seg: &mut Seg, l4: usize) {
     seg.tcp_flags = 0;
     seg.tcp_seq = 0;
     seg.tcp_payload = 0;
+    if k.proto == IPPROTO_TCP && l4 == L4 {
+        if let (Some(payload), Some(tcp)) =
+            (read::<u16>(ctx, ETH_HLEN + 4), read::<[u8; 14]>(ctx, L4))
+        {
+            let doff = u32::from(tcp[12] >> 4) * 4;
+            seg.tcp_flags = tcp[13];
+            seg.tcp_seq = u32::from_be_bytes([tcp[4], tcp[5], tcp[6], tcp[7]]);
+            seg.tcp_payload = u32::from(u16::from_be(payload)).saturating_sub(doff);
+            return;
+        }
+    }
     if k.proto == IPPROTO_TCP && l4 != 0 {
-        let payload = ctx.load::<u16>(ETH_HLEN + 4).map_or(0, u16::from_be);
-        let doff = ctx.load::<u8>(l4 + 12).map_or(0, |b| u32::from(b >> 4) * 4);
+        let payload = fetch::<u16>(ctx, ETH_HLEN + 4).map_or(0, u16::from_be);
+        let doff = fetch::<u8>(ctx, l4 + 12).map_or(0, |b| u32::from(b >> 4) * 4);
         let ext = (l4 - L4) as u32;
-        seg.tcp_flags = ctx.load::<u8>(l4 + 13).unwrap_or(0);
-        seg.tcp_seq = ctx.load::<u32>(l4 + 4).map_or(0, u32::from_be);
+        seg.tcp_flags = fetch::<u8>(ctx, l4 + 13).unwrap_or(0);
+        seg.tcp_seq = fetch::<u32>(ctx, l4 + 4).map_or(0, u32::from_be);
         seg.tcp_payload = u32::from(payload).saturating_sub(doff + ext);
     }
 }
@@ -910,10 +960,10 @@ fn rewrite(ctx: &mut TcContext, k: &Ct6Key, v: &Ct6Value, seg: &Seg) -> Result<(
         // A later fragment: the transport header and its checksum are in
         // the first fragment.
         if !same(&k.src_ip, &v.nat_src_ip) {
-            ctx.store(SRC_OFF, &v.nat_src_ip, 0).map_err(|_| ())?;
+            put(ctx, SRC_OFF, &v.nat_src_ip).map_err(|_| ())?;
         }
         if !same(&k.dst_ip, &v.nat_dst_ip) {
-            ctx.store(DST_OFF, &v.nat_dst_ip, 0).map_err(|_| ())?;
+            put(ctx, DST_OFF, &v.nat_dst_ip).map_err(|_| ())?;
         }
         return Ok(());
     }
@@ -947,7 +997,7 @@ fn set_port(ctx: &mut TcContext, off: usize, old: u16, new: u16, csum: usize) ->
     if old == new {
         return Ok(());
     }
-    ctx.store(off, &new, 0).map_err(|_| ())?;
+    put(ctx, off, &new).map_err(|_| ())?;
     ctx.l4_csum_replace(csum, u64::from(old), u64::from(new), 2)
         .map_err(|_| ())
 }
@@ -998,7 +1048,7 @@ fn replace_addr(
     if diff < 0 {
         return Err(());
     }
-    ctx.store(off, new, 0).map_err(|_| ())?;
+    put(ctx, off, new)?;
     ctx.l4_csum_replace(csum, 0, diff as u64, flags)
         .map_err(|_| ())
 }
