@@ -128,8 +128,8 @@ fn is_unspecified(a: &[u8; 16]) -> bool {
 }
 
 /// The IPv6 check, out of line: it holds 16-byte addresses and walks
-/// extension headers at variable offsets (skb loads, no packet pointers),
-/// which would otherwise weigh on every path of the program. `mac`: the
+/// extension headers at variable offsets, which would otherwise weigh on
+/// every path of the program. `mac`: the
 /// endpoint's MAC as `mac_word` packs it.
 #[inline(never)]
 fn ipv6_verdict<C: PacketCtx>(ctx: &C, mac: u64) -> u32 {
