@@ -186,10 +186,13 @@ fn convert(name: &str, pin: &Path, old: &Layout, new: &Layout) -> Result<Option<
                 .filter_map(Result::ok)
                 .map(|(key, value)| (key, value.into()))
                 .collect();
+            // More entries than the new table holds would be evicted as
+            // they are written. (An LRU evicts a little before it is full,
+            // so one nearly full may still lose a few: as under traffic.)
             if entries.len() > new.max_entries as usize {
                 let flows = entries.len().div_ceil(2);
                 bail!(
-                    "the pinned map {} holds {} entries, more than the {} of its new layout: restart with --ct6-max {flows} or more, or run `netd down` first (its live flows are lost)",
+                    "the pinned map {} holds {} entries, more than the {} of its new layout: restart with a larger --ct6-max (at least {flows}), or run `netd down` first (its live flows are lost)",
                     pin.display(),
                     entries.len(),
                     new.max_entries,
