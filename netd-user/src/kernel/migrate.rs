@@ -10,10 +10,10 @@
 //! `upgrading/<name>` (bpffs reserves names with a dot); the load creates
 //! and pins the new map; [`Plan::finish`] writes the converted entries into
 //! it and only then removes the old pin. A start that stops midway leaves
-//! `upgrading/<name>` behind, and the next start
-//! converts from it again (whether or not the new map was pinned yet):
-//! the entries are on a pin until they are in the new map. A map with no
-//! converter for its old layout is refused, with what to do.
+//! `upgrading/<name>` behind, and the next start converts from it again
+//! (whether or not the new map was pinned yet): the entries are on a pin
+//! until they are in the new map. A failed start puts the old pin back. A
+//! map with no converter for its old layout is refused, with what to do.
 //!
 //! While the old pins are aside, the programs of the earlier version keep
 //! running on the old maps (they hold references to them), so traffic
