@@ -1523,29 +1523,238 @@ fn a_container_cannot_report_errors_about_another_containers_flows() {
     assert!(out.contains("quiet"), "a forged error got through: {out}");
 }
 
-#[test]
-fn a_v6_table_pinned_with_another_layout_is_refused() {
-    let mut tb = Testbed::new();
-    tb.stop();
-    // NETD_CT6 as an earlier netd pinned it: 56-byte entries.
-    let pin = tb.bpffs().join("NETD_CT6");
-    std::fs::remove_file(&pin).expect("unpin NETD_CT6");
-    let pin_s = pin.to_string_lossy().into_owned();
-    let out = std::process::Command::new("bpftool")
-        .args([
-            "map", "create", &pin_s, "type", "lru_hash", "key", "40", "value", "56", "entries",
-            "65536", "name", "NETD_CT6",
-        ])
+/// `bpftool ARGS`, which must succeed.
+fn bpftool(args: &[&str]) -> String {
+    let out = std::process::Command::new("timeout")
+        .arg("20")
+        .arg("bpftool")
+        .args(args)
         .output()
         .expect("run bpftool");
-    assert!(out.status.success(), "{out:?}");
+    assert!(out.status.success(), "bpftool {args:?}: {out:?}");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// An address's 16 bytes.
+fn octets6(ip: &str) -> Vec<u8> {
+    let ip: std::net::Ipv6Addr = ip.parse().expect("an IPv6 address");
+    ip.octets().to_vec()
+}
+
+/// CLOCK_MONOTONIC in ns, the clock of the conntrack entries' last_seen_ns.
+fn monotonic_ns() -> u64 {
+    let out = std::process::Command::new("python3")
+        .args(["-c", "import time; print(time.monotonic_ns())"])
+        .output()
+        .expect("run python3");
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("monotonic_ns: {text:?}"))
+}
+
+/// One entry of `NETD_CT6` as netd dd4b0f4 (the previous release) wrote
+/// it: a 40-byte `Ct6Key` and a 64-byte value (no TCP state), as
+/// `bpftool map update` arguments. `(src, sport, dst, dport)` is the key,
+/// `nat` the tuple it is rewritten to.
+fn previous_ct6_entry(
+    key: (&str, u16, &str, u16),
+    nat: (&str, u16, &str, u16),
+    direction: u8,
+    packets: u64,
+    now: u64,
+) -> Vec<String> {
+    let tuple = |(src, sport, dst, dport): (&str, u16, &str, u16)| {
+        let mut b = octets6(src);
+        b.extend(octets6(dst));
+        b.extend(sport.to_be_bytes());
+        b.extend(dport.to_be_bytes());
+        b
+    };
+    let mut k = tuple(key);
+    k.extend([6, 0, 0, 0]); // TCP, pad
+    let mut v = tuple(nat);
+    v.extend([2, direction, 0, 0]); // ct_kind::SNAT, direction, pad
+    v.extend(now.to_le_bytes());
+    v.extend(packets.to_le_bytes());
+    v.extend((packets * 100).to_le_bytes());
+    let hex = |bytes: Vec<u8>| bytes.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>();
+    let mut args = vec!["key".to_owned(), "hex".to_owned()];
+    args.extend(hex(k));
+    args.extend(["value".to_owned(), "hex".to_owned()]);
+    args.extend(hex(v));
+    args
+}
+
+/// Pins at `pin` a `NETD_CT6` as the previous release made it (at the
+/// default `--ct6-max`), holding one answered MASQUERADE flow from
+/// [fd00:77::2]:SPORT: its ORIGINAL entry (7 packets) and its REPLY entry
+/// (5).
+fn pin_previous_ct6(pin: &std::path::Path, sport: u16) {
+    let pin = pin.to_string_lossy().into_owned();
+    bpftool(&[
+        "map", "create", &pin, "type", "lru_hash", "key", "40", "value", "64", "entries", "65536",
+        "name", "NETD_CT6",
+    ]);
+    let original = ("fd00:77::2", sport, "2001:2::2", 8080);
+    let translated = ("2001:2::1", sport, "2001:2::2", 8080);
+    let reply = ("2001:2::2", 8080, "2001:2::1", sport);
+    let to_container = ("2001:2::2", 8080, "fd00:77::2", sport);
+    let now = monotonic_ns();
+    for (key, nat, direction, packets) in
+        [(original, translated, 0, 7), (reply, to_container, 1, 5)]
+    {
+        let mut args = vec![
+            "map".to_owned(),
+            "update".to_owned(),
+            "pinned".to_owned(),
+            pin.clone(),
+        ];
+        args.extend(previous_ct6_entry(key, nat, direction, packets, now));
+        bpftool(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    }
+}
+
+/// The flow `pin_previous_ct6` pinned, as `netd conntrack ls` shows it
+/// once converted: every field kept, no TCP flag seen yet (so, answered,
+/// ESTABLISHED), and in the new layout (BTF field names of `Ct6Value`).
+fn assert_previous_flow_kept(tb: &Testbed, sport: u16) {
+    let flows = tb.conntrack();
+    let src = format!("[fd00:77::2]:{sport}");
+    let flow = flows
+        .iter()
+        .find(|f| f["original"]["src"] == src.as_str())
+        .unwrap_or_else(|| panic!("the earlier version's flow {src} is gone: {flows:?}"));
+    assert_eq!(flow["original"]["dst"], "[2001:2::2]:8080", "{flow}");
+    let translated = format!("[2001:2::1]:{sport}");
+    assert_eq!(flow["translated"]["src"], translated.as_str(), "{flow}");
+    assert_eq!(flow["kind"], "snat", "{flow}");
+    assert_eq!(flow["state"], "ESTABLISHED", "{flow}");
+    assert_eq!(
+        (&flow["packets"], &flow["bytes"], &flow["reply_packets"]),
+        (&Value::from(7), &Value::from(700), &Value::from(5)),
+        "{flow}"
+    );
+    let ct6 = tb.bpffs().join("NETD_CT6");
+    let shown = bpftool(&["map", "show", "pinned", &ct6.to_string_lossy()]);
+    assert!(shown.contains("value 72B"), "{shown}");
+    let dump = bpftool_dump(&ct6);
+    assert!(dump.contains("\"tcp_seq_end\": 0"), "{dump}");
+}
+
+#[test]
+fn an_upgrade_over_the_previous_releases_v6_table_keeps_its_flows() {
+    let mut tb = Testbed::new();
+    tb.stop();
+    let pin = tb.bpffs().join("NETD_CT6");
+    std::fs::remove_file(&pin).expect("unpin NETD_CT6");
+    pin_previous_ct6(&pin, 40000);
+    tb.start();
+    assert_previous_flow_kept(&tb, 40000);
+    let converted = "converted the pinned map NETD_CT6 to this version's layout (2 entries)";
+    assert!(tb.log().contains(converted), "not logged:\n{}", tb.log());
+    assert!(!tb.bpffs().join("upgrading/NETD_CT6").exists());
+    // Done once: the next start reuses the converted map as it is.
+    tb.stop();
+    tb.start();
+    assert_previous_flow_kept(&tb, 40000);
+    assert_eq!(tb.log().matches(converted).count(), 1, "{}", tb.log());
+}
+
+#[test]
+fn an_upgrade_stopped_midway_is_finished_by_the_next_start() {
+    let mut tb = Testbed::new();
+    tb.stop();
+    // What a start that died after moving the old pin aside, before the
+    // new map was pinned, leaves.
+    std::fs::remove_file(tb.bpffs().join("NETD_CT6")).expect("unpin NETD_CT6");
+    let aside = tb.bpffs().join("upgrading/NETD_CT6");
+    std::fs::create_dir(tb.bpffs().join("upgrading")).expect("mkdir upgrading");
+    pin_previous_ct6(&aside, 40000);
+    tb.start();
+    assert_previous_flow_kept(&tb, 40000);
+    assert!(!aside.exists(), "the old pin outlived the conversion");
+    assert!(tb.log().contains("resuming the conversion of NETD_CT6"));
+    // What one that died after the new map was pinned (before its entries
+    // were all written) leaves: both pins. The new map is written again.
+    tb.stop();
+    std::fs::create_dir_all(tb.bpffs().join("upgrading")).expect("mkdir upgrading");
+    pin_previous_ct6(&aside, 40001);
+    tb.start();
+    assert_previous_flow_kept(&tb, 40001);
+    assert_previous_flow_kept(&tb, 40000);
+    assert!(!aside.exists(), "the old pin outlived the conversion");
+}
+
+#[test]
+fn an_upgrade_refuses_a_ct6_max_too_small_for_the_flows_it_converts() {
+    let mut tb = Testbed::with_daemon_args(&["--ct6-max", "1024"]);
+    tb.stop();
+    // The previous release's pins: no NETD_CT6_ASSURED yet.
+    let assured = tb.bpffs().join("NETD_CT6_ASSURED");
+    std::fs::remove_file(assured).expect("unpin NETD_CT6_ASSURED");
+    let pin = tb.bpffs().join("NETD_CT6");
+    std::fs::remove_file(&pin).expect("unpin NETD_CT6");
+    pin_previous_ct6(&pin, 40000);
+    // 2050 entries in all, where --ct6-max 1024 leaves room for 2048.
+    let pin_s = pin.to_string_lossy().into_owned();
+    let now = monotonic_ns();
+    let batch: String = (0..2048u16)
+        .map(|i| {
+            let key = ("fd00:77::3", 10000 + i, "2001:2::2", 8080);
+            let nat = ("2001:2::1", 10000 + i, "2001:2::2", 8080);
+            let entry = previous_ct6_entry(key, nat, 0, 1, now).join(" ");
+            format!("map update pinned {pin_s} {entry}\n")
+        })
+        .collect();
+    let batch_file = tb.tmp().join("ct6-batch");
+    std::fs::write(&batch_file, batch).expect("write the bpftool batch");
+    bpftool(&["batch", "file", &batch_file.to_string_lossy()]);
     assert!(!tb.start_fails().success());
     let log = tb.log();
     assert!(
-        log.contains("has 56-byte entries, this netd needs 72-byte ones")
+        log.contains("holds 2050 entries, more than the 2048")
+            && log.contains("a larger --ct6-max (at least 1025)"),
+        "the refusal must say what to do:\n{log}"
+    );
+    assert!(pin.exists() && !tb.bpffs().join("upgrading/NETD_CT6").exists());
+    // As it says: with room enough, every flow is converted. (Not at
+    // 1025 exactly: an LRU evicts a little before it is full.)
+    tb.set_daemon_args(&["--ct6-max", "2048"]);
+    tb.start();
+    assert_previous_flow_kept(&tb, 40000);
+    assert!(
+        tb.log()
+            .contains("converted the pinned map NETD_CT6 to this version's layout (2050 entries)"),
+        "{}",
+        tb.log()
+    );
+}
+
+#[test]
+fn a_v6_table_pinned_with_an_unknown_layout_is_refused() {
+    let mut tb = Testbed::new();
+    tb.stop();
+    // NETD_CT6 with 56-byte entries, a layout no netd had: nothing to
+    // convert from.
+    let pin = tb.bpffs().join("NETD_CT6");
+    std::fs::remove_file(&pin).expect("unpin NETD_CT6");
+    let pin_s = pin.to_string_lossy().into_owned();
+    bpftool(&[
+        "map", "create", &pin_s, "type", "lru_hash", "key", "40", "value", "56", "entries",
+        "65536", "name", "NETD_CT6",
+    ]);
+    assert!(!tb.start_fails().success());
+    let log = tb.log();
+    assert!(
+        log.contains("56-byte values")
+            && log.contains("72-byte values")
+            && log.contains("no conversion")
             && log.contains("netd down"),
         "the refusal must say what to do:\n{log}"
     );
+    assert!(pin.exists(), "the refusal moved the pin");
+    assert!(!tb.bpffs().join("upgrading/NETD_CT6").exists());
 }
 
 /// An address as socat writes it (`[0000:...]`), in its short form; an
@@ -1906,4 +2115,41 @@ fn host_v6_sockets_reach_published_ports_through_ipv4_mapped_addresses() {
     assert_eq!(answer.trim(), "hi ::ffff:198.18.0.1 5399");
     let seen = std::fs::read_to_string(&log).unwrap_or_default();
     assert!(seen.contains("2 "), "the container saw: {seen}");
+}
+
+/// A real upgrade, run by hand (building the previous release takes too
+/// long for every run): `NETD_PREVIOUS_BIN=<netd built at dd4b0f4>
+/// NETD_BIN=<this netd> cargo test -p netd-tests --test ipv6 --
+/// --ignored --test-threads=1 an_upgrade_from_the_previous_binary`. A v6
+/// connection begun under the previous release goes on under this one,
+/// and its flow and the counters are kept.
+#[test]
+#[ignore]
+fn an_upgrade_from_the_previous_binary_keeps_live_v6_flows() {
+    let Ok(previous) = std::env::var("NETD_PREVIOUS_BIN") else {
+        panic!("set NETD_PREVIOUS_BIN to a netd built at dd4b0f4");
+    };
+    let this = netd_tests::netd_bin();
+    // SAFETY: the test runs alone (--test-threads=1), and NETD_BIN is how
+    // the testbed picks the binary of the daemon and the CLI.
+    unsafe { std::env::set_var("NETD_BIN", &previous) };
+    let mut tb = Testbed::new();
+    let web = published_web(&tb);
+    let _echo = echo_server6(&tb, &web, 80);
+    let client = Client6::start(&tb, 8091, 45130, "fin");
+    let dnat = tb.counter("dnat");
+    tb.stop();
+    // SAFETY: as above.
+    unsafe { std::env::set_var("NETD_BIN", &this) };
+    tb.start();
+    let log = tb.log();
+    for map in ["NETD_CT6", "NETD_STATS"] {
+        let converted = format!("converted the pinned map {map} to this version's layout");
+        assert!(log.contains(&converted), "{map} not converted:\n{log}");
+    }
+    assert!(dnat > 0 && tb.counter("dnat") >= dnat, "counters lost");
+    client.finish();
+    let flows = tb.conntrack();
+    assert!(flow6(&tb, 45130, 8091).is_some(), "{flows:?}");
+    Client6::start(&tb, 8091, 45131, "fin").finish();
 }

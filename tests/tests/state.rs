@@ -184,3 +184,82 @@ fn a_full_disk_fails_one_change_not_every_later_one() {
     tb.rm(&c1);
     tb.stop();
 }
+
+/// How many CPUs the kernel keeps per-CPU map values for.
+fn possible_cpus() -> u64 {
+    let text = fs::read_to_string("/sys/devices/system/cpu/possible").expect("read possible CPUs");
+    text.trim()
+        .split(',')
+        .map(|range| match range.split_once('-') {
+            Some((a, b)) => {
+                let (a, b): (u64, u64) = (a.parse().expect("cpu"), b.parse().expect("cpu"));
+                b - a + 1
+            }
+            None => 1,
+        })
+        .sum()
+}
+
+#[test]
+fn an_upgrade_over_a_shorter_stats_map_keeps_the_counters() {
+    let mut tb = Testbed::new();
+    tb.stop();
+    // NETD_STATS as the previous release pinned it: 17 counters, the last
+    // (drop_ra, index 16) at 1000 packets / 64000 bytes on every CPU.
+    let pin = tb.bpffs().join("NETD_STATS");
+    fs::remove_file(&pin).expect("unpin NETD_STATS");
+    let pin_s = pin.to_string_lossy().into_owned();
+    let bpftool = |args: &[&str]| {
+        let out = std::process::Command::new("timeout")
+            .arg("20")
+            .arg("bpftool")
+            .args(args)
+            .output()
+            .expect("run bpftool");
+        assert!(out.status.success(), "bpftool {args:?}: {out:?}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    bpftool(&[
+        "map",
+        "create",
+        &pin_s,
+        "type",
+        "percpu_array",
+        "key",
+        "4",
+        "value",
+        "16",
+        "entries",
+        "17",
+        "name",
+        "NETD_STATS",
+    ]);
+    // bpftool gives every CPU the value.
+    bpftool(&[
+        "map", "update", "pinned", &pin_s, "key", "16", "0", "0", "0", "value", "hex", "e8", "03",
+        "00", "00", "00", "00", "00", "00", "00", "fa", "00", "00", "00", "00", "00", "00",
+    ]);
+    tb.start();
+    let stats = tb.netd_json(&["stats"]);
+    let cpus = possible_cpus();
+    assert_eq!(stats["drop_ra"]["packets"], 1000 * cpus, "{stats}");
+    assert_eq!(stats["drop_ra"]["bytes"], 64000 * cpus, "{stats}");
+    assert_eq!(stats["pass_unparsed"]["packets"], 0, "{stats}");
+    let shown = bpftool(&["map", "show", "pinned", &pin_s]);
+    assert!(
+        shown.contains("max_entries 18"),
+        "the new counter has no room: {shown}"
+    );
+    assert!(
+        tb.log()
+            .contains("converted the pinned map NETD_STATS to this version's layout (17 entries)"),
+        "{}",
+        tb.log()
+    );
+    // It counts: traffic through the datapath still adds to the copied
+    // counters (the new map is the one the programs use).
+    let before = tb.counter("from_container");
+    let c = tb.add("a");
+    tb.ping(&c, HOST);
+    assert!(tb.counter("from_container") > before);
+}

@@ -24,9 +24,9 @@ use aya::{
     },
 };
 use netd_common::{
-    BridgeValue, Counter, Ct6Value, CtValue, DatapathConfig, Endpoint6Value, EndpointValue,
-    PortMap6Key, PortMap6Value, PortMapKey, PortMapValue, Service6Key, ServiceKey, StatIndex,
-    Veth6Value, VethValue, map_names,
+    BridgeValue, Counter, DatapathConfig, Endpoint6Value, EndpointValue, PortMap6Key,
+    PortMap6Value, PortMapKey, PortMapValue, Service6Key, ServiceKey, StatIndex, Veth6Value,
+    VethValue, map_names,
 };
 use nix::{
     fcntl::{Flock, FlockArg},
@@ -34,13 +34,14 @@ use nix::{
     sys::statfs::statfs,
 };
 
+use super::migrate;
 use crate::engine::{
     error::{Error as EngineError, KernelContext, Result as EngineResult},
     kernel::{Datapath, DatapathBridge, DatapathEndpoint, PortEntry, Service},
     model::Proto,
 };
 
-static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/netd"));
+pub(super) static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/netd"));
 
 const PROG_UPLINK_INGRESS: &str = netd_common::names::programs::UPLINK_INGRESS;
 const PROG_FROM_CONTAINER: &str = netd_common::names::programs::FROM_CONTAINER;
@@ -111,31 +112,21 @@ impl Objects {
                 "--ct6-max",
             ),
         ];
+        let overrides: Vec<(&str, u32)> = sizes
+            .iter()
+            .flat_map(|(tables, entries, _)| tables.iter().map(|t| (*t, *entries)))
+            .collect();
+        let declared = migrate::declared(OBJECT, &overrides)?;
+        let flag_sized: Vec<&str> = overrides.iter().map(|(name, _)| *name).collect();
+        // Every refusal comes before anything changes.
+        let plan = migrate::Plan::prepare(bpffs, &declared, &flag_sized)?;
         for (tables, entries, flag) in sizes {
-            refuse_conntrack_resize(bpffs, &tables, entries, flag)?;
+            // A table being converted is created anew, at the wanted size.
+            let kept: Vec<&str> = tables.into_iter().filter(|t| !plan.converts(t)).collect();
+            refuse_conntrack_resize(bpffs, &kept, entries, flag)?;
         }
-        refuse_conntrack_layout::<CtValue>(bpffs, &map_names::CT_TABLES)?;
-        refuse_conntrack_layout::<Ct6Value>(bpffs, &map_names::CT6_TABLES)?;
-        let mut loader = EbpfLoader::new();
-        for name in map_names::ALL {
-            loader.map_pin_path(name, bpffs.join(name));
-        }
-        for (tables, entries, _) in sizes {
-            for table in tables {
-                loader.map_max_entries(table, entries);
-            }
-        }
-        let mut ebpf = loader.load(OBJECT).context("loading the eBPF object")?;
-        for name in CLASSIFIERS {
-            classifier(&mut ebpf, name)?
-                .load()
-                .with_context(|| format!("loading eBPF program {name} (verifier)"))?;
-        }
-        for name in SOCK_HOOKS {
-            sock_hook(&mut ebpf, name)?
-                .load()
-                .with_context(|| format!("loading eBPF program {name} (verifier)"))?;
-        }
+        plan.set_aside().inspect_err(|_| plan.roll_back())?;
+        let ebpf = load_object(&overrides, bpffs, &plan).inspect_err(|_| plan.roll_back())?;
         Ok(Self {
             ebpf,
             bpffs: bpffs.to_owned(),
@@ -438,8 +429,9 @@ impl Objects {
             .ok_or_else(|| anyhow!("map {} missing from the object", map_names::STATS))?;
         let stats: PerCpuArray<&MapData, Counter> =
             PerCpuArray::try_from(map).context("opening the stats map")?;
-        // A stats map pinned by an older version may be shorter: its
-        // missing counters (added since) read as zero.
+        // A shorter stats map pinned by an older version is converted at
+        // load (`migrate`); should one be shorter all the same, its missing
+        // counters read as zero rather than failing.
         let len = stats.len();
         StatIndex::ALL
             .iter()
@@ -458,6 +450,32 @@ impl Objects {
             })
             .collect()
     }
+}
+
+/// Loads the object over the pins in `bpffs` (the maps `plan` converts
+/// are created anew and get their converted entries) and its programs.
+fn load_object(sizes: &[(&str, u32)], bpffs: &Path, plan: &migrate::Plan) -> Result<Ebpf> {
+    let mut loader = EbpfLoader::new();
+    for name in map_names::ALL {
+        loader.map_pin_path(name, bpffs.join(name));
+    }
+    for (table, entries) in sizes {
+        loader.map_max_entries(table, *entries);
+    }
+    let mut ebpf = loader.load(OBJECT).context("loading the eBPF object")?;
+    for name in CLASSIFIERS {
+        classifier(&mut ebpf, name)?
+            .load()
+            .with_context(|| format!("loading eBPF program {name} (verifier)"))?;
+    }
+    for name in SOCK_HOOKS {
+        sock_hook(&mut ebpf, name)?
+            .load()
+            .with_context(|| format!("loading eBPF program {name} (verifier)"))?;
+    }
+    // Only once the programs load: a failed start puts the old pins back.
+    plan.finish(&mut ebpf)?;
+    Ok(ebpf)
 }
 
 /// aya reuses a pinned map whatever size the loader asks for, so a
@@ -484,29 +502,6 @@ fn refuse_conntrack_resize(
                 pinned / 2,
                 wanted_entries / 2,
                 pinned / 2,
-            );
-        }
-    }
-    Ok(())
-}
-
-/// aya also reuses a pinned map whose entries have another layout (a
-/// table pinned by a netd whose entries were smaller), which the programs
-/// would then fail to load against, or misread: refuse with what to do.
-fn refuse_conntrack_layout<V>(bpffs: &Path, tables: &[&str]) -> Result<()> {
-    let wanted = std::mem::size_of::<V>() as u32;
-    for table in tables {
-        let pin = bpffs.join(table);
-        if !pin.exists() {
-            continue;
-        }
-        let pinned = MapInfo::from_pin(&pin)
-            .with_context(|| format!("reading the layout of the pinned map {}", pin.display()))?
-            .value_size();
-        if pinned != wanted {
-            anyhow::bail!(
-                "the pinned conntrack map {} has {pinned}-byte entries, this netd needs {wanted}-byte ones (pinned by another version): run `netd down` first (its live flows are lost)",
-                pin.display(),
             );
         }
     }
@@ -596,7 +591,9 @@ pub fn ensure_bpffs(dir: &Path) -> Result<()> {
 /// Whether netd's maps are pinned in `bpffs`: a deployment is (or was until
 /// a crash) running there.
 pub fn has_pins(bpffs: &Path) -> bool {
-    map_names::ALL.iter().any(|name| bpffs.join(name).exists())
+    map_names::ALL
+        .iter()
+        .any(|name| bpffs.join(name).exists() || migrate::aside(bpffs, name).exists())
 }
 
 /// Removes every pinned object netd created (maps and links) and the dir.

@@ -9,6 +9,7 @@ pub mod host;
 pub mod hostports;
 pub mod leftovers;
 mod links;
+mod migrate;
 pub mod netlink;
 pub mod netns;
 
