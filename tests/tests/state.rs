@@ -263,3 +263,54 @@ fn an_upgrade_over_a_shorter_stats_map_keeps_the_counters() {
     tb.ping(&c, HOST);
     assert!(tb.counter("from_container") > before);
 }
+
+/// `bpftool link show pinned PIN`: (link id, program id).
+fn link_and_program(pin: &std::path::Path) -> (u64, u64) {
+    let out = std::process::Command::new("timeout")
+        .args(["20", "bpftool", "-j", "link", "show", "pinned"])
+        .arg(pin)
+        .output()
+        .expect("run bpftool");
+    assert!(out.status.success(), "bpftool link show: {out:?}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("bpftool JSON");
+    let id = |k: &str| v[k].as_u64().unwrap_or_else(|| panic!("no {k} in {v}"));
+    (id("id"), id("prog_id"))
+}
+
+/// A restart (an upgrade among them) runs the new socket hooks: each
+/// pinned cgroup link stays (so host sockets are never left
+/// unredirected) and gets the new run's program, as the tcx links do.
+#[test]
+fn a_restart_gives_the_pinned_socket_hook_links_the_new_programs() {
+    let mut tb = Testbed::new();
+    let c1 = tb.add_with("c1", &["-p", "8088:80"]);
+    let server = web(&tb, &c1, 80, "c1");
+    let pins: Vec<_> = ["netd_connect4", "netd_connect6", "netd_recvmsg6"]
+        .iter()
+        .map(|p| tb.bpffs().join("links").join(format!("cgroup-{p}")))
+        .collect();
+    let before: Vec<_> = pins.iter().map(|p| link_and_program(p)).collect();
+    tb.stop();
+    tb.restart();
+    for (pin, (link, prog)) in pins.iter().zip(before) {
+        let (link_after, prog_after) = link_and_program(pin);
+        assert_eq!(
+            link_after,
+            link,
+            "{} was replaced, not updated",
+            pin.display()
+        );
+        assert_ne!(
+            prog_after,
+            prog,
+            "{} still runs the old program",
+            pin.display()
+        );
+    }
+    let url = format!("http://{HOST}:8088/id.txt");
+    assert_eq!(
+        curl_ok(&tb.host(), &url),
+        server.body,
+        "host-local after the restart"
+    );
+}

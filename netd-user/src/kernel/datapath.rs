@@ -9,6 +9,7 @@ use std::{
     hash::Hash,
     io::ErrorKind,
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
+    os::fd::AsFd,
     path::{Path, PathBuf},
     sync::Mutex,
 };
@@ -34,7 +35,7 @@ use nix::{
     sys::statfs::statfs,
 };
 
-use super::migrate;
+use super::{bpflink, migrate};
 use crate::engine::{
     error::{Error as EngineError, KernelContext, Result as EngineResult},
     kernel::{Datapath, DatapathBridge, DatapathEndpoint, PortEntry, Service},
@@ -208,12 +209,18 @@ impl Objects {
 
     /// Attaches the socket hooks to the cgroup v2 root (as bpf links, which
     /// always coexist with other programs there; link_create takes no
-    /// attach flags). A link pinned by an
-    /// earlier run is kept as is: the hooks read all their state from maps.
+    /// attach flags). A link pinned by an earlier run gets this run's
+    /// program in place, as the tcx links do: after an upgrade the new
+    /// hooks run, with no moment in which host sockets go unredirected.
     pub fn attach_sock_hooks(&mut self, cgroup: &Path) -> Result<()> {
         for name in SOCK_HOOKS {
             let pin = self.bpffs.join("links").join(format!("cgroup-{name}"));
             if PinnedLink::from_pin(&pin).is_ok() {
+                let program = sock_hook(&mut self.ebpf, name)?;
+                let fd = program
+                    .fd()
+                    .with_context(|| format!("program {name} is not loaded"))?;
+                bpflink::update_pinned(&pin, fd.as_fd())?;
                 continue;
             }
             let dir = fs::File::open(cgroup)

@@ -3,6 +3,7 @@
 //! routes) and nsfs bind mounts (namespaces), plus what only the daemon
 //! needs (host facts, conntrack GC, cleanup without state).
 
+mod bpflink;
 pub mod conntrack;
 pub mod datapath;
 pub mod host;
