@@ -103,7 +103,13 @@ impl Topology {
         let ext = self.ext();
         let cidr = format!("{addr}/64");
         ip(&["-n", &ext, "addr", "add", &cidr, "dev", "ext0", "nodad"])?;
-        let link = ["dev", "ext0", "proto", "kernel", "src", &addr];
+        // Metric 256 is the kernel's own prefix route's: without it the
+        // replace adds a second route (metric 1024) that never wins, and
+        // every connect runs IPv6 source selection over all of ext0's
+        // addresses instead of taking this one.
+        let link = [
+            "dev", "ext0", "proto", "kernel", "metric", "256", "src", &addr,
+        ];
         ip(&[
             &["-n", &ext, "-6", "route", "replace", "2001:2::/64"][..],
             &link,
