@@ -75,6 +75,32 @@ fn ask6(ns: &str, ip: &str, port: u16) -> String {
     }
 }
 
+/// An HTTP server on [::]:80 in `ns` whose `id.txt` says "`tag` <prefix>".
+fn http6_server(tb: &Testbed, ns: &str, tag: &str) -> Bg {
+    let root = tb.tmp().join(format!("www-{tag}"));
+    std::fs::create_dir_all(&root).unwrap();
+    std::fs::write(root.join("id.txt"), format!("{tag} {}\n", tb.p)).unwrap();
+    let root_s = root.to_string_lossy().into_owned();
+    let cmd = [
+        "python3",
+        "-u",
+        "-m",
+        "http.server",
+        "80",
+        "--bind",
+        "::",
+        "--directory",
+        &root_s,
+    ];
+    Bg::server(
+        ns,
+        &cmd,
+        &tb.tmp().join(format!("http-{tag}.log")),
+        "tcp",
+        80,
+    )
+}
+
 #[test]
 fn dual_stack_networks_are_shown_as_docker_shows_them() {
     let tb = Testbed::new();
@@ -605,27 +631,7 @@ fn published_ports_answer_on_the_hosts_v6_address_with_the_client_kept() {
         ],
     );
     // HTTP on [::]:80 in the container.
-    let root = tb.tmp().join("www6");
-    std::fs::create_dir_all(&root).unwrap();
-    std::fs::write(root.join("id.txt"), format!("web6 {}\n", tb.p)).unwrap();
-    let root_s = root.to_string_lossy().into_owned();
-    let _http = Bg::server(
-        &web,
-        &[
-            "python3",
-            "-u",
-            "-m",
-            "http.server",
-            "80",
-            "--bind",
-            "::",
-            "--directory",
-            &root_s,
-        ],
-        &tb.tmp().join("http6.log"),
-        "tcp",
-        80,
-    );
+    let _http = http6_server(&tb, &web, "web6");
     let dnat = tb.counter("dnat");
     let body = in_ns_ok(
         &tb.ext(),
@@ -1981,27 +1987,7 @@ fn a_container_reaches_itself_through_its_v6_published_port() {
     tb.uplink6();
     create_net(&tb, &["app", "--ipv6", "--subnet", "fd00:9c::/64"]);
     let web = tb.add_with("web", &["--network", "app", "-p", "8092:80"]);
-    let root = tb.tmp().join("www-self6");
-    std::fs::create_dir_all(&root).unwrap();
-    std::fs::write(root.join("id.txt"), format!("self6 {}\n", tb.p)).unwrap();
-    let root_s = root.to_string_lossy().into_owned();
-    let _http = Bg::server(
-        &web,
-        &[
-            "python3",
-            "-u",
-            "-m",
-            "http.server",
-            "80",
-            "--bind",
-            "::",
-            "--directory",
-            &root_s,
-        ],
-        &tb.tmp().join("http-self6.log"),
-        "tcp",
-        80,
-    );
+    let _http = http6_server(&tb, &web, "self6");
     let dnat = tb.counter("dnat");
     for url in [
         "http://[2001:2::1]:8092/id.txt",

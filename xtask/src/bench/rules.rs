@@ -121,28 +121,45 @@ fn filter_table(out: &mut String, style: Style, maps: &[(u16, u16)]) {
 /// The nftables equivalent of `Style::Minimal`, with one map lookup for
 /// the published port instead of a rule per port.
 pub fn nftables(extra: u32) -> String {
-    let elements: Vec<String> = mappings(extra)
+    format!(
+        "flush ruleset\n{}",
+        nft_family(NftFamily::V4, &mappings(extra))
+    )
+}
+
+/// `nftables`' tables for one address family.
+#[derive(Clone, Copy)]
+enum NftFamily {
+    V4,
+    V6,
+}
+
+fn nft_family(family: NftFamily, maps: &[(u16, u16)]) -> String {
+    let (table, addr_type, container, subnet) = match family {
+        NftFamily::V4 => ("ip", "ipv4_addr", CONTAINER_IP, SUBNET),
+        NftFamily::V6 => ("ip6", "ipv6_addr", CONTAINER_IP6, SUBNET6),
+    };
+    let elements: Vec<String> = maps
         .iter()
-        .map(|(hport, cport)| format!("{hport} : {CONTAINER_IP} . {cport}"))
+        .map(|(hport, cport)| format!("{hport} : {container} . {cport}"))
         .collect();
     let b = BRIDGE;
     format!(
-        "flush ruleset
-table ip nat {{
+        "table {table} nat {{
   map ports {{
-    type inet_service : ipv4_addr . inet_service
+    type inet_service : {addr_type} . inet_service
     elements = {{ {elements} }}
   }}
   chain prerouting {{
     type nat hook prerouting priority dstnat; policy accept;
-    iifname != \"{b}\" fib daddr type local dnat ip addr . port to tcp dport map @ports
+    iifname != \"{b}\" fib daddr type local dnat {table} addr . port to tcp dport map @ports
   }}
   chain postrouting {{
     type nat hook postrouting priority srcnat; policy accept;
-    ip saddr {SUBNET} oifname != \"{b}\" masquerade
+    {table} saddr {subnet} oifname != \"{b}\" masquerade
   }}
 }}
-table ip filter {{
+table {table} filter {{
   chain forward {{
     type filter hook forward priority filter; policy drop;
     oifname \"{b}\" ct state related,established accept
@@ -186,37 +203,7 @@ pub fn ip6tables() -> String {
 /// The nftables IPv6 tables beside `nftables`'s IPv4 ones (loaded after
 /// them, so no `flush ruleset`): the same map lookup, NAT66.
 pub fn nftables6() -> String {
-    let elements: Vec<String> = PUBLISHED
-        .iter()
-        .map(|(hport, cport)| format!("{hport} : {CONTAINER_IP6} . {cport}"))
-        .collect();
-    let b = BRIDGE;
-    format!(
-        "table ip6 nat {{
-  map ports {{
-    type inet_service : ipv6_addr . inet_service
-    elements = {{ {elements} }}
-  }}
-  chain prerouting {{
-    type nat hook prerouting priority dstnat; policy accept;
-    iifname != \"{b}\" fib daddr type local dnat ip6 addr . port to tcp dport map @ports
-  }}
-  chain postrouting {{
-    type nat hook postrouting priority srcnat; policy accept;
-    ip6 saddr {SUBNET6} oifname != \"{b}\" masquerade
-  }}
-}}
-table ip6 filter {{
-  chain forward {{
-    type filter hook forward priority filter; policy drop;
-    oifname \"{b}\" ct state related,established accept
-    oifname \"{b}\" accept
-    iifname \"{b}\" accept
-  }}
-}}
-",
-        elements = elements.join(", ")
-    )
+    nft_family(NftFamily::V6, &PUBLISHED)
 }
 
 #[cfg(test)]
