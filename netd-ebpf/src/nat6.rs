@@ -274,12 +274,7 @@ fn tracked_from_outside(
     }
     count(StatIndex::ReverseNat, ctx.len());
     // SAFETY: map value pointer, valid for this run.
-    let ep = unsafe { &*ep };
-    if set_macs(ctx, &ep.mac, &ep.gw_mac).is_err() {
-        return TC_ACT_SHOT;
-    }
-    count(StatIndex::ToContainer, ctx.len());
-    unsafe { bpf_redirect_peer(ep.ifindex, 0) as i32 }
+    to_endpoint(ctx, unsafe { &*ep })
 }
 
 /// A packet `tuple` does not parse: an ICMPv6 error about a tracked flow
@@ -457,12 +452,7 @@ fn dnat_flow(
     }
     count(StatIndex::Dnat, ctx.len());
     // SAFETY: map value pointer, valid for this run.
-    let ep = unsafe { &*ep };
-    if set_macs(ctx, &ep.mac, &ep.gw_mac).is_err() {
-        return TC_ACT_SHOT;
-    }
-    count(StatIndex::ToContainer, ctx.len());
-    unsafe { bpf_redirect_peer(ep.ifindex, 0) as i32 }
+    to_endpoint(ctx, unsafe { &*ep })
 }
 
 /// An ICMPv6 error (destination unreachable, packet too big, time
