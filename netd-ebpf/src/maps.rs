@@ -144,3 +144,15 @@ pub struct Scratch6 {
 pub fn config() -> Option<&'static DatapathConfig> {
     NETD_CONFIG.get(0)
 }
+
+/// The MASQUERADE source port range (`--nat-ports`), both families';
+/// 1024-65535 until the daemon has set a sane one.
+#[inline(always)]
+pub fn nat_ports() -> (u32, u32) {
+    match config() {
+        Some(c) if c.nat_port_max >= c.nat_port_min && c.nat_port_min > 0 => {
+            (c.nat_port_min, c.nat_port_max)
+        }
+        _ => (1024, 65535),
+    }
+}

@@ -8,7 +8,7 @@ use netd_common::{CtKey, PortMapValue, StatIndex, VethValue, ct_dir, ct_kind};
 use crate::{
     conntrack::{self, Refused, V4},
     ctx::PacketCtx,
-    maps::config,
+    maps::nat_ports,
     packet::{IP_DST_OFF, IP_SRC_OFF, Packet, decrement_ttl, set_ip, set_port},
     policy::{self, Ingress},
     route::{self, Route, deliver},
@@ -165,12 +165,7 @@ fn snat_and_deliver(
     kind: u8,
     route: Option<&Route>,
 ) -> i32 {
-    let (min, max) = match config() {
-        Some(c) if c.nat_port_max >= c.nat_port_min && c.nat_port_min > 0 => {
-            (c.nat_port_min, c.nat_port_max)
-        }
-        _ => (1024, 65535),
-    };
+    let (min, max) = nat_ports();
     let t = match create_with_port(pkt, t, kind, min, max) {
         Ok(t) => t,
         Err(why) => return refused(pkt, why),

@@ -41,7 +41,7 @@ use crate::{
     frag, ipv6,
     maps::{
         NETD_BRIDGES, NETD_ENDPOINTS6, NETD_SCRATCH6, NETD_SERVICES6, Scratch6, Scratch6Slot,
-        config,
+        nat_ports,
     },
     packet::{ETH_HLEN, fetch, put, read, set_macs},
     published::{self, Asker},
@@ -431,10 +431,7 @@ fn dnat_flow(
     s.key.dst_port = k.src_port;
     s.key.proto = k.proto;
     unsafe { ptr::write_volatile(&mut s.key.pad, [0; 3]) };
-    s.value.nat_src_ip = k.dst_ip;
-    s.value.nat_dst_ip = k.src_ip;
-    s.value.nat_src_port = k.dst_port;
-    s.value.nat_dst_port = k.src_port;
+    translate_to_reversed(&mut s.value, k);
     new_entry(&mut s.value, ct_kind::DNAT, ct_dir::REPLY, seg);
     if let Err(why) = conntrack::insert_new::<V6>(&s.key, &s.value) {
         return refused(ctx, why);
@@ -861,6 +858,16 @@ fn refused(ctx: &TcContext, why: Refused) -> i32 {
 /// `direction`, as `conntrack::new_entry` (field by field, zeroes
 /// volatile: LLVM would merge them into a memset call the verifier
 /// refuses on map memory).
+/// A REPLY entry's translation: back to the flow's first tuple, `k`,
+/// reversed. Field by field into the per-CPU room, no copy on the stack.
+#[inline(always)]
+fn translate_to_reversed(v: &mut Ct6Value, k: &Ct6Key) {
+    v.nat_src_ip = k.dst_ip;
+    v.nat_dst_ip = k.src_ip;
+    v.nat_src_port = k.dst_port;
+    v.nat_dst_port = k.src_port;
+}
+
 #[inline(always)]
 fn new_entry(v: &mut Ct6Value, kind: u8, direction: u8, seg: &Seg) {
     let original = direction == ct_dir::ORIGINAL;
@@ -900,12 +907,7 @@ fn from_published_port(k: &Ct6Key) -> bool {
 /// On success `s.value` is the ORIGINAL entry: the translated tuple.
 #[inline(always)]
 fn masquerade(k: &Ct6Key, src: &[u8; 16], seg: &Seg, s: &mut Scratch6) -> Result<(), Refused> {
-    let (min, max) = match config() {
-        Some(c) if c.nat_port_max >= c.nat_port_min && c.nat_port_min > 0 => {
-            (c.nat_port_min, c.nat_port_max)
-        }
-        _ => (1024, 65535),
-    };
+    let (min, max) = nat_ports();
     // Never zero, and LLVM can see it (no division-by-zero panic path).
     let span = (max.wrapping_sub(min) & 0xffff) + 1;
     s.key.src_ip = k.dst_ip;
@@ -914,10 +916,7 @@ fn masquerade(k: &Ct6Key, src: &[u8; 16], seg: &Seg, s: &mut Scratch6) -> Result
     s.key.dst_port = k.src_port;
     s.key.proto = k.proto;
     unsafe { ptr::write_volatile(&mut s.key.pad, [0; 3]) };
-    s.value.nat_src_ip = k.dst_ip;
-    s.value.nat_dst_ip = k.src_ip;
-    s.value.nat_src_port = k.dst_port;
-    s.value.nat_dst_port = k.src_port;
+    translate_to_reversed(&mut s.value, k);
     new_entry(&mut s.value, ct_kind::SNAT, ct_dir::REPLY, seg);
     let mut tries = 0;
     while tries <= PORT_TRIES {
