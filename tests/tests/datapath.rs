@@ -13,7 +13,7 @@ use std::{
 
 use netd_tests::{
     Bg, HttpServer, Testbed, bpftool_dump, curl, curl_ok, in_ns, in_ns_for, in_ns_ok, netns_exists,
-    udp_exchange, wait_until,
+    scripts::with_packet_helpers, udp_exchange, wait_until,
 };
 use serde_json::Value;
 
@@ -699,13 +699,8 @@ except socket.timeout:
 
 /// Plays a router on the path: sends "fragmentation needed, next-hop MTU
 /// 1300" to argv[1] about a UDP packet argv[1]:argv[2] -> argv[3]:argv[4].
+/// With [`with_packet_helpers`] (`csum`).
 const FRAG_NEEDED: &str = r#"
-import socket, struct, sys
-def csum(b):
-    if len(b) % 2: b += b"\0"
-    s = sum(struct.unpack("!%dH" % (len(b) // 2), b))
-    s = (s >> 16) + (s & 0xffff); s += s >> 16
-    return ~s & 0xffff
 src, sport, dst, dport = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4])
 udp = struct.pack("!HHHH", sport, dport, 1480, 0)
 ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 1500, 1, 0x4000, 64, 17, 0,
@@ -770,12 +765,13 @@ fn fragmentation_needed_reaches_the_container_socket() {
     // A router on the path says the packet was too big: the error names
     // the translated tuple, and must reach c1's socket translated back,
     // with valid checksums, for the kernel to lower the path MTU.
+    let frag_needed = with_packet_helpers(FRAG_NEEDED);
     in_ns_ok(
         &tb.ext(),
         &[
             "python3",
             "-c",
-            FRAG_NEEDED,
+            &frag_needed,
             EXT,
             &nat_port,
             EXT_PEER,

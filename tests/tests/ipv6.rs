@@ -11,7 +11,10 @@
 
 use std::time::Duration;
 
-use netd_tests::{Bg, Testbed, bpftool_dump, in_ns, in_ns_ok, mac_of, udp_exchange, wait_until};
+use netd_tests::{
+    Bg, Testbed, bpftool_dump, in_ns, in_ns_ok, mac_of, scripts::with_packet_helpers, udp_exchange,
+    wait_until,
+};
 use serde_json::Value;
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -310,16 +313,8 @@ fn v6_networks_are_isolated_and_internal_ones_have_no_way_out() {
 
 /// Sends three ICMPv6 echo requests with any source and MAC as whole
 /// Ethernet frames on eth0 (built by hand, AF_PACKET): `SRC DST DSTMAC
-/// SRCMAC`.
+/// SRCMAC`. With [`with_packet_helpers`] (`csum`).
 const SEND_ECHO6: &str = r#"
-import socket, struct, sys
-def csum(b):
-    if len(b) % 2:
-        b += b'\0'
-    s = sum(struct.unpack('!%dH' % (len(b) // 2), b))
-    while s >> 16:
-        s = (s & 0xffff) + (s >> 16)
-    return ~s & 0xffff
 src, dst, dmac, smac = sys.argv[1:5]
 s, d = socket.inet_pton(socket.AF_INET6, src), socket.inet_pton(socket.AF_INET6, dst)
 icmp = struct.pack('!BBHHH', 128, 0, 0, 0x4242, 1) + b'netd-v6-spoof'
@@ -362,8 +357,9 @@ fn forged_v6_sources_and_router_advertisements_are_dropped() {
     let c3 = tb.add_with("c3", &["--network", "app"]);
     let (ip1, ip2, ip3) = (ip6_of(&tb, &c1), ip6_of(&tb, &c2), ip6_of(&tb, &c3));
     let (mac1, mac2) = (mac_of(&c1, "eth0"), mac_of(&c2, "eth0"));
+    let script = with_packet_helpers(SEND_ECHO6);
     let send = |args: &[&str]| {
-        let mut cmd = vec!["/usr/bin/python3", "-c", SEND_ECHO6];
+        let mut cmd = vec!["/usr/bin/python3", "-c", &script];
         cmd.extend_from_slice(args);
         in_ns_ok(&c1, &cmd);
     };
@@ -902,22 +898,16 @@ for _ in range(3):
 
 /// Sends a UDP datagram of 40 + N bytes behind N Destination Options
 /// headers, through a raw socket (the checksum computed here): `SRC DST
-/// PORT N`.
+/// PORT N`. With [`with_packet_helpers`] (`csum`; UDP sends a zero sum as
+/// 0xffff).
 const UDP_BEHIND_N_OPTIONS: &str = r#"
-import socket, struct, sys
 src, dst, port, n = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
 data = b'x' * (40 + n)
 length = 8 + len(data)
-def csum(b):
-    b += b'\0' * (len(b) % 2)
-    total = sum(struct.unpack('!%dH' % (len(b) // 2), b))
-    while total >> 16:
-        total = (total & 0xffff) + (total >> 16)
-    return (~total & 0xffff) or 0xffff
 pseudo = socket.inet_pton(socket.AF_INET6, src) + socket.inet_pton(socket.AF_INET6, dst)
 pseudo += struct.pack('!I3xB', length, 17)
 sport = 41000 + n
-check = csum(pseudo + struct.pack('!HHHH', sport, port, length, 0) + data)
+check = csum(pseudo + struct.pack('!HHHH', sport, port, length, 0) + data) or 0xffff
 udp = struct.pack('!HHHH', sport, port, length, check) + data
 opts = b''.join(bytes([17 if i == n - 1 else 60, 0, 1, 4, 0, 0, 0, 0]) for i in range(n))
 s = socket.socket(socket.AF_INET6, socket.SOCK_RAW, 60)
@@ -1002,13 +992,14 @@ fn v6_extension_headers_and_fragments_are_translated_and_never_leak() {
     // The walk's bound: behind 4 options headers, translated; behind 5,
     // passed to the stack untranslated and counted.
     let (unparsed, dnat) = (tb.counter("pass_unparsed"), tb.counter("dnat"));
+    let behind_options = with_packet_helpers(UDP_BEHIND_N_OPTIONS);
     for n in ["4", "5"] {
         in_ns_ok(
             &ext,
             &[
                 "/usr/bin/python3",
                 "-c",
-                UDP_BEHIND_N_OPTIONS,
+                &behind_options,
                 "2001:2::2",
                 "2001:2::1",
                 "5353",
@@ -1304,7 +1295,7 @@ fn v6_established_flows_survive_a_flood_that_fills_the_table() {
     let dnat = tb.counter("dnat");
     let ext = tb.ext();
     let (dmac, smac) = (mac_of(&tb.host(), "uplink0"), mac_of(&ext, "ext0"));
-    let flood = netd_tests::scripts::with_packet_helpers(SYN_FLOOD6);
+    let flood = with_packet_helpers(SYN_FLOOD6);
     in_ns_ok(
         &ext,
         &[
