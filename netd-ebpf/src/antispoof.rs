@@ -17,16 +17,13 @@ use netd_common::{StatIndex, VethValue};
 
 use crate::{
     ctx::PacketCtx,
-    ipv6,
+    ipv6::{self, ETH_P_IPV6, IPPROTO_ICMPV6, SRC_OFF},
     maps::{NETD_VETHS, NETD_VETHS6},
     packet::{ETH_HLEN, fetch, read},
 };
 
 const ETH_P_IP: u16 = 0x0800;
 const ETH_P_ARP: u16 = 0x0806;
-const ETH_P_IPV6: u16 = 0x86DD;
-const IP6_SRC_OFF: usize = ETH_HLEN + 8;
-const NEXTHDR_ICMPV6: u8 = 58;
 const ND_ROUTER_SOLICIT: u8 = 133;
 const ND_ROUTER_ADVERT: u8 = 134;
 const ND_NEIGHBOUR_SOLICIT: u8 = 135;
@@ -133,7 +130,7 @@ fn is_unspecified(a: &[u8; 16]) -> bool {
 /// endpoint's MAC as `mac_word` packs it.
 #[inline(never)]
 fn ipv6_verdict<C: PacketCtx>(ctx: &C, mac: u64) -> u32 {
-    let Ok(src) = fetch::<[u8; 16]>(ctx, IP6_SRC_OFF) else {
+    let Ok(src) = fetch::<[u8; 16]>(ctx, SRC_OFF) else {
         return V6_UNPARSED;
     };
     let own = own_ipv6(ctx.ifindex());
@@ -152,7 +149,7 @@ fn ipv6_verdict<C: PacketCtx>(ctx: &C, mac: u64) -> u32 {
     else {
         return V6_UNPARSED;
     };
-    if next != NEXTHDR_ICMPV6 {
+    if next != IPPROTO_ICMPV6 {
         // The unspecified source is for DAD and MLD only.
         return if unspecified { V6_SPOOFED } else { V6_OWN };
     }

@@ -10,11 +10,17 @@ use crate::{
     packet::{ETH_HLEN, fetch},
 };
 
-/// The next-header field of the fixed header.
+/// The Ethernet type of IPv6.
+pub const ETH_P_IPV6: u16 = 0x86DD;
+/// Fields of the fixed header (RFC 8200) in the frame.
 pub const NEXT_OFF: usize = ETH_HLEN + 6;
+pub const HOP_OFF: usize = ETH_HLEN + 7;
+pub const SRC_OFF: usize = ETH_HLEN + 8;
+pub const DST_OFF: usize = ETH_HLEN + 24;
 /// The fixed header's end: where a transport header without extension
 /// headers begins.
 pub const PAYLOAD_OFF: usize = ETH_HLEN + 40;
+pub const IPPROTO_ICMPV6: u8 = 58;
 pub const NEXTHDR_HOP: u8 = 0;
 pub const NEXTHDR_ROUTING: u8 = 43;
 pub const NEXTHDR_FRAGMENT: u8 = 44;

@@ -38,7 +38,8 @@ use netd_common::{
 
 use crate::{
     conntrack::{self, Entry, Refused, Seg, Tier, V6},
-    frag, ipv6,
+    frag,
+    ipv6::{self, DST_OFF, ETH_P_IPV6, HOP_OFF, IPPROTO_ICMPV6, NEXT_OFF, PAYLOAD_OFF, SRC_OFF},
     maps::{
         NETD_BRIDGES, NETD_ENDPOINTS6, NETD_SCRATCH6, NETD_SERVICES6, Scratch6, Scratch6Slot,
         nat_ports,
@@ -48,13 +49,8 @@ use crate::{
     stats::{count, drop},
 };
 
-pub const ETH_P_IPV6: u16 = 0x86DD;
-const IPPROTO_ICMPV6: u8 = 58;
-const NEXT_OFF: usize = ETH_HLEN + 6;
-const HOP_OFF: usize = ETH_HLEN + 7;
-const SRC_OFF: usize = ETH_HLEN + 8;
-const DST_OFF: usize = ETH_HLEN + 24;
-const L4: usize = ETH_HLEN + 40;
+/// The transport header of a packet without extension headers.
+const L4: usize = PAYLOAD_OFF;
 const ECHO_REQUEST: u8 = 128;
 /// ICMPv6 errors are types 1 to 4 (RFC 4443).
 const ICMP6_PARAM_PROBLEM: u8 = 4;
