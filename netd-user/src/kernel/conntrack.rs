@@ -136,6 +136,25 @@ impl Default for Timeouts {
     }
 }
 
+impl Timeouts {
+    /// The shortest of them (and of a half-closed flow's cap): no flow
+    /// expires younger.
+    pub fn shortest(&self) -> Duration {
+        [
+            TCP_HALF_CLOSED_MAX,
+            self.tcp_established,
+            self.tcp_unreplied,
+            self.tcp_closing,
+            self.udp,
+            self.udp_unreplied,
+            self.icmp,
+        ]
+        .into_iter()
+        .min()
+        .unwrap_or_default()
+    }
+}
+
 /// How long a half-closed TCP flow (FIN one way only) is kept at most:
 /// the other side may still send, but a peer that vanished after its FIN
 /// must not pin the entry for the whole established timeout.
@@ -321,44 +340,22 @@ impl<K: Tuple> Conntrack<K> {
         Ok(Self { tables })
     }
 
-    /// Every flow: both tables read in batches, then paired up in memory (a
-    /// flow's entries are in one table, but one may be moving as we read).
-    /// The GC needs it all at once to pair without a lookup per entry;
-    /// `netd conntrack ls` uses [`Conntrack::list_batch`] instead.
-    fn flows(&self) -> Result<(usize, Vec<Flow<K>>)> {
-        let mut reader = self.reader();
-        let mut entries = std::collections::HashMap::new();
-        while let Some((_, batch)) = reader.next_batch()? {
-            for (key, value) in batch {
-                // The assured table is read first, and its entry wins.
-                entries.entry(key).or_insert(value);
-            }
-        }
-        let flows = entries
-            .iter()
-            .filter_map(|(key, value)| pair(key, value, |k| entries.get(k).copied()))
-            .collect();
-        Ok((entries.len(), flows))
-    }
-
     /// Deletes expired flows (both entries, from whichever table holds
     /// them).
     pub fn gc(&mut self, timeouts: &Timeouts) -> Result<GcPass> {
         let now = now_ns()?;
-        let (entries, flows) = self.flows()?;
-        let expired: Vec<Flow<K>> = flows
-            .into_iter()
+        let snapshot = Snapshot::read(self.reader())?;
+        // A flow's age is its newer entry's: an ORIGINAL entry younger
+        // than the shortest timeout belongs to no expired flow, and most
+        // entries are skipped before any pairing.
+        let shortest = timeouts.shortest().as_nanos() as u64;
+        let expired: Vec<Flow<K>> = snapshot
+            .flows(|value| now.saturating_sub(K::last_seen_ns(value)) > shortest)
             .filter(|f| f.expired(now, timeouts))
             .collect();
-        for flow in &expired {
-            // Either may be in the other table or gone (LRU, racing GC).
-            for table in &mut self.tables {
-                let _ = table.remove(&flow.key);
-                let _ = table.remove(&flow.reply_key);
-            }
-        }
+        self.delete(&snapshot, &expired)?;
         Ok(GcPass {
-            entries,
+            entries: snapshot.index.len(),
             expired: expired.len(),
         })
     }
@@ -371,15 +368,40 @@ impl<K: Tuple> Conntrack<K> {
             ips: Some(ips.to_vec()),
             port: None,
         };
-        let (_, flows) = self.flows()?;
-        let gone: Vec<Flow<K>> = flows.into_iter().filter(|f| f.matches(&filter)).collect();
-        for flow in &gone {
-            for table in &mut self.tables {
-                let _ = table.remove(&flow.key);
-                let _ = table.remove(&flow.reply_key);
+        let snapshot = Snapshot::read(self.reader())?;
+        let gone: Vec<Flow<K>> = snapshot
+            .flows(|_| true)
+            .filter(|f| f.matches(&filter))
+            .collect();
+        self.delete(&snapshot, &gone)?;
+        Ok(gone.len())
+    }
+
+    /// Deletes `flows`' entries from the tables `snapshot` saw them in:
+    /// one `BPF_MAP_DELETE_BATCH` per table, where single deletes cost a
+    /// syscall per key and table (most of a pass at high connection rates).
+    fn delete(&self, snapshot: &Snapshot<K>, flows: &[Flow<K>]) -> Result<()> {
+        let mut per_table: Vec<Vec<K>> = vec![Vec::new(); self.tables.len()];
+        for flow in flows {
+            let keys = if flow.reply_key == flow.key {
+                &[flow.key][..]
+            } else {
+                &[flow.key, flow.reply_key][..]
+            };
+            for key in keys {
+                let held = snapshot.tables_holding(key);
+                for (table, list) in per_table.iter_mut().enumerate() {
+                    if held & (1 << table) != 0 {
+                        list.push(*key);
+                    }
+                }
             }
         }
-        Ok(gone.len())
+        for (table, keys) in self.tables.iter().zip(&per_table) {
+            delete_batch(table.map().fd().as_fd(), keys)
+                .with_context(|| format!("deleting expired flows from {}", K::WHAT))?;
+        }
+        Ok(())
     }
 
     /// The flows of the next batch of the table that pass `filter`, as
@@ -420,6 +442,71 @@ impl<K: Tuple> Conntrack<K> {
     /// A reader over both tables, for [`Conntrack::list_batch`].
     pub fn reader(&self) -> BatchReader<'_, K> {
         BatchReader::new(self.tables.iter().map(|t| t.map().fd().as_fd()).collect())
+    }
+}
+
+/// Both tables of a family as one read saw them: every entry, and an
+/// index by key that pairs a flow's two entries without a lookup (a
+/// syscall) each.
+struct Snapshot<K: Tuple> {
+    /// In reading order: the assured table first.
+    entries: Vec<(K, K::Value)>,
+    /// Key → the entry that counts (the first read: an LRU copy of an
+    /// assured flow is stale) and the tables holding the key, a bit each.
+    index: std::collections::HashMap<K, (usize, u8), foldhash::fast::RandomState>,
+}
+
+impl<K: Tuple> Snapshot<K> {
+    fn read(mut reader: BatchReader<'_, K>) -> Result<Self> {
+        let mut entries = Vec::new();
+        // Where each table's entries end in `entries`.
+        let mut ends = Vec::new();
+        while let Some((table, batch)) = reader.next_batch()? {
+            entries.extend(batch);
+            ends.resize(table + 1, 0);
+            ends[table] = entries.len();
+        }
+        Ok(Self::new(entries, &ends))
+    }
+
+    /// `entries` of the tables in order, table `t`'s ending at `ends[t]`.
+    fn new(entries: Vec<(K, K::Value)>, ends: &[usize]) -> Self {
+        let mut index = std::collections::HashMap::with_capacity_and_hasher(
+            entries.len(),
+            foldhash::fast::RandomState::default(),
+        );
+        let mut table = 0;
+        for (at, (key, _)) in entries.iter().enumerate() {
+            while ends.get(table).is_some_and(|&end| at >= end) {
+                table += 1;
+            }
+            let bit = 1u8 << table.min(7);
+            index
+                .entry(*key)
+                .and_modify(|(_, held): &mut (usize, u8)| *held |= bit)
+                .or_insert((at, bit));
+        }
+        Self { entries, index }
+    }
+
+    fn get(&self, key: &K) -> Option<K::Value> {
+        self.index.get(key).map(|&(at, _)| self.entries[at].1)
+    }
+
+    /// The tables holding `key`, a bit each (0: none).
+    fn tables_holding(&self, key: &K) -> u8 {
+        self.index.get(key).map_or(0, |&(_, held)| held)
+    }
+
+    /// The flows whose first entry (ORIGINAL, or a REPLY left alone)
+    /// passes `keep`, paired with their other entry.
+    fn flows(&self, keep: impl Fn(&K::Value) -> bool) -> impl Iterator<Item = Flow<K>> {
+        self.entries
+            .iter()
+            .enumerate()
+            .filter(move |(_, (_, value))| keep(value))
+            .filter(|(at, (key, _))| self.index.get(key).is_some_and(|&(first, _)| first == *at))
+            .filter_map(|(_, (key, value))| pair(key, value, |k| self.get(k)))
     }
 }
 
@@ -466,6 +553,7 @@ struct BatchAttr {
 }
 
 const BPF_MAP_LOOKUP_BATCH: nix::libc::c_long = 24;
+const BPF_MAP_DELETE_BATCH: nix::libc::c_long = 27;
 /// Entries per `bpf()` call.
 const BATCH: usize = 4096;
 
@@ -539,6 +627,43 @@ impl<'a, K: Tuple> BatchReader<'a, K> {
         values.truncate(n);
         Ok(Some((table, keys.into_iter().zip(values).collect())))
     }
+}
+
+/// Deletes `keys` from the map with `BPF_MAP_DELETE_BATCH`, in chunks of
+/// [`BATCH`]. A key gone meanwhile (LRU eviction, the datapath) stops the
+/// kernel's walk with ENOENT: it is skipped and the walk goes on. Returns
+/// how many were deleted.
+fn delete_batch<K: Pod>(fd: BorrowedFd<'_>, keys: &[K]) -> Result<usize> {
+    let (mut done, mut deleted) = (0, 0);
+    while done < keys.len() {
+        let chunk = &keys[done..keys.len().min(done + BATCH)];
+        let mut attr = BatchAttr {
+            keys: chunk.as_ptr() as u64,
+            count: chunk.len() as u32,
+            map_fd: fd.as_raw_fd() as u32,
+            ..BatchAttr::default()
+        };
+        // SAFETY: attr points at `count` live keys, outliving the call.
+        let rc = unsafe {
+            nix::libc::syscall(
+                nix::libc::SYS_bpf,
+                BPF_MAP_DELETE_BATCH,
+                &mut attr as *mut BatchAttr,
+                std::mem::size_of::<BatchAttr>(),
+            )
+        };
+        let err = std::io::Error::last_os_error();
+        let n = (attr.count as usize).min(chunk.len());
+        if rc < 0 {
+            if err.raw_os_error() != Some(nix::libc::ENOENT) || n == chunk.len() {
+                return Err(err).context("BPF_MAP_DELETE_BATCH");
+            }
+            done += 1; // the missing key
+        }
+        done += n;
+        deleted += n;
+    }
+    Ok(deleted)
 }
 
 const IPPROTO_ICMPV6: u8 = 58;
@@ -651,6 +776,77 @@ mod tests {
         assert_eq!(flow(17, 0, Some(1)).timeout(&t), Duration::from_secs(120));
         assert_eq!(flow(17, 0, Some(0)).timeout(&t), Duration::from_secs(30));
         assert_eq!(flow(IPPROTO_ICMP, 0, Some(1)).timeout(&t), t.icmp);
+    }
+
+    /// A v4 UDP flow 10.0.0.2:`port` -> 10.0.0.1:53, untranslated: its
+    /// ORIGINAL and REPLY entries, last seen at `orig_seen`/`reply_seen`.
+    fn udp_flow(port: u16, orig_seen: u64, reply_seen: u64) -> [(CtKey, CtValue); 2] {
+        let key = CtKey {
+            src_ip: u32::from(Ipv4Addr::new(10, 0, 0, 2)).to_be(),
+            dst_ip: u32::from(Ipv4Addr::new(10, 0, 0, 1)).to_be(),
+            src_port: port.to_be(),
+            dst_port: 53u16.to_be(),
+            proto: 17,
+            ..CtKey::default()
+        };
+        let entry = |k: CtKey, direction, seen| {
+            let value = CtValue {
+                nat_src_ip: k.src_ip,
+                nat_dst_ip: k.dst_ip,
+                nat_src_port: k.src_port,
+                nat_dst_port: k.dst_port,
+                direction,
+                last_seen_ns: seen,
+                packets: 1,
+                ..CtValue::default()
+            };
+            (k, value)
+        };
+        [
+            entry(key, ct_dir::ORIGINAL, orig_seen),
+            entry(key.reversed(), ct_dir::REPLY, reply_seen),
+        ]
+    }
+
+    #[test]
+    fn a_snapshot_pairs_flows_and_knows_where_each_entry_is() {
+        let s = Duration::from_secs(1).as_nanos() as u64;
+        let (now, t) = (1000 * s, Timeouts::default());
+        let old = now - 200 * s;
+        // Assured: a flow idle one way only, and an idle one. The LRU: a
+        // stale copy of the first (made when it was assured), and an idle
+        // flow of its own.
+        let [live_o, live_r] = udp_flow(1000, old, now - s);
+        let [idle_o, idle_r] = udp_flow(2000, old, old);
+        let stale_copy = (
+            live_o.0,
+            CtValue {
+                last_seen_ns: 0,
+                ..live_o.1
+            },
+        );
+        let [lru_o, lru_r] = udp_flow(3000, old, old);
+        let entries = vec![live_o, live_r, idle_o, idle_r, stale_copy, lru_o, lru_r];
+        let snapshot = Snapshot::new(entries, &[4, 7]);
+
+        assert_eq!(snapshot.index.len(), 6, "the stale copy has the same key");
+        assert_eq!(snapshot.tables_holding(&live_o.0), 0b11);
+        assert_eq!(snapshot.tables_holding(&idle_r.0), 0b01);
+        assert_eq!(snapshot.tables_holding(&lru_r.0), 0b10);
+        let shortest = t.shortest().as_nanos() as u64;
+        let expired: Vec<Flow<CtKey>> = snapshot
+            .flows(|v| now.saturating_sub(v.last_seen_ns) > shortest)
+            .filter(|f| f.expired(now, &t))
+            .collect();
+        let mut ports: Vec<u16> = expired
+            .iter()
+            .map(|f| u16::from_be(f.key.src_port))
+            .collect();
+        ports.sort_unstable();
+        // The live flow's REPLY is fresh: neither its ORIGINAL nor the
+        // stale copy stands for it.
+        assert_eq!(ports, [2000, 3000]);
+        assert!(expired.iter().all(|f| f.reply.is_some()));
     }
 
     #[test]
