@@ -27,7 +27,6 @@ pub mod names {
         pub const FRAGS: &str = "NETD_FRAGS";
         pub const SERVICES: &str = "NETD_SERVICES";
         pub const SOCK_ORIGIN: &str = "NETD_SOCK_ORIGIN";
-        pub const VETHS6: &str = "NETD_VETHS6";
         pub const ENDPOINTS6: &str = "NETD_ENDPOINTS6";
         pub const CT6: &str = "NETD_CT6";
         pub const CT6_ASSURED: &str = "NETD_CT6_ASSURED";
@@ -41,7 +40,7 @@ pub mod names {
         /// Every map of the object, all pinned by the daemon. A map the
         /// eBPF side declares must be in it (checked when `netd-ebpf`
         /// compiles).
-        pub const ALL: [&str; 22] = [
+        pub const ALL: [&str; 21] = [
             STATS,
             ENDPOINTS,
             PORTMAPS,
@@ -54,7 +53,6 @@ pub mod names {
             FRAGS,
             SERVICES,
             SOCK_ORIGIN,
-            VETHS6,
             ENDPOINTS6,
             CT6,
             CT6_ASSURED,
@@ -280,6 +278,7 @@ pub struct BridgeValue {
 /// ifindex: what every packet entering from that veth must carry (its
 /// source address and MAC) and what it may reach. Isolation is decided by
 /// this entry, never by the addresses a packet claims (anti-spoofing).
+/// Both families in one entry: one lookup per packet, whichever it is.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct VethValue {
@@ -294,21 +293,11 @@ pub struct VethValue {
     /// The endpoint's MAC: the only Ethernet source allowed.
     pub mac: [u8; 6],
     pub pad: [u8; 2],
-}
-
-/// `NETD_VETHS6`: the IPv6 side of a container veth's endpoint on a
-/// dual-stack network, by the host veth's ifindex. The only global IPv6
-/// source allowed in from that veth (link-local fe80::/10 and, for
-/// duplicate address detection, the unspecified address are always
-/// allowed); a veth without an entry may send link-local IPv6 only.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Veth6Value {
-    /// The endpoint's IPv6 address, as it sits in the packet.
+    /// The endpoint's IPv6 address on a dual-stack network, as it sits in
+    /// the packet; all zeroes for none. The only global IPv6 source
+    /// allowed in from the veth (link-local fe80::/10 and, for duplicate
+    /// address detection, the unspecified address are always allowed).
     pub ip6: [u8; 16],
-    /// The endpoint's network id.
-    pub network_id: u32,
-    pub pad: u32,
 }
 
 /// `NETD_ENDPOINTS6`: a dual-stack endpoint by its IPv6 address (the key,
@@ -679,7 +668,6 @@ mod pod {
     unsafe impl aya::Pod for CtValue {}
     unsafe impl aya::Pod for BridgeValue {}
     unsafe impl aya::Pod for VethValue {}
-    unsafe impl aya::Pod for Veth6Value {}
     unsafe impl aya::Pod for Endpoint6Value {}
     unsafe impl aya::Pod for Ct6Key {}
     unsafe impl aya::Pod for Ct6Value {}

@@ -5,7 +5,8 @@
 //! socket is all it takes to claim another source; isolation and
 //! MASQUERADE are then decided by the veth's endpoint alone.
 //!
-//! IPv6: the source must be the endpoint's IPv6 address (`NETD_VETHS6`),
+//! IPv6: the source must be the endpoint's IPv6 address (`ip6` of its
+//! `NETD_VETHS` entry),
 //! a link-local address (fe80::/10), or, for ICMPv6 (duplicate address
 //! detection, MLD), the unspecified address. Neighbour discovery must
 //! carry the endpoint's MAC in its link-layer address option and a
@@ -18,7 +19,7 @@ use netd_common::{StatIndex, VethValue};
 use crate::{
     ctx::PacketCtx,
     ipv6::{self, ETH_P_IPV6, IPPROTO_ICMPV6, SRC_OFF},
-    maps::{NETD_VETHS, NETD_VETHS6},
+    maps::NETD_VETHS,
     packet::{ETH_HLEN, fetch, read},
 };
 
@@ -80,7 +81,7 @@ fn source_is_own<C: PacketCtx>(ctx: &mut C, me: &VethValue) -> Result<(), StatIn
         ETH_P_IP => read::<u32>(ctx, ETH_HLEN + 12) == Some(me.ip),
         ETH_P_ARP => arp_is_own(ctx, me),
         ETH_P_IPV6 => {
-            return match ipv6_verdict(ctx, mac_word(&me.mac)) {
+            return match ipv6_verdict(ctx, me) {
                 V6_OWN => Ok(()),
                 V6_ROUTER_ADVERT => Err(StatIndex::DropRouterAdvert),
                 V6_UNPARSED => Err(StatIndex::DropMalformed),
@@ -126,16 +127,15 @@ fn is_unspecified(a: &[u8; 16]) -> bool {
 
 /// The IPv6 check, out of line: it holds 16-byte addresses and walks
 /// extension headers at variable offsets, which would otherwise weigh on
-/// every path of the program. `mac`: the
-/// endpoint's MAC as `mac_word` packs it.
+/// every path of the program. `me`: the veth's endpoint (map memory).
 #[inline(never)]
-fn ipv6_verdict<C: PacketCtx>(ctx: &C, mac: u64) -> u32 {
+fn ipv6_verdict<C: PacketCtx>(ctx: &C, me: &VethValue) -> u32 {
     let Ok(src) = fetch::<[u8; 16]>(ctx, SRC_OFF) else {
         return V6_UNPARSED;
     };
-    let own = own_ipv6(ctx.ifindex());
+    let own = &me.ip6;
     let unspecified = is_unspecified(&src);
-    let src_ok = is_link_local(&src) || src_eq(&src, &own) || unspecified;
+    let src_ok = is_link_local(&src) || src_eq(&src, own) || unspecified;
     if !src_ok {
         return V6_SPOOFED;
     }
@@ -165,7 +165,7 @@ fn ipv6_verdict<C: PacketCtx>(ctx: &C, mac: u64) -> u32 {
             let Ok(target) = fetch::<[u8; 16]>(ctx, off + 8) else {
                 return V6_UNPARSED;
             };
-            if !is_link_local(&target) && !src_eq(&target, &own) {
+            if !is_link_local(&target) && !src_eq(&target, own) {
                 return V6_SPOOFED;
             }
             off + 24
@@ -180,24 +180,16 @@ fn ipv6_verdict<C: PacketCtx>(ctx: &C, mac: u64) -> u32 {
     };
     if (opt[0] == ND_OPT_SOURCE_LL || opt[0] == ND_OPT_TARGET_LL) && opt[1] == 1 {
         let carried = mac_word(&[opt[2], opt[3], opt[4], opt[5], opt[6], opt[7]]);
-        if carried != mac {
+        if carried != mac_word(&me.mac) {
             return V6_SPOOFED;
         }
     }
     V6_OWN
 }
 
-/// The endpoint's IPv6 address, or all zeroes (matches nothing a
-/// source check lets through: `::` is judged on its own).
-#[inline(always)]
-fn own_ipv6(ifindex: u32) -> [u8; 16] {
-    match NETD_VETHS6.get_ptr(ifindex) {
-        // SAFETY: map value pointer, valid for this run; copied out.
-        Some(v) => unsafe { (*v).ip6 },
-        None => [0; 16],
-    }
-}
-
+/// `a` is the endpoint's own IPv6 address (`own`: all zeroes for none,
+/// which matches nothing a source check lets through: `::` is judged on
+/// its own).
 #[inline(always)]
 fn src_eq(a: &[u8; 16], own: &[u8; 16]) -> bool {
     !is_unspecified(own) && words(a) == words(own)

@@ -11,8 +11,7 @@ use aya_ebpf::{
 use netd_common::{
     BridgeValue, Counter, Ct6Key, Ct6Value, CtKey, CtValue, DatapathConfig, Endpoint6Value,
     EndpointValue, Frag6Key, FragKey, FragValue, PortMap6Key, PortMap6Value, PortMapKey,
-    PortMapValue, Service6Key, ServiceKey, SockOrigin, SockOrigin6, StatIndex, Veth6Value,
-    VethValue,
+    PortMapValue, Service6Key, ServiceKey, SockOrigin, SockOrigin6, StatIndex, VethValue,
     names::{self, maps::ALL},
 };
 
@@ -49,10 +48,6 @@ maps! {
     /// The endpoint bound to each container veth, by the veth's ifindex: the
     /// source every packet from that veth must carry (anti-spoofing).
     NETD_VETHS: HashMap<u32, VethValue, 65536> = HashMap::new();
-
-    /// The IPv6 side of a dual-stack endpoint, by its host veth's ifindex:
-    /// the only global IPv6 source allowed in from that veth.
-    NETD_VETHS6: HashMap<u32, Veth6Value, 65536> = HashMap::new();
 
     /// Dual-stack endpoints by IPv6 address: delivery into the container.
     NETD_ENDPOINTS6: HashMap<[u8; 16], Endpoint6Value, 65536> = HashMap::new();

@@ -500,7 +500,7 @@ fn no_ip6tables_rules_and_the_v6_map_dumps_with_field_names() {
             .collect();
         assert!(rules.is_empty(), "{cmd:?} shows rules: {text}");
     }
-    let dump = bpftool_dump(&tb.bpffs().join("NETD_VETHS6"));
+    let dump = bpftool_dump(&tb.bpffs().join("NETD_VETHS"));
     assert!(dump.contains("\"ip6\""), "{dump}");
     assert!(dump.contains("\"network_id\""), "{dump}");
 }
@@ -1656,6 +1656,102 @@ fn an_upgrade_over_the_previous_releases_v6_table_keeps_its_flows() {
     tb.start();
     assert_previous_flow_kept(&tb, 40000);
     assert_eq!(tb.log().matches(converted).count(), 1, "{}", tb.log());
+}
+
+/// The raw entries of the pinned hash map at `pin`: (key, value) bytes.
+fn raw_entries(pin: &std::path::Path) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let json: Value = serde_json::from_str(&bpftool(&[
+        "-j",
+        "map",
+        "dump",
+        "pinned",
+        &pin.to_string_lossy(),
+    ]))
+    .expect("bpftool -j map dump");
+    let bytes = |v: &Value| -> Vec<u8> {
+        v.as_array()
+            .unwrap_or_else(|| panic!("not raw bytes: {v}"))
+            .iter()
+            .map(|b| {
+                let b = b.as_str().expect("a hex byte");
+                u8::from_str_radix(b.trim_start_matches("0x"), 16).expect("a hex byte")
+            })
+            .collect()
+    };
+    json.as_array()
+        .expect("a list of entries")
+        .iter()
+        .map(|e| (bytes(&e["key"]), bytes(&e["value"])))
+        .collect()
+}
+
+/// `bpftool map update` arguments writing `key` and `value` (raw bytes).
+fn update_args(pin: &str, key: &[u8], value: &[u8]) -> Vec<String> {
+    let mut args: Vec<String> = ["map", "update", "pinned", pin, "key", "hex"]
+        .map(str::to_owned)
+        .to_vec();
+    args.extend(key.iter().map(|b| format!("{b:02x}")));
+    args.extend(["value".to_owned(), "hex".to_owned()]);
+    args.extend(value.iter().map(|b| format!("{b:02x}")));
+    args
+}
+
+#[test]
+fn an_upgrade_over_the_split_veth_maps_keeps_every_endpoint() {
+    let mut tb = Testbed::new();
+    create_net(&tb, &["app", "--ipv6", "--subnet", "fd00:9d::/64"]);
+    let c1 = tb.add_with("c1", &["--network", "app"]);
+    let c2 = tb.add_with("c2", &["--network", "app"]);
+    let c2_ip6 = ip6_of(&tb, &c2);
+    ping6(&c1, &c2_ip6);
+    let veths = tb.bpffs().join("NETD_VETHS");
+    let entries = raw_entries(&veths);
+    tb.stop();
+    // cb7eb2b's layout: 24-byte entries in NETD_VETHS, the IPv6 address
+    // (and network id) in NETD_VETHS6.
+    std::fs::remove_file(&veths).expect("unpin NETD_VETHS");
+    let old = veths.to_string_lossy().into_owned();
+    let v6 = tb
+        .bpffs()
+        .join("NETD_VETHS6")
+        .to_string_lossy()
+        .into_owned();
+    for (pin, value, name) in [(&old, "24", "NETD_VETHS"), (&v6, "24", "NETD_VETHS6")] {
+        bpftool(&[
+            "map", "create", pin, "type", "hash", "key", "4", "value", value, "entries", "65536",
+            "name", name,
+        ]);
+    }
+    let mut dual_stack = 0;
+    for (key, value) in &entries {
+        assert_eq!(value.len(), 40, "the current VethValue");
+        let args = update_args(&old, key, &value[..24]);
+        bpftool(&args.iter().map(String::as_str).collect::<Vec<_>>());
+        if value[24..].iter().any(|b| *b != 0) {
+            let mut v6_value = value[24..40].to_vec();
+            v6_value.extend(&value[4..8]); // network_id
+            v6_value.extend([0; 4]);
+            let args = update_args(&v6, key, &v6_value);
+            bpftool(&args.iter().map(String::as_str).collect::<Vec<_>>());
+            dual_stack += 1;
+        }
+    }
+    assert_eq!(dual_stack, 2, "{entries:?}");
+    tb.start();
+    let converted = "converted the pinned map NETD_VETHS to this version's layout (2 entries)";
+    assert!(tb.log().contains(converted), "not logged:\n{}", tb.log());
+    assert!(
+        !tb.bpffs().join("NETD_VETHS6").exists(),
+        "the retired pin stayed"
+    );
+    let mut now = raw_entries(&veths);
+    let mut before = entries.clone();
+    now.sort();
+    before.sort();
+    assert_eq!(now, before, "every entry as it was, IPv6 address included");
+    // Anti-spoofing lets each endpoint's own IPv6 source through.
+    ping6(&c1, &c2_ip6);
+    ping6(&c2, &ip6_of(&tb, &c1));
 }
 
 #[test]

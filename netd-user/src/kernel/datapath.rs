@@ -26,8 +26,8 @@ use aya::{
 };
 use netd_common::{
     BridgeValue, Counter, DatapathConfig, Endpoint6Value, EndpointValue, PortMap6Key,
-    PortMap6Value, PortMapKey, PortMapValue, Service6Key, ServiceKey, StatIndex, Veth6Value,
-    VethValue, map_names,
+    PortMap6Value, PortMapKey, PortMapValue, Service6Key, ServiceKey, StatIndex, VethValue,
+    map_names,
 };
 use nix::{
     fcntl::{Flock, FlockArg},
@@ -256,27 +256,16 @@ impl Objects {
         ip: Ipv4Addr,
         value: EndpointValue,
         veth: VethValue,
-        v6: Option<(Ipv6Addr, Veth6Value, Endpoint6Value)>,
+        v6: Option<(Ipv6Addr, Endpoint6Value)>,
     ) -> Result<()> {
-        match v6 {
-            Some((ip6, veth6, ep6)) => {
-                self.hash::<[u8; 16], Endpoint6Value>(map_names::ENDPOINTS6)?
-                    .insert(ip6.octets(), ep6, 0)
-                    .with_context(|| format!("adding endpoint {ip6} to the datapath"))?;
-                self.hash(map_names::VETHS6)?
-                    .insert(value.ifindex, veth6, 0)
-                    .with_context(|| {
-                        format!("adding the IPv6 side of endpoint {ip} to the datapath")
-                    })?;
-                // The eBPF FIB lookups of its packets need the veth's IPv6
-                // forwarding on (all.forwarding stays off: the stack routes
-                // no IPv6).
-                super::host::enable_ipv6_forwarding_on(value.ifindex)?;
-            }
-            None => {
-                let mut map = self.hash::<u32, Veth6Value>(map_names::VETHS6)?;
-                ignore_missing(map.remove(&value.ifindex))?;
-            }
+        if let Some((ip6, ep6)) = v6 {
+            self.hash::<[u8; 16], Endpoint6Value>(map_names::ENDPOINTS6)?
+                .insert(ip6.octets(), ep6, 0)
+                .with_context(|| format!("adding endpoint {ip6} to the datapath"))?;
+            // The eBPF FIB lookups of its packets need the veth's IPv6
+            // forwarding on (all.forwarding stays off: the stack routes
+            // no IPv6).
+            super::host::enable_ipv6_forwarding_on(value.ifindex)?;
         }
         self.hash(map_names::VETHS)?
             .insert(value.ifindex, veth, 0)
@@ -309,11 +298,7 @@ impl Objects {
             .hash::<u32, VethValue>(map_names::VETHS)
             .and_then(|mut map| ignore_missing(map.remove(&veth_ifindex)))
             .with_context(|| format!("removing the veth of endpoint {ip} from the datapath"));
-        let by_veth6 = self
-            .hash::<u32, Veth6Value>(map_names::VETHS6)
-            .and_then(|mut map| ignore_missing(map.remove(&veth_ifindex)))
-            .with_context(|| format!("removing the IPv6 side of endpoint {ip} from the datapath"));
-        by_ip.and(by_veth).and(by_veth6).and(by_ip6)
+        by_ip.and(by_veth).and(by_ip6)
     }
 
     pub fn set_bridge(&mut self, ifindex: u32, value: BridgeValue) -> Result<()> {
@@ -663,35 +648,13 @@ impl Datapath for BpfDatapath {
             gateway,
             flags: ep.flags,
         };
-        let veth = VethValue {
-            ip: be_v4(ep.ip)?,
-            network_id: ep.network_id,
-            gateway,
-            flags: ep.flags,
-            mac: ep.mac,
-            pad: [0; 2],
-        };
         let IpAddr::V4(ip) = ep.ip else {
             return Err(EngineError::invalid(
                 "an endpoint's first address must be IPv4 (its IPv6 one goes beside it)",
             ));
         };
-        let v6 = match ep.ip6 {
-            Some(IpAddr::V6(ip6)) => Some((
-                ip6,
-                Veth6Value {
-                    ip6: ip6.octets(),
-                    network_id: ep.network_id,
-                    pad: 0,
-                },
-                Endpoint6Value {
-                    ifindex: ep.veth_ifindex,
-                    network_id: ep.network_id,
-                    flags: ep.flags,
-                    mac: ep.mac,
-                    gw_mac: ep.gateway_mac,
-                },
-            )),
+        let ip6 = match ep.ip6 {
+            Some(IpAddr::V6(ip6)) => Some(ip6),
             Some(IpAddr::V4(other)) => {
                 return Err(EngineError::invalid(format!(
                     "{other} is not an IPv6 address"
@@ -699,6 +662,25 @@ impl Datapath for BpfDatapath {
             }
             None => None,
         };
+        let veth = VethValue {
+            ip: be_v4(ep.ip)?,
+            network_id: ep.network_id,
+            gateway,
+            flags: ep.flags,
+            mac: ep.mac,
+            pad: [0; 2],
+            ip6: ip6.map_or([0; 16], |a| a.octets()),
+        };
+        let v6 = ip6.map(|ip6| {
+            let ep6 = Endpoint6Value {
+                ifindex: ep.veth_ifindex,
+                network_id: ep.network_id,
+                flags: ep.flags,
+                mac: ep.mac,
+                gw_mac: ep.gateway_mac,
+            };
+            (ip6, ep6)
+        });
         self.with(|o| o.set_endpoint(ip, value, veth, v6)).kernel()
     }
 

@@ -32,10 +32,16 @@ use aya::{
     Ebpf, Pod,
     maps::{HashMap, Map, MapData, MapInfo, MapType, PerCpuArray, PerCpuValues},
 };
-use netd_common::{Counter, Ct6Key, Ct6Value, map_names};
+use netd_common::{Counter, Ct6Key, Ct6Value, VethValue, map_names};
 
 /// The dir where old pins wait while they are being converted.
 const ASIDE_DIR: &str = "upgrading";
+
+/// `NETD_VETHS6` of cb7eb2b and before: the IPv6 side of a veth's
+/// endpoint, now `ip6` in its `NETD_VETHS` entry (one lookup per packet).
+/// Read when `NETD_VETHS` is converted; its pin goes once the converted
+/// entries are written.
+const RETIRED_VETHS6: &str = "NETD_VETHS6";
 
 /// Where a map's pin waits while it is being converted.
 pub fn aside(bpffs: &Path, name: &str) -> PathBuf {
@@ -147,10 +153,55 @@ impl From<Ct6ValueV1> for Ct6Value {
     }
 }
 
+/// `NETD_VETHS`'s value up to cb7eb2b (24 bytes): `VethValue` without
+/// `ip6`, which was in `NETD_VETHS6`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct VethValueV1 {
+    pub ip: u32,
+    pub network_id: u32,
+    pub gateway: u32,
+    pub flags: u32,
+    pub mac: [u8; 6],
+    pub pad: [u8; 2],
+}
+
+/// `NETD_VETHS6`'s value (retired after cb7eb2b).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Veth6ValueV1 {
+    pub ip6: [u8; 16],
+    pub network_id: u32,
+    pub pad: u32,
+}
+
+// SAFETY: plain old data, `repr(C)`, no pointers.
+unsafe impl Pod for VethValueV1 {}
+// SAFETY: as above.
+unsafe impl Pod for Veth6ValueV1 {}
+
+impl VethValueV1 {
+    /// The entry in the new layout, with the IPv6 address of its
+    /// `NETD_VETHS6` entry (`None`: an IPv4-only endpoint).
+    fn with_ip6(self, ip6: Option<[u8; 16]>) -> VethValue {
+        VethValue {
+            ip: self.ip,
+            network_id: self.network_id,
+            gateway: self.gateway,
+            flags: self.flags,
+            mac: self.mac,
+            pad: self.pad,
+            ip6: ip6.unwrap_or_default(),
+        }
+    }
+}
+
 /// Entries of an old map in the new layout, waiting for the new map.
 #[derive(Debug)]
 enum Converted {
     Ct6(Vec<(Ct6Key, Ct6Value)>),
+    /// By veth ifindex.
+    Veths(Vec<(u32, VethValue)>),
     /// Every CPU's counters, by index.
     Stats(Vec<Vec<Counter>>),
     /// Nothing to keep.
@@ -161,6 +212,7 @@ impl Converted {
     fn len(&self) -> usize {
         match self {
             Converted::Ct6(entries) => entries.len(),
+            Converted::Veths(entries) => entries.len(),
             Converted::Stats(counters) => counters.len(),
             Converted::Nothing => 0,
         }
@@ -172,8 +224,17 @@ impl Converted {
 /// since: `NETD_CT6` (TCP state added), `NETD_STATS` (a counter added),
 /// `NETD_SCRATCH6` (bigger scratch). Maps added since (`NETD_CT6_ASSURED`,
 /// `NETD_SERVICES6`, `NETD_FRAGS6`) are simply created; `NETD_SERVICES6` is
-/// filled by the start's reconcile, the others by traffic.
-fn convert(name: &str, pin: &Path, old: &Layout, new: &Layout) -> Result<Option<Converted>> {
+/// filled by the start's reconcile, the others by traffic. After cb7eb2b:
+/// `NETD_VETHS` (the IPv6 address of `NETD_VETHS6` added; the start's
+/// reconcile writes every entry again, but the new programs check
+/// anti-spoofing from the moment they replace the old ones).
+fn convert(
+    bpffs: &Path,
+    name: &str,
+    pin: &Path,
+    old: &Layout,
+    new: &Layout,
+) -> Result<Option<Converted>> {
     let same_kind = old.map_type == new.map_type && old.key_size == new.key_size;
     let converted = match name {
         map_names::CT6 if same_kind && old.value_size == size_of::<Ct6ValueV1>() as u32 => {
@@ -200,6 +261,9 @@ fn convert(name: &str, pin: &Path, old: &Layout, new: &Layout) -> Result<Option<
             }
             Converted::Ct6(entries)
         }
+        map_names::VETHS if same_kind && old.value_size == size_of::<VethValueV1>() as u32 => {
+            Converted::Veths(veths_with_ip6(bpffs, pin)?)
+        }
         map_names::STATS if same_kind && old.value_size == new.value_size => {
             let map: PerCpuArray<MapData, Counter> = PerCpuArray::try_from(open(pin)?)
                 .with_context(|| format!("opening {} as an earlier NETD_STATS", pin.display()))?;
@@ -222,6 +286,30 @@ fn convert(name: &str, pin: &Path, old: &Layout, new: &Layout) -> Result<Option<
     Ok(Some(converted))
 }
 
+/// The entries of an earlier `NETD_VETHS` at `pin`, each with the IPv6
+/// address its veth has in the retired `NETD_VETHS6`, if pinned.
+fn veths_with_ip6(bpffs: &Path, pin: &Path) -> Result<Vec<(u32, VethValue)>> {
+    let map: HashMap<MapData, u32, VethValueV1> = HashMap::try_from(open(pin)?)
+        .with_context(|| format!("opening {} as an earlier NETD_VETHS", pin.display()))?;
+    let v6_pin = bpffs.join(RETIRED_VETHS6);
+    let ip6: StdHashMap<u32, [u8; 16]> = if v6_pin.exists() {
+        let v6: HashMap<MapData, u32, Veth6ValueV1> = HashMap::try_from(open(&v6_pin)?)
+            .with_context(|| format!("opening {} as NETD_VETHS6", v6_pin.display()))?;
+        v6.iter()
+            .filter_map(Result::ok)
+            .map(|(ifindex, v)| (ifindex, v.ip6))
+            .collect()
+    } else {
+        StdHashMap::new()
+    };
+    // An entry that goes away while the table is walked is skipped.
+    Ok(map
+        .iter()
+        .filter_map(Result::ok)
+        .map(|(ifindex, old)| (ifindex, old.with_ip6(ip6.get(&ifindex).copied())))
+        .collect())
+}
+
 fn open(pin: &Path) -> Result<Map> {
     let data = MapData::from_pin(pin)
         .with_context(|| format!("opening the pinned map {}", pin.display()))?;
@@ -238,8 +326,9 @@ struct Migration {
 }
 
 /// The maps to convert on this start.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Plan {
+    bpffs: PathBuf,
     migrations: Vec<Migration>,
 }
 
@@ -290,7 +379,7 @@ impl Plan {
                 continue;
             };
             let old = Layout::of_pin(&from)?;
-            let Some(entries) = convert(name, &from, &old, new)? else {
+            let Some(entries) = convert(bpffs, name, &from, &old, new)? else {
                 bail!(
                     "the pinned map {} ({}) differs from this netd's ({}), and netd knows no conversion from that layout (pinned by another version): run `netd down` first (its entries are lost)",
                     from.display(),
@@ -305,7 +394,10 @@ impl Plan {
                 entries,
             });
         }
-        Ok(Self { migrations })
+        Ok(Self {
+            bpffs: bpffs.to_path_buf(),
+            migrations,
+        })
     }
 
     /// Whether `name` is converted on this start (its pin is replaced).
@@ -350,7 +442,14 @@ impl Plan {
             // Empty now, unless a start of another version left more there.
             let _ = fs::remove_dir(dir);
         }
-        Ok(())
+        // Read by the conversions above, now written: no longer needed.
+        let retired = self.bpffs.join(RETIRED_VETHS6);
+        match fs::remove_file(&retired) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                Err(e).with_context(|| format!("removing the retired pin {}", retired.display()))
+            }
+            _ => Ok(()),
+        }
     }
 
     /// Puts the old pins back after a failed start, so that the version
@@ -383,6 +482,12 @@ fn write(ebpf: &mut Ebpf, name: &str, entries: &Converted) -> Result<()> {
             let mut map: HashMap<&mut MapData, Ct6Key, Ct6Value> = HashMap::try_from(map)?;
             for (key, value) in entries {
                 map.insert(key, value, 0)?;
+            }
+        }
+        Converted::Veths(entries) => {
+            let mut map: HashMap<&mut MapData, u32, VethValue> = HashMap::try_from(map)?;
+            for (ifindex, value) in entries {
+                map.insert(ifindex, value, 0)?;
             }
         }
         Converted::Stats(counters) => {
@@ -431,6 +536,27 @@ mod tests {
         assert_eq!((new.last_seen_ns, new.packets, new.bytes), (5, 6, 7));
         assert_eq!((new.tcp_flags, new.tcp_seq_end), (0, 0), "no TCP state yet");
         assert_eq!((new.pad, new.pad2), (0, 0));
+    }
+
+    #[test]
+    fn an_earlier_veth_entry_gets_its_ipv6_address() {
+        assert_eq!(size_of::<VethValueV1>(), 24);
+        assert_eq!(size_of::<Veth6ValueV1>(), 24);
+        let old = VethValueV1 {
+            ip: 1,
+            network_id: 2,
+            gateway: 3,
+            flags: 4,
+            mac: [5; 6],
+            pad: [0; 2],
+        };
+        let new = old.with_ip6(Some([6; 16]));
+        assert_eq!(
+            (new.ip, new.network_id, new.gateway, new.flags, new.mac),
+            (1, 2, 3, 4, [5; 6])
+        );
+        assert_eq!(new.ip6, [6; 16]);
+        assert_eq!(old.with_ip6(None).ip6, [0; 16], "IPv4 only: no address");
     }
 
     #[test]
