@@ -110,6 +110,11 @@ fn ct_max_sizes_the_map_and_a_resize_is_refused() {
     );
     tb.set_daemon_args(&["--ct-max", "1024"]);
     tb.start();
+    // Without the flag, a restart keeps the pinned size.
+    tb.stop();
+    tb.set_daemon_args(&[]);
+    tb.start();
+    assert_eq!(status(&tb)["conntrack"]["max_flows"], 1024);
     assert!(
         tb.netd_err(&["daemon", "--ct-max", "10"])
             .contains("ct-max")

@@ -1242,9 +1242,9 @@ fn v6_flows_are_listed_expire_and_go_with_their_container() {
         status["conntrack"]["ipv6"]["entries"].as_u64() >= Some(2)
     });
     let status = tb.netd_json(&["status"]);
-    assert_eq!(status["conntrack"]["ipv6"]["max_flows"], 32768, "{status}");
+    assert_eq!(status["conntrack"]["ipv6"]["max_flows"], 131072, "{status}");
     assert_eq!(
-        status["conntrack"]["ipv6"]["max_entries"], 131072,
+        status["conntrack"]["ipv6"]["max_entries"], 524288,
         "{status}"
     );
     // Idle, it expires by the UDP timeout.
@@ -1410,6 +1410,13 @@ fn ct6_max_sizes_the_v6_tables_and_bad_values_are_refused() {
     );
     tb.set_daemon_args(&["--ct6-max", "1024"]);
     tb.start();
+    // Without the flag, a restart keeps the pinned size (an upgrade from a
+    // version with another default included).
+    tb.stop();
+    tb.set_daemon_args(&[]);
+    tb.start();
+    let status = tb.netd_json(&["status"]);
+    assert_eq!(status["conntrack"]["ipv6"]["max_flows"], 1024, "{status}");
     for bad in ["10", "0", "many", "99999999"] {
         let err = tb.netd_err(&["daemon", "--ct6-max", bad]);
         assert!(err.contains("--ct6-max"), "{bad}: {err}");
@@ -1584,7 +1591,7 @@ fn previous_ct6_entry(
 }
 
 /// Pins at `pin` a `NETD_CT6` as the previous release made it (at the
-/// default `--ct6-max`), holding one answered MASQUERADE flow from
+/// default `--ct6-max` of then, 32,768 flows), holding one answered MASQUERADE flow from
 /// [fd00:77::2]:SPORT: its ORIGINAL entry (7 packets) and its REPLY entry
 /// (5).
 fn pin_previous_ct6(pin: &std::path::Path, sport: u16) {
@@ -1643,11 +1650,16 @@ fn assert_previous_flow_kept(tb: &Testbed, sport: u16) {
 fn an_upgrade_over_the_previous_releases_v6_table_keeps_its_flows() {
     let mut tb = Testbed::new();
     tb.stop();
+    // The previous release's pins: no NETD_CT6_ASSURED yet.
+    std::fs::remove_file(tb.bpffs().join("NETD_CT6_ASSURED")).expect("unpin NETD_CT6_ASSURED");
     let pin = tb.bpffs().join("NETD_CT6");
     std::fs::remove_file(&pin).expect("unpin NETD_CT6");
     pin_previous_ct6(&pin, 40000);
     tb.start();
     assert_previous_flow_kept(&tb, 40000);
+    // Started without --ct6-max, it keeps the earlier table's size.
+    let status = tb.netd_json(&["status"]);
+    assert_eq!(status["conntrack"]["ipv6"]["max_flows"], 32768, "{status}");
     let converted = "converted the pinned map NETD_CT6 to this version's layout (2 entries)";
     assert!(tb.log().contains(converted), "not logged:\n{}", tb.log());
     assert!(!tb.bpffs().join("upgrading/NETD_CT6").exists());
@@ -1759,7 +1771,9 @@ fn an_upgrade_stopped_midway_is_finished_by_the_next_start() {
     let mut tb = Testbed::new();
     tb.stop();
     // What a start that died after moving the old pin aside, before the
-    // new map was pinned, leaves.
+    // new map was pinned, leaves (over the previous release's pins: no
+    // NETD_CT6_ASSURED).
+    std::fs::remove_file(tb.bpffs().join("NETD_CT6_ASSURED")).expect("unpin NETD_CT6_ASSURED");
     std::fs::remove_file(tb.bpffs().join("NETD_CT6")).expect("unpin NETD_CT6");
     let aside = tb.bpffs().join("upgrading/NETD_CT6");
     std::fs::create_dir(tb.bpffs().join("upgrading")).expect("mkdir upgrading");

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use clap::Args;
 use ipnetwork::Ipv4Network;
+use netd_common::map_names;
 
 use std::time::Duration;
 
@@ -12,7 +13,7 @@ use tracing::warn;
 
 use crate::{
     engine::{EngineConfig, address_pool::AddressPool},
-    kernel::{conntrack::Timeouts, host},
+    kernel::{conntrack::Timeouts, datapath, host},
     server::{
         self, CT_MAX_DEFAULT, CT_MAX_LIMIT, CT_MAX_MIN, CT6_MAX_DEFAULT, DaemonConfig, NatPorts,
     },
@@ -69,18 +70,20 @@ pub struct DaemonArgs {
     /// Idle timeout of ICMP echo flows, seconds.
     #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
     pub ct_icmp_timeout: u64,
-    /// Flows the conntrack table holds (two entries each, about 240 bytes
-    /// of kernel memory per flow); a full table drops new flows. Fixed
-    /// while the map is pinned: changing it needs `netd down` first.
-    #[arg(long, value_name = "FLOWS", default_value_t = CT_MAX_DEFAULT,
+    /// Flows the conntrack tables hold (two entries each, about 256 bytes
+    /// of kernel memory per flow, allocated at start); a full table drops
+    /// new flows. Default: the size of the pinned tables, else 131072.
+    /// Fixed while the maps are pinned: another size needs `netd down`
+    /// first.
+    #[arg(long, value_name = "FLOWS",
           value_parser = clap::value_parser!(u32).range(CT_MAX_MIN as i64..=CT_MAX_LIMIT as i64))]
-    pub ct_max: u32,
-    /// Flows the IPv6 conntrack tables hold (two entries each, about 350
-    /// bytes of kernel memory per flow in each of the two tables); as
-    /// `--ct-max`.
-    #[arg(long, value_name = "FLOWS", default_value_t = CT6_MAX_DEFAULT,
+    pub ct_max: Option<u32>,
+    /// Flows the IPv6 conntrack tables hold (about 350 bytes of kernel
+    /// memory per flow in each of the two tables); as `--ct-max`, with the
+    /// same default.
+    #[arg(long, value_name = "FLOWS",
           value_parser = clap::value_parser!(u32).range(CT_MAX_MIN as i64..=CT_MAX_LIMIT as i64))]
-    pub ct6_max: u32,
+    pub ct6_max: Option<u32>,
     /// MASQUERADE source ports: a flow keeps its own port when free, else
     /// gets one of MIN-MAX.
     #[arg(long, value_name = "MIN-MAX", default_value = "1024-65535")]
@@ -103,7 +106,8 @@ pub fn run(args: DaemonArgs, socket: &Path) -> Result<()> {
     let absolute = |p: &Path| {
         std::path::absolute(p).with_context(|| format!("resolving path {}", p.display()))
     };
-    let config = DaemonConfig {
+    let (ct_max, ct6_max) = (args.ct_max, args.ct6_max);
+    let mut config = DaemonConfig {
         state_dir: absolute(&args.state_dir)?,
         bpffs: absolute(&args.bpffs)?,
         socket: absolute(socket)?,
@@ -127,8 +131,8 @@ pub fn run(args: DaemonArgs, socket: &Path) -> Result<()> {
             udp_unreplied: Duration::from_secs(args.ct_udp_unreplied_timeout),
             icmp: Duration::from_secs(args.ct_icmp_timeout),
         },
-        ct_max_flows: args.ct_max,
-        ct6_max_flows: args.ct6_max,
+        ct_max_flows: ct_max.unwrap_or(CT_MAX_DEFAULT),
+        ct6_max_flows: ct6_max.unwrap_or(CT6_MAX_DEFAULT),
         nat_ports: args.nat_ports,
         ct_gc_interval: Duration::from_secs(args.ct_gc_interval),
         dns_upstreams: args.dns_upstreams.into_iter().map(Into::into).collect(),
@@ -139,6 +143,15 @@ pub fn run(args: DaemonArgs, socket: &Path) -> Result<()> {
         warn!(
             "the daemon was started in a private mount namespace (`ip netns exec`?); it joined the host's, so that its namespaces and pins are visible to everyone"
         );
+    }
+    // Pins are visible now. Without a flag, pinned tables keep their
+    // size: a restart needs no flag the first start was given.
+    let pinned = |table| datapath::pinned_flows(&config.bpffs, table);
+    if let (None, Some(flows)) = (ct_max, pinned(map_names::CONNTRACK)) {
+        config.ct_max_flows = flows;
+    }
+    if let (None, Some(flows)) = (ct6_max, pinned(map_names::CT6)) {
+        config.ct6_max_flows = flows;
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -500,6 +500,17 @@ fn refuse_conntrack_resize(
     Ok(())
 }
 
+/// The flows the pinned conntrack table `table` holds (two entries each),
+/// also while it waits aside to be converted; `None` when there is none
+/// (or it cannot be read: the start then reports it).
+pub fn pinned_flows(bpffs: &Path, table: &str) -> Option<u32> {
+    [bpffs.join(table), migrate::aside(bpffs, table)]
+        .iter()
+        .filter(|pin| pin.exists())
+        .find_map(|pin| MapInfo::from_pin(pin).ok())
+        .map(|info| info.max_entries() / 2)
+}
+
 /// A removal of an entry that is already gone succeeded. aya reports it
 /// as KeyNotFound from some calls and as the syscall's ENOENT from
 /// `bpf_map_delete_elem`.

@@ -14,9 +14,9 @@ pub const CT_MAX_MIN: u32 = 1024;
 pub const CT_MAX_LIMIT: u32 = 16 << 20;
 
 /// `--ct6-max`: flows in each IPv6 conntrack table, with the bounds of
-/// `--ct-max`. Smaller by default: an IPv6 entry is twice the size of an
-/// IPv4 one, and both tables are allocated whether IPv6 is used or not.
-pub const CT6_MAX_DEFAULT: u32 = 32_768;
+/// `--ct-max`. As many as IPv4's: a dual-stack host may carry most of its
+/// connections over either family.
+pub const CT6_MAX_DEFAULT: u32 = 131_072;
 
 /// `--nat-ports MIN-MAX`: MASQUERADE source ports, used when a flow's own
 /// port is taken.
