@@ -659,6 +659,9 @@ fn dual_stack_add_check_del_and_ipv6_ports() {
         {"hostPort": 8086, "containerPort": 80, "protocol": "tcp", "hostIP": ""},
         {"hostPort": 8086, "containerPort": 80, "protocol": "tcp", "hostIP": "::"},
         {"hostPort": 8081, "containerPort": 80, "protocol": "tcp", "hostIP": "2001:2::1"},
+        // As the reference portmap plugin: 0.0.0.0 is IPv4 only, :: IPv6 only.
+        {"hostPort": 8082, "containerPort": 80, "protocol": "tcp", "hostIP": "0.0.0.0"},
+        {"hostPort": 8083, "containerPort": 80, "protocol": "tcp", "hostIP": "::"},
     ]});
     let result = netd_cni(&tb, &Call::new("ADD", &id, &ns, "eth0"), &conf).ok();
 
@@ -684,8 +687,8 @@ fn dual_stack_add_check_del_and_ipv6_ports() {
     let maps = tb.portmaps();
     assert_eq!(
         maps.len(),
-        2,
-        "one mapping for both families and one on 2001:2::1: {maps:?}"
+        4,
+        "one mapping for both families, one on 2001:2::1, one per family's every address: {maps:?}"
     );
 
     // ext reaches the container on the host's IPv6 address and is seen
@@ -700,6 +703,27 @@ fn dual_stack_add_check_del_and_ipv6_ports() {
             .is_empty(),
         "a mapping on 2001:2::1 answered on IPv4"
     );
+    let tcp4 = |port: u16| {
+        in_ns(
+            &tb.ext(),
+            &["socat", "-T2", "-", &format!("TCP4:198.18.0.1:{port}")],
+        )
+        .stdout
+    };
+    let tcp6 = |port: u16| {
+        let target = format!("TCP6:[{HOST_IP6}]:{port}");
+        in_ns(&tb.ext(), &["socat", "-T2", "-", &target]).stdout
+    };
+    assert!(
+        !tcp4(8082).is_empty(),
+        "0.0.0.0:8082 did not answer on IPv4"
+    );
+    assert!(
+        tcp6(8082).is_empty(),
+        "a mapping on 0.0.0.0 answered on IPv6"
+    );
+    assert_eq!(ask6(&tb.ext(), HOST_IP6, 8083), EXT_IP6);
+    assert!(tcp4(8083).is_empty(), "a mapping on :: answered on IPv4");
     let _ext = who6(&tb, &tb.ext(), 7300);
     assert_eq!(ask6(ns_name(&ns), EXT_IP6, 7300), HOST_IP6);
 

@@ -142,16 +142,42 @@ fn static_ips(conf: &NetConf, att: &Attach) -> Result<(Option<IpAddr>, Option<Ip
     Ok((v4, v6))
 }
 
-/// `runtimeConfig.portMappings` as the engine's `-p` (a runtime may
-/// list a mapping once per family: `""` or `0.0.0.0`, and `::`).
+/// `runtimeConfig.portMappings` as the engine's `-p`. As the reference
+/// portmap plugin reads `hostIP`: none (or `""`) is every address of both
+/// families, `0.0.0.0` every IPv4 address, `::` every IPv6 address, any
+/// other that address. A runtime may list a mapping once per family
+/// (`0.0.0.0` and `::`, or `""` and one of them): that is one mapping on
+/// every address, as two would each claim the port in one family.
 fn publishes(conf: &NetConf) -> Result<Vec<Publish>, CniError> {
     let mut out: Vec<Publish> = Vec::new();
     for p in publishes_listed(conf)? {
+        let twin = out.iter_mut().find(|q| {
+            (q.host_ports, q.container_ports, q.proto) == (p.host_ports, p.container_ports, p.proto)
+                && wildcard_family(q).is_some()
+        });
+        if let (Some(q), Some(family)) = (twin, wildcard_family(&p)) {
+            if wildcard_family(q) != Some(family) {
+                // The other family's (or both): together, both.
+                q.host_ip = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
+                q.ipv4_only = false;
+            }
+            continue;
+        }
         if !out.contains(&p) {
             out.push(p);
         }
     }
     Ok(out)
+}
+
+/// Which family's every address a mapping is on: `Some(None)` both,
+/// `Some(Some(v4))` one; `None` for one address.
+fn wildcard_family(p: &Publish) -> Option<Option<bool>> {
+    match p.host_ip {
+        IpAddr::V4(ip) if ip.is_unspecified() => Some((p.ipv4_only).then_some(true)),
+        IpAddr::V6(ip) if ip.is_unspecified() => Some(Some(false)),
+        _ => None,
+    }
 }
 
 fn publishes_listed(conf: &NetConf) -> Result<Vec<Publish>, CniError> {
@@ -177,13 +203,11 @@ fn publishes_listed(conf: &NetConf) -> Result<Vec<Publish>, CniError> {
                     ))
                 })?,
             };
-            // A mapping on every host address covers both families (on a
-            // dual-stack network), so `::` is that mapping; one IPv6 host
-            // address is that address only, as netd's `-p [ADDR]:P:C`.
-            let host_ip = match host_ip {
-                IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
-                ip => ip,
-            };
+            // `0.0.0.0` written out is IPv4 only (netd's `-p 0.0.0.0:P:C`);
+            // `::` is IPv6 only and one IPv6 address is that address, as
+            // netd's `-p [ADDR]:P:C`.
+            let ipv4_only = m.host_ip.as_deref().is_some_and(|t| !t.is_empty())
+                && host_ip == IpAddr::V4(Ipv4Addr::UNSPECIFIED);
             if m.container_port == 0 {
                 return Err(CniError::invalid_config(
                     "port mapping with containerPort 0: give the container's port",
@@ -194,7 +218,7 @@ fn publishes_listed(conf: &NetConf) -> Result<Vec<Publish>, CniError> {
                 host_ports: PortRange::single(m.host_port),
                 container_ports: PortRange::single(m.container_port),
                 proto,
-                ipv4_only: false,
+                ipv4_only,
             })
         })
         .collect()
@@ -820,16 +844,31 @@ mod tests {
         )
         .unwrap();
         assert_eq!(publishes(&sctp).unwrap_err().code, code::INVALID_CONFIG);
-        // Once per family from the runtime: one mapping on every address.
-        let both = NetConf::decode(
-            br#"{"cniVersion":"1.0.0","name":"n","runtimeConfig":{"portMappings":[
-                {"hostPort":8088,"containerPort":80,"hostIP":""},
-                {"hostPort":8088,"containerPort":80,"hostIP":"::"}]}}"#,
-        )
-        .unwrap();
-        let p = publishes(&both).unwrap();
-        assert_eq!(p.len(), 1);
-        assert_eq!(p[0].host_ip, IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+        // As the reference portmap plugin: "" is both families, 0.0.0.0
+        // IPv4 only, :: IPv6 only; listed once per family, one mapping on
+        // every address.
+        let with_host_ips = |ips: &[&str]| {
+            let list: Vec<String> = ips
+                .iter()
+                .map(|ip| format!(r#"{{"hostPort":8088,"containerPort":80,"hostIP":"{ip}"}}"#))
+                .collect();
+            let conf = format!(
+                r#"{{"cniVersion":"1.0.0","name":"n","runtimeConfig":{{"portMappings":[{}]}}}}"#,
+                list.join(",")
+            );
+            let p = publishes(&NetConf::decode(conf.as_bytes()).unwrap()).unwrap();
+            assert_eq!(p.len(), 1, "{ips:?}: {p:?}");
+            (p[0].host_ip.to_string(), p[0].ipv4_only)
+        };
+        let both = ("0.0.0.0".to_owned(), false);
+        assert_eq!(with_host_ips(&[""]), both);
+        assert_eq!(with_host_ips(&["0.0.0.0"]), ("0.0.0.0".into(), true));
+        assert_eq!(with_host_ips(&["::"]), ("::".into(), false));
+        assert_eq!(with_host_ips(&["0.0.0.0", "::"]), both);
+        assert_eq!(with_host_ips(&["::", "0.0.0.0"]), both);
+        assert_eq!(with_host_ips(&["", "::"]), both);
+        assert_eq!(with_host_ips(&["0.0.0.0", ""]), both);
+        assert_eq!(with_host_ips(&["::", "::"]), ("::".into(), false));
         let one6 = NetConf::decode(
             br#"{"cniVersion":"1.0.0","name":"n","runtimeConfig":{"portMappings":[
                 {"hostPort":8088,"containerPort":80,"hostIP":"2001:2::1"}]}}"#,
