@@ -109,8 +109,12 @@ fn parse(ctx: &TcContext, p: *mut Scratch6Slot) -> bool {
 /// 16-byte copy on the stack.
 #[inline(always)]
 fn load_addr(ctx: &TcContext, off: usize, dst: &mut [u8; 16]) -> Option<()> {
-    if let Some(addr) = read::<[u8; 16]>(ctx, off) {
-        *dst = addr;
+    let (start, end) = (ctx.data(), ctx.data_end());
+    if start + off + 16 <= end {
+        // SAFETY: in bounds, checked just above; `dst` is map memory, not
+        // the packet, so a copy (two 8-byte moves), where assigning a
+        // `read` made LLVM call a byte-at-a-time memmove.
+        unsafe { ptr::copy_nonoverlapping((start + off) as *const u8, dst.as_mut_ptr(), 16) };
         return Some(());
     }
     // SAFETY: the skb the kernel handed us; `dst` holds 16 bytes.
@@ -743,8 +747,12 @@ fn fragment(ctx: &TcContext, off: usize, k: &mut Ct6Key) -> Option<usize> {
     // SAFETY: as in `tuple`.
     unsafe { ptr::write_volatile(&mut k.pad, [0; 3]) };
     let s = scratch()?;
-    s.frag.src_ip = k.src_ip;
-    s.frag.dst_ip = k.dst_ip;
+    // SAFETY: two fields of the per-CPU slot, apart (copied, not
+    // assigned: see `fib_lookup`).
+    unsafe {
+        ptr::copy_nonoverlapping(k.src_ip.as_ptr(), s.frag.src_ip.as_mut_ptr(), 16);
+        ptr::copy_nonoverlapping(k.dst_ip.as_ptr(), s.frag.dst_ip.as_mut_ptr(), 16);
+    }
     s.frag.id = u32::from_ne_bytes([head[4], head[5], head[6], head[7]]);
     s.frag.proto = k.proto;
     unsafe { ptr::write_volatile(&mut s.frag.pad, [0; 3]) };
@@ -1091,9 +1099,15 @@ fn fib_lookup(
     params.sport = t.src_port;
     params.dport = t.dst_port;
     params.ifindex = unsafe { (*ctx.skb.skb).ifindex };
-    // SAFETY: both are 16 bytes.
-    params.__bindgen_anon_3.ipv6_src = unsafe { mem::transmute(*src) };
-    params.__bindgen_anon_4.ipv6_dst = unsafe { mem::transmute(*dst) };
+    // SAFETY: both are 16 bytes, and apart (map memory of their own):
+    // copied, not assigned, which LLVM made a call to a byte-at-a-time
+    // memmove.
+    unsafe {
+        let to_src = ptr::addr_of_mut!(params.__bindgen_anon_3.ipv6_src).cast::<u8>();
+        let to_dst = ptr::addr_of_mut!(params.__bindgen_anon_4.ipv6_dst).cast::<u8>();
+        ptr::copy_nonoverlapping(src.as_ptr(), to_src, 16);
+        ptr::copy_nonoverlapping(dst.as_ptr(), to_dst, 16);
+    }
     let rc = unsafe {
         bpf_fib_lookup(
             ctx.skb.skb.cast(),

@@ -107,8 +107,17 @@ pub fn fetch<T: Copy>(ctx: &impl PacketCtx, off: usize) -> Result<T, ()> {
 #[inline(always)]
 pub fn put<T: Copy>(ctx: &mut impl PacketCtx, off: usize, v: &T) -> Result<(), ()> {
     if let Some(p) = direct::<T>(ctx, off) {
-        // SAFETY: `direct` checked the range against data_end.
-        unsafe { core::ptr::write_unaligned(p as *mut T, *v) };
+        // SAFETY: `direct` checked the range against data_end; `v` is not
+        // in the packet. A plain copy, not `write_unaligned(p, *v)`: that
+        // one LLVM turns into a call to a byte-at-a-time memmove for an
+        // IPv6 address (it cannot tell the two apart).
+        unsafe {
+            core::ptr::copy_nonoverlapping(
+                (v as *const T).cast::<u8>(),
+                p as *mut u8,
+                core::mem::size_of::<T>(),
+            )
+        };
         return Ok(());
     }
     ctx.store(off, v, 0)
