@@ -34,6 +34,7 @@ use crate::{
         model::{DEFAULT_NETWORK, PortMapping, PortRange, Proto},
         requests::{
             ContainerAdd, ContainerRef, EndpointRef, EndpointRequest, Publish, SandboxRequest,
+            merge_family_wildcards,
         },
         validate,
     },
@@ -145,39 +146,10 @@ fn static_ips(conf: &NetConf, att: &Attach) -> Result<(Option<IpAddr>, Option<Ip
 /// `runtimeConfig.portMappings` as the engine's `-p`. As the reference
 /// portmap plugin reads `hostIP`: none (or `""`) is every address of both
 /// families, `0.0.0.0` every IPv4 address, `::` every IPv6 address, any
-/// other that address. A runtime may list a mapping once per family
-/// (`0.0.0.0` and `::`, or `""` and one of them): that is one mapping on
-/// every address, as two would each claim the port in one family.
+/// other that address; a mapping listed once per family is one mapping
+/// on both (`merge_family_wildcards`).
 fn publishes(conf: &NetConf) -> Result<Vec<Publish>, CniError> {
-    let mut out: Vec<Publish> = Vec::new();
-    for p in publishes_listed(conf)? {
-        let twin = out.iter_mut().find(|q| {
-            (q.host_ports, q.container_ports, q.proto) == (p.host_ports, p.container_ports, p.proto)
-                && wildcard_family(q).is_some()
-        });
-        if let (Some(q), Some(family)) = (twin, wildcard_family(&p)) {
-            if wildcard_family(q) != Some(family) {
-                // The other family's (or both): together, both.
-                q.host_ip = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
-                q.ipv4_only = false;
-            }
-            continue;
-        }
-        if !out.contains(&p) {
-            out.push(p);
-        }
-    }
-    Ok(out)
-}
-
-/// Which family's every address a mapping is on: `Some(None)` both,
-/// `Some(Some(v4))` one; `None` for one address.
-fn wildcard_family(p: &Publish) -> Option<Option<bool>> {
-    match p.host_ip {
-        IpAddr::V4(ip) if ip.is_unspecified() => Some((p.ipv4_only).then_some(true)),
-        IpAddr::V6(ip) if ip.is_unspecified() => Some(Some(false)),
-        _ => None,
-    }
+    Ok(merge_family_wildcards(publishes_listed(conf)?))
 }
 
 fn publishes_listed(conf: &NetConf) -> Result<Vec<Publish>, CniError> {

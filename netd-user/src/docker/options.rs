@@ -10,7 +10,7 @@ use serde_json::Value;
 use super::wire::{CreateNetwork, Options, PortBinding};
 use crate::engine::{
     model::{ANY_V4, GatewayMode, PortRange, Proto},
-    requests::{NetworkCreate, Publish},
+    requests::{NetworkCreate, Publish, merge_family_wildcards},
 };
 
 /// `-o` options (`com.docker.network.generic`) netd honours.
@@ -196,37 +196,9 @@ pub fn publishing(bindings: &[PortBinding]) -> Result<Publishing, String> {
     // Docker's (moby's bridge driver's) meaning of a binding's HostIP: none
     // is every host address of both families; 0.0.0.0 given as such, IPv4
     // only; `::`, IPv6 only; any other address, that one. A 0.0.0.0 and a
-    // `::` binding of the same ports together are both families, which is
-    // netd's mapping without a host address, so they become that one
-    // mapping (as does a `::` twin of a binding without a host address);
-    // two mappings, one per family, would each pick a port of a range on
-    // their own. After this, "" is both families, "0.0.0.0" IPv4 only.
-    let same_ports = |a: &PortBinding, b: &PortBinding| {
-        (a.proto, a.port, a.host_port, a.host_port_end)
-            == (b.proto, b.port, b.host_port, b.host_port_end)
-    };
-    let unspecified = |b: &PortBinding, v4: bool| {
-        b.host_ip
-            .parse::<IpAddr>()
-            .is_ok_and(|ip| ip.is_unspecified() && ip.is_ipv4() == v4)
-    };
-    let twin = |b: &PortBinding, host: &dyn Fn(&PortBinding) -> bool| {
-        bindings.iter().any(|o| same_ports(o, b) && host(o))
-    };
-    let none = |b: &PortBinding| b.host_ip.is_empty();
-    let any4 = |b: &PortBinding| unspecified(b, true);
-    let any6 = |b: &PortBinding| unspecified(b, false);
-    let mut bindings: Vec<PortBinding> = bindings
-        .iter()
-        .filter(|b| !(any6(b) && (twin(b, &none) || twin(b, &any4))))
-        .cloned()
-        .map(|mut b| {
-            if any4(&b) && twin(&b, &any6) {
-                b.host_ip.clear();
-            }
-            b
-        })
-        .collect();
+    // `::` binding of the same ports together are both families
+    // (`merge_family_wildcards`, once the bindings are mappings).
+    let mut bindings = bindings.to_vec();
     // Docker lists a range's ports in any order.
     bindings.sort_by_key(|b| {
         (
@@ -291,7 +263,10 @@ pub fn publishing(bindings: &[PortBinding]) -> Result<Publishing, String> {
         }
         out.fixed.push(publish(PortRange::single(b.host_port)));
     }
-    Ok(out)
+    Ok(Publishing {
+        fixed: merge_family_wildcards(out.fixed),
+        pick_one: merge_family_wildcards(out.pick_one),
+    })
 }
 
 /// Docker's view of a published mapping (EndpointOperInfo), one binding
@@ -452,6 +427,16 @@ mod tests {
         assert_eq!(one(std::slice::from_ref(&any6)), ("::".into(), false));
         assert_eq!(one(std::slice::from_ref(&any4)), ("0.0.0.0".into(), true));
         assert_eq!(one(&[any4, any6]), ("0.0.0.0".into(), false));
+        // A range per family (`-p 9000-9001:9000-9001` on a dual-stack
+        // Docker): one range on both.
+        let range = [
+            b(6, "::", 9001, 9001, 9001),
+            b(6, "0.0.0.0", 9000, 9000, 9000),
+            b(6, "::", 9000, 9000, 9000),
+            b(6, "0.0.0.0", 9001, 9001, 9001),
+        ];
+        assert_eq!(one(&range), ("0.0.0.0".into(), false));
+        assert_eq!(publishing(&range).unwrap().fixed[0].host_ports.count(), 2);
         assert_eq!(
             one(&[b(6, "2001:2::1", 80, 8080, 8080)]),
             ("2001:2::1".into(), false)

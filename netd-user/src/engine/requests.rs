@@ -97,6 +97,48 @@ pub struct Publish {
     pub ipv4_only: bool,
 }
 
+impl Publish {
+    /// Which family's every address the mapping is on: `Some(None)` both,
+    /// `Some(Some(true))` IPv4, `Some(Some(false))` IPv6; `None` for one
+    /// address.
+    fn wildcard_family(&self) -> Option<Option<bool>> {
+        match self.host_ip {
+            IpAddr::V4(ip) if ip.is_unspecified() => Some(self.ipv4_only.then_some(true)),
+            IpAddr::V6(ip) if ip.is_unspecified() => Some(Some(false)),
+            _ => None,
+        }
+    }
+}
+
+/// `list` with each port's mappings on every address of one family
+/// (`0.0.0.0` and `::`, or one of them beside a mapping on both) made one
+/// mapping on both families, and repeats dropped: as Docker and the
+/// reference CNI portmap plugin mean a host address given once per
+/// family. Two mappings, one per family, would each claim the port (or
+/// pick a port of a range) on their own.
+pub fn merge_family_wildcards(list: Vec<Publish>) -> Vec<Publish> {
+    let mut out: Vec<Publish> = Vec::with_capacity(list.len());
+    for p in list {
+        let family = p.wildcard_family();
+        let twin = out.iter_mut().find(|q| {
+            (q.host_ports, q.container_ports, q.proto) == (p.host_ports, p.container_ports, p.proto)
+                && q.wildcard_family().is_some()
+        });
+        if let (Some(q), Some(family)) = (twin, family) {
+            if q.wildcard_family() != Some(family) {
+                // The other family's (or both): together, both.
+                q.host_ip = IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED);
+                q.ipv4_only = false;
+            }
+            continue;
+        }
+        if !out.contains(&p) {
+            out.push(p);
+        }
+    }
+    out
+}
+
 /// `container add`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct ContainerAdd {
