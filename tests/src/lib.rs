@@ -23,7 +23,8 @@ mod traffic;
 pub use process::{in_ns, in_ns_ok, netd_at, netd_bin, wait_until};
 pub use testbed::{Snapshot, Testbed};
 pub use traffic::{
-    Bg, HttpServer, bpftool_dump, curl, curl_ok, in_ns_for, mac_of, snmp, udp_exchange,
+    Bg, HttpServer, TcpClient, bpftool, bpftool_dump, curl, curl_ok, in_ns_for, mac_of, snmp,
+    udp_exchange,
 };
 
 /// The error line of a failed CLI call: asserts a non-zero exit and exactly

@@ -253,12 +253,86 @@ pub fn in_ns_for(secs: u32, ns: &str, cmd: &[&str]) -> Output {
 /// `bpftool map dump pinned PATH` (from the root namespace: `ip netns exec`
 /// remounts /sys and hides bpffs), asserting success.
 pub fn bpftool_dump(path: &Path) -> String {
-    let out = run(Command::new("timeout")
-        .args(["20", "bpftool", "map", "dump", "pinned"])
-        .arg(path));
-    assert_success(&format!("bpftool map dump pinned {}", path.display()), &out);
+    bpftool(&["map", "dump", "pinned", &path.to_string_lossy()])
+}
+
+/// `bpftool ARGS` (bounded), which must succeed; its output.
+pub fn bpftool(args: &[&str]) -> String {
+    let out = run(Command::new("timeout").arg("20").arg("bpftool").args(args));
+    assert_success(&format!("bpftool {}", args.join(" ")), &out);
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
+
+/// A TCP client (either family, by HOST) from BIND:SPORT to HOST:PORT: it
+/// says `one`, prints the echo and "ready", then waits for the file GO to
+/// appear (bounded), says `two` and prints the echo and "done". With
+/// `rst`, it then closes with an RST (SO_LINGER 0).
+const TCP_CLIENT: &str = r#"
+import os, socket, struct, sys, time
+host, port, sport, go, how, bind = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5], sys.argv[6]
+s = socket.socket(socket.AF_INET6 if ':' in host else socket.AF_INET)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind((bind, sport))
+s.settimeout(10)
+s.connect((host, port))
+s.sendall(b'one\n'); print(s.recv(100).decode().strip(), 'ready', flush=True)
+deadline = time.time() + 30
+while not os.path.exists(go) and time.time() < deadline:
+    time.sleep(0.05)
+s.sendall(b'two\n'); print(s.recv(100).decode().strip(), 'done', flush=True)
+if how == 'rst':
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack('ii', 1, 0))
+s.close()
+"#;
+
+/// A started TCP client ([`TCP_CLIENT`]) to an echo server, held between
+/// its two exchanges: a connection kept established while a test looks at
+/// its flow.
+pub struct TcpClient {
+    bg: Bg,
+    go: PathBuf,
+}
+
+impl TcpClient {
+    /// Started in `ns`, from `bind`:`sport` to `host`:`port`; returns once
+    /// its first exchange is done. `how`: `fin` or `rst`, how it closes.
+    pub fn start(
+        tb: &Testbed,
+        ns: &str,
+        (host, port): (&str, u16),
+        (bind, sport): (&str, u16),
+        how: &str,
+    ) -> TcpClient {
+        // Unique per client: a test may start two from one port.
+        static STARTED: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = STARTED.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let go = tb.tmp().join(format!("go-{sport}-{n}"));
+        let log = tb.tmp().join(format!("client-{sport}-{n}.log"));
+        let (port, sport) = (port.to_string(), sport.to_string());
+        let go_arg = go.to_string_lossy().into_owned();
+        let bg = Bg::spawn(
+            ns,
+            &[
+                "python3", "-c", TCP_CLIENT, host, &port, &sport, &go_arg, how, bind,
+            ],
+            &log,
+        );
+        wait_until("the client's first exchange", CLIENT_WAIT, || {
+            bg.log().contains("one ready")
+        });
+        TcpClient { bg, go }
+    }
+
+    /// Lets the client send its second line; asserts the echo came back.
+    pub fn finish(mut self) {
+        fs::write(&self.go, b"go").expect("write trigger");
+        let out = self.bg.wait_ok(CLIENT_WAIT);
+        assert!(out.contains("two done"), "second exchange failed: {out}");
+    }
+}
+
+/// How long a [`TcpClient`] exchange may take.
+const CLIENT_WAIT: Duration = Duration::from_secs(10);
 
 // The daemon's view of the datapath.
 impl Testbed {

@@ -8,7 +8,7 @@ use std::{
     time::Duration,
 };
 
-use netd_tests::{Bg, Testbed, in_ns_for, in_ns_ok, udp_exchange, wait_until};
+use netd_tests::{Bg, Testbed, bpftool, in_ns_for, in_ns_ok, udp_exchange, wait_until};
 use serde_json::Value;
 
 const WAIT: Duration = Duration::from_secs(15);
@@ -92,12 +92,12 @@ fn port_exhaustion_shows_in_status_and_log() {
 fn ct_max_sizes_the_map_and_a_resize_is_refused() {
     let mut tb = Testbed::with_daemon_args(&["--ct-max", "1024"]);
     for table in ["NETD_CONNTRACK", "NETD_CT_ASSURED"] {
-        let out = std::process::Command::new("bpftool")
-            .args(["map", "show", "pinned"])
-            .arg(tb.bpffs().join(table))
-            .output()
-            .expect("run bpftool");
-        let shown = String::from_utf8_lossy(&out.stdout);
+        let shown = bpftool(&[
+            "map",
+            "show",
+            "pinned",
+            &tb.bpffs().join(table).to_string_lossy(),
+        ]);
         assert!(shown.contains("max_entries 2048"), "{table}: {shown}");
     }
     tb.stop();

@@ -10,8 +10,8 @@ use std::{
 };
 
 use netd_tests::{
-    Testbed, daemon_supports, empty_or_missing, expect_error, in_ns, in_ns_ok, netd_at, netd_bin,
-    netns_exists, wait_until,
+    Testbed, bpftool_dump, daemon_supports, empty_or_missing, expect_error, in_ns, in_ns_ok,
+    netd_at, netd_bin, netns_exists, wait_until,
 };
 use serde_json::Value;
 
@@ -347,17 +347,8 @@ fn datapath_counters_move() {
     }
     // Not via `ip netns exec`: it remounts /sys, hiding /sys/fs/bpf.
     let map = tb.bpffs().join("NETD_STATS");
-    let dump = Command::new("timeout")
-        .args(["20", "bpftool", "map", "dump", "pinned"])
-        .arg(&map)
-        .output()
-        .expect("run bpftool");
-    let text = String::from_utf8_lossy(&dump.stdout);
-    assert!(
-        dump.status.success(),
-        "bpftool map dump {}: {dump:?}",
-        map.display()
-    );
+    // Asserts the dump succeeded.
+    let text = bpftool_dump(&map);
     assert!(
         text.contains("packets"),
         "bpftool dump has no field names:\n{text}"

@@ -12,8 +12,8 @@
 use std::time::Duration;
 
 use netd_tests::{
-    Bg, Testbed, bpftool_dump, in_ns, in_ns_ok, mac_of, scripts::with_packet_helpers, udp_exchange,
-    wait_until,
+    Bg, TcpClient, Testbed, bpftool, bpftool_dump, in_ns, in_ns_ok, mac_of,
+    scripts::with_packet_helpers, udp_exchange, wait_until,
 };
 use serde_json::Value;
 
@@ -1049,27 +1049,6 @@ fn v6_extension_headers_and_fragments_are_translated_and_never_leak() {
 // flood and a kill -9, gone with their container; ICMPv6 errors from a
 // container translated.
 
-/// A TCP client (IPv6) from [BIND]:SPORT to [HOST]:PORT: it says `one`,
-/// prints the echo and "ready", waits for the file GO (bounded), says
-/// `two`, prints the echo and "done", and closes (`rst`: with an RST).
-const CLIENT6: &str = r#"
-import os, socket, struct, sys, time
-host, port, sport, go, how, bind = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5], sys.argv[6]
-s = socket.socket(socket.AF_INET6)
-s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind((bind, sport))
-s.settimeout(10)
-s.connect((host, port))
-s.sendall(b'one\n'); print(s.recv(100).decode().strip(), 'ready', flush=True)
-deadline = time.time() + 30
-while not os.path.exists(go) and time.time() < deadline:
-    time.sleep(0.05)
-s.sendall(b'two\n'); print(s.recv(100).decode().strip(), 'done', flush=True)
-if how == 'rst':
-    s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack('ii', 1, 0))
-s.close()
-"#;
-
 /// `IFACE DMAC SMAC DST DPORT N`: N TCP SYNs to [DST]:DPORT from spoofed
 /// sources in 2001:2:0:ff::/64 (inside the testbed's range), each a new
 /// flow, each sent twice (a second look makes an LRU entry "recently
@@ -1126,46 +1105,16 @@ for _ in range(3):
         pass
 "#;
 
-/// A started [`CLIENT6`], ready (its first exchange done), and its trigger.
-struct Client6 {
-    bg: Bg,
-    go: std::path::PathBuf,
-}
-
-impl Client6 {
-    /// From ext (2001:2::2) to the host's published `port`.
-    fn start(tb: &Testbed, port: u16, sport: u16, how: &str) -> Client6 {
-        let go = tb.tmp().join(format!("go6-{sport}"));
-        let log = tb.tmp().join(format!("client6-{sport}.log"));
-        let (port, sport) = (port.to_string(), sport.to_string());
-        let go_arg = go.to_string_lossy().into_owned();
-        let bg = Bg::spawn(
-            &tb.ext(),
-            &[
-                "python3",
-                "-c",
-                CLIENT6,
-                "2001:2::1",
-                &port,
-                &sport,
-                &go_arg,
-                how,
-                "2001:2::2",
-            ],
-            &log,
-        );
-        wait_until("the client's first exchange", WAIT, || {
-            bg.log().contains("one ready")
-        });
-        Client6 { bg, go }
-    }
-
-    /// Lets the client send its second line; asserts the echo came back.
-    fn finish(mut self) {
-        std::fs::write(&self.go, b"go").expect("write trigger");
-        let out = self.bg.wait_ok(WAIT);
-        assert!(out.contains("two done"), "second exchange failed: {out}");
-    }
+/// A [`TcpClient`] from [2001:2::2]:SPORT (ext) to the host's published
+/// `port` on 2001:2::1.
+fn client6(tb: &Testbed, port: u16, sport: u16, how: &str) -> TcpClient {
+    TcpClient::start(
+        tb,
+        &tb.ext(),
+        ("2001:2::1", port),
+        ("2001:2::2", sport),
+        how,
+    )
 }
 
 fn echo_server6(tb: &Testbed, ns: &str, port: u16) -> Bg {
@@ -1253,7 +1202,7 @@ fn v6_flows_are_listed_expire_and_go_with_their_container() {
     });
     // A live TCP flow goes with its container.
     let _echo = echo_server6(&tb, &web, 80);
-    let _client = Client6::start(&tb, 8091, 45101, "fin");
+    let _client = client6(&tb, 8091, 45101, "fin");
     assert_eq!(state6(&tb, 45101, 8091), "ESTABLISHED");
     tb.rm(&web);
     let left = tb.conntrack();
@@ -1270,7 +1219,7 @@ fn v6_tcp_close_moves_the_flow_to_closing_and_it_expires() {
     let _echo = echo_server6(&tb, &web, 80);
     // FIN both ways, then an RST.
     for (sport, how) in [(45110, "fin"), (45111, "rst")] {
-        let client = Client6::start(&tb, 8091, sport, how);
+        let client = client6(&tb, 8091, sport, how);
         assert_eq!(state6(&tb, sport, 8091), "ESTABLISHED", "{how}");
         client.finish();
         wait_until("the closed flow to be CLOSING", WAIT, || {
@@ -1281,7 +1230,7 @@ fn v6_tcp_close_moves_the_flow_to_closing_and_it_expires() {
         });
     }
     // The same tuple again is a new, working connection.
-    Client6::start(&tb, 8091, 45111, "fin").finish();
+    client6(&tb, 8091, 45111, "fin").finish();
 }
 
 #[test]
@@ -1291,7 +1240,7 @@ fn v6_established_flows_survive_a_flood_that_fills_the_table() {
     let tb = Testbed::with_daemon_args(&["--ct6-max", "1024"]);
     let web = published_web(&tb);
     let _echo = echo_server6(&tb, &web, 80);
-    let live = Client6::start(&tb, 8091, 45120, "fin");
+    let live = client6(&tb, 8091, 45120, "fin");
     let dnat = tb.counter("dnat");
     let ext = tb.ext();
     let (dmac, smac) = (mac_of(&tb.host(), "uplink0"), mac_of(&ext, "ext0"));
@@ -1322,7 +1271,7 @@ fn v6_established_flows_survive_a_flood_that_fills_the_table() {
         "assured entries:\n{assured}"
     );
     // And a new connection gets in.
-    Client6::start(&tb, 8091, 45121, "fin").finish();
+    client6(&tb, 8091, 45121, "fin").finish();
 }
 
 #[test]
@@ -1330,7 +1279,7 @@ fn v6_flows_keep_working_across_kill9() {
     let mut tb = Testbed::new();
     let web = published_web(&tb);
     let _echo = echo_server6(&tb, &web, 80);
-    let client = Client6::start(&tb, 8091, 45130, "fin");
+    let client = client6(&tb, 8091, 45130, "fin");
     tb.kill9();
     // No daemon: the pinned programs and tables carry the flow on.
     client.finish();
@@ -1340,7 +1289,7 @@ fn v6_flows_keep_working_across_kill9() {
         flow6(&tb, 45130, 8091).is_some(),
         "the v6 flow is gone after restart: {flows:?}"
     );
-    Client6::start(&tb, 8091, 45131, "fin").finish();
+    client6(&tb, 8091, 45131, "fin").finish();
 }
 
 #[test]
@@ -1390,12 +1339,12 @@ fn a_containers_icmpv6_errors_reach_the_peer_translated() {
 fn ct6_max_sizes_the_v6_tables_and_bad_values_are_refused() {
     let mut tb = Testbed::with_daemon_args(&["--ct6-max", "1024"]);
     for table in ["NETD_CT6", "NETD_CT6_ASSURED"] {
-        let out = std::process::Command::new("bpftool")
-            .args(["map", "show", "pinned"])
-            .arg(tb.bpffs().join(table))
-            .output()
-            .expect("run bpftool");
-        let shown = String::from_utf8_lossy(&out.stdout);
+        let shown = bpftool(&[
+            "map",
+            "show",
+            "pinned",
+            &tb.bpffs().join(table).to_string_lossy(),
+        ]);
         assert!(shown.contains("max_entries 2048"), "{table}: {shown}");
     }
     let status = tb.netd_json(&["status"]);
@@ -1527,18 +1476,6 @@ fn a_container_cannot_report_errors_about_another_containers_flows() {
     assert!(out.contains("quiet"), "a forged error got through: {out}");
 }
 
-/// `bpftool ARGS`, which must succeed.
-fn bpftool(args: &[&str]) -> String {
-    let out = std::process::Command::new("timeout")
-        .arg("20")
-        .arg("bpftool")
-        .args(args)
-        .output()
-        .expect("run bpftool");
-    assert!(out.status.success(), "bpftool {args:?}: {out:?}");
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 /// An address's 16 bytes.
 fn octets6(ip: &str) -> Vec<u8> {
     let ip: std::net::Ipv6Addr = ip.parse().expect("an IPv6 address");
@@ -1582,11 +1519,16 @@ fn previous_ct6_entry(
     v.extend(now.to_le_bytes());
     v.extend(packets.to_le_bytes());
     v.extend((packets * 100).to_le_bytes());
-    let hex = |bytes: Vec<u8>| bytes.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>();
+    entry_args(&k, &v)
+}
+
+/// `key hex … value hex …`: a map entry as `bpftool map update` takes it.
+fn entry_args(key: &[u8], value: &[u8]) -> Vec<String> {
+    let hex = |bytes: &[u8]| bytes.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>();
     let mut args = vec!["key".to_owned(), "hex".to_owned()];
-    args.extend(hex(k));
+    args.extend(hex(key));
     args.extend(["value".to_owned(), "hex".to_owned()]);
-    args.extend(hex(v));
+    args.extend(hex(value));
     args
 }
 
@@ -1699,12 +1641,8 @@ fn raw_entries(pin: &std::path::Path) -> Vec<(Vec<u8>, Vec<u8>)> {
 
 /// `bpftool map update` arguments writing `key` and `value` (raw bytes).
 fn update_args(pin: &str, key: &[u8], value: &[u8]) -> Vec<String> {
-    let mut args: Vec<String> = ["map", "update", "pinned", pin, "key", "hex"]
-        .map(str::to_owned)
-        .to_vec();
-    args.extend(key.iter().map(|b| format!("{b:02x}")));
-    args.extend(["value".to_owned(), "hex".to_owned()]);
-    args.extend(value.iter().map(|b| format!("{b:02x}")));
+    let mut args: Vec<String> = ["map", "update", "pinned", pin].map(str::to_owned).to_vec();
+    args.extend(entry_args(key, value));
     args
 }
 
@@ -2223,7 +2161,7 @@ fn an_upgrade_from_the_previous_binary_keeps_live_v6_flows() {
     let mut tb = Testbed::new();
     let web = published_web(&tb);
     let _echo = echo_server6(&tb, &web, 80);
-    let client = Client6::start(&tb, 8091, 45130, "fin");
+    let client = client6(&tb, 8091, 45130, "fin");
     let dnat = tb.counter("dnat");
     tb.stop();
     // SAFETY: as above.
@@ -2238,5 +2176,5 @@ fn an_upgrade_from_the_previous_binary_keeps_live_v6_flows() {
     client.finish();
     let flows = tb.conntrack();
     assert!(flow6(&tb, 45130, 8091).is_some(), "{flows:?}");
-    Client6::start(&tb, 8091, 45131, "fin").finish();
+    client6(&tb, 8091, 45131, "fin").finish();
 }

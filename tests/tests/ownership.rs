@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use netd_tests::{Bg, HttpServer, Testbed, bpftool_dump, curl_ok, in_ns_ok};
+use netd_tests::{Bg, HttpServer, Testbed, bpftool, bpftool_dump, curl_ok, in_ns_ok};
 
 const HOST: &str = "198.18.0.1";
 const EXT: &str = "198.18.0.2";
@@ -148,12 +148,7 @@ fn rm_completes_when_datapath_entries_are_already_gone() {
     let map = tb.bpffs().join("NETD_ENDPOINTS");
     let map = map.to_string_lossy();
     let key = ["0xac", "0x11", "0x00", "0x02"]; // 172.17.0.2
-    let out = std::process::Command::new("bpftool")
-        .args(["map", "delete", "pinned", &map, "key"])
-        .args(key)
-        .output()
-        .expect("run bpftool");
-    assert!(out.status.success(), "bpftool: {out:?}");
+    bpftool(&[["map", "delete", "pinned", &map, "key"].as_slice(), &key].concat());
     tb.rm(&c1);
     assert!(tb.ls().is_empty(), "container still listed");
     assert!(tb.container_netns().is_empty(), "namespace left");

@@ -4,7 +4,7 @@
 
 use std::fs;
 
-use netd_tests::{HttpServer, Testbed, curl_ok, empty_or_missing, in_ns_ok, netns_exists};
+use netd_tests::{HttpServer, Testbed, bpftool, curl_ok, empty_or_missing, in_ns_ok, netns_exists};
 
 const HOST: &str = "198.18.0.1";
 
@@ -209,16 +209,6 @@ fn an_upgrade_over_a_shorter_stats_map_keeps_the_counters() {
     let pin = tb.bpffs().join("NETD_STATS");
     fs::remove_file(&pin).expect("unpin NETD_STATS");
     let pin_s = pin.to_string_lossy().into_owned();
-    let bpftool = |args: &[&str]| {
-        let out = std::process::Command::new("timeout")
-            .arg("20")
-            .arg("bpftool")
-            .args(args)
-            .output()
-            .expect("run bpftool");
-        assert!(out.status.success(), "bpftool {args:?}: {out:?}");
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    };
     bpftool(&[
         "map",
         "create",
@@ -266,13 +256,8 @@ fn an_upgrade_over_a_shorter_stats_map_keeps_the_counters() {
 
 /// `bpftool link show pinned PIN`: (link id, program id).
 fn link_and_program(pin: &std::path::Path) -> (u64, u64) {
-    let out = std::process::Command::new("timeout")
-        .args(["20", "bpftool", "-j", "link", "show", "pinned"])
-        .arg(pin)
-        .output()
-        .expect("run bpftool");
-    assert!(out.status.success(), "bpftool link show: {out:?}");
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("bpftool JSON");
+    let out = bpftool(&["-j", "link", "show", "pinned", &pin.to_string_lossy()]);
+    let v: serde_json::Value = serde_json::from_str(&out).expect("bpftool JSON");
     let id = |k: &str| v[k].as_u64().unwrap_or_else(|| panic!("no {k} in {v}"));
     (id("id"), id("prog_id"))
 }

@@ -4,10 +4,10 @@
 //! TTLs, and malformed headers. Each is what an outsider (or a container)
 //! could do to break or leak through today's datapath.
 
-use std::{fs, time::Duration};
+use std::time::Duration;
 
 use netd_tests::{
-    Bg, Testbed, in_ns, in_ns_ok, mac_of, scripts::with_packet_helpers, snmp, wait_until,
+    Bg, TcpClient, Testbed, in_ns, in_ns_ok, mac_of, scripts::with_packet_helpers, snmp, wait_until,
 };
 use serde_json::Value;
 
@@ -63,28 +63,6 @@ else:
     s = socket.socket(socket.AF_INET, socket.SOCK_RAW, 47)
     for _ in range(3):
         s.sendto(b'\x00\x00\x08\x00' + b'gre payload', (sys.argv[2], 0))
-"#;
-
-/// A TCP client from a fixed source port (bound on BIND) to HOST:PORT: it says
-/// `one`, prints the echo and "ready", then waits for the file `go` to
-/// appear (bounded), says `two` and prints the echo and "done". With
-/// `rst`, it then closes with an RST (SO_LINGER 0).
-const CLIENT: &str = r#"
-import os, socket, struct, sys, time
-host, port, sport, go, how, bind = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5], sys.argv[6]
-s = socket.socket()
-s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind((bind, sport))
-s.settimeout(10)
-s.connect((host, port))
-s.sendall(b'one\n'); print(s.recv(100).decode().strip(), 'ready', flush=True)
-deadline = time.time() + 30
-while not os.path.exists(go) and time.time() < deadline:
-    time.sleep(0.05)
-s.sendall(b'two\n'); print(s.recv(100).decode().strip(), 'done', flush=True)
-if how == 'rst':
-    s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack('ii', 1, 0))
-s.close()
 "#;
 
 /// Receives UDP on 198.18.0.2:PORT and prints "TTL SRC" per datagram.
@@ -194,53 +172,9 @@ fn echo_server(tb: &Testbed, ns: &str, port: u16) -> Bg {
     Bg::server(ns, &["socat", &listen, "EXEC:cat"], &log, "tcp", port)
 }
 
-/// A started [`CLIENT`], ready (its first exchange done), and its trigger.
-struct Client {
-    bg: Bg,
-    go: std::path::PathBuf,
-}
-
-impl Client {
-    /// From ext to the host's published `port`.
-    fn start(tb: &Testbed, port: u16, sport: u16, how: &str) -> Client {
-        Client::start_in(tb, &tb.ext(), HOST, port, sport, how, EXT)
-    }
-
-    fn start_in(
-        tb: &Testbed,
-        ns: &str,
-        host: &str,
-        port: u16,
-        sport: u16,
-        how: &str,
-        bind: &str,
-    ) -> Client {
-        // Unique per client: a test may start two from one port.
-        static STARTED: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-        let n = STARTED.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        let go = tb.tmp().join(format!("go-{sport}-{n}"));
-        let log = tb.tmp().join(format!("client-{sport}-{n}.log"));
-        let (port, sport) = (port.to_string(), sport.to_string());
-        let go_arg = go.to_string_lossy().into_owned();
-        let bg = Bg::spawn(
-            ns,
-            &[
-                "python3", "-c", CLIENT, host, &port, &sport, &go_arg, how, bind,
-            ],
-            &log,
-        );
-        wait_until("the client's first exchange", WAIT, || {
-            bg.log().contains("one ready")
-        });
-        Client { bg, go }
-    }
-
-    /// Lets the client send its second line; asserts the echo came back.
-    fn finish(mut self) {
-        fs::write(&self.go, b"go").expect("write trigger");
-        let out = self.bg.wait_ok(WAIT);
-        assert!(out.contains("two done"), "second exchange failed: {out}");
-    }
+/// A [`TcpClient`] from ext:SPORT to the host's published `port`.
+fn client(tb: &Testbed, port: u16, sport: u16, how: &str) -> TcpClient {
+    TcpClient::start(tb, &tb.ext(), (HOST, port), (EXT, sport), how)
 }
 
 /// The tracked flow whose original tuple is ext:SPORT -> host:PORT.
@@ -265,7 +199,7 @@ fn forged_rst_does_not_close_a_live_flow_and_a_real_one_does() {
     let tb = Testbed::new();
     let c1 = tb.add_with("c1", &["-p", "8091:80"]);
     let _echo = echo_server(&tb, &c1, 80);
-    let client = Client::start(&tb, 8091, 45000, "rst");
+    let client = client(&tb, 8091, 45000, "rst");
     assert_eq!(state_of(&tb, 45000, 8091), "ESTABLISHED");
     // An outsider who knows the client's address and port, not its
     // sequence numbers: two RSTs half the sequence space apart, so at most
@@ -291,12 +225,12 @@ fn reconnect_from_the_same_port_is_a_new_flow() {
     let tb = Testbed::new();
     let c1 = tb.add_with("c1", &["-p", "8091:80"]);
     let _echo = echo_server(&tb, &c1, 80);
-    Client::start(&tb, 8091, 45001, "rst").finish();
+    client(&tb, 8091, 45001, "rst").finish();
     wait_until("the first connection to close", WAIT, || {
         state_of(&tb, 45001, 8091) == "CLOSING"
     });
     // The same 4-tuple again, at once: a SYN over a closed flow reopens it.
-    let again = Client::start(&tb, 8091, 45001, "fin");
+    let again = client(&tb, 8091, 45001, "fin");
     let flows = tb.conntrack();
     assert_eq!(
         state_of(&tb, 45001, 8091),
@@ -311,7 +245,7 @@ fn a_clashing_syn_to_another_port_does_not_take_over_a_live_flow() {
     let tb = Testbed::new();
     let c1 = tb.add_with("c1", &["-p", "8091:80", "-p", "8092:80"]);
     let _echo = echo_server(&tb, &c1, 80);
-    let client = Client::start(&tb, 8091, 45002, "fin");
+    let client = client(&tb, 8091, 45002, "fin");
     let invalid = tb.counter("drop_invalid");
     // Same client address and port to the other published port: its reply
     // tuple (c1:80 -> ext:45002) is the live flow's.
@@ -332,8 +266,8 @@ fn established_flows_survive_a_flood_that_fills_the_table() {
     let _echo = echo_server(&tb, &c1, 80);
     let _outside = echo_server(&tb, &ext, 9000);
     // A live DNAT and a live SNAT connection, idle while the flood runs.
-    let dnat_client = Client::start(&tb, 8091, 45010, "fin");
-    let snat_client = Client::start_in(&tb, &c1, EXT, 9000, 45011, "fin", "0.0.0.0");
+    let dnat_client = client(&tb, 8091, 45010, "fin");
+    let snat_client = TcpClient::start(&tb, &c1, (EXT, 9000), ("0.0.0.0", 45011), "fin");
     let dnat = tb.counter("dnat");
     in_ns_ok(&ext, &["python3", "-c", SYN_FLOOD, HOST, "8091", "50000"]);
     wait_until("the flood to be DNAT-ed", WAIT, || {
@@ -347,7 +281,7 @@ fn established_flows_survive_a_flood_that_fills_the_table() {
     let entries = assured.matches("\"key\"").count();
     assert_eq!(entries, 4, "assured entries:\n{assured}");
     // And a new connection gets in.
-    Client::start(&tb, 8091, 45012, "fin").finish();
+    client(&tb, 8091, 45012, "fin").finish();
 }
 
 #[test]
@@ -357,7 +291,7 @@ fn a_flooding_container_does_not_starve_the_others() {
     let c2 = tb.add("c2"); // 172.17.0.3
     let ext = tb.ext();
     let _outside = echo_server(&tb, &ext, 9000);
-    let live = Client::start_in(&tb, &c2, EXT, 9000, 45020, "fin", "0.0.0.0");
+    let live = TcpClient::start(&tb, &c2, (EXT, 9000), ("0.0.0.0", 45020), "fin");
     // 30,000 new UDP flows from c1, 15 times what a tier holds.
     let snat = tb.counter("snat");
     in_ns_ok(
@@ -377,7 +311,7 @@ fn a_flooding_container_does_not_starve_the_others() {
     });
     // c2's live connection goes on, and a new one of c2 gets in.
     live.finish();
-    Client::start_in(&tb, &c2, EXT, 9000, 45021, "fin", "0.0.0.0").finish();
+    TcpClient::start(&tb, &c2, (EXT, 9000), ("0.0.0.0", 45021), "fin").finish();
 }
 
 // ---------------------------------------------------------------------------
