@@ -168,6 +168,9 @@ fn tracked_from_container(
     // SAFETY: map value pointer, valid for this run.
     let v = unsafe { &*v };
     if let Some(ep) = NETD_ENDPOINTS6.get_ptr(&v.nat_dst_ip) {
+        if hop(ctx).is_err() {
+            return drop(StatIndex::DropTtl, ctx.len());
+        }
         if rewrite(ctx, k, v, seg).is_err() {
             return drop(StatIndex::DropMalformed, ctx.len());
         }
@@ -263,13 +266,18 @@ fn tracked_from_outside(
     v: *mut Ct6Value,
     tier: Tier,
 ) -> i32 {
-    record(k, &Entry { value: v, tier }, seg);
     // SAFETY: map value pointer, valid for this run.
-    let v = unsafe { &*v };
-    let Some(ep) = NETD_ENDPOINTS6.get_ptr(&v.nat_dst_ip) else {
+    let t = unsafe { &*v };
+    let Some(ep) = NETD_ENDPOINTS6.get_ptr(&t.nat_dst_ip) else {
         return TC_ACT_UNSPEC;
     };
-    if rewrite(ctx, k, v, seg).is_err() {
+    // One hop on, as a router forwards it (and as IPv4's `translate`
+    // takes one from the TTL): an expiring packet is not the flow's.
+    if hop(ctx).is_err() {
+        return drop(StatIndex::DropTtl, ctx.len());
+    }
+    record(k, &Entry { value: v, tier }, seg);
+    if rewrite(ctx, k, t, seg).is_err() {
         return drop(StatIndex::DropMalformed, ctx.len());
     }
     count(StatIndex::ReverseNat, ctx.len());
@@ -511,6 +519,11 @@ fn icmp_error(ctx: &mut TcContext, from_container: bool) -> Option<i32> {
     let ep = NETD_ENDPOINTS6.get_ptr(&t.nat_dst_ip);
     if ep.is_none() && !from_container {
         return None;
+    }
+    // Forwarded one hop on, like any packet; an error is never answered
+    // with another, so an expiring one is only dropped.
+    if hop(ctx).is_err() {
+        return Some(drop(StatIndex::DropTtl, ctx.len()));
     }
     // Every address is written, changed or not: comparing 16-byte
     // addresses costs more registers than the programs' stack can spill

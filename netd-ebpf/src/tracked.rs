@@ -10,7 +10,7 @@ use crate::{
     conntrack::{self, Entry, V4},
     icmp,
     nat::translate,
-    packet::{Packet, Skip, parse},
+    packet::{Packet, Skip, decrement_ttl, parse},
     policy::{Ingress, route_out, ttl_expired},
     route::deliver,
     stats::{count, drop, rewrite_failed},
@@ -68,6 +68,14 @@ fn icmp_error(ctx: &mut TcContext, pkt: &Packet, from: Ingress) -> i32 {
     };
     match icmp::translate_error(ctx, pkt, receiver) {
         Some(dst_ip) => {
+            // Forwarded one hop on, like any packet; an error is never
+            // answered with another, so an expiring one is only dropped.
+            if pkt.ttl <= 1 {
+                return drop(StatIndex::DropTtl, pkt.len);
+            }
+            if decrement_ttl(ctx, pkt).is_err() {
+                return rewrite_failed();
+            }
             count(StatIndex::ReverseNat, pkt.len);
             let t = CtKey {
                 dst_ip,

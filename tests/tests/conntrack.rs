@@ -210,7 +210,7 @@ fn conntrack_ls_of_50k_flows_streams_in_bounded_memory() {
     );
 }
 
-/// Measurement for BENCHMARKS.md ("Conntrack GC"), run by hand with
+/// Measurement for docs/BENCHMARKS.md ("Conntrack GC"), run by hand with
 /// `--ignored --nocapture`: the GC pass time at 200,000 flows.
 #[test]
 #[ignore]

@@ -13,7 +13,8 @@ use std::{
 
 use netd_tests::{
     Bg, HttpServer, Testbed, bpftool_dump, curl, curl_ok, in_ns, in_ns_for, in_ns_ok, netns_exists,
-    scripts::with_packet_helpers, udp_exchange, wait_until,
+    scripts::{ERROR_HOPS, with_packet_helpers},
+    udp_exchange, wait_until,
 };
 use serde_json::Value;
 
@@ -728,6 +729,10 @@ fn icmp_port_unreachable_is_translated_both_ways() {
     assert_eq!(udp_probe(&c1, EXT_PEER, 4444, None), "refused");
     // outside -> published port nobody listens on: c1's error goes out.
     assert_eq!(udp_probe(&tb.ext(), EXT, 5353, None), "refused");
+    // Forwarded one hop on, as any packet: c1's kernel sends it with TTL
+    // 64, the host routes it.
+    let ttl = in_ns_ok(&tb.ext(), &["python3", "-c", ERROR_HOPS, EXT, "5353"]);
+    assert_eq!(ttl.trim(), "63", "TTL of c1's error as ext received it");
 }
 
 /// Keeps a connected UDP socket (port 40123 -> argv[1]:9999) open and

@@ -13,7 +13,8 @@ use std::time::Duration;
 
 use netd_tests::{
     Bg, TcpClient, Testbed, bpftool, bpftool_dump, in_ns, in_ns_ok, mac_of,
-    scripts::with_packet_helpers, udp_exchange, wait_until,
+    scripts::{ERROR_HOPS, with_packet_helpers},
+    udp_exchange, wait_until,
 };
 use serde_json::Value;
 
@@ -1306,6 +1307,17 @@ fn a_containers_icmpv6_errors_reach_the_peer_translated() {
     );
     assert_eq!(got.trim(), "refused");
     assert!(tb.counter("reverse_nat") > reverse);
+    // Forwarded one hop on, as any packet: the container's kernel sends it
+    // with hop limit 64, the host routes it.
+    let hops = in_ns_ok(
+        &tb.ext(),
+        &["python3", "-c", ERROR_HOPS, "2001:2::1", "5353"],
+    );
+    assert_eq!(
+        hops.trim(),
+        "63",
+        "hop limit of the container's error at ext"
+    );
     // A datagram from the published port without a flow (an answer whose
     // flow expired) does not leave with the container's port.
     let invalid = tb.counter("drop_invalid");
@@ -1333,6 +1345,82 @@ fn a_containers_icmpv6_errors_reach_the_peer_translated() {
     wait_until("the orphan hairpin to be dropped", WAIT, || {
         tb.counter("drop_invalid") > invalid
     });
+}
+
+/// A UDP server on [::]:argv[1] answering each datagram with the hop
+/// limit it arrived with.
+const HOPS_ECHO6: &str = r#"
+import socket, sys
+s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_RECVHOPLIMIT, 1)
+s.bind(('::', int(sys.argv[1])))
+while True:
+    _, anc, _, peer = s.recvmsg(2048, socket.CMSG_SPACE(4))
+    hops = [int.from_bytes(d[:4], sys.byteorder) for _, t, d in anc if t == socket.IPV6_HOPLIMIT]
+    s.sendto(str(hops[0]).encode(), peer)
+"#;
+
+/// From [::]:argv[3], one datagram to [argv[1]]:argv[2] per hop limit in
+/// argv[4:], each printed as "<sent> <arrived with> <answer's hop limit>"
+/// ("-" for no answer; sent again, bounded, unless the hop limit is 1).
+const HOPS_ASK6: &str = r#"
+import socket, sys
+dst, port, sport = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_RECVHOPLIMIT, 1)
+s.bind(('::', sport))
+s.settimeout(1)
+for hops in map(int, sys.argv[4:]):
+    s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_UNICAST_HOPS, hops)
+    got = '- -'
+    for _ in range(1 if hops == 1 else 3):
+        s.sendto(b'hops?', (dst, port))
+        try:
+            data, anc, _, _ = s.recvmsg(64, socket.CMSG_SPACE(4))
+        except socket.timeout:
+            continue
+        back = [int.from_bytes(d[:4], sys.byteorder) for _, t, d in anc if t == socket.IPV6_HOPLIMIT]
+        got = '%s %d' % (data.decode(), back[0])
+        break
+    print(hops, got, flush=True)
+"#;
+
+#[test]
+fn v6_flows_are_forwarded_one_hop_on_and_expiring_packets_dropped() {
+    let tb = Testbed::new();
+    let web = published_web(&tb);
+    let _echo = Bg::server(
+        &web,
+        &["/usr/bin/python3", "-u", "-c", HOPS_ECHO6, "53"],
+        &tb.tmp().join("hops6.log"),
+        "udp",
+        53,
+    );
+    // The first datagram makes the flow, the next ones are tracked: each
+    // reaches the container one hop on, and so does each answer (sent
+    // with the default 64) at ext. A tracked packet that would expire
+    // is dropped and counted, and the flow goes on.
+    let expired = tb.counter("drop_ttl");
+    let got = in_ns_ok(
+        &tb.ext(),
+        &[
+            "python3",
+            "-c",
+            HOPS_ASK6,
+            "2001:2::1",
+            "5353",
+            "45200",
+            "10",
+            "10",
+            "1",
+            "10",
+        ],
+    );
+    assert_eq!(got, "10 9 63\n10 9 63\n1 - -\n10 9 63\n");
+    assert!(
+        tb.counter("drop_ttl") > expired,
+        "the expiring datagram was not counted"
+    );
 }
 
 #[test]

@@ -43,7 +43,7 @@ enum Task {
     },
     /// fmt check, clippy, build, then the whole test suite (needs root).
     Test,
-    /// Build (release), then benchmark netd against iptables/nftables NAT (needs root; BENCHMARKS.md).
+    /// Build (release), then benchmark netd against iptables/nftables NAT (needs root; docs/BENCHMARKS.md).
     Bench(bench::BenchArgs),
 }
 

@@ -1,5 +1,5 @@
 //! The run's description (machine, tools, command) and `--update-docs`:
-//! the results block of BENCHMARKS.md and docs/bench/conn-rate.svg.
+//! the results block of docs/BENCHMARKS.md and docs/bench/conn-rate.svg.
 
 use std::{env, fs, path::Path, time::Duration};
 
@@ -97,7 +97,7 @@ fn first_line(program: &str, args: &[&str]) -> String {
         .to_owned()
 }
 
-/// Replaces the results block of BENCHMARKS.md and copies the plot.
+/// Replaces the results block of docs/BENCHMARKS.md and copies the plot.
 pub fn update(body: &str, svg: Option<&Path>) -> Result<()> {
     let root = cmd::workspace_root();
     if let Some(svg) = svg {
@@ -107,7 +107,7 @@ pub fn update(body: &str, svg: Option<&Path>) -> Result<()> {
         fs::copy(svg, &dest)
             .with_context(|| format!("cannot copy the plot to {}", dest.display()))?;
     }
-    let path = root.join("BENCHMARKS.md");
+    let path = root.join("docs/BENCHMARKS.md");
     let text =
         fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
     let new = replace_block(&text, body)?;
@@ -118,10 +118,10 @@ pub fn update(body: &str, svg: Option<&Path>) -> Result<()> {
 
 fn replace_block(text: &str, body: &str) -> Result<String> {
     let (Some(b), Some(e)) = (text.find(BEGIN), text.find(END)) else {
-        bail!("BENCHMARKS.md has no {BEGIN} ... {END} block");
+        bail!("docs/BENCHMARKS.md has no {BEGIN} ... {END} block");
     };
     if e < b {
-        bail!("BENCHMARKS.md: {END} comes before {BEGIN}");
+        bail!("docs/BENCHMARKS.md: {END} comes before {BEGIN}");
     }
     Ok(format!("{}{BEGIN}\n{body}{}", &text[..b], &text[e..]))
 }

@@ -2,7 +2,7 @@
 //! plain routing and the host itself, side by side on the standard testbed
 //! (docs/testbed.md), plus netd's control plane, memory and per-program
 //! cost; with `--baseline-bin`, also netd against a previous binary. Writes `target/bench/report.md`, `results.json` and
-//! `conn-rate.svg`; `--update-docs` also refreshes BENCHMARKS.md.
+//! `conn-rate.svg`; `--update-docs` also refreshes docs/BENCHMARKS.md.
 //!
 //! Module map: `testbed` (namespaces, daemon), `datapath` (the six
 //! datapaths and the baseline netd), `rules` (iptables/nftables rule text), `measure` (servers,
@@ -79,7 +79,7 @@ pub struct BenchArgs {
     /// memory and connection-rate tests.
     #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(0..=10000))]
     docker_conn_ports: u32,
-    /// Also write the report into BENCHMARKS.md and the plot to docs/bench/.
+    /// Also write the report into docs/BENCHMARKS.md and the plot to docs/bench/.
     #[arg(long)]
     update_docs: bool,
     /// Benchmark this netd binary instead of building one (release).
