@@ -31,6 +31,7 @@ mod ctx;
 mod exposure;
 mod frag;
 mod icmp;
+mod icmp6;
 mod ipv6;
 mod maps;
 mod nat;

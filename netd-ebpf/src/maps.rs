@@ -114,14 +114,28 @@ maps! {
     NETD_SOCK_ORIGIN: SkStorage<SockOrigin> = SkStorage::new();
 }
 
+/// Room for the ICMPv6 answer `icmp6::time_exceeded` builds (which
+/// checks that its frame fits): a constant here keeps this module below
+/// `icmp6`.
+pub const ICMP6_ANSWER_ROOM: usize = 112;
+
+/// `icmp6::time_exceeded`'s room, 8-byte aligned (it lays the frame out
+/// so that the IPv6 addresses and the message are).
+#[repr(C, align(8))]
+pub struct Icmp6Answer {
+    pub bytes: [u8; ICMP6_ANSWER_ROOM],
+}
+
 /// Per-CPU room of the IPv6 path (`nat6`) for what is too big for the
 /// stack (the verifier's 512 bytes are shared with the IPv4 program that
-/// calls in): the packet's tuple and segment, and `room`.
+/// calls in): the packet's tuple and segment, `room`, and the ICMPv6
+/// answer `icmp6::time_exceeded` builds.
 #[repr(C)]
 pub struct Scratch6Slot {
     pub tuple: Ct6Key,
     pub seg: Seg,
     pub room: Scratch6,
+    pub answer: Icmp6Answer,
 }
 
 /// A conntrack key and value being built (or `conntrack::settle`'s other

@@ -38,7 +38,7 @@ use netd_common::{
 
 use crate::{
     conntrack::{self, Entry, Refused, Seg, Tier, V6},
-    frag,
+    frag, icmp6,
     ipv6::{self, DST_OFF, ETH_P_IPV6, HOP_OFF, IPPROTO_ICMPV6, NEXT_OFF, PAYLOAD_OFF, SRC_OFF},
     maps::{
         NETD_BRIDGES, NETD_ENDPOINTS6, NETD_SCRATCH6, NETD_SERVICES6, Scratch6, Scratch6Slot,
@@ -274,7 +274,7 @@ fn tracked_from_outside(
     // One hop on, as a router forwards it (and as IPv4's `translate`
     // takes one from the TTL): an expiring packet is not the flow's.
     if hop(ctx).is_err() {
-        return drop(StatIndex::DropTtl, ctx.len());
+        return expired_from_outside(ctx);
     }
     record(k, &Entry { value: v, tier }, seg);
     if rewrite(ctx, k, t, seg).is_err() {
@@ -367,10 +367,27 @@ fn dnat(ctx: &mut TcContext, k: &Ct6Key, seg: &Seg) -> i32 {
     if !may_start(ctx, k, seg) {
         return drop(StatIndex::DropInvalid, ctx.len());
     }
+    if fetch::<u8>(ctx, HOP_OFF).map_or(true, |hops| hops <= 1) {
+        return expired_from_outside(ctx);
+    }
     let Some(s) = scratch() else {
         return TC_ACT_SHOT;
     };
     dnat_flow(ctx, k, seg, target, &k.src_ip, s)
+}
+
+/// A packet from outside whose hop limit runs out at the host, on a path
+/// netd routes: counted, and answered as a router does (the stack would
+/// take it for the host's own).
+#[inline(always)]
+fn expired_from_outside(ctx: &mut TcContext) -> i32 {
+    count(StatIndex::DropTtl, ctx.len());
+    let Some(slot) = NETD_SCRATCH6.get_ptr_mut(0) else {
+        return TC_ACT_SHOT;
+    };
+    // SAFETY: per-CPU slot, only this program run uses it; `answer` is
+    // apart from the tuple and room the paths hold.
+    icmp6::time_exceeded(ctx, unsafe { &mut (*slot).answer })
 }
 
 /// A container's new flow to a published port on a host address (its

@@ -1385,8 +1385,30 @@ for hops in map(int, sys.argv[4:]):
     print(hops, got, flush=True)
 "#;
 
+/// Sends a datagram from [::]:argv[3] with hop limit 1 to [argv[1]]:argv[2]
+/// and prints the time exceeded answer: its source, the quoted
+/// destination and port, and whether the quoted source port is ours.
+const HOPS_PROBE6: &str = r#"
+import socket, struct, sys
+host, port, sport = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+r = socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6)
+r.settimeout(5)
+u = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+u.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_UNICAST_HOPS, 1)
+u.bind(('::', sport))
+u.sendto(b'probe', (host, port))
+while True:
+    data, peer = r.recvfrom(2000)
+    if data[0] != 3:
+        continue
+    inner = data[8:]
+    isport, idport = struct.unpack('!HH', inner[40:44])
+    print(peer[0], socket.inet_ntop(socket.AF_INET6, inner[24:40]), idport, isport == sport)
+    break
+"#;
+
 #[test]
-fn v6_flows_are_forwarded_one_hop_on_and_expiring_packets_dropped() {
+fn v6_flows_are_forwarded_one_hop_on_and_expiring_packets_get_time_exceeded() {
     let tb = Testbed::new();
     let web = published_web(&tb);
     let _echo = Bg::server(
@@ -1420,6 +1442,24 @@ fn v6_flows_are_forwarded_one_hop_on_and_expiring_packets_dropped() {
     assert!(
         tb.counter("drop_ttl") > expired,
         "the expiring datagram was not counted"
+    );
+    // The host answers time exceeded, as a router does, quoting the packet
+    // as it was sent (before DNAT): for the tracked flow's packet, and for
+    // one that would have made a new flow (none made).
+    for sport in ["45200", "45201"] {
+        let answer = in_ns_ok(
+            &tb.ext(),
+            &["python3", "-c", HOPS_PROBE6, "2001:2::1", "5353", sport],
+        );
+        assert_eq!(
+            answer.trim(),
+            "2001:2::1 2001:2::1 5353 True",
+            "from port {sport}"
+        );
+    }
+    assert!(
+        flow6(&tb, 45201, 5353).is_none(),
+        "an expired packet made a flow"
     );
 }
 
