@@ -43,6 +43,24 @@ pub fn remove_bpffs_dir(dir: &Path) {
     }
 }
 
+/// Lazily unmounts every mount at or below `dir` (what a dockerd, its
+/// containerd or podman stopped halfway leaves), deepest first, each
+/// `umount -l` bounded.
+pub fn unmount_below(dir: &Path) {
+    let mounts = fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+    let mut ours: Vec<&str> = mounts
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(1))
+        .filter(|m| Path::new(m).starts_with(dir))
+        .collect();
+    ours.sort_by_key(|m| std::cmp::Reverse(m.len()));
+    for m in ours {
+        let _ = Command::new("timeout")
+            .args(["10", "umount", "-l", m])
+            .status();
+    }
+}
+
 fn is_mountpoint(dir: &Path) -> bool {
     let mounts = fs::read_to_string("/proc/self/mounts").unwrap_or_default();
     let dir = dir.to_string_lossy();

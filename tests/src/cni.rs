@@ -349,17 +349,7 @@ impl Drop for Podman {
     fn drop(&mut self) {
         let _ = self.run(&["rm", "-a", "-f", "-t", "0"]);
         // Whatever podman left mounted below its dirs.
-        let mounts = fs::read_to_string("/proc/self/mounts").unwrap_or_default();
-        let dir = self.dir.to_string_lossy().into_owned();
-        let mut ours: Vec<&str> = mounts
-            .lines()
-            .filter_map(|l| l.split_whitespace().nth(1))
-            .filter(|m| m.starts_with(&dir))
-            .collect();
-        ours.sort_by_key(|m| std::cmp::Reverse(m.len()));
-        for m in ours {
-            let _ = Command::new("umount").arg("-l").arg(m).status();
-        }
+        crate::cleanup::unmount_below(&self.dir);
         let _ = fs::remove_dir_all(&self.dir);
     }
 }

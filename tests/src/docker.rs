@@ -70,6 +70,29 @@ pub fn docker_bin() -> String {
     first_existing(&["/usr/bin/docker", "docker"])
 }
 
+/// `dockerd` in the network namespace `host_ns`, everything of its own
+/// under `dir` (data root, exec root, pid file, its `daemon.json`), its
+/// API on `socket`, stdin closed: what the tests and the benchmark start,
+/// before their own flags and output.
+pub fn dockerd_command(host_ns: &str, dir: &Path, socket: &Path) -> Command {
+    let mut cmd = Command::new("nsenter");
+    cmd.arg(format!("--net=/run/netns/{host_ns}"))
+        .arg(dockerd_bin())
+        .arg("--data-root")
+        .arg(dir.join("data"))
+        .arg("--exec-root")
+        .arg(dir.join("exec"))
+        .arg("--pidfile")
+        .arg(dir.join("docker.pid"))
+        .arg("--config-file")
+        .arg(dir.join("daemon.json"))
+        .arg("-H")
+        .arg(format!("unix://{}", socket.display()))
+        .arg("--shutdown-timeout=2")
+        .stdin(Stdio::null());
+    cmd
+}
+
 /// A testbed whose netd serves the Docker plugin, plus a dockerd using it.
 pub struct DockerBed {
     pub bed: Testbed,
@@ -123,30 +146,16 @@ impl DockerBed {
             .append(true)
             .open(d.join("dockerd.log"))
             .expect("open dockerd log");
-        let mut cmd = Command::new("nsenter");
-        cmd.arg(format!("--net=/run/netns/{}", self.bed.host()))
-            .arg(dockerd_bin())
-            .arg("--data-root")
-            .arg(d.join("data"))
-            .arg("--exec-root")
-            .arg(d.join("exec"))
-            .arg("--pidfile")
-            .arg(d.join("docker.pid"))
-            .arg("--config-file")
-            .arg(d.join("daemon.json"))
-            .arg("-H")
-            .arg(format!("unix://{}", self.socket().display()))
-            .args([
-                "--iptables=false",
-                "--ip6tables=false",
-                "--userland-proxy=false",
-                "--bridge=none",
-                "--shutdown-timeout=2",
-                "--log-level=debug",
-            ])
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("dup log"))
-            .stderr(log);
+        let mut cmd = dockerd_command(&self.bed.host(), d, &self.socket());
+        cmd.args([
+            "--iptables=false",
+            "--ip6tables=false",
+            "--userland-proxy=false",
+            "--bridge=none",
+            "--log-level=debug",
+        ])
+        .stdout(log.try_clone().expect("dup log"))
+        .stderr(log);
         self.dockerd = Some(cmd.spawn().expect("spawn dockerd"));
         let deadline = Instant::now() + READY_TIMEOUT;
         loop {
@@ -402,17 +411,7 @@ impl Drop for DockerBed {
         }
         self.stop_dockerd();
         // What a dockerd killed halfway may leave mounted under its dirs.
-        let mounts = fs::read_to_string("/proc/self/mounts").unwrap_or_default();
-        let dir = self.dir.to_string_lossy().into_owned();
-        let mut ours: Vec<&str> = mounts
-            .lines()
-            .filter_map(|l| l.split_whitespace().nth(1))
-            .filter(|m| m.starts_with(&dir))
-            .collect();
-        ours.sort_by_key(|m| std::cmp::Reverse(m.len()));
-        for m in ours {
-            let _ = Command::new("umount").args(["-l", m]).status();
-        }
+        crate::cleanup::unmount_below(&self.dir);
         let _ = fs::remove_file(self.plugin_socket());
         let _ = fs::remove_dir_all(&self.dir);
     }

@@ -9,14 +9,17 @@
 
 use std::{
     fmt, fs,
-    os::unix::fs::symlink,
+    os::unix::{fs::symlink, process::CommandExt},
     path::{Path, PathBuf},
-    process::Stdio,
     thread,
     time::{Duration, Instant},
 };
 
 use anyhow::{Context, Result, bail};
+use netd_tests::{
+    cleanup::unmount_below,
+    docker::{docker_bin, dockerd_command},
+};
 use serde::Serialize;
 
 use super::{
@@ -177,24 +180,12 @@ impl Dockerd {
         fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
         fs::write(dir.join("daemon.json"), "{}").context("cannot write daemon.json")?;
         let log = fs::File::create(dir.join("dockerd.log")).context("cannot create dockerd.log")?;
-        let mut c = procs::command("nsenter");
-        c.arg(format!("--net=/run/netns/{}", topo.host()))
-            .arg(dockerd_bin())
-            .arg("--data-root")
-            .arg(dir.join("data"))
-            .arg("--exec-root")
-            .arg(dir.join("exec"))
-            .arg("--pidfile")
-            .arg(dir.join("docker.pid"))
-            .arg("--config-file")
-            .arg(dir.join("daemon.json"))
-            .arg("-H")
-            .arg(format!("unix://{}", dir.join("docker.sock").display()))
+        let mut c = dockerd_command(&topo.host(), &dir, &dir.join("docker.sock"));
+        // Its own process group, as every process the benchmark starts.
+        c.process_group(0)
             .args(engine.flags())
-            .arg("--shutdown-timeout=2")
             // docker-proxy is in /usr/sbin.
             .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
-            .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log);
         let process = Background::spawn("dockerd", &mut c)?;
@@ -303,20 +294,7 @@ impl Drop for Dockerd {
         for pid in proxies {
             wait_gone_or_kill(pid, "docker-proxy", Duration::ZERO);
         }
-        let mounts = fs::read_to_string("/proc/self/mounts").unwrap_or_default();
-        let dir = self.dir.to_string_lossy().into_owned();
-        let mut ours: Vec<&str> = mounts
-            .lines()
-            .filter_map(|l| l.split_whitespace().nth(1))
-            .filter(|m| m.starts_with(&dir))
-            .collect();
-        ours.sort_by_key(|m| std::cmp::Reverse(m.len()));
-        for m in ours {
-            let _ = procs::output_within(
-                procs::command("umount").args(["-l", m]),
-                Duration::from_secs(10),
-            );
-        }
+        unmount_below(&self.dir);
         if let Some(p) = &self.plugin {
             let _ = fs::remove_file(Path::new("/run/docker/plugins").join(format!("{p}.sock")));
         }
@@ -404,21 +382,4 @@ impl DockerBed {
     pub fn proxy_mem(&self) -> ProcMem {
         proc_mem(&self.dockerd.proxies())
     }
-}
-
-pub fn dockerd_bin() -> String {
-    ["/usr/sbin/dockerd", "/usr/bin/dockerd"]
-        .into_iter()
-        .find(|p| Path::new(p).is_file())
-        .unwrap_or("dockerd")
-        .to_owned()
-}
-
-/// Debian's CLI (the daemon's release), not a newer one earlier on PATH.
-pub fn docker_bin() -> String {
-    ["/usr/bin/docker"]
-        .into_iter()
-        .find(|p| Path::new(p).is_file())
-        .unwrap_or("docker")
-        .to_owned()
 }
