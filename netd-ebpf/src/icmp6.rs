@@ -1,9 +1,10 @@
 //! ICMPv6 answers the datapath gives itself, as a router on the path:
-//! time exceeded for a packet from outside whose hop limit runs out at
-//! the host on a path netd routes (a published port, a tracked flow into
-//! a container). The stack cannot answer for it: it would take the
-//! packet, addressed to a host address, for the host's own. IPv4's twin
-//! is `icmp::time_exceeded`.
+//! time exceeded for a packet whose hop limit runs out at the host on a
+//! path netd routes. From outside (a published port, a tracked flow into
+//! a container) the stack cannot answer: it would take the packet,
+//! addressed to a host address, for the host's own. From a container it
+//! does not either: it does not route IPv6. IPv4's twin is
+//! `icmp::time_exceeded` (from outside; the stack answers containers).
 
 use aya_ebpf::{
     bindings::{BPF_F_RECOMPUTE_CSUM, TC_ACT_SHOT},
@@ -43,15 +44,16 @@ const FRAME_LEN: usize = QUOTE_AT + QUOTE - ETH_AT;
 const MESSAGE_LEN: usize = QUOTE_AT + QUOTE - ICMP_AT;
 const _: () = assert!(ETH_AT + FRAME_LEN <= crate::maps::ICMP6_ANSWER_ROOM);
 
-/// Turns the packet in `ctx` (from outside, its hop limit running out
-/// here) into the ICMPv6 time exceeded answer from the address it was
-/// sent to, and sends it back out of the interface it came in on. The
-/// quote is the packet as it arrived, before any translation. Built in
-/// `room` (the per-CPU slot's, not the programs' stack), the packet's
-/// fields loaded straight to where the answer has them. A packet from a
-/// multicast or unspecified source gets no answer.
+/// Turns the packet in `ctx` (its hop limit running out here) into the
+/// ICMPv6 time exceeded answer, and sends it back out of the interface it
+/// came in on. From `from`, or else (None) from the address the packet
+/// was sent to. The quote is the packet as it arrived, before any
+/// translation. Built in `room` (the per-CPU slot's, not the programs'
+/// stack), the packet's fields loaded straight to where the answer has
+/// them. A packet from a multicast or unspecified source, or an ICMPv6
+/// error itself, gets no answer (dropped).
 #[inline(never)]
-pub fn time_exceeded(ctx: &mut TcContext, room: &mut Icmp6Answer) -> i32 {
+pub fn time_exceeded(ctx: &mut TcContext, room: &mut Icmp6Answer, from: Option<&[u8; 16]>) -> i32 {
     let a = &mut room.bytes;
     // (packet offset, answer offset, length): constant lengths, as the
     // helper needs. Ethernet and IPv6 addresses swap: back where it came
@@ -79,6 +81,13 @@ pub fn time_exceeded(ctx: &mut TcContext, room: &mut Icmp6Answer) -> i32 {
     }
     if a[DST_AT] == 0xff || word(a, DST_AT) | word(a, DST_AT + 8) == 0 {
         return TC_ACT_SHOT;
+    }
+    // An error is never answered with another (types below 128).
+    if a[QUOTE_AT + 6] == IPPROTO_ICMPV6 && a[QUOTE_AT + IP6_HLEN] < 128 {
+        return TC_ACT_SHOT;
+    }
+    if let Some(from) = from {
+        a[SRC_AT..SRC_AT + 16].copy_from_slice(from);
     }
     a[ETH_AT + 12..IP_AT].copy_from_slice(&ETH_P_IPV6.to_be_bytes());
     a[IP_AT..IP_AT + 4].copy_from_slice(&[0x60, 0, 0, 0]);

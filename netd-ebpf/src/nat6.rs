@@ -137,6 +137,19 @@ fn load_addr(ctx: &TcContext, off: usize, dst: &mut [u8; 16]) -> Option<()> {
 /// leaves the IPv6 path about 200 of the verifier's 512 bytes of stack.
 #[inline(never)]
 pub fn from_container(ctx: &mut TcContext, network_id: u32, flags: u32) -> i32 {
+    match container_paths(ctx, network_id, flags) {
+        // Answered here, under this small frame: the paths' own are deep.
+        HOP_LIMIT_EXPIRED => expired_from_container(ctx),
+        verdict => verdict,
+    }
+}
+
+/// What a path from a container returns for a packet whose hop limit runs
+/// out at the host: `from_container` answers it. Not a tc verdict.
+const HOP_LIMIT_EXPIRED: i32 = i32::MIN;
+
+#[inline(always)]
+fn container_paths(ctx: &mut TcContext, network_id: u32, flags: u32) -> i32 {
     let Some((k, seg)) = packet(ctx) else {
         // An error about a packet the container received: translated
         // back to what its sender sent. Anything else: `untranslatable`.
@@ -228,6 +241,10 @@ fn new_from_container(
     if NETD_BRIDGES.get_ptr(s.fib.ifindex).is_some() {
         // Routed towards another netd network.
         return drop(StatIndex::DropPolicy, ctx.len());
+    }
+    // One that expires here makes no flow.
+    if fetch::<u8>(ctx, HOP_OFF).map_or(true, |hops| hops <= 1) {
+        return HOP_LIMIT_EXPIRED;
     }
     // SAFETY: the helper filled in the IPv6 source (BPF_FIB_LOOKUP_SRC).
     let src: [u8; 16] = unsafe { mem::transmute(s.fib.__bindgen_anon_3.ipv6_src) };
@@ -387,7 +404,43 @@ fn expired_from_outside(ctx: &mut TcContext) -> i32 {
     };
     // SAFETY: per-CPU slot, only this program run uses it; `answer` is
     // apart from the tuple and room the paths hold.
-    icmp6::time_exceeded(ctx, unsafe { &mut (*slot).answer })
+    icmp6::time_exceeded(ctx, unsafe { &mut (*slot).answer }, None)
+}
+
+/// A packet from a container whose hop limit runs out at the host:
+/// counted, and answered from the host's address on the container's link
+/// (the source the FIB picks towards the sender: the network's gateway),
+/// as the stack answers IPv4 (traceroute from a container shows the
+/// host). Called by `from_container` only (the paths return
+/// `HOP_LIMIT_EXPIRED`): under theirs, its frame and the answer's would
+/// push the deepest chain past the verifier's 512 bytes.
+#[inline(never)]
+fn expired_from_container(ctx: &mut TcContext) -> i32 {
+    count(StatIndex::DropTtl, ctx.len());
+    let Some(slot) = NETD_SCRATCH6.get_ptr_mut(0) else {
+        return TC_ACT_SHOT;
+    };
+    // SAFETY: per-CPU slot, only this program run uses it; the packet's
+    // tuple is not needed any more, the room and the answer are apart.
+    let (s, answer) = unsafe { (&mut (*slot).room, &mut (*slot).answer) };
+    if load_addr(ctx, SRC_OFF, &mut s.key.dst_ip).is_none() {
+        return TC_ACT_SHOT;
+    }
+    // Any source: the FIB picks one (word by word: no memset call).
+    let words = s.key.src_ip.as_mut_ptr().cast::<u16>();
+    for i in 0..8 {
+        // SAFETY: within the 16 bytes; `Ct6Key` is 2-byte aligned.
+        unsafe { ptr::write_volatile(words.add(i), 0) };
+    }
+    s.key.src_port = 0;
+    s.key.dst_port = 0;
+    s.key.proto = IPPROTO_ICMPV6;
+    if fib_with_source(ctx, &s.key.src_ip, &s.key.dst_ip, &s.key, &mut s.fib).is_err() {
+        return TC_ACT_SHOT;
+    }
+    // SAFETY: the helper filled in the IPv6 source (BPF_FIB_LOOKUP_SRC).
+    let gateway: &[u8; 16] = unsafe { &*ptr::addr_of!(s.fib.__bindgen_anon_3.ipv6_src).cast() };
+    icmp6::time_exceeded(ctx, answer, Some(gateway))
 }
 
 /// A container's new flow to a published port on a host address (its
@@ -625,7 +678,7 @@ fn hop(ctx: &mut TcContext) -> Result<(), ()> {
 #[inline(always)]
 fn forward(ctx: &mut TcContext, rc: u32, params: &FibParams) -> i32 {
     if hop(ctx).is_err() {
-        return drop(StatIndex::DropTtl, ctx.len());
+        return HOP_LIMIT_EXPIRED;
     }
     send(ctx, rc, params)
 }
@@ -637,7 +690,7 @@ fn out(ctx: &mut TcContext, k: &Ct6Key, v: &Ct6Value, seg: &Seg, params: &mut Fi
         return TC_ACT_UNSPEC;
     };
     if hops <= 1 {
-        return drop(StatIndex::DropTtl, ctx.len());
+        return HOP_LIMIT_EXPIRED;
     }
     let t = Ct6Key {
         src_port: v.nat_src_port,

@@ -1461,6 +1461,47 @@ fn v6_flows_are_forwarded_one_hop_on_and_expiring_packets_get_time_exceeded() {
         flow6(&tb, 45201, 5353).is_none(),
         "an expired packet made a flow"
     );
+    // From the container, out: a tracked flow's packet and one that would
+    // make a new flow get time exceeded from the network's gateway
+    // (traceroute from a container shows the host), quoting what the
+    // container sent; the expiring one makes no flow.
+    let _ext_echo = Bg::server(
+        &tb.ext(),
+        &["/usr/bin/python3", "-u", "-c", HOPS_ECHO6, "7053"],
+        &tb.tmp().join("hops6-ext.log"),
+        "udp",
+        7053,
+    );
+    let got = in_ns_ok(
+        &web,
+        &[
+            "python3",
+            "-c",
+            HOPS_ASK6,
+            "2001:2::2",
+            "7053",
+            "45300",
+            "10",
+        ],
+    );
+    assert_eq!(got, "10 9 63\n");
+    for sport in ["45300", "45301"] {
+        let answer = in_ns_ok(
+            &web,
+            &["python3", "-c", HOPS_PROBE6, "2001:2::2", "7053", sport],
+        );
+        assert_eq!(
+            answer.trim(),
+            "fd00:95::1 2001:2::2 7053 True",
+            "from port {sport}"
+        );
+    }
+    let made = tb.conntrack().into_iter().any(|f| {
+        f["original"]["src"]
+            .as_str()
+            .is_some_and(|s| s.ends_with("]:45301"))
+    });
+    assert!(!made, "an expiring packet from the container made a flow");
 }
 
 #[test]
