@@ -161,7 +161,10 @@ pub struct CtKey {
     pub src_port: u16,
     pub dst_port: u16,
     pub proto: u8,
-    pub pad: [u8; 3],
+    /// Padding, zero: a byte and a 16-bit word, not `[u8; 3]`, whose
+    /// zeroing becomes a call to a byte-at-a-time `memset` in BPF code.
+    pub pad: u8,
+    pub pad2: u16,
 }
 
 impl CtKey {
@@ -173,7 +176,8 @@ impl CtKey {
             src_port: self.dst_port,
             dst_port: self.src_port,
             proto: self.proto,
-            pad: [0; 3],
+            pad: 0,
+            pad2: 0,
         }
     }
 }
@@ -242,7 +246,8 @@ impl CtValue {
             src_port: self.nat_src_port,
             dst_port: self.nat_dst_port,
             proto,
-            pad: [0; 3],
+            pad: 0,
+            pad2: 0,
         }
     }
 }
@@ -349,7 +354,10 @@ pub struct Ct6Key {
     pub src_port: u16,
     pub dst_port: u16,
     pub proto: u8,
-    pub pad: [u8; 3],
+    /// Padding, zero: a byte and a 16-bit word, not `[u8; 3]`, whose
+    /// zeroing becomes a call to a byte-at-a-time `memset` in BPF code.
+    pub pad: u8,
+    pub pad2: u16,
 }
 
 impl Ct6Key {
@@ -361,7 +369,8 @@ impl Ct6Key {
             src_port: self.dst_port,
             dst_port: self.src_port,
             proto: self.proto,
-            pad: [0; 3],
+            pad: 0,
+            pad2: 0,
         }
     }
 }
@@ -400,7 +409,8 @@ impl Ct6Value {
             src_port: self.nat_src_port,
             dst_port: self.nat_dst_port,
             proto,
-            pad: [0; 3],
+            pad: 0,
+            pad2: 0,
         }
     }
 }
@@ -428,7 +438,10 @@ pub struct Frag6Key {
     pub dst_ip: [u8; 16],
     pub id: u32,
     pub proto: u8,
-    pub pad: [u8; 3],
+    /// Padding, zero: a byte and a 16-bit word, not `[u8; 3]`, whose
+    /// zeroing becomes a call to a byte-at-a-time `memset` in BPF code.
+    pub pad: u8,
+    pub pad2: u16,
 }
 
 /// The ports of a fragmented datagram (network order; ICMP echo: the id in

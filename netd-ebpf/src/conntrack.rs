@@ -25,7 +25,10 @@
 //! if written out; IPv6's callers in `nat6` are out of line.
 
 use aya_ebpf::{bindings::BPF_NOEXIST, helpers::bpf_ktime_get_coarse_ns};
-use core::{mem::MaybeUninit, ptr::addr_of_mut};
+use core::{
+    mem::MaybeUninit,
+    ptr::{self, addr_of_mut},
+};
 use netd_common::{Ct6Key, Ct6Value, CtKey, CtValue, IPPROTO_TCP, ct_dir, ct_tcp};
 
 pub use crate::segment::{Seg, Segment};
@@ -419,25 +422,38 @@ pub fn start_tcp<S: Segment>(direction: u8, seg: &S) -> (u8, u32) {
     (flags, seq_end(seg))
 }
 
-/// A new flow's entry for `direction`, translating to `t`.
+/// A new flow's entry for `direction`, translating to `t`, written into
+/// `room` field by field, the zeroes volatile, and not returned by value:
+/// a struct literal's zero fields (the padding, a reply's counters), and
+/// the copy out, became calls to a byte-at-a-time `memset`.
 #[inline(always)]
-pub fn new_entry(t: &CtKey, kind: u8, direction: u8, pkt: &Packet) -> CtValue {
+pub fn new_entry<'a>(
+    room: &'a mut MaybeUninit<CtValue>,
+    t: &CtKey,
+    kind: u8,
+    direction: u8,
+    pkt: &Packet,
+) -> &'a CtValue {
     let original = direction == ct_dir::ORIGINAL;
     let (tcp_flags, tcp_seq_end) = start_tcp(direction, pkt);
-    CtValue {
-        nat_src_ip: t.src_ip,
-        nat_dst_ip: t.dst_ip,
-        nat_src_port: t.src_port,
-        nat_dst_port: t.dst_port,
-        kind,
-        direction,
-        tcp_flags,
-        pad: 0,
-        tcp_seq_end,
-        pad2: 0,
-        last_seen_ns: unsafe { bpf_ktime_get_coarse_ns() },
-        packets: u64::from(original),
-        bytes: if original { u64::from(pkt.len) } else { 0 },
+    let v = room.as_mut_ptr();
+    let bytes = if original { u64::from(pkt.len) } else { 0 };
+    // SAFETY: every field of `room` is written before it is read.
+    unsafe {
+        (*v).nat_src_ip = t.src_ip;
+        (*v).nat_dst_ip = t.dst_ip;
+        (*v).nat_src_port = t.src_port;
+        (*v).nat_dst_port = t.dst_port;
+        (*v).kind = kind;
+        (*v).direction = direction;
+        (*v).tcp_flags = tcp_flags;
+        ptr::write_volatile(addr_of_mut!((*v).pad), 0);
+        (*v).tcp_seq_end = tcp_seq_end;
+        ptr::write_volatile(addr_of_mut!((*v).pad2), 0);
+        (*v).last_seen_ns = bpf_ktime_get_coarse_ns();
+        ptr::write_volatile(addr_of_mut!((*v).packets), u64::from(original));
+        ptr::write_volatile(addr_of_mut!((*v).bytes), bytes);
+        room.assume_init_ref()
     }
 }
 
@@ -481,6 +497,7 @@ pub fn insert_original_of<F: Family>(
 /// (see [`insert_original_of`]).
 #[inline(always)]
 pub fn insert_original(pkt: &Packet, t: &CtKey, kind: u8) -> Result<(), Refused> {
-    let original = new_entry(t, kind, ct_dir::ORIGINAL, pkt);
-    insert_original_of::<V4>(&pkt.tuple, &original, &t.reversed())
+    let mut room = MaybeUninit::uninit();
+    let original = new_entry(&mut room, t, kind, ct_dir::ORIGINAL, pkt);
+    insert_original_of::<V4>(&pkt.tuple, original, &t.reversed())
 }

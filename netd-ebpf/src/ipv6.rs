@@ -5,6 +5,8 @@
 //! more, or one cut short, is "cannot tell" (None), which each caller
 //! drops or passes and counts.
 
+use core::ptr;
+
 use crate::{
     ctx::PacketCtx,
     packet::{ETH_HLEN, fetch},
@@ -39,6 +41,19 @@ pub struct Next {
     /// in the fixed header is not the final one (which the transport
     /// checksum covers), so the packet cannot be translated.
     pub source_routed: bool,
+}
+
+/// Sets an address to `::` with eight volatile 16-bit stores (the
+/// address's own alignment): `= [0; 16]` becomes a call to a
+/// byte-at-a-time `memset` in BPF code.
+#[inline(always)]
+pub fn zero_addr(a: &mut [u8; 16]) {
+    let words = a.as_mut_ptr().cast::<u16>();
+    for i in 0..8 {
+        // SAFETY: within the 16 bytes; the keys that hold addresses are
+        // 2-byte aligned.
+        unsafe { ptr::write_volatile(words.add(i), 0) };
+    }
 }
 
 #[inline(always)]

@@ -2,6 +2,8 @@
 //! flows (DNAT to a published port, hairpin, MASQUERADE with its port
 //! choice), and the three new-flow paths that use them.
 
+use core::mem::MaybeUninit;
+
 use aya_ebpf::{helpers::bpf_get_prandom_u32, programs::TcContext};
 use netd_common::{CtKey, PortMapValue, StatIndex, VethValue, ct_dir, ct_kind};
 
@@ -32,8 +34,9 @@ pub fn translate<C: PacketCtx>(ctx: &mut C, pkt: &Packet, t: &CtKey) -> Result<(
 /// Creates a flow whose translation is fully known (DNAT).
 #[inline(always)]
 pub fn create(pkt: &Packet, t: &CtKey, kind: u8) -> Result<(), Refused> {
-    let reply = conntrack::new_entry(&pkt.tuple.reversed(), kind, ct_dir::REPLY, pkt);
-    conntrack::insert_new::<V4>(&t.reversed(), &reply)?;
+    let mut room = MaybeUninit::uninit();
+    let reply = conntrack::new_entry(&mut room, &pkt.tuple.reversed(), kind, ct_dir::REPLY, pkt);
+    conntrack::insert_new::<V4>(&t.reversed(), reply)?;
     conntrack::insert_original(pkt, t, kind)
 }
 
@@ -50,13 +53,14 @@ pub fn create_with_port(
     min: u32,
     max: u32,
 ) -> Result<CtKey, Refused> {
-    let reply = conntrack::new_entry(&pkt.tuple.reversed(), kind, ct_dir::REPLY, pkt);
+    let mut room = MaybeUninit::uninit();
+    let reply = conntrack::new_entry(&mut room, &pkt.tuple.reversed(), kind, ct_dir::REPLY, pkt);
     let span = max.saturating_sub(min) + 1;
     let mut port = u16::from_be(pkt.tuple.src_port);
     let mut chosen = *t;
     for _ in 0..PORT_TRIES {
         chosen.src_port = port.to_be();
-        match conntrack::insert_new::<V4>(&chosen.reversed(), &reply) {
+        match conntrack::insert_new::<V4>(&chosen.reversed(), reply) {
             Ok(()) => {
                 conntrack::insert_original(pkt, &chosen, kind)?;
                 return Ok(chosen);

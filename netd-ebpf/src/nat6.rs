@@ -105,6 +105,17 @@ fn parse(ctx: &TcContext, p: *mut Scratch6Slot) -> bool {
     true
 }
 
+/// Zeroes a key's padding: two volatile stores, which LLVM never merges
+/// into a call to a byte-at-a-time `memset`.
+#[inline(always)]
+fn zero_pad(pad: &mut u8, pad2: &mut u16) {
+    // SAFETY: two fields of the caller's key.
+    unsafe {
+        ptr::write_volatile(pad, 0);
+        ptr::write_volatile(pad2, 0);
+    }
+}
+
 /// Copies the address at `off` straight into `dst` (map memory): no
 /// 16-byte copy on the stack.
 #[inline(always)]
@@ -426,12 +437,8 @@ fn expired_from_container(ctx: &mut TcContext) -> i32 {
     if load_addr(ctx, SRC_OFF, &mut s.key.dst_ip).is_none() {
         return TC_ACT_SHOT;
     }
-    // Any source: the FIB picks one (word by word: no memset call).
-    let words = s.key.src_ip.as_mut_ptr().cast::<u16>();
-    for i in 0..8 {
-        // SAFETY: within the 16 bytes; `Ct6Key` is 2-byte aligned.
-        unsafe { ptr::write_volatile(words.add(i), 0) };
-    }
+    // Any source: the FIB picks one.
+    ipv6::zero_addr(&mut s.key.src_ip);
     s.key.src_port = 0;
     s.key.dst_port = 0;
     s.key.proto = IPPROTO_ICMPV6;
@@ -508,7 +515,7 @@ fn dnat_flow(
     s.key.src_port = target.container_port;
     s.key.dst_port = k.src_port;
     s.key.proto = k.proto;
-    unsafe { ptr::write_volatile(&mut s.key.pad, [0; 3]) };
+    zero_pad(&mut s.key.pad, &mut s.key.pad2);
     translate_to_reversed(&mut s.value, k);
     new_entry(&mut s.value, ct_kind::DNAT, ct_dir::REPLY, seg);
     if let Err(why) = conntrack::insert_new::<V6>(&s.key, &s.value) {
@@ -575,7 +582,7 @@ fn icmp_error(ctx: &mut TcContext, from_container: bool) -> Option<i32> {
     s.key.src_port = dport;
     s.key.dst_port = sport;
     s.key.proto = proto;
-    unsafe { ptr::write_volatile(&mut s.key.pad, [0; 3]) };
+    zero_pad(&mut s.key.pad, &mut s.key.pad2);
     load_addr(ctx, SRC_OFF, &mut s.value.nat_src_ip)?;
     load_addr(ctx, DST_OFF, &mut s.value.nat_dst_ip)?;
     let from_r = same(&s.value.nat_src_ip, &s.key.src_ip);
@@ -623,7 +630,9 @@ fn icmp_error(ctx: &mut TcContext, from_container: bool) -> Option<i32> {
     }
     // Out, routed from its (new) source to the peer.
     load_addr(ctx, SRC_OFF, &mut s.key.src_ip)?;
-    s.key.dst_ip = t.nat_dst_ip;
+    // SAFETY: two map values' fields, apart (copied, not assigned: see
+    // `fib_lookup`).
+    unsafe { ptr::copy_nonoverlapping(t.nat_dst_ip.as_ptr(), s.key.dst_ip.as_mut_ptr(), 16) };
     s.key.src_port = 0;
     s.key.dst_port = 0;
     s.key.proto = IPPROTO_ICMPV6;
@@ -756,8 +765,7 @@ fn tuple(ctx: &TcContext, k: &mut Ct6Key) -> Option<usize> {
     ports(ctx, l4, k)?;
     load_addr(ctx, SRC_OFF, &mut k.src_ip)?;
     load_addr(ctx, DST_OFF, &mut k.dst_ip)?;
-    // SAFETY: a field of the caller's key (volatile: no memset call).
-    unsafe { ptr::write_volatile(&mut k.pad, [0; 3]) };
+    zero_pad(&mut k.pad, &mut k.pad2);
     Some(l4)
 }
 
@@ -776,8 +784,7 @@ fn tuple_linear(ctx: &TcContext, k: &mut Ct6Key) -> Option<usize> {
     k.dst_port = ports[1];
     k.src_ip = hdr.src;
     k.dst_ip = hdr.dst;
-    // SAFETY: a field of the caller's key (volatile: no memset call).
-    unsafe { ptr::write_volatile(&mut k.pad, [0; 3]) };
+    zero_pad(&mut k.pad, &mut k.pad2);
     Some(L4)
 }
 
@@ -827,8 +834,7 @@ fn fragment(ctx: &TcContext, off: usize, k: &mut Ct6Key) -> Option<usize> {
     k.proto = head[0];
     load_addr(ctx, SRC_OFF, &mut k.src_ip)?;
     load_addr(ctx, DST_OFF, &mut k.dst_ip)?;
-    // SAFETY: as in `tuple`.
-    unsafe { ptr::write_volatile(&mut k.pad, [0; 3]) };
+    zero_pad(&mut k.pad, &mut k.pad2);
     let s = scratch()?;
     // SAFETY: two fields of the per-CPU slot, apart (copied, not
     // assigned: see `fib_lookup`).
@@ -838,7 +844,7 @@ fn fragment(ctx: &TcContext, off: usize, k: &mut Ct6Key) -> Option<usize> {
     }
     s.frag.id = u32::from_ne_bytes([head[4], head[5], head[6], head[7]]);
     s.frag.proto = k.proto;
-    unsafe { ptr::write_volatile(&mut s.frag.pad, [0; 3]) };
+    zero_pad(&mut s.frag.pad, &mut s.frag.pad2);
     if u16::from_be_bytes([head[2], head[3]]) & 0xfff8 == 0 {
         let l4 = off + 8;
         ports(ctx, l4, k)?;
@@ -911,12 +917,22 @@ fn segment(ctx: &TcContext, k: &Ct6Key, seg: &mut Seg, l4: usize) {
         }
     }
     if k.proto == IPPROTO_TCP && l4 != 0 {
-        let payload = fetch::<u16>(ctx, ETH_HLEN + 4).map_or(0, u16::from_be);
-        let doff = fetch::<u8>(ctx, l4 + 12).map_or(0, |b| u32::from(b >> 4) * 4);
+        // Each field only where it was read: a value computed from a
+        // failed read, even when discarded, is a register the verifier
+        // sees read uninitialised.
+        let (Ok(payload), Ok(off), Ok(flags), Ok(sequence)) = (
+            fetch::<u16>(ctx, ETH_HLEN + 4),
+            fetch::<u8>(ctx, l4 + 12),
+            fetch::<u8>(ctx, l4 + 13),
+            fetch::<u32>(ctx, l4 + 4),
+        ) else {
+            return;
+        };
+        let doff = u32::from(off >> 4) * 4;
         let ext = (l4 - L4) as u32;
-        seg.tcp_flags = fetch::<u8>(ctx, l4 + 13).unwrap_or(0);
-        seg.tcp_seq = fetch::<u32>(ctx, l4 + 4).map_or(0, u32::from_be);
-        seg.tcp_payload = u32::from(payload).saturating_sub(doff + ext);
+        seg.tcp_flags = flags;
+        seg.tcp_seq = u32::from_be(sequence);
+        seg.tcp_payload = u32::from(u16::from_be(payload)).saturating_sub(doff + ext);
     }
 }
 
@@ -1002,7 +1018,7 @@ fn masquerade(k: &Ct6Key, src: &[u8; 16], seg: &Seg, s: &mut Scratch6) -> Result
     s.key.src_port = k.dst_port;
     s.key.dst_port = k.src_port;
     s.key.proto = k.proto;
-    unsafe { ptr::write_volatile(&mut s.key.pad, [0; 3]) };
+    zero_pad(&mut s.key.pad, &mut s.key.pad2);
     translate_to_reversed(&mut s.value, k);
     new_entry(&mut s.value, ct_kind::SNAT, ct_dir::REPLY, seg);
     let mut tries = 0;

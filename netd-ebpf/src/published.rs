@@ -5,6 +5,7 @@
 use netd_common::{IPPROTO_TCP, IPPROTO_UDP, PortMap6Key, PortMap6Value, PortMapKey, PortMapValue};
 
 use crate::{
+    ipv6,
     maps::{NETD_HOST_ADDRS, NETD_HOST_ADDRS6, NETD_PORTMAPS, NETD_PORTMAPS6},
     packet::{Packet, is_loopback},
 };
@@ -85,7 +86,7 @@ pub fn lookup6(
     if !loopback {
         NETD_HOST_ADDRS6.get_ptr(ip)?;
     }
-    key.host_ip = [0; 16];
+    ipv6::zero_addr(&mut key.host_ip);
     // SAFETY: as above.
     NETD_PORTMAPS6.get_ptr(&key).map(|v| unsafe { &*v })
 }

@@ -63,7 +63,6 @@ pub fn fib_lookup<C: PacketCtx>(ctx: &C, t: &CtKey) -> Option<Route> {
     params.l4_protocol = t.proto;
     params.sport = t.src_port;
     params.dport = t.dst_port;
-    params.__bindgen_anon_1.tot_len = 0;
     params.ifindex = ctx.ifindex();
     params.__bindgen_anon_3.ipv4_src = t.src_ip;
     params.__bindgen_anon_4.ipv4_dst = t.dst_ip;

@@ -3,6 +3,8 @@
 //! The original destination is kept in socket storage
 //! (`NETD_SOCK_ORIGIN`).
 
+use core::ptr;
+
 use aya_ebpf::{helpers::generated::bpf_get_netns_cookie, programs::SockAddrContext};
 use netd_common::{SockOrigin, SockOrigin6};
 
@@ -57,7 +59,9 @@ pub fn redirect_to_container(ctx: &SockAddrContext) {
     unsafe {
         let slot = NETD_SOCK_ORIGIN.get_or_insert_ptr_mut(ctx, Some(&mut origin));
         if !slot.is_null() {
-            *slot = origin;
+            // Copied, not assigned: LLVM made the assignment a call to a
+            // byte-at-a-time memmove (it cannot tell the two apart).
+            ptr::copy_nonoverlapping(&origin, slot, 1);
         }
         (*sa).user_ip4 = target.container_ip;
         (*sa).user_port = u32::from(target.container_port);
@@ -141,7 +145,9 @@ pub fn redirect_to_container6(ctx: &SockAddrContext) {
     unsafe {
         let slot = NETD_SOCK_ORIGIN6.get_or_insert_ptr_mut(ctx, Some(&mut origin));
         if !slot.is_null() {
-            *slot = origin;
+            // Copied, not assigned: LLVM made the assignment a call to a
+            // byte-at-a-time memmove (it cannot tell the two apart).
+            ptr::copy_nonoverlapping(&origin, slot, 1);
         }
         (*sa).user_port = u32::from(nat_port);
     }
