@@ -158,6 +158,11 @@ impl HttpServer {
     /// Serves `/id.txt` (content `body`) on 0.0.0.0:`port` in `ns`; files
     /// and log live in `dir` (created).
     pub fn start(ns: &str, port: u16, dir: &Path, body: &str) -> HttpServer {
+        Self::start_on(ns, "0.0.0.0", port, dir, body)
+    }
+
+    /// `start`, listening on `bind` (`::`: both families).
+    pub fn start_on(ns: &str, bind: &str, port: u16, dir: &Path, body: &str) -> HttpServer {
         let root = dir.join("www");
         fs::create_dir_all(&root).expect("create www dir");
         fs::write(root.join("id.txt"), body).expect("write id.txt");
@@ -169,7 +174,7 @@ impl HttpServer {
             "http.server",
             &port_s,
             "--bind",
-            "0.0.0.0",
+            bind,
             "--directory",
             &root_s,
         ];

@@ -1037,24 +1037,7 @@ fn containerd_ctr_run_cni_attaches_masquerades_and_detaches_through_netd() {
 
     // ctr names the CNI container <namespace>-<id>.
     let cni_id = format!("default-{id}");
-    let mut info = Value::Null;
-    wait_until("ctr's container in netd", WAIT, || {
-        if let Some(status) = task.try_wait() {
-            panic!("ctr run exited ({status}): {}", task.log());
-        }
-        let list = tb.netd_json(&["container", "ls"]);
-        // Listed once the add is complete (before that, as "creating").
-        match list.as_array().and_then(|l| {
-            l.iter()
-                .find(|c| c["id"] == cni_id.as_str() && c["status"] == "running")
-        }) {
-            Some(c) => {
-                info = c.clone();
-                true
-            }
-            None => false,
-        }
-    });
+    let info = ctr_container(&tb, &mut task, &cni_id);
     wait_until("the task to run", WAIT, || ctrd.task_pid(&id) != 0);
     let pid = ctrd.task_pid(&id);
     assert_eq!(info["netns"], format!("/proc/{pid}/ns/net"));
@@ -1100,5 +1083,85 @@ fn containerd_ctr_run_cni_attaches_masquerades_and_detaches_through_netd() {
     });
     wait_until("the host veth to go", WAIT, || {
         tb.host_link(&veth).is_none()
+    });
+}
+
+/// ctr's container in netd once its add is complete (`container ls`
+/// lists it as "creating" before that).
+fn ctr_container(tb: &Testbed, task: &mut Bg, cni_id: &str) -> Value {
+    let mut info = Value::Null;
+    wait_until("ctr's container in netd", WAIT, || {
+        if let Some(status) = task.try_wait() {
+            panic!("ctr run exited ({status}): {}", task.log());
+        }
+        let list = tb.netd_json(&["container", "ls"]);
+        match list.as_array().and_then(|l| {
+            l.iter()
+                .find(|c| c["id"] == cni_id && c["status"] == "running")
+        }) {
+            Some(c) => {
+                info = c.clone();
+                true
+            }
+            None => false,
+        }
+    });
+    info
+}
+
+#[test]
+fn containerd_ctr_on_a_dual_stack_network_serves_and_masquerades_ipv6() {
+    let tb = Testbed::new();
+    tb.uplink6();
+    let net = network6(&tb, "cn6", "198.19.7.0/24", "fd00:97::/64");
+    let ctrd = netd_tests::cni::Containerd::start(&tb);
+    ctrd.conflist(
+        &net,
+        json!([{"type": "netd", "network": net, "socket": tb.socket()}]),
+    );
+    let id = tb.name("ctr6");
+    let mut task = ctrd.run_cni(&id, &["/bin/httpd", "-f", "-p", "80", "-h", "/www"]);
+    let info = ctr_container(&tb, &mut task, &format!("default-{id}"));
+    assert_eq!(info["ip"], "198.19.7.2");
+    assert_eq!(info["ip6"], "fd00:97::2");
+    wait_until("the task to run", WAIT, || ctrd.task_pid(&id) != 0);
+
+    // The host reaches its httpd over IPv6; it reaches ext over IPv6,
+    // MASQUERADE-d to the host's address.
+    let mut body = String::new();
+    wait_until("httpd in the ctr container over IPv6", WAIT, || {
+        let out = curl(&tb.host(), "http://[fd00:97::2]/index.html");
+        body = String::from_utf8_lossy(&out.stdout).into_owned();
+        out.status.success()
+    });
+    assert_eq!(body, INDEX);
+    let server = HttpServer::start_on(
+        &tb.ext(),
+        "::",
+        8000,
+        &tb.tmp().join("ext-www6"),
+        "ext-server6",
+    );
+    let exec = ctrd.ctr(&[
+        "task",
+        "exec",
+        "--exec-id",
+        "wget6",
+        &id,
+        "/bin/wget",
+        "-qO-",
+        &format!("http://[{EXT_IP6}]:8000/id.txt"),
+    ]);
+    assert!(exec.status.success(), "{exec:?}");
+    assert_eq!(String::from_utf8_lossy(&exec.stdout).trim(), "ext-server6");
+    server.wait_client(HOST_IP6);
+    assert_no_firewall_rules(&tb);
+    let killed = ctrd.ctr(&["task", "kill", "-s", "SIGKILL", &id]);
+    assert!(killed.status.success(), "{killed:?}");
+    task.wait(WAIT);
+    wait_until("netd to drop ctr's container", WAIT, || {
+        tb.netd_json(&["container", "ls"])
+            .as_array()
+            .is_some_and(|l| l.is_empty())
     });
 }
