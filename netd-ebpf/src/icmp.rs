@@ -9,9 +9,11 @@
 //! was sent by R's source itself (else, e.g. from a router on the path,
 //! it keeps its source); and I becomes T reversed.
 
+use core::{mem::MaybeUninit, ptr};
+
 use aya_ebpf::{
     bindings::{BPF_F_RECOMPUTE_CSUM, TC_ACT_SHOT},
-    helpers::generated::{bpf_redirect, bpf_skb_change_tail},
+    helpers::generated::{bpf_redirect, bpf_skb_change_tail, bpf_skb_store_bytes},
     programs::TcContext,
 };
 use netd_common::{CtKey, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP};
@@ -159,6 +161,14 @@ const ICMP_TIME_EXCEEDED_CODE_TTL: u8 = 0;
 const QUOTE: usize = 28;
 /// Ethernet + IP + ICMP + quote.
 const ANSWER_LEN: usize = ETH_HLEN + 20 + ICMP_HLEN + QUOTE;
+/// The answer's room, in whole 8-byte words.
+const ANSWER_ROOM: usize = ANSWER_LEN.div_ceil(8) * 8;
+
+/// The answer's room on the stack, 8-byte aligned so that it is zeroed
+/// word by word: a zeroed byte array became a call to a byte-at-a-time
+/// `memset`.
+#[repr(C, align(8))]
+struct AnswerRoom([u8; ANSWER_ROOM]);
 
 /// Turns the packet in `ctx` (arrived from outside with a TTL that runs out
 /// here) into the ICMP time exceeded answer from `host` (the address it was
@@ -176,7 +186,14 @@ pub fn time_exceeded(ctx: &mut TcContext, client: u32, host: u32) -> i32 {
     if resized != 0 {
         return TC_ACT_SHOT;
     }
-    let mut answer = [0u8; ANSWER_LEN];
+    let mut room = MaybeUninit::<AnswerRoom>::uninit();
+    let words = room.as_mut_ptr().cast::<u64>();
+    for i in 0..ANSWER_ROOM / 8 {
+        // SAFETY: within the room, 8-byte aligned.
+        unsafe { ptr::write_volatile(words.add(i), 0) };
+    }
+    // SAFETY: every byte was written just above.
+    let answer = unsafe { &mut room.assume_init_mut().0 };
     // Ethernet: back where it came from.
     answer[..6].copy_from_slice(&macs[6..12]);
     answer[6..12].copy_from_slice(&macs[..6]);
@@ -195,13 +212,20 @@ pub fn time_exceeded(ctx: &mut TcContext, client: u32, host: u32) -> i32 {
     let icmp = ip + 20;
     answer[icmp] = ICMP_TIME_EXCEEDED;
     answer[icmp + 1] = ICMP_TIME_EXCEEDED_CODE_TTL;
-    answer[icmp + ICMP_HLEN..].copy_from_slice(&quote);
-    let icmp_sum = checksum(&answer[icmp..]);
+    answer[icmp + ICMP_HLEN..ANSWER_LEN].copy_from_slice(&quote);
+    let icmp_sum = checksum(&answer[icmp..ANSWER_LEN]);
     answer[icmp + 2..icmp + 4].copy_from_slice(&icmp_sum.to_be_bytes());
-    if ctx
-        .store(0, &answer, u64::from(BPF_F_RECOMPUTE_CSUM))
-        .is_err()
-    {
+    // SAFETY: the skb the kernel handed us; `answer` holds the frame.
+    let stored = unsafe {
+        bpf_skb_store_bytes(
+            ctx.skb.skb.cast(),
+            0,
+            answer.as_ptr().cast(),
+            ANSWER_LEN as u32,
+            u64::from(BPF_F_RECOMPUTE_CSUM),
+        )
+    };
+    if stored != 0 {
         return TC_ACT_SHOT;
     }
     // SAFETY: the skb pointer the kernel handed us.
