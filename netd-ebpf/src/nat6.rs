@@ -193,7 +193,7 @@ fn tracked_from_container(
     let v = unsafe { &*v };
     if let Some(ep) = NETD_ENDPOINTS6.get_ptr(&v.nat_dst_ip) {
         if hop(ctx).is_err() {
-            return drop(StatIndex::DropTtl, ctx.len());
+            return HOP_LIMIT_EXPIRED;
         }
         if rewrite(ctx, k, v, seg).is_err() {
             return drop(StatIndex::DropMalformed, ctx.len());
@@ -254,7 +254,7 @@ fn new_from_container(
         return drop(StatIndex::DropPolicy, ctx.len());
     }
     // One that expires here makes no flow.
-    if fetch::<u8>(ctx, HOP_OFF).map_or(true, |hops| hops <= 1) {
+    if expires_here(ctx) {
         return HOP_LIMIT_EXPIRED;
     }
     // SAFETY: the helper filled in the IPv6 source (BPF_FIB_LOOKUP_SRC).
@@ -395,7 +395,7 @@ fn dnat(ctx: &mut TcContext, k: &Ct6Key, seg: &Seg) -> i32 {
     if !may_start(ctx, k, seg) {
         return drop(StatIndex::DropInvalid, ctx.len());
     }
-    if fetch::<u8>(ctx, HOP_OFF).map_or(true, |hops| hops <= 1) {
+    if expires_here(ctx) {
         return expired_from_outside(ctx);
     }
     let Some(s) = scratch() else {
@@ -670,6 +670,13 @@ fn routed_in(ctx: &mut TcContext, ep: &Endpoint6Value) -> i32 {
         return drop(StatIndex::DropTtl, ctx.len());
     }
     to_endpoint(ctx, ep)
+}
+
+/// Whether the packet's hop limit runs out here (or cannot be read): it
+/// may not be routed on.
+#[inline(always)]
+fn expires_here(ctx: &TcContext) -> bool {
+    fetch::<u8>(ctx, HOP_OFF).map_or(true, |hops| hops <= 1)
 }
 
 /// Takes one from the hop limit of a packet being routed; Err if it
