@@ -7,7 +7,10 @@ use std::{path::Path, time::Duration};
 
 use netd_tests::{
     Bg, HttpServer, Testbed,
-    cni::{Call, INDEX, Podman, REFERENCE_PLUGINS, conf, invoke, netd_cni, ns_name, runtime_netns},
+    cni::{
+        Call, Containerd, INDEX, Podman, REFERENCE_PLUGINS, conf, invoke, netd_cni, ns_name,
+        runtime_netns,
+    },
     curl, curl_ok, in_ns, in_ns_ok,
     topology::{EXT_IP6, HOST_IP6},
     wait_until,
@@ -1023,67 +1026,77 @@ fn podman_containers_on_two_netd_networks_are_isolated() {
 // ---------------------------------------------------------------------------
 // containerd 1.6 (Debian) with `ctr run --cni`.
 
-#[test]
-fn containerd_ctr_run_cni_attaches_masquerades_and_detaches_through_netd() {
-    let tb = Testbed::new();
-    let net = network(&tb, "cn", "198.19.1.0/24");
-    let ctrd = netd_tests::cni::Containerd::start(&tb);
-    ctrd.conflist(
-        &net,
-        json!([{"type": "netd", "network": net, "socket": tb.socket()}]),
-    );
-    let id = tb.name("ctr1");
-    let mut task = ctrd.run_cni(&id, &["/bin/httpd", "-f", "-p", "80", "-h", "/www"]);
+/// busybox httpd run by `ctr run --cni` on netd network `net`, once netd
+/// lists it (complete) and its task runs.
+struct CtrHttpd {
+    ctrd: Containerd,
+    task: Bg,
+    id: String,
+    /// The id ctr gives the CNI container: `<namespace>-<id>`.
+    cni_id: String,
+    /// Its `container ls` entry.
+    info: Value,
+}
 
-    // ctr names the CNI container <namespace>-<id>.
-    let cni_id = format!("default-{id}");
-    let info = ctr_container(&tb, &mut task, &cni_id);
-    wait_until("the task to run", WAIT, || ctrd.task_pid(&id) != 0);
-    let pid = ctrd.task_pid(&id);
-    assert_eq!(info["netns"], format!("/proc/{pid}/ns/net"));
-    assert_eq!(info["interfaces"][0]["name"], "eth0");
-    assert_eq!(info["status"], "running");
-    let ip = info["ip"].as_str().unwrap().to_owned();
-    assert_eq!(ip, "198.19.1.2");
-    let veth = info["host_veth"].as_str().unwrap().to_owned();
+impl CtrHttpd {
+    fn run(tb: &Testbed, net: &str, name: &str) -> Self {
+        let ctrd = Containerd::start(tb);
+        ctrd.conflist(
+            net,
+            json!([{"type": "netd", "network": net, "socket": tb.socket()}]),
+        );
+        let id = tb.name(name);
+        let mut task = ctrd.run_cni(&id, &["/bin/httpd", "-f", "-p", "80", "-h", "/www"]);
+        let cni_id = format!("default-{id}");
+        let info = ctr_container(tb, &mut task, &cni_id);
+        wait_until("the task to run", WAIT, || ctrd.task_pid(&id) != 0);
+        CtrHttpd {
+            ctrd,
+            task,
+            id,
+            cni_id,
+            info,
+        }
+    }
 
-    // The host reaches the container's httpd; the container reaches ext
-    // through MASQUERADE.
-    let mut body = String::new();
-    wait_until("httpd in the ctr container", WAIT, || {
-        let out = curl(&tb.host(), &format!("http://{ip}/index.html"));
-        body = String::from_utf8_lossy(&out.stdout).into_owned();
-        out.status.success()
-    });
-    assert_eq!(body, INDEX);
-    let server = HttpServer::start(&tb.ext(), 8000, &tb.tmp().join("ext-www"), "ext-server");
-    let exec = ctrd.ctr(&[
-        "task",
-        "exec",
-        "--exec-id",
-        "wget1",
-        &id,
-        "/bin/wget",
-        "-qO-",
-        "http://198.18.0.2:8000/id.txt",
-    ]);
-    assert!(exec.status.success(), "{exec:?}");
-    assert_eq!(String::from_utf8_lossy(&exec.stdout).trim(), "ext-server");
-    server.wait_client("198.18.0.1");
-    assert_no_firewall_rules(&tb);
+    /// Waits (bounded) until the host gets `url` from the httpd; its body.
+    fn served(&self, tb: &Testbed, url: &str) -> String {
+        let mut body = String::new();
+        wait_until("httpd in the ctr container", WAIT, || {
+            let out = curl(&tb.host(), url);
+            body = String::from_utf8_lossy(&out.stdout).into_owned();
+            out.status.success()
+        });
+        body
+    }
 
-    // The task ends: ctr's DEL removes the container from netd.
-    let killed = ctrd.ctr(&["task", "kill", "-s", "SIGKILL", &id]);
-    assert!(killed.status.success(), "{killed:?}");
-    task.wait(WAIT);
-    wait_until("netd to drop ctr's container", WAIT, || {
-        !tb.netd_json(&["container", "ls"])
-            .as_array()
-            .is_some_and(|l| l.iter().any(|c| c["id"] == cni_id.as_str()))
-    });
-    wait_until("the host veth to go", WAIT, || {
-        tb.host_link(&veth).is_none()
-    });
+    /// `wget -qO- url` inside the task (exec `exec_id`): what it printed.
+    fn wget(&self, exec_id: &str, url: &str) -> String {
+        let exec = self.ctrd.ctr(&[
+            "task",
+            "exec",
+            "--exec-id",
+            exec_id,
+            &self.id,
+            "/bin/wget",
+            "-qO-",
+            url,
+        ]);
+        assert!(exec.status.success(), "{exec:?}");
+        String::from_utf8_lossy(&exec.stdout).trim().to_owned()
+    }
+
+    /// Kills the task: ctr's DEL must remove the container from netd.
+    fn kill(mut self, tb: &Testbed) {
+        let killed = self.ctrd.ctr(&["task", "kill", "-s", "SIGKILL", &self.id]);
+        assert!(killed.status.success(), "{killed:?}");
+        self.task.wait(WAIT);
+        wait_until("netd to drop ctr's container", WAIT, || {
+            !tb.netd_json(&["container", "ls"])
+                .as_array()
+                .is_some_and(|l| l.iter().any(|c| c["id"] == self.cni_id.as_str()))
+        });
+    }
 }
 
 /// ctr's container in netd once its add is complete (`container ls`
@@ -1110,31 +1123,49 @@ fn ctr_container(tb: &Testbed, task: &mut Bg, cni_id: &str) -> Value {
 }
 
 #[test]
+fn containerd_ctr_run_cni_attaches_masquerades_and_detaches_through_netd() {
+    let tb = Testbed::new();
+    let net = network(&tb, "cn", "198.19.1.0/24");
+    let ctr = CtrHttpd::run(&tb, &net, "ctr1");
+    let info = &ctr.info;
+    let pid = ctr.ctrd.task_pid(&ctr.id);
+    assert_eq!(info["netns"], format!("/proc/{pid}/ns/net"));
+    assert_eq!(info["interfaces"][0]["name"], "eth0");
+    assert_eq!(info["status"], "running");
+    let ip = info["ip"].as_str().unwrap().to_owned();
+    assert_eq!(ip, "198.19.1.2");
+    let veth = info["host_veth"].as_str().unwrap().to_owned();
+
+    // The host reaches the container's httpd; the container reaches ext
+    // through MASQUERADE.
+    assert_eq!(ctr.served(&tb, &format!("http://{ip}/index.html")), INDEX);
+    let server = HttpServer::start(&tb.ext(), 8000, &tb.tmp().join("ext-www"), "ext-server");
+    assert_eq!(
+        ctr.wget("wget1", "http://198.18.0.2:8000/id.txt"),
+        "ext-server"
+    );
+    server.wait_client("198.18.0.1");
+    assert_no_firewall_rules(&tb);
+
+    // The task ends: ctr's DEL removes the container from netd.
+    ctr.kill(&tb);
+    wait_until("the host veth to go", WAIT, || {
+        tb.host_link(&veth).is_none()
+    });
+}
+
+#[test]
 fn containerd_ctr_on_a_dual_stack_network_serves_and_masquerades_ipv6() {
     let tb = Testbed::new();
     tb.uplink6();
     let net = network6(&tb, "cn6", "198.19.7.0/24", "fd00:97::/64");
-    let ctrd = netd_tests::cni::Containerd::start(&tb);
-    ctrd.conflist(
-        &net,
-        json!([{"type": "netd", "network": net, "socket": tb.socket()}]),
-    );
-    let id = tb.name("ctr6");
-    let mut task = ctrd.run_cni(&id, &["/bin/httpd", "-f", "-p", "80", "-h", "/www"]);
-    let info = ctr_container(&tb, &mut task, &format!("default-{id}"));
-    assert_eq!(info["ip"], "198.19.7.2");
-    assert_eq!(info["ip6"], "fd00:97::2");
-    wait_until("the task to run", WAIT, || ctrd.task_pid(&id) != 0);
+    let ctr = CtrHttpd::run(&tb, &net, "ctr6");
+    assert_eq!(ctr.info["ip"], "198.19.7.2");
+    assert_eq!(ctr.info["ip6"], "fd00:97::2");
 
     // The host reaches its httpd over IPv6; it reaches ext over IPv6,
     // MASQUERADE-d to the host's address.
-    let mut body = String::new();
-    wait_until("httpd in the ctr container over IPv6", WAIT, || {
-        let out = curl(&tb.host(), "http://[fd00:97::2]/index.html");
-        body = String::from_utf8_lossy(&out.stdout).into_owned();
-        out.status.success()
-    });
-    assert_eq!(body, INDEX);
+    assert_eq!(ctr.served(&tb, "http://[fd00:97::2]/index.html"), INDEX);
     let server = HttpServer::start_on(
         &tb.ext(),
         "::",
@@ -1142,26 +1173,10 @@ fn containerd_ctr_on_a_dual_stack_network_serves_and_masquerades_ipv6() {
         &tb.tmp().join("ext-www6"),
         "ext-server6",
     );
-    let exec = ctrd.ctr(&[
-        "task",
-        "exec",
-        "--exec-id",
-        "wget6",
-        &id,
-        "/bin/wget",
-        "-qO-",
-        &format!("http://[{EXT_IP6}]:8000/id.txt"),
-    ]);
-    assert!(exec.status.success(), "{exec:?}");
-    assert_eq!(String::from_utf8_lossy(&exec.stdout).trim(), "ext-server6");
+    let url = format!("http://[{EXT_IP6}]:8000/id.txt");
+    assert_eq!(ctr.wget("wget6", &url), "ext-server6");
     server.wait_client(HOST_IP6);
     assert_no_firewall_rules(&tb);
-    let killed = ctrd.ctr(&["task", "kill", "-s", "SIGKILL", &id]);
-    assert!(killed.status.success(), "{killed:?}");
-    task.wait(WAIT);
-    wait_until("netd to drop ctr's container", WAIT, || {
-        tb.netd_json(&["container", "ls"])
-            .as_array()
-            .is_some_and(|l| l.is_empty())
-    });
+    ctr.kill(&tb);
+    assert!(tb.ls().is_empty());
 }
